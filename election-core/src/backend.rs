@@ -1,0 +1,335 @@
+//! The backend contract: the few primitives an ordered-queue election needs from a coordination
+//! service (ZooKeeper, etcd, the in-memory one), and the rules each implementation must keep.
+//!
+//! Nothing here knows about leaders: who leads, when to step down and what to do after a lost
+//! reply are decided once, in [`crate::machine`]. A backend only stores and orders entries.
+//!
+//! # Mapping onto ZooKeeper and etcd v3
+//!
+//! | here | ZooKeeper | etcd v3 |
+//! |---|---|---|
+//! | session | client session (`sessionId`) | lease, kept alive |
+//! | entry | ephemeral sequential znode | key attached to the lease |
+//! | `sequence` | the 10-digit suffix | the key's create revision |
+//! | [`FencingToken`] | the znode's `czxid` | the key's create revision |
+//! | [`Marker`] | in the znode name (protected create) | in the key |
+//! | `watch_gone` | `exists` watch | watch on the key, from its revision |
+//! | `list_and_watch` | `getChildren` watch | range, then watch on the prefix |
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::BackendError;
+use crate::path::ElectionPath;
+
+/// A coordination service that can open sessions. Object safe: pick one at run time as
+/// `Arc<dyn CoordinationBackend>`.
+///
+/// ### To ensure correctness, an implementation must
+/// - open a *new* session on every call: never hand back one that has expired or closed;
+/// - fail with a bounded, typed [`BackendError`] when the service cannot be reached, rather than
+///   wait for ever;
+/// - accept the timeout it was given or report the one it negotiated through
+///   [`BackendSession::timeout`] (the election's step-down deadline is computed from that).
+#[async_trait]
+pub trait CoordinationBackend: Send + Sync + 'static {
+    /// Opens a session that the service ends when it hears nothing from this client for
+    /// `timeout`.
+    async fn open_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<Arc<dyn BackendSession>, BackendError>;
+}
+
+/// One live session on a coordination service, and the operations made on it.
+///
+/// Every entry created through a session is ephemeral: it lives exactly as long as the session.
+///
+/// ### To ensure correctness, an implementation must
+/// - **never let the service end the session before `timeout()` has passed since the last
+///   contact it reports** in [`SessionState::Disconnected`]: `last_contact` is the instant this
+///   client last had a reply from the service (a lower bound on when the service last heard from
+///   it). The election steps a leader down before `last_contact + timeout()`; a `last_contact`
+///   later than the truth breaks that.
+/// - report [`SessionState::Disconnected`] within a fraction of the timeout (ZooKeeper's client
+///   does so after about 0.4x) once replies stop coming;
+/// - report [`SessionState::Expired`] or [`SessionState::Closed`] only when the session can never
+///   be used again, and never go back to `Connected` after them;
+/// - deliver the notifications of one session in the order the service applied the changes
+///   behind them (ZooKeeper guarantees this; an in-memory fault may delay them, never reorder
+///   them within a session);
+/// - classify every failure with [`ErrorKind`](crate::ErrorKind), and use
+///   [`ErrorKind::OutcomeUnknown`](crate::ErrorKind::OutcomeUnknown) whenever a write may have
+///   been applied although no reply came (connection loss, a request timeout);
+/// - bound every call: a request made while disconnected fails or completes within the session
+///   timeout, it does not hang for ever.
+#[async_trait]
+pub trait BackendSession: Send + Sync + 'static {
+    /// The service's id for this session; unique among the service's sessions, never reused.
+    fn id(&self) -> SessionId;
+
+    /// The session timeout the service granted (it may differ from the one asked for).
+    fn timeout(&self) -> Duration;
+
+    /// The session's state as this client sees it. The first value is the state now.
+    fn state(&self) -> watch::Receiver<SessionState>;
+
+    /// Creates an ephemeral entry owned by this session in directory `dir`, ordered after every
+    /// entry in `dir` that exists, creating `dir` and its missing parents (as ordinary, persistent
+    /// nodes) first.
+    ///
+    /// The entry's name must carry `marker` and this session's id, so that
+    /// [`list`](Self::list) reports both: after an [`OutcomeUnknown`](crate::ErrorKind) the
+    /// election finds the entry again by its marker instead of creating a second one.
+    /// `data` is stored as given and returned by [`read`](Self::read).
+    async fn create(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError>;
+
+    /// Lists the election entries in `dir`, ordered by `sequence`, with the names of children that
+    /// are not election entries (foreign nodes) apart. A missing `dir` is an empty listing.
+    ///
+    /// One request to the service, whatever the number of entries.
+    async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError>;
+
+    /// Like [`list`](Self::list), and arms a one-shot notification that fires on the next change
+    /// of the set of entries in `dir` (an entry added or removed, `dir` created or deleted).
+    /// Used by observers, never by candidates (it wakes on every change).
+    async fn list_and_watch(
+        &self,
+        dir: &ElectionPath,
+    ) -> Result<(Listing, Notification), BackendError>;
+
+    /// Arms a one-shot notification that fires when the entry `name` in `dir` is deleted (or its
+    /// session ends). Data changes do not fire it. When the entry does not exist at the time the
+    /// watch is set, returns [`Watch::Gone`] at once: the caller never waits on an entry that
+    /// vanished between its listing and its watch.
+    ///
+    /// The notification resolves `Ok(())` when the entry is gone, and
+    /// `Err(`[`SessionGone`](crate::ErrorKind::SessionGone)`)` when this session ends first. It
+    /// survives a reconnect within the session (a deletion made meanwhile is reported then).
+    async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError>;
+
+    /// Reads the entry `name` in `dir`; `None` when it does not exist.
+    async fn read(&self, dir: &ElectionPath, name: &str)
+        -> Result<Option<EntryInfo>, BackendError>;
+
+    /// Deletes the entry `name` in `dir`. Fails with [`NotFound`](crate::ErrorKind::NotFound)
+    /// when it does not exist.
+    async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError>;
+
+    /// Closes the session: the service deletes its entries now, and the state becomes
+    /// [`SessionState::Closed`]. Idempotent; best effort when the service is unreachable (the
+    /// session then expires by itself).
+    async fn close(&self);
+}
+
+/// A one-shot notification armed by [`BackendSession::watch_gone`] or
+/// [`BackendSession::list_and_watch`]. Dropping it disarms it on this side.
+pub type Notification = Pin<Box<dyn Future<Output = Result<(), BackendError>> + Send + 'static>>;
+
+/// The result of arming a [`BackendSession::watch_gone`].
+pub enum Watch {
+    /// The entry did not exist when the watch was set.
+    Gone,
+    /// The entry existed; the notification fires when it is gone.
+    Armed(Notification),
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Gone => "Gone",
+            Self::Armed(_) => "Armed(..)",
+        })
+    }
+}
+
+/// A backend session id. Shown in hex, as ZooKeeper shows it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({:#x})", self.0)
+    }
+}
+
+/// A session's state as its client sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// Replies are coming.
+    Connected,
+    /// No reply for a while; the session may still be alive on the service, which ends it no
+    /// earlier than `last_contact + timeout`.
+    Disconnected {
+        /// When this client last had a reply from the service.
+        last_contact: Instant,
+    },
+    /// The service ended the session: its entries are gone.
+    Expired,
+    /// The session was closed by this client (or failed for good, such as on an authentication
+    /// failure): its entries are gone or going.
+    Closed,
+}
+
+impl SessionState {
+    /// `true` for [`Expired`](Self::Expired) and [`Closed`](Self::Closed): the session is over.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Self::Expired | Self::Closed)
+    }
+}
+
+/// A unique per-attempt marker put into an entry's name, so that an entry whose create reply was
+/// lost can be found again (Curator's "protected" create). 16 lowercase hex digits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Marker(String);
+
+impl Marker {
+    /// Length of a marker in characters.
+    pub const LEN: usize = 16;
+
+    /// A marker from 64 bits.
+    pub fn from_bits(bits: u64) -> Self {
+        Self(format!("{bits:016x}"))
+    }
+
+    /// Parses a marker as found in an entry name; `None` unless it is 16 lowercase hex digits.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == Self::LEN && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_owned()))
+    }
+
+    /// The marker as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Marker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Marker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Marker({})", self.0)
+    }
+}
+
+/// The term token (fencing token) of a leadership term: strictly increases with each new term of
+/// an election path, across sessions, restarts and re-creation of the path. Downstream systems
+/// reject writes that carry a token older than one they have seen.
+///
+/// On ZooKeeper it is the `czxid` of the leader's entry; on etcd its create revision.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FencingToken(pub u64);
+
+impl FencingToken {
+    /// The token as a number, for sending downstream.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl fmt::Debug for FencingToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FencingToken({})", self.0)
+    }
+}
+
+/// One election entry as a listing reports it: enough to order the queue and verify ownership,
+/// without reading any entry's data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedEntry {
+    /// The backend's name for the entry, used to address it in later calls.
+    pub name: String,
+    /// Its place in the directory's order (ZooKeeper's sequence suffix).
+    pub sequence: u64,
+    /// The session that owns it.
+    pub owner: SessionId,
+    /// The marker it was created with.
+    pub marker: Marker,
+}
+
+/// The entries of an election directory, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Election entries, ascending by `sequence`.
+    pub entries: Vec<ListedEntry>,
+    /// Names of children that are not election entries: ignored, never counted as candidates.
+    pub foreign: Vec<String>,
+}
+
+/// A whole entry, as [`BackendSession::create`] and [`BackendSession::read`] return it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The backend's name for the entry.
+    pub name: String,
+    /// Its place in the directory's order.
+    pub sequence: u64,
+    /// The session that owns it.
+    pub owner: SessionId,
+    /// The marker it was created with.
+    pub marker: Marker,
+    /// The token of the term this entry leads, if it ever leads.
+    pub token: FencingToken,
+    /// The data stored with it.
+    pub data: Vec<u8>,
+}
+
+impl EntryInfo {
+    /// The listing view of this entry.
+    pub fn listed(&self) -> ListedEntry {
+        ListedEntry {
+            name: self.name.clone(),
+            sequence: self.sequence,
+            owner: self.owner,
+            marker: self.marker.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_round_trips_and_rejects_other_text() {
+        let m = Marker::from_bits(0xdead_beef);
+        assert_eq!(m.as_str(), "00000000deadbeef");
+        assert_eq!(Marker::parse(m.as_str()), Some(m));
+        assert_eq!(Marker::parse("00000000DEADBEEF"), None);
+        assert_eq!(Marker::parse("abc"), None);
+    }
+
+    #[test]
+    fn session_id_shows_hex() {
+        assert_eq!(SessionId(255).to_string(), "0xff");
+    }
+
+    fn _object_safe(_: &dyn CoordinationBackend, _: &dyn BackendSession) {}
+}

@@ -1,0 +1,29 @@
+//! Candidate configuration: every setting validated, with a typed error, before any side effect.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// Longest candidate id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+/// Largest payload, in bytes. ZooKeeper rejects a znode over about 1 MiB (`jute.maxbuffer`); we
+/// keep well clear of it, leaving room for the record header and the request framing.
+pub const MAX_PAYLOAD_LEN: usize = 512 * 1024;
+/// Longest session timeout accepted (ZooKeeper's servers cap theirs far lower by default).
+pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
+
+pub(crate) fn validate_id(id: &str) -> Result<(), ConfigError> {
+    if id.is_empty() {
+        return Err(ConfigError::EmptyId);
+    }
+    if id.len() > MAX_ID_LEN {
+        return Err(ConfigError::IdTooLong {
+            len: id.len(),
+            max: MAX_ID_LEN,
+        });
+    }
+    if id.chars().any(char::is_control) {
+        return Err(ConfigError::IdHasControl(id.to_owned()));
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! Errors: the backend error classification the state machine decides on, configuration errors
+//! raised at the boundary, and the errors of the public handle's calls.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+/// What a backend failure means for the election, whatever the backend.
+///
+/// The state machine decides between retrying, looking an entry up, and rejoining from this
+/// alone, so a backend must map every failure of its client onto one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The request may or may not have been applied (connection lost, request timed out). A
+    /// create that fails this way must be looked up by its marker before anything else.
+    OutcomeUnknown,
+    /// The session has expired or was closed: nothing more can be done on it, and every
+    /// ephemeral entry it owned is gone or will be.
+    SessionGone,
+    /// The entry or path does not exist.
+    NotFound,
+    /// The entry or path already exists.
+    AlreadyExists,
+    /// The backend refused for lack of permission (ZooKeeper `NoAuth`).
+    NotPermitted,
+    /// The request was malformed for this backend (too large, bad name). Not retried.
+    Invalid,
+    /// Anything else; retried with back-off.
+    Other,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::OutcomeUnknown => "outcome unknown",
+            Self::SessionGone => "session gone",
+            Self::NotFound => "not found",
+            Self::AlreadyExists => "already exists",
+            Self::NotPermitted => "not permitted",
+            Self::Invalid => "invalid request",
+            Self::Other => "backend error",
+        })
+    }
+}
+
+/// A failed backend call: its [`ErrorKind`] and, when there is one, the client's own error.
+#[derive(Debug)]
+pub struct BackendError {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Box<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl BackendError {
+    /// A new error of `kind` with a human-readable message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A new error of `kind` wrapping the client's error.
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The classification the state machine acts on.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl StdError for BackendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// A configuration value rejected before any side effect.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The election path breaks a rule of [`ElectionPath`](crate::ElectionPath).
+    #[error("invalid election path {path:?}: {reason}")]
+    InvalidPath {
+        /// The path as given.
+        path: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// The candidate id is empty.
+    #[error("candidate id must not be empty")]
+    EmptyId,
+    /// The candidate id is longer than [`MAX_ID_LEN`](crate::MAX_ID_LEN).
+    #[error("candidate id is {len} bytes, more than the limit of {max}")]
+    IdTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The candidate id has a control character.
+    #[error("candidate id {0:?} has a control character")]
+    IdHasControl(String),
+    /// The payload is larger than [`MAX_PAYLOAD_LEN`](crate::MAX_PAYLOAD_LEN).
+    #[error("payload is {len} bytes, more than the limit of {max}")]
+    PayloadTooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A duration that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroDuration(&'static str),
+    /// The step-down fraction is not strictly between 0 and 1.
+    #[error("step-down fraction {0} must be strictly between 0 and 1")]
+    StepDownFraction(f64),
+    /// The leader-work grace does not fit inside the step-down budget.
+    #[error(
+        "leader-work grace {grace:?} must be shorter than the step-down budget {budget:?} \
+         (step_down_fraction x session_timeout)"
+    )]
+    GraceTooLong {
+        /// The grace asked for.
+        grace: Duration,
+        /// `step_down_fraction x session_timeout`.
+        budget: Duration,
+    },
+    /// A duration is too large to be represented or accepted.
+    #[error("{what} of {value:?} is more than the limit of {max:?}")]
+    DurationTooLong {
+        /// Which setting.
+        what: &'static str,
+        /// The value asked for.
+        value: Duration,
+        /// The limit.
+        max: Duration,
+    },
+    /// A backend-specific setting is malformed (a connect string, say).
+    #[error("{what}: {reason}")]
+    Backend {
+        /// Which setting.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Why a call on a [`Candidate`](crate::Candidate) or [`Client`](crate::Client) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ElectionError {
+    /// The configuration was rejected before any side effect.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The backend failed in a way that cannot be retried (no permission, a malformed request,
+    /// an unreachable service at connect time).
+    #[error("backend: {0}")]
+    Backend(#[from] BackendError),
+    /// The candidate has stopped (it was stopped, or its session ended and re-candidacy is off).
+    #[error("the candidate has stopped")]
+    Stopped,
+    /// A wait ran out of time.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// A second candidate was asked for on the same session and path under the same id.
+    #[error("candidate {id:?} already runs in election {path}")]
+    Duplicate {
+        /// The election path.
+        path: String,
+        /// The candidate id.
+        id: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_error_keeps_kind_and_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe");
+        let e = BackendError::with_source(ErrorKind::OutcomeUnknown, "create", io);
+        assert_eq!(e.kind(), ErrorKind::OutcomeUnknown);
+        assert_eq!(e.to_string(), "outcome unknown: create");
+        assert_eq!(e.source().unwrap().to_string(), "pipe");
+    }
+}

@@ -1,0 +1,109 @@
+//! The candidate record stored as an entry's data: the candidate id and its payload, in a small
+//! versioned format that tools in any language can read to learn who leads.
+//!
+//! # Format, version 1
+//! ```text
+//! byte 0      : 0x01 (format version)
+//! bytes 1..3  : id length N, big-endian u16
+//! bytes 3..3+N: candidate id, UTF-8
+//! the rest    : payload, opaque bytes
+//! ```
+//! A reader must reject a version it does not know rather than guess.
+
+use crate::config::{MAX_ID_LEN, MAX_PAYLOAD_LEN};
+
+const VERSION: u8 = 1;
+
+/// A candidate's id and payload, as stored in its entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CandidateRecord {
+    /// The candidate id.
+    pub id: String,
+    /// The payload (say, the address where the leader serves).
+    pub payload: Vec<u8>,
+}
+
+/// Why entry data could not be read as a [`CandidateRecord`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecordError {
+    /// Shorter than its header says.
+    #[error("record truncated")]
+    Truncated,
+    /// A format version this library does not know.
+    #[error("unknown record version {0}")]
+    UnknownVersion(u8),
+    /// The id is not UTF-8, or breaks the id rules.
+    #[error("record id is not a valid candidate id")]
+    BadId,
+}
+
+impl CandidateRecord {
+    /// Encodes the record. The id and payload are assumed valid (the config checked them).
+    pub fn encode(&self) -> Vec<u8> {
+        let id = self.id.as_bytes();
+        debug_assert!(id.len() <= MAX_ID_LEN && self.payload.len() <= MAX_PAYLOAD_LEN);
+        let mut out = Vec::with_capacity(3 + id.len() + self.payload.len());
+        out.push(VERSION);
+        out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        out.extend_from_slice(id);
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// Decodes entry data.
+    pub fn decode(data: &[u8]) -> Result<Self, RecordError> {
+        let (&version, rest) = data.split_first().ok_or(RecordError::Truncated)?;
+        if version != VERSION {
+            return Err(RecordError::UnknownVersion(version));
+        }
+        if rest.len() < 2 {
+            return Err(RecordError::Truncated);
+        }
+        let len = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        let rest = &rest[2..];
+        if rest.len() < len {
+            return Err(RecordError::Truncated);
+        }
+        let id = std::str::from_utf8(&rest[..len]).map_err(|_| RecordError::BadId)?;
+        if crate::config::validate_id(id).is_err() {
+            return Err(RecordError::BadId);
+        }
+        Ok(Self {
+            id: id.to_owned(),
+            payload: rest[len..].to_vec(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn layout_is_as_documented() {
+        let r = CandidateRecord {
+            id: "ab".into(),
+            payload: vec![9],
+        };
+        assert_eq!(r.encode(), [1, 0, 2, b'a', b'b', 9]);
+    }
+
+    #[test]
+    fn rejects_bad_data() {
+        assert_eq!(CandidateRecord::decode(&[]), Err(RecordError::Truncated));
+        assert_eq!(CandidateRecord::decode(&[2, 0, 0]), Err(RecordError::UnknownVersion(2)));
+        assert_eq!(CandidateRecord::decode(&[1, 0, 5, b'a']), Err(RecordError::Truncated));
+        assert_eq!(CandidateRecord::decode(&[1, 0, 0]), Err(RecordError::BadId));
+        assert_eq!(CandidateRecord::decode(&[1, 0, 1, 0xff]), Err(RecordError::BadId));
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(id in "[a-z0-9-]{1,64}", payload in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let r = CandidateRecord { id, payload };
+            prop_assert_eq!(CandidateRecord::decode(&r.encode()), Ok(r));
+        }
+    }
+}
