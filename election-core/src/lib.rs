@@ -1,18 +1,66 @@
-//! Leader election over a coordination service.
+//! Leader election over a coordination service (ZooKeeper, or the in-memory backend for tests),
+//! with the safety rules the classic recipes get wrong built in: a leader out of contact steps
+//! down before its session can expire, a create that loses its reply leaves no orphan, an
+//! expired candidate rejoins, and every term has a fencing token.
+//!
+//! Where things are:
+//! - [`backend`]: the [`CoordinationBackend`] contract a backend implements;
+//! - `machine`: the one I/O-free election state machine (all behaviour lives there);
+//! - `driver`: the tokio task that runs it against a backend;
+//! - [`Candidate`], [`CandidateBuilder`], [`Client`], [`Observer`]: the public API;
+//! - [`ElectionState`], [`Event`], [`Term`]: what a user sees;
+//! - `testing` (feature `testing`): the conformance suite every backend runs.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use election_core::{Candidate, CoordinationBackend};
+//! use election_mem::MemCluster;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), election_core::ElectionError> {
+//! let cluster = MemCluster::new();
+//! let a = Candidate::builder("/svc/leader", "a").join(cluster.backend()).await?;
+//! let b = Candidate::builder("/svc/leader", "b").join(cluster.backend()).await?;
+//! let token = a.wait_for_leadership(Duration::from_secs(1)).await?;
+//! a.resign().await?; // b leads next, with a larger token; a rejoins behind b
+//! let next = b.wait_for_leadership(Duration::from_secs(1)).await?;
+//! assert!(next > token);
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod backend;
+mod candidate;
+mod client;
 mod config;
+mod driver;
 mod error;
+mod machine;
+mod observer;
 mod path;
 pub mod record;
+mod state;
+mod term;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use backend::{
     BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedEntry, Listing, Marker,
     Notification, SessionId, SessionState, Watch,
 };
-pub use config::{MAX_ID_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT};
+pub use candidate::Candidate;
+pub use client::{Client, ClientBuilder};
+pub use config::{
+    CandidateBuilder, CandidateConfig, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,
+    MAX_ID_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
+};
 pub use error::{BackendError, ConfigError, ElectionError, ErrorKind};
+pub use observer::Observer;
 pub use path::{ElectionPath, MAX_PATH_LEN};
 pub use record::CandidateRecord;
+pub use state::{
+    Contact, ElectionState, Event, LeaderInfo, Notice, Participant, Reason, StopReason, Transition,
+};
+pub use term::Term;

@@ -1,0 +1,229 @@
+//! The candidate handle: what a user holds while running in an election.
+
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::backend::FencingToken;
+use crate::client::{is_final, Client};
+use crate::config::CandidateBuilder;
+use crate::driver::Command;
+use crate::error::ElectionError;
+use crate::path::ElectionPath;
+use crate::state::{ElectionState, Event, LeaderInfo, Participant};
+
+/// A running candidate.
+///
+/// Dropping the handle withdraws the candidate in the background, as [`stop`](Self::stop)
+/// does; `stop` also waits until that is done.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use election_core::{Candidate, CoordinationBackend};
+/// use election_mem::MemCluster;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), election_core::ElectionError> {
+/// let cluster = MemCluster::new();
+/// let backend: Arc<dyn CoordinationBackend> = cluster.backend();
+/// let candidate = Candidate::builder("/services/maxwell/leader", "maxwell-1")
+///     .payload(b"10.0.0.7:8080".to_vec())
+///     .on_leader(|term| async move {
+///         // Act as leader, sending term.token() with every write, until the term ends.
+///         term.cancelled().await;
+///     })
+///     .join(backend)
+///     .await?;
+/// let token = candidate.wait_for_leadership(Duration::from_secs(5)).await?;
+/// assert!(candidate.is_leader());
+/// println!("leading with token {token}");
+/// candidate.stop().await;
+/// # Ok(()) }
+/// ```
+pub struct Candidate {
+    path: ElectionPath,
+    id: String,
+    client: Client,
+    state: watch::Receiver<ElectionState>,
+    events: broadcast::Sender<Event>,
+    commands: mpsc::UnboundedSender<Command>,
+    done: watch::Receiver<()>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Candidate {
+    /// Starts building a candidate with `id` for the election at `path`.
+    pub fn builder(path: impl Into<String>, id: impl Into<String>) -> CandidateBuilder {
+        CandidateBuilder::new(path, id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        path: ElectionPath,
+        id: String,
+        client: Client,
+        state: watch::Receiver<ElectionState>,
+        events: broadcast::Sender<Event>,
+        commands: mpsc::UnboundedSender<Command>,
+        done: watch::Receiver<()>,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self {
+            path,
+            id,
+            client,
+            state,
+            events,
+            commands,
+            done,
+            task: Some(task),
+        }
+    }
+
+    /// The election path.
+    pub fn path(&self) -> &ElectionPath {
+        &self.path
+    }
+
+    /// The candidate id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The client (session) this candidate runs on.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The state as a watch channel: follower with position and known leader, leader with its
+    /// token, suspended, stopped.
+    pub fn state(&self) -> watch::Receiver<ElectionState> {
+        self.state.clone()
+    }
+
+    /// The state now.
+    pub fn current(&self) -> ElectionState {
+        self.state.borrow().clone()
+    }
+
+    /// A stream of transitions (with reasons) and notices, from now on. A receiver that falls
+    /// more than 1024 events behind loses the oldest (and is told so by `Lagged`).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// `true` while this candidate leads.
+    pub fn is_leader(&self) -> bool {
+        self.state.borrow().is_leader()
+    }
+
+    /// The term token while leading.
+    pub fn token(&self) -> Option<FencingToken> {
+        self.state.borrow().token()
+    }
+
+    /// Waits until this candidate leads, and returns its term token.
+    ///
+    /// Fails with [`ElectionError::Timeout`] after `timeout`, and with
+    /// [`ElectionError::Stopped`] if the candidate stops first.
+    pub async fn wait_for_leadership(
+        &self,
+        timeout: Duration,
+    ) -> Result<FencingToken, ElectionError> {
+        let mut state = self.state.clone();
+        let wait = async {
+            loop {
+                {
+                    let now = state.borrow_and_update();
+                    if let Some(token) = now.token() {
+                        return Ok(token);
+                    }
+                    if is_final(&now) {
+                        return Err(ElectionError::Stopped);
+                    }
+                }
+                if state.changed().await.is_err() {
+                    return Err(ElectionError::Stopped);
+                }
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .unwrap_or(Err(ElectionError::Timeout(timeout)))
+    }
+
+    /// Who leads now, read fresh from the backend.
+    pub async fn current_leader(&self) -> Result<Option<LeaderInfo>, ElectionError> {
+        self.client.current_leader(&self.path).await
+    }
+
+    /// The participants in queue order, read fresh from the backend.
+    pub async fn participants(&self) -> Result<Vec<Participant>, ElectionError> {
+        self.client.participants(&self.path).await
+    }
+
+    /// Gives up leadership (its work is stopped and awaited first) and rejoins at the tail of the
+    /// queue. A follower also moves to the tail. Returns once the old entry is gone.
+    pub async fn resign(&self) -> Result<(), ElectionError> {
+        self.send_resign(true).await
+    }
+
+    /// Gives up leadership and leaves the election for good (the entry is deleted). Returns once
+    /// the entry is gone.
+    pub async fn leave(&self) -> Result<(), ElectionError> {
+        self.send_resign(false).await?;
+        self.drain().await;
+        Ok(())
+    }
+
+    async fn send_resign(&self, rejoin: bool) -> Result<(), ElectionError> {
+        let (done, wait) = oneshot::channel();
+        self.commands
+            .send(Command::Resign { rejoin, done })
+            .map_err(|_| ElectionError::Stopped)?;
+        wait.await.map_err(|_| ElectionError::Stopped)
+    }
+
+    /// Withdraws: stops leader work (awaited, bounded by the grace), deletes the entry, and waits
+    /// until all of that is done. Idempotent.
+    pub async fn stop(&self) {
+        let _ = self.commands.send(Command::Stop);
+        self.drain().await;
+    }
+
+    async fn drain(&self) {
+        let mut done = self.done.clone();
+        while done.changed().await.is_ok() {}
+    }
+
+    /// Ends the candidate at once, as if its process had crashed: no withdrawal, no session
+    /// close, leader work aborted. Its entry stays until its session ends; for a candidate with
+    /// its own session ([`CandidateBuilder::join`]) that is when the backend expires it. For crash
+    /// tests.
+    pub fn abort(mut self) {
+        self.client.mark_crashed();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            let _ = self.commands.send(Command::Stop);
+        }
+    }
+}
+
+impl std::fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidate")
+            .field("path", &self.path)
+            .field("id", &self.id)
+            .field("state", &*self.state.borrow())
+            .finish()
+    }
+}

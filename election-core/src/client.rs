@@ -1,0 +1,311 @@
+//! The client: one backend session shared by any number of candidates and observers (several
+//! elections over one session), renewed when it ends, and the queries that need no candidate.
+
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::Instant;
+use tracing::info;
+
+use crate::backend::{BackendSession, CoordinationBackend, SessionId};
+use crate::candidate::Candidate;
+use crate::config::{validate_session_timeout, CandidateConfig, DEFAULT_SESSION_TIMEOUT};
+use crate::driver::{Driver, Outlets};
+use crate::error::{ElectionError, ErrorKind};
+use crate::machine::{Machine, MachineConfig};
+use crate::observer::Observer;
+use crate::path::ElectionPath;
+use crate::record::CandidateRecord;
+use crate::state::{ElectionState, LeaderInfo, Participant};
+
+/// A session on a backend, shared by the candidates and observers made from it.
+///
+/// Cloning is cheap; the session is closed when the last clone, candidate and observer are gone
+/// (or on [`close`](Self::close)). When the session ends, the first candidate to notice opens a
+/// new one and the others move to it.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use election_core::testing::ScriptedBackend;
+/// use election_core::{Candidate, Client, CoordinationBackend};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), election_core::ElectionError> {
+/// # let backend: Arc<dyn CoordinationBackend> = Arc::new(ScriptedBackend::default());
+/// let client = Client::connect(backend, std::time::Duration::from_secs(10)).await?;
+/// let scheduler = client.join(Candidate::builder("/jobs/scheduler", "node-1").build()?).await?;
+/// let compactor = client.join(Candidate::builder("/jobs/compactor", "node-1").build()?).await?;
+/// scheduler.stop().await;
+/// compactor.stop().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+struct ClientInner {
+    backend: Arc<dyn CoordinationBackend>,
+    timeout: Duration,
+    session: tokio::sync::Mutex<Arc<dyn BackendSession>>,
+    rng: Mutex<u64>,
+    members: Mutex<BTreeSet<(ElectionPath, String)>>,
+    crashed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        if self.crashed.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let session = self.session.get_mut().clone();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { session.close().await });
+        }
+    }
+}
+
+/// Builds a [`Client`].
+#[must_use]
+pub struct ClientBuilder {
+    backend: Arc<dyn CoordinationBackend>,
+    timeout: Duration,
+    seed: Option<u64>,
+}
+
+impl ClientBuilder {
+    /// The session timeout asked of the backend (default 10 s).
+    pub fn session_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Seeds the markers this client puts into entry names, for reproducible simulation runs.
+    /// Without it they are random.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Opens the session.
+    pub async fn connect(self) -> Result<Client, ElectionError> {
+        validate_session_timeout(self.timeout)?;
+        let session = self.backend.open_session(self.timeout).await?;
+        info!(session = %session.id(), timeout = ?session.timeout(), "session opened");
+        let seed = self
+            .seed
+            .unwrap_or_else(|| RandomState::new().hash_one(std::process::id()));
+        Ok(Client {
+            inner: Arc::new(ClientInner {
+                backend: self.backend,
+                timeout: self.timeout,
+                session: tokio::sync::Mutex::new(session),
+                rng: Mutex::new(seed),
+                members: Mutex::new(BTreeSet::new()),
+                crashed: Default::default(),
+            }),
+        })
+    }
+}
+
+impl Client {
+    /// A builder for a client on `backend`.
+    pub fn builder(backend: Arc<dyn CoordinationBackend>) -> ClientBuilder {
+        ClientBuilder {
+            backend,
+            timeout: DEFAULT_SESSION_TIMEOUT,
+            seed: None,
+        }
+    }
+
+    /// Opens a session of `session_timeout` on `backend`.
+    pub async fn connect(
+        backend: Arc<dyn CoordinationBackend>,
+        session_timeout: Duration,
+    ) -> Result<Self, ElectionError> {
+        Self::builder(backend)
+            .session_timeout(session_timeout)
+            .connect()
+            .await
+    }
+
+    /// The current session.
+    pub async fn session(&self) -> Arc<dyn BackendSession> {
+        self.inner.session.lock().await.clone()
+    }
+
+    /// Replaces the session `old` by a new one, unless another caller already did.
+    pub(crate) async fn renew_session(
+        &self,
+        old: SessionId,
+    ) -> Result<Arc<dyn BackendSession>, ElectionError> {
+        let mut current = self.inner.session.lock().await;
+        if current.id() == old {
+            let fresh = self.inner.backend.open_session(self.inner.timeout).await?;
+            info!(old = %old, session = %fresh.id(), "session renewed");
+            *current = fresh;
+        }
+        Ok(current.clone())
+    }
+
+    fn next_random(&self) -> u64 {
+        // splitmix64: small, seedable, good enough for unique markers.
+        let mut state = self.inner.rng.lock().expect("rng lock");
+        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Joins the election `config` names, on this client's session. Checks the configuration
+    /// against the session the backend granted before creating anything.
+    pub async fn join(&self, config: CandidateConfig) -> Result<Candidate, ElectionError> {
+        let session = self.session().await;
+        let grace = config.grace_for(session.timeout())?;
+        let key = (config.path.clone(), config.id.clone());
+        if !self.inner.members.lock().expect("members lock").insert(key) {
+            return Err(ElectionError::Duplicate {
+                path: config.path.to_string(),
+                id: config.id,
+            });
+        }
+        let record = CandidateRecord {
+            id: config.id.clone(),
+            payload: config.payload.clone(),
+        }
+        .encode();
+        let machine_config = MachineConfig {
+            path: config.path.clone(),
+            id: config.id.clone(),
+            step_down_fraction: config.step_down_fraction,
+            grace,
+            rejoin_on_expiry: config.rejoin_on_expiry,
+            has_work: config.work.is_some(),
+            marker_prefix: self.next_random() as u32,
+        };
+        let state_now = *session.state().borrow();
+        let machine = Machine::new(
+            machine_config,
+            session.id(),
+            session.timeout(),
+            state_now,
+            Instant::now(),
+        );
+        let (state_tx, state_rx) = watch::channel(machine.state().clone());
+        let (events_tx, _) = broadcast::channel(1024);
+        let (done_tx, done_rx) = watch::channel(());
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let driver = Driver::new(
+            machine,
+            self.clone(),
+            config.path.clone(),
+            record,
+            session,
+            commands_rx,
+            config.work,
+            Outlets {
+                state: state_tx,
+                events: events_tx.clone(),
+                done: done_tx,
+            },
+        );
+        let task = tokio::spawn(driver.run());
+        Ok(Candidate::new(
+            config.path,
+            config.id,
+            self.clone(),
+            state_rx,
+            events_tx,
+            commands_tx,
+            done_rx,
+            task,
+        ))
+    }
+
+    pub(crate) fn release_member(&self, path: &ElectionPath, id: &str) {
+        self.inner
+            .members
+            .lock()
+            .expect("members lock")
+            .remove(&(path.clone(), id.to_owned()));
+    }
+
+    pub(crate) fn mark_crashed(&self) {
+        self.inner
+            .crashed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Follows the leader of `path` without running in it.
+    pub fn observe(&self, path: &ElectionPath) -> Observer {
+        Observer::spawn(self.clone(), path.clone())
+    }
+
+    /// Who leads `path` now, read fresh from the backend (one listing and one read).
+    pub async fn current_leader(
+        &self,
+        path: &ElectionPath,
+    ) -> Result<Option<LeaderInfo>, ElectionError> {
+        let session = self.session().await;
+        // The head may leave between the listing and the read: list again (bounded).
+        for _ in 0..8 {
+            let listing = session.list(path).await?;
+            let Some(head) = listing.entries.first() else {
+                return Ok(None);
+            };
+            if let Some(info) = session.read(path, &head.name).await? {
+                if let Ok(record) = CandidateRecord::decode(&info.data) {
+                    return Ok(Some(LeaderInfo {
+                        id: record.id,
+                        payload: record.payload,
+                        token: info.token,
+                        session: info.owner,
+                    }));
+                }
+            }
+        }
+        Err(
+            crate::BackendError::new(ErrorKind::Other, "the head kept changing while being read")
+                .into(),
+        )
+    }
+
+    /// The participants of `path` in queue order (one listing, one read per participant).
+    pub async fn participants(
+        &self,
+        path: &ElectionPath,
+    ) -> Result<Vec<Participant>, ElectionError> {
+        let session = self.session().await;
+        let listing = session.list(path).await?;
+        let mut out = Vec::with_capacity(listing.entries.len());
+        for entry in &listing.entries {
+            // An entry that left meanwhile is simply no longer a participant.
+            if let Some(info) = session.read(path, &entry.name).await? {
+                if let Ok(record) = CandidateRecord::decode(&info.data) {
+                    out.push(Participant {
+                        id: record.id,
+                        payload: record.payload,
+                        token: info.token,
+                        session: info.owner,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes the session now (its entries go with it). Candidates still running on it see it
+    /// end.
+    pub async fn close(&self) {
+        self.session().await.close().await;
+    }
+}
+
+/// A candidate's final state, for handles that outlive it.
+pub(crate) fn is_final(state: &ElectionState) -> bool {
+    matches!(state, ElectionState::Stopped(_))
+}

@@ -1,0 +1,304 @@
+//! The tokio driver: runs one candidate's [`Machine`] against a backend session. It executes the
+//! machine's actions (requests, watches, timers, leader work) and feeds their outcomes back as
+//! inputs, one at a time. It decides nothing itself.
+
+use std::future::{pending, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::backend::{BackendSession, SessionState, Watch};
+use crate::client::Client;
+use crate::machine::{Action, Input, Machine};
+use crate::path::ElectionPath;
+use crate::state::{ElectionState, Event};
+use crate::term::{LeaderWork, Term};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// A user's command to a running candidate.
+pub(crate) enum Command {
+    Resign {
+        rejoin: bool,
+        done: oneshot::Sender<()>,
+    },
+    Stop,
+}
+
+/// The channels a driver publishes on.
+pub(crate) struct Outlets {
+    pub state: watch::Sender<ElectionState>,
+    pub events: broadcast::Sender<Event>,
+    /// Never sent on: dropped when the driver ends, which is what `stop` waits for.
+    #[allow(dead_code)]
+    pub done: watch::Sender<()>,
+}
+
+pub(crate) struct Driver {
+    machine: Machine,
+    client: Client,
+    path: ElectionPath,
+    record: Arc<[u8]>,
+    session: Arc<dyn BackendSession>,
+    session_state: watch::Receiver<SessionState>,
+    session_open: bool,
+    commands: mpsc::UnboundedReceiver<Command>,
+    commands_open: bool,
+    request: Option<BoxFuture<Input>>,
+    predecessor: Option<BoxFuture<Input>>,
+    own: Option<BoxFuture<Input>>,
+    opening: Option<BoxFuture<Arc<dyn BackendSession>>>,
+    work_fn: Option<LeaderWork>,
+    work: JoinSet<()>,
+    work_cancel: Option<CancellationToken>,
+    timer: Option<Instant>,
+    resign_waiters: Vec<oneshot::Sender<()>>,
+    outlets: Outlets,
+}
+
+impl Driver {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        machine: Machine,
+        client: Client,
+        path: ElectionPath,
+        record: Vec<u8>,
+        session: Arc<dyn BackendSession>,
+        commands: mpsc::UnboundedReceiver<Command>,
+        work_fn: Option<LeaderWork>,
+        outlets: Outlets,
+    ) -> Self {
+        let mut session_state = session.state();
+        session_state.mark_unchanged();
+        Self {
+            machine,
+            client,
+            path,
+            record: record.into(),
+            session,
+            session_state,
+            session_open: true,
+            commands,
+            commands_open: true,
+            request: None,
+            predecessor: None,
+            own: None,
+            opening: None,
+            work_fn,
+            work: JoinSet::new(),
+            work_cancel: None,
+            timer: None,
+            resign_waiters: Vec::new(),
+            outlets,
+        }
+    }
+
+    /// Runs until the machine finishes.
+    pub(crate) async fn run(mut self) {
+        loop {
+            let mut finished = false;
+            for action in self.machine.take_actions() {
+                finished |= self.execute(action);
+            }
+            if finished {
+                break;
+            }
+            let input = self.next_input().await;
+            self.machine.handle(Instant::now(), input);
+        }
+        // Dropping the JoinSet aborts any work still running; watches and requests go with self.
+        self.client.release_member(&self.path, self.machine.id());
+    }
+
+    async fn next_input(&mut self) -> Input {
+        enum Wake {
+            Input(Input),
+            Opened(Arc<dyn BackendSession>),
+            Command(Option<Command>),
+        }
+        let Self {
+            session_state,
+            session_open,
+            timer,
+            opening,
+            own,
+            predecessor,
+            request,
+            work,
+            commands,
+            commands_open,
+            ..
+        } = self;
+        // `biased`: a fixed order keeps runs on the paused clock reproducible, and puts what
+        // bears on safety (contact, deadlines) first.
+        let wake = tokio::select! {
+            biased;
+            changed = session_state.changed(), if *session_open => match changed {
+                Ok(()) => Wake::Input(Input::Session(*session_state.borrow_and_update())),
+                Err(_) => {
+                    *session_open = false;
+                    Wake::Input(Input::Session(SessionState::Closed))
+                }
+            },
+            () = wait_until(*timer) => {
+                *timer = None;
+                Wake::Input(Input::Timer)
+            }
+            session = take(opening) => Wake::Opened(session),
+            input = take(own) => Wake::Input(input),
+            input = take(predecessor) => Wake::Input(input),
+            input = take(request) => Wake::Input(input),
+            Some(done) = work.join_next(), if !work.is_empty() => {
+                Wake::Input(Input::WorkDone { aborted: done.is_err_and(|e| e.is_cancelled()) })
+            }
+            command = commands.recv(), if *commands_open => Wake::Command(command),
+        };
+        match wake {
+            Wake::Input(input) => input,
+            Wake::Opened(session) => {
+                let (id, timeout) = (session.id(), session.timeout());
+                self.session_state = session.state();
+                let state = *self.session_state.borrow_and_update();
+                self.session_open = true;
+                self.session = session;
+                Input::SessionOpened { id, timeout, state }
+            }
+            Wake::Command(Some(Command::Resign { rejoin, done })) => {
+                self.resign_waiters.push(done);
+                Input::Resign { rejoin }
+            }
+            Wake::Command(Some(Command::Stop)) => Input::Stop,
+            // The handle was dropped: withdraw, as `stop` would.
+            Wake::Command(None) => {
+                self.commands_open = false;
+                Input::Stop
+            }
+        }
+    }
+
+    /// Executes one action; `true` when the machine has finished.
+    fn execute(&mut self, action: Action) -> bool {
+        let s = self.session.clone();
+        let path = self.path.clone();
+        match action {
+            Action::OpenSession => {
+                self.request = None;
+                self.predecessor = None;
+                self.own = None;
+                let client = self.client.clone();
+                let old = s.id();
+                self.opening = Some(Box::pin(async move {
+                    let mut backoff = Duration::from_millis(50);
+                    loop {
+                        match client.renew_session(old).await {
+                            Ok(session) => return session,
+                            Err(e) => {
+                                warn!(error = %e, backoff = ?backoff, "could not open a new session; retrying");
+                                sleep(backoff).await;
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                            }
+                        }
+                    }
+                }));
+            }
+            Action::Create { marker } => {
+                let record = self.record.clone();
+                self.request = Some(Box::pin(async move {
+                    Input::Created(s.create(&path, &marker, &record).await)
+                }));
+            }
+            Action::List => {
+                self.request = Some(Box::pin(async move { Input::Listed(s.list(&path).await) }));
+            }
+            Action::Read { name } => {
+                self.request = Some(Box::pin(async move {
+                    let result = s.read(&path, &name).await;
+                    Input::Read { name, result }
+                }));
+            }
+            Action::Delete { name } => {
+                self.request = Some(Box::pin(async move {
+                    let result = s.delete(&path, &name).await;
+                    Input::Deleted { name, result }
+                }));
+            }
+            Action::WatchPredecessor { name } => {
+                self.predecessor = Some(Box::pin(async move {
+                    let result = watch_gone(&*s, &path, &name).await;
+                    Input::PredecessorGone { name, result }
+                }));
+            }
+            Action::UnwatchPredecessor => self.predecessor = None,
+            Action::WatchOwn { name } => {
+                self.own = Some(Box::pin(async move {
+                    let result = watch_gone(&*s, &path, &name).await;
+                    Input::OwnGone { name, result }
+                }));
+            }
+            Action::UnwatchOwn => self.own = None,
+            Action::StartWork { token } => {
+                if let Some(work_fn) = &self.work_fn {
+                    let cancel = CancellationToken::new();
+                    self.work.spawn(work_fn(Term::new(token, cancel.clone())));
+                    self.work_cancel = Some(cancel);
+                }
+            }
+            Action::CancelWork => {
+                if let Some(cancel) = self.work_cancel.take() {
+                    cancel.cancel();
+                }
+            }
+            Action::AbortWork => self.work.abort_all(),
+            Action::SetTimer(at) => self.timer = at,
+            Action::Emit(event) => {
+                if let Event::Transition(t) = &event {
+                    self.outlets.state.send_replace(t.to.clone());
+                }
+                let _ = self.outlets.events.send(event);
+            }
+            Action::ResignDone => {
+                for waiter in self.resign_waiters.drain(..) {
+                    let _ = waiter.send(());
+                }
+            }
+            Action::Finished => return true,
+        }
+        false
+    }
+}
+
+async fn watch_gone(
+    session: &dyn BackendSession,
+    path: &ElectionPath,
+    name: &str,
+) -> Result<(), crate::BackendError> {
+    match session.watch_gone(path, name).await? {
+        Watch::Gone => Ok(()),
+        Watch::Armed(notification) => notification.await,
+    }
+}
+
+async fn wait_until(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+/// Awaits the future in `slot`, if any, and empties the slot; never completes when empty.
+async fn take<T>(slot: &mut Option<BoxFuture<T>>) -> T {
+    match slot {
+        Some(future) => {
+            let out = future.await;
+            *slot = None;
+            out
+        }
+        None => pending().await,
+    }
+}

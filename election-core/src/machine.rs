@@ -1,0 +1,1158 @@
+//! The election state machine: every rule of the election contract, decided in one place, with
+//! no I/O. Inputs (session states, backend replies, watch firings, timer deadlines, user
+//! commands) go in through [`Machine::handle`]; [`Action`]s (backend requests, watches, timers,
+//! leader-work control, published transitions) come out, for [`crate::driver`] to execute.
+//!
+//! The rules, by contract line:
+//! - **S2**: a leader that loses contact keeps leading only until
+//!   `last_contact + step_down_fraction x timeout - grace`; then it leaves the Leader state and
+//!   cancels its work, which has until `last_contact + step_down_fraction x timeout` to end.
+//! - **S3**: leadership is claimed only from a listing that shows our entry first and owned by
+//!   our current session, or on the deletion of a predecessor that was the head of our last
+//!   listing while our own entry is watched and our session is connected (entries created later
+//!   always sort after ours, so nothing can have come between).
+//! - **S4**: leader work is cancelled when the term ends and awaited (at most the grace, then
+//!   aborted) before our entry is deleted or a new term of ours starts.
+//! - **S5**: a create whose outcome is unknown is looked up by its marker before anything else;
+//!   entries of ours that are not our current one are deleted when a listing shows them.
+//! - **L3**: a follower watches only its direct predecessor; **L4**: after the session ends we
+//!   rejoin at the tail with a new session; **L5**: a lost entry is re-registered, a vanished
+//!   predecessor re-listed, a reconnect re-verified.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::backend::{EntryInfo, FencingToken, Listing, Marker, SessionId, SessionState};
+use crate::error::{BackendError, ErrorKind};
+use crate::path::ElectionPath;
+use crate::record::CandidateRecord;
+use crate::state::{
+    Contact, ElectionState, Event, LeaderInfo, Notice, Reason, StopReason, Transition,
+};
+
+/// What the machine needs to know about its candidate; fixed for its life.
+#[derive(Clone, Debug)]
+pub(crate) struct MachineConfig {
+    pub path: ElectionPath,
+    pub id: String,
+    pub step_down_fraction: f64,
+    pub grace: Duration,
+    pub rejoin_on_expiry: bool,
+    pub has_work: bool,
+    /// High 32 bits of every marker this candidate uses: entries with it are ours.
+    pub marker_prefix: u32,
+}
+
+/// Everything that can happen to a candidate.
+#[derive(Debug)]
+pub(crate) enum Input {
+    /// The session's state changed.
+    Session(SessionState),
+    /// A new session is ready (after [`Action::OpenSession`]).
+    SessionOpened {
+        id: SessionId,
+        timeout: Duration,
+        state: SessionState,
+    },
+    Created(Result<EntryInfo, BackendError>),
+    Listed(Result<Listing, BackendError>),
+    Read {
+        name: String,
+        result: Result<Option<EntryInfo>, BackendError>,
+    },
+    Deleted {
+        name: String,
+        result: Result<(), BackendError>,
+    },
+    /// The predecessor's watch fired (`Ok`: it is gone).
+    PredecessorGone {
+        name: String,
+        result: Result<(), BackendError>,
+    },
+    /// Our own entry's watch fired (`Ok`: it is gone).
+    OwnGone {
+        name: String,
+        result: Result<(), BackendError>,
+    },
+    /// Leader work ended; `aborted` when it had to be aborted after the grace.
+    WorkDone {
+        aborted: bool,
+    },
+    /// The deadline set by the last [`Action::SetTimer`] has come.
+    Timer,
+    /// Give up leadership: rejoin at the tail, or leave for good.
+    Resign {
+        rejoin: bool,
+    },
+    /// Withdraw and finish.
+    Stop,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Action {
+    /// Replace the session (the old one ended); answer with [`Input::SessionOpened`]. Every
+    /// request and watch of the old session is to be dropped.
+    OpenSession,
+    Create {
+        marker: Marker,
+    },
+    List,
+    Read {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
+    /// Watch this entry, replacing any predecessor watch.
+    WatchPredecessor {
+        name: String,
+    },
+    UnwatchPredecessor,
+    /// Watch our own entry, replacing any earlier own watch.
+    WatchOwn {
+        name: String,
+    },
+    UnwatchOwn,
+    StartWork {
+        token: FencingToken,
+    },
+    /// Signal the work to stop; answer with [`Input::WorkDone`] when it has.
+    CancelWork,
+    /// The grace is over: abort the work; answer with [`Input::WorkDone`].
+    AbortWork,
+    /// Deliver [`Input::Timer`] at this instant (replacing any earlier deadline), or never.
+    SetTimer(Option<Instant>),
+    /// Publish an event (and, for a transition, the new state).
+    Emit(Event),
+    /// A resignation has completed.
+    ResignDone,
+    /// The machine has finished; nothing more will come out.
+    Finished,
+}
+
+/// Our own entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct OwnEntry {
+    name: String,
+    token: FencingToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// No usable session: a new one was asked for.
+    AwaitingSession,
+    /// Registering our entry with `marker`. `unknown`: the last create's outcome is unknown, so
+    /// look the marker up before creating again; `adopting`: the lookup found this entry of
+    /// ours, being read for its token.
+    Registering {
+        marker: Marker,
+        unknown: bool,
+        adopting: Option<String>,
+    },
+    /// Holding an entry; `role` is what we know of its place.
+    Holding {
+        entry: OwnEntry,
+        role: Role,
+    },
+    /// Giving the entry up: the work is stopped first, then the entry deleted.
+    Releasing {
+        entry: OwnEntry,
+    },
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    /// Our place is unknown or being verified.
+    Verifying,
+    Following {
+        predecessor: String,
+        predecessor_was_head: bool,
+    },
+    Leading,
+}
+
+/// What to do once the entry has been given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Goal {
+    Run,
+    Rejoin,
+    Stop(StopReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Idle,
+    Running,
+    Stopping {
+        deadline: Instant,
+    },
+    /// Aborted after the grace; waiting for the driver to confirm.
+    Aborting,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Request {
+    Create,
+    List,
+    Read(String),
+    Delete(String),
+}
+
+/// The election state machine of one candidate in one election.
+pub(crate) struct Machine {
+    cfg: MachineConfig,
+    session: SessionId,
+    timeout: Duration,
+    /// `None` while connected; the last contact while not.
+    last_contact: Option<Instant>,
+    session_over: bool,
+    phase: Phase,
+    goal: Goal,
+    work: Work,
+    pending: Option<Request>,
+    want_list: bool,
+    want_read: Option<String>,
+    delete_queue: VecDeque<String>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    step_down_at: Option<Instant>,
+    stop_deadline: Option<Instant>,
+    timer: Option<Instant>,
+    attempt: u32,
+    /// The head of our last listing, and what we read of it.
+    head: Option<String>,
+    leader: Option<LeaderInfo>,
+    foreign: Vec<String>,
+    state: ElectionState,
+    out: Vec<Action>,
+}
+
+impl Machine {
+    /// A machine for a candidate that starts on session `session`.
+    pub(crate) fn new(
+        cfg: MachineConfig,
+        session: SessionId,
+        timeout: Duration,
+        session_state: SessionState,
+        now: Instant,
+    ) -> Self {
+        let mut m = Self {
+            cfg,
+            session,
+            timeout,
+            last_contact: None,
+            session_over: false,
+            phase: Phase::AwaitingSession,
+            goal: Goal::Run,
+            work: Work::Idle,
+            pending: None,
+            want_list: false,
+            want_read: None,
+            delete_queue: VecDeque::new(),
+            retry_at: None,
+            backoff: Duration::ZERO,
+            step_down_at: None,
+            stop_deadline: None,
+            timer: None,
+            attempt: 0,
+            head: None,
+            leader: None,
+            foreign: Vec::new(),
+            state: ElectionState::Joining,
+            out: Vec::new(),
+        };
+        info!(path = %m.cfg.path, candidate = %m.cfg.id, session = %session, "candidate starting");
+        m.start_session(session, timeout, session_state, now);
+        m.finish_step(now);
+        m
+    }
+
+    /// The state as last published.
+    pub(crate) fn state(&self) -> &ElectionState {
+        &self.state
+    }
+
+    /// The candidate id.
+    pub(crate) fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    /// Takes the actions produced so far.
+    pub(crate) fn take_actions(&mut self) -> Vec<Action> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Handles one input at `now`.
+    pub(crate) fn handle(&mut self, now: Instant, input: Input) {
+        if self.phase == Phase::Stopped {
+            return;
+        }
+        match input {
+            Input::Session(state) => self.on_session(now, state),
+            Input::SessionOpened { id, timeout, state } => {
+                if self.phase == Phase::AwaitingSession {
+                    self.start_session(id, timeout, state, now);
+                    if self.goal == Goal::Run {
+                        self.set_state(now, ElectionState::Joining, Reason::Rejoining);
+                    }
+                }
+            }
+            Input::Created(result) => self.on_created(now, result),
+            Input::Listed(result) => self.on_listed(now, result),
+            Input::Read { name, result } => self.on_read(now, name, result),
+            Input::Deleted { name, result } => self.on_deleted(now, name, result),
+            Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
+            Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
+            Input::WorkDone { aborted } => self.on_work_done(now, aborted),
+            Input::Timer => self.on_timer(now),
+            Input::Resign { rejoin } => {
+                let goal = if rejoin {
+                    Goal::Rejoin
+                } else {
+                    Goal::Stop(StopReason::Resigned)
+                };
+                self.begin_release(now, goal, Reason::Resigned);
+            }
+            Input::Stop => {
+                self.begin_release(now, Goal::Stop(StopReason::Stopped), Reason::Stopped)
+            }
+        }
+        self.finish_step(now);
+    }
+
+    // ----- session -------------------------------------------------------------------------
+
+    fn start_session(
+        &mut self,
+        id: SessionId,
+        timeout: Duration,
+        state: SessionState,
+        now: Instant,
+    ) {
+        self.session = id;
+        self.timeout = timeout;
+        self.session_over = false;
+        self.last_contact = match state {
+            SessionState::Connected => None,
+            SessionState::Disconnected { last_contact } => Some(last_contact),
+            // A fresh session that is already over: handled as an expiry right away.
+            SessionState::Expired | SessionState::Closed => Some(now),
+        };
+        self.pending = None;
+        self.retry_at = None;
+        self.want_list = false;
+        self.want_read = None;
+        self.delete_queue.clear();
+        self.head = None;
+        self.leader = None;
+        self.phase = self.new_registration();
+        if state.is_terminal() {
+            self.on_session(now, state);
+        }
+    }
+
+    fn new_registration(&mut self) -> Phase {
+        self.attempt = self.attempt.wrapping_add(1);
+        let bits = (u64::from(self.cfg.marker_prefix) << 32) | u64::from(self.attempt);
+        Phase::Registering {
+            marker: Marker::from_bits(bits),
+            unknown: false,
+            adopting: None,
+        }
+    }
+
+    fn is_ours(&self, marker: &Marker) -> bool {
+        marker.as_str()[..8] == format!("{:08x}", self.cfg.marker_prefix)
+    }
+
+    fn on_session(&mut self, now: Instant, state: SessionState) {
+        if self.session_over {
+            return;
+        }
+        match state {
+            SessionState::Connected => {
+                if self.last_contact.take().is_none() {
+                    return;
+                }
+                debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "contact restored");
+                // L5: keep the place, but verify it before claiming or going on leading.
+                if let Phase::Holding { .. } = self.phase {
+                    self.want_list = true;
+                }
+            }
+            SessionState::Disconnected { last_contact } => {
+                if self.last_contact.is_some() {
+                    return;
+                }
+                self.last_contact = Some(last_contact);
+                self.on_contact_lost(now, last_contact);
+            }
+            SessionState::Expired | SessionState::Closed => self.on_session_over(now),
+        }
+    }
+
+    fn on_contact_lost(&mut self, now: Instant, last_contact: Instant) {
+        if let Phase::Holding { entry, role } = &self.phase {
+            if *role == Role::Leading {
+                // S2: the backend cannot let anyone else lead before last_contact + timeout; we
+                // are out of the Leader state, and our work ended, well before that.
+                let at = (last_contact + self.budget()).checked_sub(self.cfg.grace);
+                let at = at.unwrap_or(last_contact).max(last_contact);
+                let token = entry.token;
+                self.step_down_at = Some(at);
+                if at <= now {
+                    self.step_down(now, Reason::StepDownDeadline);
+                } else {
+                    let contact = Contact::Uncertain { step_down_at: at };
+                    self.set_state(
+                        now,
+                        ElectionState::Leader { token, contact },
+                        Reason::ContactLost,
+                    );
+                }
+                return;
+            }
+        }
+        if matches!(
+            self.state,
+            ElectionState::Follower { .. } | ElectionState::Joining
+        ) {
+            self.set_state(now, ElectionState::Suspended, Reason::ContactLost);
+        }
+    }
+
+    fn on_session_over(&mut self, now: Instant) {
+        self.session_over = true;
+        warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "session ended");
+        // Every entry of the session is gone: there is nothing left to delete or watch.
+        self.pending = None;
+        self.delete_queue.clear();
+        self.want_list = false;
+        self.want_read = None;
+        self.retry_at = None;
+        self.out.push(Action::UnwatchPredecessor);
+        self.out.push(Action::UnwatchOwn);
+        self.end_term(now);
+        self.step_down_at = None;
+        match self.goal.clone() {
+            Goal::Stop(reason) => self.finish(now, reason, Reason::SessionEnded),
+            Goal::Rejoin | Goal::Run if self.cfg.rejoin_on_expiry => {
+                if self.goal == Goal::Rejoin {
+                    self.goal = Goal::Run;
+                    self.out.push(Action::ResignDone);
+                }
+                self.phase = Phase::AwaitingSession;
+                self.set_state(now, ElectionState::Joining, Reason::SessionEnded);
+                self.out.push(Action::OpenSession);
+            }
+            Goal::Rejoin | Goal::Run => {
+                if self.goal == Goal::Rejoin {
+                    self.out.push(Action::ResignDone);
+                }
+                self.finish(now, StopReason::SessionEnded, Reason::SessionEnded)
+            }
+        }
+    }
+
+    fn budget(&self) -> Duration {
+        self.timeout.mul_f64(self.cfg.step_down_fraction)
+    }
+
+    fn connected(&self) -> bool {
+        self.last_contact.is_none() && !self.session_over
+    }
+
+    // ----- registering ---------------------------------------------------------------------
+
+    fn on_created(&mut self, now: Instant, result: Result<EntryInfo, BackendError>) {
+        if self.pending != Some(Request::Create) {
+            return;
+        }
+        self.pending = None;
+        let Phase::Registering { unknown, .. } = &mut self.phase else {
+            return;
+        };
+        match result {
+            Ok(info) => {
+                self.backoff = Duration::ZERO;
+                self.adopt(now, info);
+            }
+            Err(e) => match e.kind() {
+                // S5: the create may have been applied: find it by its marker before anything.
+                ErrorKind::OutcomeUnknown | ErrorKind::Other => {
+                    *unknown = true;
+                    self.retry_later(now, &e);
+                }
+                ErrorKind::NotFound | ErrorKind::AlreadyExists => self.retry_later(now, &e),
+                ErrorKind::SessionGone => {}
+                ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, &e),
+            },
+        }
+    }
+
+    fn adopt(&mut self, now: Instant, info: EntryInfo) {
+        debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, entry = %info.name, token = %info.token, "entry registered");
+        let entry = OwnEntry {
+            name: info.name,
+            token: info.token,
+        };
+        self.out.push(Action::WatchOwn {
+            name: entry.name.clone(),
+        });
+        self.phase = Phase::Holding {
+            entry,
+            role: Role::Verifying,
+        };
+        self.want_list = true;
+        if self.goal != Goal::Run {
+            self.release(now);
+        }
+    }
+
+    fn on_read(
+        &mut self,
+        now: Instant,
+        name: String,
+        result: Result<Option<EntryInfo>, BackendError>,
+    ) {
+        if self.pending != Some(Request::Read(name.clone())) {
+            return;
+        }
+        self.pending = None;
+        if let Phase::Registering {
+            adopting, unknown, ..
+        } = &mut self.phase
+        {
+            if adopting.as_deref() == Some(name.as_str()) {
+                match result {
+                    Ok(Some(info)) if info.owner == self.session => {
+                        self.backoff = Duration::ZERO;
+                        self.adopt(now, info);
+                    }
+                    // Gone since the lookup (deleted, or its session ended): register anew.
+                    Ok(_) => {
+                        *adopting = None;
+                        *unknown = false;
+                    }
+                    Err(e) => self.request_failed(now, &e),
+                }
+                return;
+            }
+        }
+        match result {
+            Ok(Some(info)) => {
+                if self.want_read.as_deref() == Some(name.as_str()) {
+                    self.want_read = None;
+                }
+                if self.head.as_deref() != Some(name.as_str()) {
+                    return;
+                }
+                match CandidateRecord::decode(&info.data) {
+                    Ok(record) => {
+                        self.leader = Some(LeaderInfo {
+                            id: record.id,
+                            payload: record.payload,
+                            token: info.token,
+                            session: info.owner,
+                        });
+                        if let ElectionState::Follower { position, .. } = self.state {
+                            let leader = self.leader.clone();
+                            let to = ElectionState::Follower { position, leader };
+                            self.set_state(now, to, Reason::LeaderKnown);
+                        }
+                    }
+                    Err(e) => {
+                        warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, error = %e, "leader record unreadable");
+                    }
+                }
+            }
+            // The head left already; the next listing tells who leads.
+            Ok(None) => {
+                if self.want_read.as_deref() == Some(name.as_str()) {
+                    self.want_read = None;
+                }
+            }
+            Err(e) => self.request_failed(now, &e),
+        }
+    }
+
+    // ----- placing ourselves ---------------------------------------------------------------
+
+    fn on_listed(&mut self, now: Instant, result: Result<Listing, BackendError>) {
+        if self.pending != Some(Request::List) {
+            return;
+        }
+        self.pending = None;
+        let listing = match result {
+            Ok(l) => l,
+            Err(e) => {
+                if matches!(self.phase, Phase::Holding { .. }) {
+                    self.want_list = true;
+                }
+                self.request_failed(now, &e);
+                return;
+            }
+        };
+        self.backoff = Duration::ZERO;
+        if listing.foreign != self.foreign {
+            self.foreign = listing.foreign.clone();
+            if !self.foreign.is_empty() {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, foreign = ?self.foreign, "foreign nodes in the election path are ignored");
+                self.notice(now, Notice::ForeignEntries(self.foreign.clone()));
+            }
+        }
+        // S5: entries of ours (our marker prefix, our session) other than the current one are
+        // orphans of lost create replies: delete them.
+        let current = match &self.phase {
+            Phase::Holding { entry, .. } | Phase::Releasing { entry } => Some(entry.name.clone()),
+            _ => None,
+        };
+        let lookup_marker = match &self.phase {
+            Phase::Registering {
+                marker,
+                unknown: true,
+                ..
+            } => Some(marker.clone()),
+            _ => None,
+        };
+        for e in &listing.entries {
+            if e.owner == self.session
+                && self.is_ours(&e.marker)
+                && current.as_deref() != Some(e.name.as_str())
+                && lookup_marker.as_ref() != Some(&e.marker)
+                && !self.delete_queue.contains(&e.name)
+            {
+                self.delete_queue.push_back(e.name.clone());
+            }
+        }
+        match &mut self.phase {
+            Phase::Registering {
+                marker,
+                unknown,
+                adopting,
+            } if *unknown => {
+                let found = listing
+                    .entries
+                    .iter()
+                    .find(|e| e.marker == *marker && e.owner == self.session);
+                match found {
+                    Some(e) => *adopting = Some(e.name.clone()),
+                    None => *unknown = false,
+                }
+            }
+            Phase::Holding { .. } => {
+                self.want_list = false;
+                self.place(now, &listing);
+            }
+            _ => {}
+        }
+    }
+
+    fn place(&mut self, now: Instant, listing: &Listing) {
+        let Phase::Holding { entry, role } = &self.phase else {
+            return;
+        };
+        let (entry, role) = (entry.clone(), role.clone());
+        let was_leading = role == Role::Leading;
+        let Some(index) = listing.entries.iter().position(|e| e.name == entry.name) else {
+            self.entry_lost(now);
+            return;
+        };
+        // S3: the entry must be owned by our current session.
+        if listing.entries[index].owner != self.session {
+            self.entry_lost(now);
+            return;
+        }
+        if index == 0 {
+            self.head = Some(entry.name.clone());
+            self.claim(now, entry, was_leading);
+            return;
+        }
+        if was_leading {
+            // Something sorts ahead of a leader: impossible with a conforming backend; stop
+            // leading at once rather than trust it.
+            warn!(path = %self.cfg.path, candidate = %self.cfg.id, "an entry sorts ahead of the leader's; stepping down");
+            self.step_down(now, Reason::EntryDeleted);
+        }
+        let predecessor = listing.entries[index - 1].name.clone();
+        let head = listing.entries[0].name.clone();
+        if self.head.as_deref() != Some(head.as_str()) {
+            self.head = Some(head.clone());
+            self.leader = None;
+            self.want_read = Some(head);
+        }
+        let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == predecessor);
+        if !watching {
+            self.out.push(Action::WatchPredecessor {
+                name: predecessor.clone(),
+            });
+        }
+        self.phase = Phase::Holding {
+            entry,
+            role: Role::Following {
+                predecessor,
+                predecessor_was_head: index == 1,
+            },
+        };
+        let reason = match &self.state {
+            ElectionState::Follower { position, .. } if *position > index => {
+                Reason::PredecessorLeft
+            }
+            ElectionState::Suspended => Reason::ContactRestored,
+            _ => Reason::Joined,
+        };
+        let leader = self.leader.clone();
+        self.set_state(
+            now,
+            ElectionState::Follower {
+                position: index,
+                leader,
+            },
+            reason,
+        );
+    }
+
+    /// Our entry is first: lead (S3 checked by the caller), once the last term's work is over.
+    fn claim(&mut self, now: Instant, entry: OwnEntry, was_leading: bool) {
+        if !self.connected() {
+            self.want_list = true;
+            return;
+        }
+        self.out.push(Action::UnwatchPredecessor);
+        self.step_down_at = None;
+        let token = entry.token;
+        self.phase = Phase::Holding {
+            entry,
+            role: Role::Leading,
+        };
+        self.leader = None;
+        let contact = Contact::Confirmed;
+        if was_leading {
+            self.set_state(
+                now,
+                ElectionState::Leader { token, contact },
+                Reason::ContactRestored,
+            );
+            return;
+        }
+        if self.work != Work::Idle {
+            // S4: the previous term's work has not ended yet; verify again once it has.
+            self.phase = match std::mem::replace(&mut self.phase, Phase::Stopped) {
+                Phase::Holding { entry, .. } => Phase::Holding {
+                    entry,
+                    role: Role::Verifying,
+                },
+                other => other,
+            };
+            return;
+        }
+        if self.cfg.has_work {
+            self.work = Work::Running;
+            self.out.push(Action::StartWork { token });
+        }
+        let reason = if matches!(self.state, ElectionState::Suspended) {
+            Reason::ContactRestored
+        } else {
+            Reason::Claimed
+        };
+        self.set_state(now, ElectionState::Leader { token, contact }, reason);
+    }
+
+    fn on_predecessor_gone(
+        &mut self,
+        now: Instant,
+        name: String,
+        result: Result<(), BackendError>,
+    ) {
+        let Phase::Holding {
+            entry,
+            role:
+                Role::Following {
+                    predecessor,
+                    predecessor_was_head,
+                },
+        } = &self.phase
+        else {
+            return;
+        };
+        if *predecessor != name {
+            return;
+        }
+        let (entry, was_head) = (entry.clone(), *predecessor_was_head);
+        self.phase = Phase::Holding {
+            entry: entry.clone(),
+            role: Role::Verifying,
+        };
+        match result {
+            // L3 / S3: the head left and we were next: nothing can sort between, and our own
+            // entry is watched, so we lead without listing again.
+            Ok(()) if was_head && self.connected() && self.work == Work::Idle => {
+                self.head = Some(entry.name.clone());
+                self.claim(now, entry, false);
+            }
+            // L5: gone, or vanished before the watch was set: list again.
+            Ok(()) => self.want_list = true,
+            Err(e) if e.kind() == ErrorKind::SessionGone => {}
+            Err(_) => self.want_list = true,
+        }
+    }
+
+    fn on_own_gone(&mut self, now: Instant, name: String, result: Result<(), BackendError>) {
+        let Phase::Holding { entry, .. } = &self.phase else {
+            return;
+        };
+        if entry.name != name || result.is_err() {
+            return;
+        }
+        self.entry_lost(now);
+    }
+
+    /// Our entry vanished while the session lives (deleted by someone else, or the election root
+    /// was deleted): step down if leading, then register again (L5, CURATOR-171).
+    fn entry_lost(&mut self, now: Instant) {
+        warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "our entry was deleted by someone else; registering again");
+        self.out.push(Action::UnwatchPredecessor);
+        self.out.push(Action::UnwatchOwn);
+        self.end_term(now);
+        self.want_list = false;
+        self.head = None;
+        self.leader = None;
+        match self.goal.clone() {
+            Goal::Run => {
+                self.phase = self.new_registration();
+                self.set_state(now, ElectionState::Joining, Reason::EntryDeleted);
+            }
+            Goal::Rejoin => self.after_release(now),
+            Goal::Stop(_) => self.after_release(now),
+        }
+    }
+
+    // ----- stepping down and releasing -----------------------------------------------------
+
+    /// Leaves the Leader state and cancels the term's work; keeps the entry (the place).
+    fn step_down(&mut self, now: Instant, reason: Reason) {
+        if let Phase::Holding { role, .. } = &mut self.phase {
+            if *role == Role::Leading {
+                *role = Role::Verifying;
+                self.want_list = true;
+            }
+        }
+        self.step_down_at = None;
+        self.end_term(now);
+        if let Some(lc) = self.last_contact {
+            // S2: the work may run until the budget is spent, not past it.
+            let limit = lc + self.budget();
+            if let Work::Stopping { deadline } = &mut self.work {
+                *deadline = (*deadline).min(limit).max(now);
+            }
+        }
+        self.set_state(now, ElectionState::Suspended, reason);
+    }
+
+    /// Ends the current term's work, if any (S4): signal, and abort after the grace.
+    fn end_term(&mut self, now: Instant) {
+        if self.work == Work::Running {
+            self.work = Work::Stopping {
+                deadline: now + self.cfg.grace,
+            };
+            self.out.push(Action::CancelWork);
+        }
+        if self.state.is_leader() {
+            info!(path = %self.cfg.path, candidate = %self.cfg.id, token = ?self.state.token(), session = %self.session, "term over");
+        }
+    }
+
+    fn begin_release(&mut self, now: Instant, goal: Goal, reason: Reason) {
+        if matches!(self.goal, Goal::Stop(_)) {
+            return;
+        }
+        self.goal = goal;
+        if let Goal::Stop(_) = self.goal {
+            // Bounded: past this we finish anyway; the entry then dies with the session.
+            self.stop_deadline = Some(now + self.timeout + self.cfg.grace);
+        }
+        match &self.phase {
+            Phase::Holding { .. } => {
+                if self.state.is_leader() {
+                    let to = ElectionState::Suspended;
+                    self.end_term(now);
+                    self.set_state(now, to, reason);
+                }
+                self.release(now);
+            }
+            // The create under way is finished (and looked up if need be) first.
+            Phase::Registering {
+                unknown, adopting, ..
+            } if self.pending == Some(Request::Create) || *unknown || adopting.is_some() => {}
+            Phase::Registering { .. } | Phase::AwaitingSession => self.after_release(now),
+            Phase::Releasing { .. } | Phase::Stopped => {}
+        }
+    }
+
+    fn release(&mut self, now: Instant) {
+        let Phase::Holding { entry, .. } = &self.phase else {
+            return;
+        };
+        let entry = entry.clone();
+        self.end_term(now);
+        self.out.push(Action::UnwatchPredecessor);
+        self.phase = Phase::Releasing { entry };
+        self.want_list = false;
+        self.want_read = None;
+    }
+
+    fn on_deleted(&mut self, now: Instant, name: String, result: Result<(), BackendError>) {
+        if self.pending != Some(Request::Delete(name.clone())) {
+            return;
+        }
+        self.pending = None;
+        let done = match &result {
+            Ok(()) => true,
+            Err(e) => e.kind() == ErrorKind::NotFound,
+        };
+        if let Phase::Releasing { entry } = &self.phase {
+            if entry.name == name {
+                if done {
+                    self.out.push(Action::UnwatchOwn);
+                    self.after_release(now);
+                } else if let Err(e) = result {
+                    self.request_failed(now, &e);
+                }
+                return;
+            }
+        }
+        if self.delete_queue.front() == Some(&name) {
+            if done {
+                self.delete_queue.pop_front();
+                info!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "orphan entry removed");
+                self.notice(now, Notice::OrphanRemoved(name));
+            } else if let Err(e) = result {
+                self.request_failed(now, &e);
+            }
+        }
+    }
+
+    /// The entry is given up (or never was registered): rejoin at the tail, or stop.
+    fn after_release(&mut self, now: Instant) {
+        match self.goal.clone() {
+            Goal::Run => {}
+            Goal::Rejoin => {
+                self.goal = Goal::Run;
+                self.out.push(Action::ResignDone);
+                self.phase = self.new_registration();
+                self.set_state(now, ElectionState::Joining, Reason::Resigned);
+            }
+            Goal::Stop(reason) => {
+                if reason == StopReason::Resigned {
+                    self.out.push(Action::ResignDone);
+                }
+                let why = if reason == StopReason::Resigned {
+                    Reason::Resigned
+                } else {
+                    Reason::Stopped
+                };
+                self.finish(now, reason, why);
+            }
+        }
+    }
+
+    fn finish(&mut self, now: Instant, stop: StopReason, reason: Reason) {
+        if self.work != Work::Idle {
+            self.out.push(Action::AbortWork);
+            self.work = Work::Idle;
+        }
+        self.phase = Phase::Stopped;
+        self.pending = None;
+        self.step_down_at = None;
+        self.retry_at = None;
+        self.stop_deadline = None;
+        self.set_state(now, ElectionState::Stopped(stop), reason);
+        self.out.push(Action::UnwatchPredecessor);
+        self.out.push(Action::UnwatchOwn);
+        self.out.push(Action::Finished);
+    }
+
+    fn fail(&mut self, now: Instant, e: &BackendError) {
+        warn!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, "backend refused; candidate stops");
+        self.end_term(now);
+        self.finish(now, StopReason::Failed(e.to_string()), Reason::Failed);
+    }
+
+    // ----- work and time -------------------------------------------------------------------
+
+    fn on_work_done(&mut self, now: Instant, aborted: bool) {
+        let token = self.state.token();
+        match self.work {
+            Work::Idle => return,
+            Work::Running => {
+                if let Some(token) = token {
+                    self.notice(now, Notice::WorkFinished(token));
+                }
+            }
+            Work::Stopping { .. } | Work::Aborting => {}
+        }
+        if aborted {
+            if let Some(token) = token.or(self.last_token()) {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = %token, "leader work overran its grace and was aborted");
+                self.notice(now, Notice::WorkOverranGrace(token));
+            }
+        }
+        self.work = Work::Idle;
+        if let Phase::Holding {
+            role: Role::Verifying,
+            ..
+        } = self.phase
+        {
+            self.want_list = true;
+        }
+    }
+
+    fn last_token(&self) -> Option<FencingToken> {
+        match &self.phase {
+            Phase::Holding { entry, .. } | Phase::Releasing { entry } => Some(entry.token),
+            _ => None,
+        }
+    }
+
+    fn on_timer(&mut self, now: Instant) {
+        if self.step_down_at.is_some_and(|t| t <= now) {
+            self.step_down_at = None;
+            if self.state.is_leader() {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = ?self.state.token(), session = %self.session, "no contact within the step-down budget: stepping down");
+                self.step_down(now, Reason::StepDownDeadline);
+            }
+        }
+        if let Work::Stopping { deadline } = self.work {
+            if deadline <= now {
+                self.out.push(Action::AbortWork);
+                self.work = Work::Aborting;
+            }
+        }
+        if self.retry_at.is_some_and(|t| t <= now) {
+            self.retry_at = None;
+        }
+        if self.stop_deadline.is_some_and(|t| t <= now) {
+            warn!(path = %self.cfg.path, candidate = %self.cfg.id, "stop could not withdraw the entry in time; it ends with the session");
+            let reason = match &self.goal {
+                Goal::Stop(r) => r.clone(),
+                _ => StopReason::Stopped,
+            };
+            self.finish(now, reason, Reason::Stopped);
+        }
+    }
+
+    fn request_failed(&mut self, now: Instant, e: &BackendError) {
+        match e.kind() {
+            ErrorKind::SessionGone => {}
+            ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, e),
+            _ => self.retry_later(now, e),
+        }
+    }
+
+    fn retry_later(&mut self, now: Instant, e: &BackendError) {
+        let floor = (self.timeout / 50).max(Duration::from_millis(1));
+        self.backoff = (self.backoff * 2).clamp(floor, self.timeout / 4);
+        debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, backoff = ?self.backoff, "backend call failed; retrying");
+        self.notice(now, Notice::Retrying(e.to_string()));
+        if self.connected() {
+            self.retry_at = Some(now + self.backoff);
+        }
+    }
+
+    /// Issues the next backend request, if one is wanted and none is under way.
+    fn pump(&mut self) {
+        if self.pending.is_some() || !self.connected() || self.retry_at.is_some() {
+            return;
+        }
+        let request = match &self.phase {
+            Phase::Registering {
+                adopting: Some(name),
+                ..
+            } => Request::Read(name.clone()),
+            Phase::Registering { unknown: true, .. } => Request::List,
+            Phase::Registering { marker, .. } => {
+                let marker = marker.clone();
+                self.pending = Some(Request::Create);
+                self.out.push(Action::Create { marker });
+                return;
+            }
+            Phase::Releasing { entry } if self.work == Work::Idle => {
+                Request::Delete(entry.name.clone())
+            }
+            Phase::Holding { .. } if self.want_list => Request::List,
+            Phase::Holding { .. } | Phase::Releasing { .. } => {
+                if let Some(name) = self.delete_queue.front() {
+                    Request::Delete(name.clone())
+                } else if let Some(name) = &self.want_read {
+                    Request::Read(name.clone())
+                } else {
+                    return;
+                }
+            }
+            Phase::AwaitingSession | Phase::Stopped => return,
+        };
+        self.out.push(match &request {
+            Request::List => Action::List,
+            Request::Read(name) => Action::Read { name: name.clone() },
+            Request::Delete(name) => Action::Delete { name: name.clone() },
+            Request::Create => unreachable!("handled above"),
+        });
+        self.pending = Some(request);
+    }
+
+    fn finish_step(&mut self, _now: Instant) {
+        if self.phase != Phase::Stopped {
+            self.pump();
+        }
+        let work_deadline = match self.work {
+            Work::Stopping { deadline } => Some(deadline),
+            _ => None,
+        };
+        let next = [
+            self.step_down_at,
+            work_deadline,
+            self.retry_at,
+            self.stop_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if next != self.timer {
+            self.timer = next;
+            self.out.push(Action::SetTimer(next));
+        }
+    }
+
+    fn set_state(&mut self, now: Instant, to: ElectionState, reason: Reason) {
+        if to == self.state {
+            return;
+        }
+        let from = std::mem::replace(&mut self.state, to.clone());
+        info!(
+            path = %self.cfg.path,
+            candidate = %self.cfg.id,
+            session = %self.session,
+            token = ?to.token().or(from.token()),
+            from = from.name(),
+            to = to.name(),
+            reason = ?reason,
+            "election transition"
+        );
+        self.out.push(Action::Emit(Event::Transition(Transition {
+            at: now,
+            from,
+            to,
+            reason,
+        })));
+    }
+
+    fn notice(&mut self, now: Instant, notice: Notice) {
+        self.out
+            .push(Action::Emit(Event::Notice { at: now, notice }));
+    }
+}

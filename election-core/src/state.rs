@@ -1,0 +1,191 @@
+//! What a user sees of a candidate: its state, the reasons it changes, and notices.
+
+use tokio::time::Instant;
+
+use crate::backend::{FencingToken, SessionId};
+
+/// A candidate's state, as published on its watch channel
+/// ([`Candidate::state`](crate::Candidate::state)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ElectionState {
+    /// Registering an entry in the queue (at start, and when rejoining).
+    Joining,
+    /// In the queue behind `position` others.
+    ///
+    /// Position and leader are as of this candidate's last listing: to keep failover work flat
+    /// (no herd), a follower is woken only when its direct predecessor leaves, so it does not
+    /// hear of changes further ahead. Ask [`Client::current_leader`](crate::Client::current_leader)
+    /// or run an [`Observer`](crate::Observer) for a live view.
+    Follower {
+        /// How many entries are ahead of this one (1: next in line).
+        position: usize,
+        /// The leader as of the last listing, once its record has been read.
+        leader: Option<LeaderInfo>,
+    },
+    /// This candidate leads the term named by `token`.
+    Leader {
+        /// The term's fencing token: send it with every write made as leader.
+        token: FencingToken,
+        /// Whether contact with the backend is confirmed right now.
+        contact: Contact,
+    },
+    /// Contact with the backend is uncertain: not leading, place kept if the session survives.
+    Suspended,
+    /// The candidate has stopped for good.
+    Stopped(StopReason),
+}
+
+impl ElectionState {
+    /// `true` in [`ElectionState::Leader`].
+    pub fn is_leader(&self) -> bool {
+        matches!(self, Self::Leader { .. })
+    }
+
+    /// The term token while leading.
+    pub fn token(&self) -> Option<FencingToken> {
+        match self {
+            Self::Leader { token, .. } => Some(*token),
+            _ => None,
+        }
+    }
+
+    /// A short name of the state, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Joining => "joining",
+            Self::Follower { .. } => "follower",
+            Self::Leader { .. } => "leader",
+            Self::Suspended => "suspended",
+            Self::Stopped(_) => "stopped",
+        }
+    }
+}
+
+/// A leader's contact with the backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contact {
+    /// The session is connected and this leader's place was verified.
+    Confirmed,
+    /// Replies stopped coming. The leader keeps leading, because the backend cannot let anyone
+    /// else lead yet, and steps down at `step_down_at` unless contact is restored and its place
+    /// verified again before then.
+    Uncertain {
+        /// When this leader steps down at the latest.
+        step_down_at: Instant,
+    },
+}
+
+/// The leader as a follower or observer knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderInfo {
+    /// The leader's candidate id.
+    pub id: String,
+    /// The leader's payload.
+    pub payload: Vec<u8>,
+    /// The leader's term token.
+    pub token: FencingToken,
+    /// The leader's session.
+    pub session: SessionId,
+}
+
+/// One participant of an election, in queue order
+/// ([`Client::participants`](crate::Client::participants)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Participant {
+    /// The candidate id.
+    pub id: String,
+    /// Its payload.
+    pub payload: Vec<u8>,
+    /// The token its term has (or will have) if it leads.
+    pub token: FencingToken,
+    /// Its session.
+    pub session: SessionId,
+}
+
+/// Why a candidate stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// [`Candidate::stop`](crate::Candidate::stop) was called or the handle was dropped.
+    Stopped,
+    /// [`Candidate::leave`](crate::Candidate::leave) was called.
+    Resigned,
+    /// The session ended and re-candidacy is off.
+    SessionEnded,
+    /// The backend refused for good (no permission, a rejected request): the message says why.
+    Failed(String),
+}
+
+/// Why a state changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// Our entry was registered and our place in the queue is known.
+    Joined,
+    /// Our entry was verified first in the queue and owned by our live session.
+    Claimed,
+    /// The leader's record was read (a follower learns who leads).
+    LeaderKnown,
+    /// An entry ahead of ours left; we moved up.
+    PredecessorLeft,
+    /// Replies from the backend stopped coming.
+    ContactLost,
+    /// Contact came back and our place was verified again.
+    ContactRestored,
+    /// Contact stayed lost until the step-down deadline: we stepped down before the backend could
+    /// expire the session.
+    StepDownDeadline,
+    /// We resigned (and rejoin at the tail, or leave).
+    Resigned,
+    /// Our entry was deleted by someone else (or the election root was deleted).
+    EntryDeleted,
+    /// The session expired or closed.
+    SessionEnded,
+    /// After our session ended, we rejoin at the tail with a new session.
+    Rejoining,
+    /// The candidate was stopped.
+    Stopped,
+    /// The backend refused for good.
+    Failed,
+}
+
+/// A change of state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// When it happened.
+    pub at: Instant,
+    /// The state before.
+    pub from: ElectionState,
+    /// The state after.
+    pub to: ElectionState,
+    /// Why.
+    pub reason: Reason,
+}
+
+/// Something worth knowing that does not change the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// Children of the election path that are not election entries: ignored, never counted.
+    ForeignEntries(Vec<String>),
+    /// An entry of ours that was not our current one (from a create whose reply was lost) was
+    /// found and deleted.
+    OrphanRemoved(String),
+    /// Leader work did not stop within the grace and was aborted.
+    WorkOverranGrace(FencingToken),
+    /// Leader work returned on its own while the term went on.
+    WorkFinished(FencingToken),
+    /// A backend call failed and will be retried.
+    Retrying(String),
+}
+
+/// An item of a candidate's event stream ([`Candidate::events`](crate::Candidate::events)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The state changed.
+    Transition(Transition),
+    /// A notice.
+    Notice {
+        /// When.
+        at: Instant,
+        /// What.
+        notice: Notice,
+    },
+}

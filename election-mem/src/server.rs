@@ -1,0 +1,780 @@
+//! The in-memory coordination service: a tree of nodes with ephemeral sequential entries, a
+//! global creation counter (the term token), one-shot watches, and sessions that the server
+//! expires only when it has heard nothing from the client for the session timeout. Plus the
+//! fault API that tests drive.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use election_core::{
+    BackendError, CoordinationBackend, EntryInfo, ErrorKind, FencingToken, ListedEntry, Listing,
+    Marker, SessionId, SessionState,
+};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{sleep_until, Instant};
+use tracing::debug;
+
+use crate::names::{entry_prefix, parse_entry};
+use crate::session::MemSession;
+
+/// Counters of what the service did, for benchmarks and herd checks.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Creates applied or attempted.
+    pub creates: u64,
+    /// Plain listings.
+    pub lists: u64,
+    /// Listings that armed a watch (observers).
+    pub list_watches: u64,
+    /// `watch_gone` calls.
+    pub watches: u64,
+    /// Reads.
+    pub reads: u64,
+    /// Deletes.
+    pub deletes: u64,
+    /// Watch notifications delivered, per receiving session.
+    pub notifications: BTreeMap<SessionId, u64>,
+}
+
+impl Stats {
+    /// Every backend call counted.
+    pub fn calls(&self) -> u64 {
+        self.creates + self.lists + self.list_watches + self.watches + self.reads + self.deletes
+    }
+
+    /// Watch notifications delivered, in all.
+    pub fn notifications_total(&self) -> u64 {
+        self.notifications.values().sum()
+    }
+}
+
+/// Settings of a [`MemCluster`].
+#[derive(Clone, Debug)]
+pub struct MemConfig {
+    /// How long after the last contact a cut-off client notices and reports `Disconnected`, as
+    /// a fraction of its session timeout (ZooKeeper's client: about 0.4; default 1/3).
+    pub disconnect_detection: f64,
+    /// Session timeouts are clamped into this range, as a ZooKeeper server does.
+    pub min_session_timeout: Duration,
+    /// See `min_session_timeout`.
+    pub max_session_timeout: Duration,
+}
+
+impl Default for MemConfig {
+    fn default() -> Self {
+        Self {
+            disconnect_detection: 1.0 / 3.0,
+            min_session_timeout: Duration::from_millis(1),
+            max_session_timeout: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// An in-memory coordination service. Clone it to share; [`backend`](Self::backend) gives the
+/// [`CoordinationBackend`] that candidates use, and the other methods inject faults.
+///
+/// Deterministic under tokio's paused clock: no hash maps, no randomness, no wall clock.
+#[derive(Clone)]
+pub struct MemCluster {
+    pub(crate) inner: Arc<Mutex<Server>>,
+}
+
+pub(crate) type Waiter = oneshot::Sender<Result<(), BackendError>>;
+
+pub(crate) struct Node {
+    data: Vec<u8>,
+    czxid: u64,
+    owner: Option<SessionId>,
+    /// Next sequence number for children (ZooKeeper's cversion-based suffix).
+    next_seq: u64,
+    /// Sessions waiting for this node to go.
+    gone_watchers: Vec<(SessionId, Waiter)>,
+    /// Sessions waiting for the set of children to change.
+    child_watchers: Vec<(SessionId, Waiter)>,
+}
+
+impl Node {
+    fn new(data: Vec<u8>, czxid: u64, owner: Option<SessionId>) -> Self {
+        Self {
+            data,
+            czxid,
+            owner,
+            next_seq: 0,
+            gone_watchers: Vec::new(),
+            child_watchers: Vec::new(),
+        }
+    }
+}
+
+pub(crate) struct SessionRec {
+    pub timeout: Duration,
+    pub state: watch::Sender<SessionState>,
+    /// The client process is there (not dropped, not crashed).
+    pub client_alive: bool,
+    /// Frozen: requests hang, nothing is delivered, as for a stopped process.
+    pub frozen: bool,
+    /// Cut off from the service: the server hears nothing, the client gets no replies.
+    pub cut: bool,
+    pub last_heard: Instant,
+    /// Bumped whenever contact resumes, so stale expiry timers do nothing.
+    pub contact_epoch: u64,
+    pub expired: bool,
+    pub notify_delay: Duration,
+    pub outbox: VecDeque<(Instant, Waiter)>,
+}
+
+pub(crate) struct Server {
+    pub config: MemConfig,
+    pub zxid: u64,
+    pub next_session: u64,
+    pub nodes: BTreeMap<String, Node>,
+    pub sessions: BTreeMap<SessionId, SessionRec>,
+    pub stats: Stats,
+    pub lose_create_replies: u32,
+    pub latency: Duration,
+    pub self_ref: Weak<Mutex<Server>>,
+    /// Watches on directories none of whose ancestors exist yet.
+    pub pending_root_watchers: Vec<(SessionId, Waiter)>,
+}
+
+fn parent_of(path: &str) -> Option<&str> {
+    let i = path.rfind('/')?;
+    if i == 0 {
+        (path.len() > 1).then_some("/")
+    } else {
+        Some(&path[..i])
+    }
+}
+
+fn child_path(dir: &str, name: &str) -> String {
+    format!("{dir}/{name}")
+}
+
+impl Server {
+    fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
+        let prefix = format!("{dir}/");
+        self.nodes
+            .range(prefix.clone()..)
+            .take_while(move |(k, _)| k.starts_with(&prefix))
+            .filter_map(move |(k, n)| {
+                let rest = &k[dir.len() + 1..];
+                (!rest.contains('/')).then_some((rest, n))
+            })
+    }
+
+    pub(crate) fn session_usable(&self, id: SessionId) -> Result<(), BackendError> {
+        match self.sessions.get(&id) {
+            None => Err(BackendError::new(ErrorKind::SessionGone, "no such session")),
+            Some(s) if s.expired => {
+                Err(BackendError::new(ErrorKind::SessionGone, "session expired"))
+            }
+            Some(s) if *s.state.borrow() == SessionState::Closed => {
+                Err(BackendError::new(ErrorKind::SessionGone, "session closed"))
+            }
+            Some(s) if s.cut => Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                "connection loss (cut off)",
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    pub(crate) fn is_frozen(&self, id: SessionId) -> bool {
+        self.sessions.get(&id).is_some_and(|s| s.frozen)
+    }
+
+    fn bump(&mut self) -> u64 {
+        self.zxid += 1;
+        self.zxid
+    }
+
+    fn ensure_parents(&mut self, dir: &str) {
+        let mut missing = Vec::new();
+        let mut cur = Some(dir);
+        while let Some(p) = cur {
+            if p == "/" || self.nodes.contains_key(p) {
+                break;
+            }
+            missing.push(p.to_owned());
+            cur = parent_of(p);
+        }
+        for p in missing.into_iter().rev() {
+            let z = self.bump();
+            self.nodes.insert(p.clone(), Node::new(Vec::new(), z, None));
+            self.fire_children_of_parent(&p);
+        }
+    }
+
+    pub(crate) fn create(
+        &mut self,
+        session: SessionId,
+        dir: &str,
+        marker: &Marker,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        self.stats.creates += 1;
+        self.session_usable(session)?;
+        self.ensure_parents(dir);
+        let parent = self.nodes.get_mut(dir).expect("parent just ensured");
+        let seq = parent.next_seq;
+        parent.next_seq += 1;
+        let name = format!("{}{seq:010}", entry_prefix(marker, session));
+        let token = self.bump();
+        self.nodes.insert(
+            child_path(dir, &name),
+            Node::new(data.to_vec(), token, Some(session)),
+        );
+        self.fire_children(dir);
+        debug!(session = %session, dir, name = %name, token, "mem: entry created");
+        if self.lose_create_replies > 0 {
+            self.lose_create_replies -= 1;
+            return Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                "reply lost (injected fault)",
+            ));
+        }
+        Ok(EntryInfo {
+            name,
+            sequence: seq,
+            owner: session,
+            marker: marker.clone(),
+            token: FencingToken(token),
+            data: data.to_vec(),
+        })
+    }
+
+    pub(crate) fn listing(&self, dir: &str) -> Listing {
+        let mut listing = Listing::default();
+        for (name, node) in self.children(dir) {
+            match (parse_entry(name), node.owner) {
+                (Some((marker, owner, sequence)), Some(real)) if owner == real => {
+                    listing.entries.push(ListedEntry {
+                        name: name.to_owned(),
+                        sequence,
+                        owner,
+                        marker,
+                    })
+                }
+                _ => listing.foreign.push(name.to_owned()),
+            }
+        }
+        listing.entries.sort_by_key(|e| e.sequence);
+        listing
+    }
+
+    pub(crate) fn read(&self, dir: &str, name: &str) -> Option<EntryInfo> {
+        let node = self.nodes.get(&child_path(dir, name))?;
+        let (marker, owner, sequence) = parse_entry(name)?;
+        Some(EntryInfo {
+            name: name.to_owned(),
+            sequence,
+            owner: node.owner.unwrap_or(owner),
+            marker,
+            token: FencingToken(node.czxid),
+            data: node.data.clone(),
+        })
+    }
+
+    /// Arms a watch for the node's deletion; `None` if it does not exist.
+    pub(crate) fn watch_gone(
+        &mut self,
+        session: SessionId,
+        dir: &str,
+        name: &str,
+    ) -> Option<oneshot::Receiver<Result<(), BackendError>>> {
+        let node = self.nodes.get_mut(&child_path(dir, name))?;
+        let (tx, rx) = oneshot::channel();
+        node.gone_watchers.push((session, tx));
+        Some(rx)
+    }
+
+    /// Arms a watch on the set of children of `dir` (or on `dir` appearing).
+    pub(crate) fn watch_children(
+        &mut self,
+        session: SessionId,
+        dir: &str,
+    ) -> oneshot::Receiver<Result<(), BackendError>> {
+        let (tx, rx) = oneshot::channel();
+        match self.nodes.get_mut(dir) {
+            Some(node) => node.child_watchers.push((session, tx)),
+            None => {
+                // Watch the nearest existing ancestor's children: `dir` (or a parent of it)
+                // appearing changes them.
+                let mut cur = parent_of(dir);
+                loop {
+                    match cur {
+                        Some(p) if self.nodes.contains_key(p) => {
+                            self.nodes
+                                .get_mut(p)
+                                .expect("exists")
+                                .child_watchers
+                                .push((session, tx));
+                            break;
+                        }
+                        Some(p) => cur = parent_of(p),
+                        None => {
+                            self.pending_root_watchers.push((session, tx));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        rx
+    }
+
+    pub(crate) fn delete(&mut self, dir: &str, name: &str) -> Result<(), BackendError> {
+        self.stats.deletes += 1;
+        let path = child_path(dir, name);
+        if self.children(&path).next().is_some() {
+            return Err(BackendError::new(ErrorKind::Invalid, "node has children"));
+        }
+        self.remove_node(&path)
+            .then_some(())
+            .ok_or_else(|| BackendError::new(ErrorKind::NotFound, format!("no node {path}")))
+    }
+
+    fn remove_node(&mut self, path: &str) -> bool {
+        let Some(node) = self.nodes.remove(path) else {
+            return false;
+        };
+        self.bump();
+        for (session, tx) in node.gone_watchers {
+            self.deliver(session, tx, Ok(()));
+        }
+        for (session, tx) in node.child_watchers {
+            self.deliver(session, tx, Ok(()));
+        }
+        self.fire_children_of_parent(path);
+        true
+    }
+
+    fn fire_children_of_parent(&mut self, path: &str) {
+        match parent_of(path) {
+            Some("/") | None => {
+                for (session, tx) in std::mem::take(&mut self.pending_root_watchers) {
+                    self.deliver(session, tx, Ok(()));
+                }
+            }
+            Some(parent) => {
+                let parent = parent.to_owned();
+                self.fire_children(&parent);
+            }
+        }
+    }
+
+    fn fire_children(&mut self, dir: &str) {
+        let Some(node) = self.nodes.get_mut(dir) else {
+            return;
+        };
+        for (session, tx) in std::mem::take(&mut node.child_watchers) {
+            self.deliver(session, tx, Ok(()));
+        }
+    }
+
+    /// Delivers a notification to `session` in order: at once when nothing is delayed or queued
+    /// and the client is reachable, else through its outbox.
+    fn deliver(&mut self, session: SessionId, tx: Waiter, result: Result<(), BackendError>) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            let _ = tx.send(result);
+            return;
+        };
+        if result.is_ok() {
+            *self.stats.notifications.entry(session).or_default() += 1;
+        }
+        let now = Instant::now();
+        let reachable = !rec.cut && !rec.frozen;
+        if reachable && rec.notify_delay.is_zero() && rec.outbox.is_empty() {
+            let _ = tx.send(result);
+            return;
+        }
+        let due = now + rec.notify_delay;
+        // The result is carried by the sender being fired later with Ok(()); errors are only
+        // ever sent directly (on expiry the outbox is flushed with errors).
+        rec.outbox.push_back((due, tx));
+        self.schedule_outbox(session, due);
+    }
+
+    fn schedule_outbox(&self, session: SessionId, due: Instant) {
+        let weak = self.self_ref.clone();
+        tokio::spawn(async move {
+            sleep_until(due).await;
+            if let Some(server) = weak.upgrade() {
+                lock(&server).flush_outbox(session);
+            }
+        });
+    }
+
+    pub(crate) fn flush_outbox(&mut self, session: SessionId) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if rec.cut || rec.frozen {
+            return;
+        }
+        let now = Instant::now();
+        while rec.outbox.front().is_some_and(|(due, _)| *due <= now) {
+            let (_, tx) = rec.outbox.pop_front().expect("front exists");
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    pub(crate) fn open_session(
+        &mut self,
+        timeout: Duration,
+    ) -> (SessionId, Duration, watch::Receiver<SessionState>) {
+        self.next_session += 1;
+        let id = SessionId(0x1000_0000_0000 + self.next_session);
+        let timeout = timeout.clamp(
+            self.config.min_session_timeout,
+            self.config.max_session_timeout,
+        );
+        let (tx, rx) = watch::channel(SessionState::Connected);
+        self.sessions.insert(
+            id,
+            SessionRec {
+                timeout,
+                state: tx,
+                client_alive: true,
+                frozen: false,
+                cut: false,
+                last_heard: Instant::now(),
+                contact_epoch: 0,
+                expired: false,
+                notify_delay: Duration::ZERO,
+                outbox: VecDeque::new(),
+            },
+        );
+        debug!(session = %id, ?timeout, "mem: session opened");
+        (id, timeout, rx)
+    }
+
+    /// The server stops hearing from `session` now: it expires `timeout` later unless contact
+    /// resumes; the client (if it is there to notice) reports Disconnected after the detection
+    /// delay.
+    pub(crate) fn lose_contact(&mut self, session: SessionId, notify_client: bool) {
+        let detection = self.config.disconnect_detection;
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if rec.expired || *rec.state.borrow() == SessionState::Closed {
+            return;
+        }
+        let now = Instant::now();
+        let was_hearing = !rec.cut && rec.client_alive && !rec.frozen;
+        if !was_hearing {
+            return;
+        }
+        rec.last_heard = now;
+        rec.contact_epoch += 1;
+        let epoch = rec.contact_epoch;
+        let expire_at = now + rec.timeout;
+        let notice_at = now + rec.timeout.mul_f64(detection);
+        let weak = self.self_ref.clone();
+        tokio::spawn(async move {
+            if notify_client {
+                sleep_until(notice_at).await;
+                let Some(server) = weak.upgrade() else { return };
+                let guard = lock(&server);
+                if let Some(rec) = guard.sessions.get(&session) {
+                    if rec.contact_epoch == epoch && !rec.expired && rec.cut {
+                        rec.state
+                            .send_replace(SessionState::Disconnected { last_contact: now });
+                    }
+                }
+            }
+            sleep_until(expire_at).await;
+            let Some(server) = weak.upgrade() else { return };
+            let mut guard = lock(&server);
+            if guard
+                .sessions
+                .get(&session)
+                .is_some_and(|r| r.contact_epoch == epoch)
+            {
+                guard.expire(session, false);
+            }
+        });
+    }
+
+    /// Contact resumes: the server hears the client again, or tells it its session expired.
+    pub(crate) fn restore_contact(&mut self, session: SessionId) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        rec.cut = false;
+        rec.contact_epoch += 1;
+        rec.last_heard = Instant::now();
+        if rec.expired {
+            rec.state.send_replace(SessionState::Expired);
+            return;
+        }
+        if rec.client_alive && !rec.frozen {
+            rec.state.send_if_modified(|s| {
+                let changed = *s != SessionState::Connected;
+                *s = SessionState::Connected;
+                changed
+            });
+            self.flush_outbox(session);
+        }
+    }
+
+    /// Ends `session` on the server: its entries are deleted (firing watches) and its own
+    /// watches fail with SessionGone. The client is told at once unless it is cut off (it then
+    /// learns when contact resumes, as with ZooKeeper) or `quietly`.
+    pub(crate) fn expire(&mut self, session: SessionId, closed: bool) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if rec.expired {
+            return;
+        }
+        rec.expired = true;
+        rec.contact_epoch += 1;
+        let tell_client = !rec.cut && !rec.frozen;
+        let final_state = if closed {
+            SessionState::Closed
+        } else {
+            SessionState::Expired
+        };
+        // The client hears first: a leader leaves its state in the same instant the others learn
+        // its entry is gone.
+        if tell_client || closed {
+            rec.state.send_replace(final_state);
+        }
+        for (_, tx) in rec.outbox.drain(..) {
+            let _ = tx.send(Err(BackendError::new(
+                ErrorKind::SessionGone,
+                "session ended",
+            )));
+        }
+        debug!(session = %session, closed, "mem: session ended");
+        let gone = BackendError::new(ErrorKind::SessionGone, "session ended");
+        // This session's watches end with it.
+        let keys: Vec<String> = self.nodes.keys().cloned().collect();
+        for k in &keys {
+            let node = self.nodes.get_mut(k).expect("listed");
+            for list in [&mut node.gone_watchers, &mut node.child_watchers] {
+                let mut i = 0;
+                while i < list.len() {
+                    if list[i].0 == session {
+                        let (_, tx) = list.swap_remove(i);
+                        let _ = tx.send(Err(BackendError::new(gone.kind(), "session ended")));
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+        // Then its ephemeral entries go, in path order.
+        let owned: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.owner == Some(session))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for path in owned {
+            self.remove_node(&path);
+        }
+    }
+
+    pub(crate) fn delete_tree(&mut self, root: &str) -> usize {
+        let prefix = format!("{root}/");
+        let mut doomed: Vec<String> = self
+            .nodes
+            .keys()
+            .filter(|k| k.as_str() == root || k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        // Children before parents.
+        doomed.sort_by_key(|k| std::cmp::Reverse(k.matches('/').count()));
+        let n = doomed.len();
+        for path in doomed {
+            self.remove_node(&path);
+        }
+        n
+    }
+}
+
+pub(crate) fn lock(server: &Mutex<Server>) -> MutexGuard<'_, Server> {
+    server.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Default for MemCluster {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemCluster {
+    /// A new, empty service with default settings.
+    pub fn new() -> Self {
+        Self::with_config(MemConfig::default())
+    }
+
+    /// A new, empty service.
+    pub fn with_config(config: MemConfig) -> Self {
+        let inner = Arc::new_cyclic(|weak| {
+            Mutex::new(Server {
+                config,
+                zxid: 0,
+                next_session: 0,
+                nodes: BTreeMap::new(),
+                sessions: BTreeMap::new(),
+                stats: Stats::default(),
+                lose_create_replies: 0,
+                latency: Duration::ZERO,
+                self_ref: weak.clone(),
+                pending_root_watchers: Vec::new(),
+            })
+        });
+        Self { inner }
+    }
+
+    pub(crate) fn server(&self) -> MutexGuard<'_, Server> {
+        lock(&self.inner)
+    }
+
+    /// The backend to give candidates and clients.
+    pub fn backend(&self) -> Arc<dyn CoordinationBackend> {
+        Arc::new(MemBackend {
+            cluster: self.clone(),
+        })
+    }
+
+    // ----- faults --------------------------------------------------------------------------
+
+    /// Expires `session` now, as an administrator's forced expiry would: its entries go, and
+    /// the client learns at once (or when contact resumes, if it is cut off).
+    ///
+    /// This breaks the premise of step-down safety (the service ending a session before the
+    /// timeout): use it to test re-candidacy, not overlap.
+    pub fn expire_session(&self, session: SessionId) {
+        self.server().expire(session, false);
+    }
+
+    /// Cuts the client of `session` off: the server stops hearing it (and expires the session
+    /// after its timeout), the client gets no replies and reports `Disconnected` after the
+    /// detection delay.
+    pub fn cut(&self, session: SessionId) {
+        let mut s = self.server();
+        s.lose_contact(session, true);
+        if let Some(rec) = s.sessions.get_mut(&session) {
+            rec.cut = true;
+        }
+    }
+
+    /// Heals a cut: the client is heard again, or learns that its session expired meanwhile.
+    pub fn heal(&self, session: SessionId) {
+        self.server().restore_contact(session);
+    }
+
+    /// The client of `session` crashes: it sends nothing more (the session expires after its
+    /// timeout), its requests hang and it is told nothing. Pair with
+    /// [`Candidate::abort`](election_core::Candidate::abort) to end the candidate's task too.
+    pub fn crash(&self, session: SessionId) {
+        let mut s = self.server();
+        s.lose_contact(session, false);
+        if let Some(rec) = s.sessions.get_mut(&session) {
+            rec.frozen = true;
+            rec.client_alive = false;
+        }
+    }
+
+    /// The next `n` creates (by any session) are applied but their replies are lost: the caller
+    /// gets an outcome-unknown error.
+    pub fn lose_create_replies(&self, n: u32) {
+        self.server().lose_create_replies += n;
+    }
+
+    /// Delays every watch notification to `session` by `delay` (order within the session is
+    /// kept; across sessions it changes).
+    pub fn delay_notifications(&self, session: SessionId, delay: Duration) {
+        if let Some(rec) = self.server().sessions.get_mut(&session) {
+            rec.notify_delay = delay;
+        }
+    }
+
+    /// Adds `latency` before every operation is applied.
+    pub fn set_latency(&self, latency: Duration) {
+        self.server().latency = latency;
+    }
+
+    /// Deletes `path` and everything under it, as an administrator's `deleteall` would. Returns
+    /// how many nodes went.
+    pub fn delete_tree(&self, path: &str) -> usize {
+        self.server().delete_tree(path)
+    }
+
+    /// Deletes the entry `name` under `dir` from outside (an administrator). `false` if absent.
+    pub fn delete_entry(&self, dir: &str, name: &str) -> bool {
+        let mut s = self.server();
+        s.delete(dir, name).is_ok()
+    }
+
+    /// Creates a persistent node that is not an election entry (a foreign node).
+    pub fn create_foreign(&self, dir: &str, name: &str) {
+        let mut s = self.server();
+        s.ensure_parents(dir);
+        let z = s.bump();
+        s.nodes
+            .insert(child_path(dir, name), Node::new(Vec::new(), z, None));
+        s.fire_children(dir);
+    }
+
+    // ----- inspection ----------------------------------------------------------------------
+
+    /// The election entries under `dir`, in order, as the service has them now.
+    pub fn entries(&self, dir: &str) -> Vec<ListedEntry> {
+        self.server().listing(dir).entries
+    }
+
+    /// Whether the service still has `session` alive.
+    pub fn session_alive(&self, session: SessionId) -> bool {
+        self.server()
+            .sessions
+            .get(&session)
+            .is_some_and(|s| !s.expired && *s.state.borrow() != SessionState::Closed)
+    }
+
+    /// Whether any node exists at `path`.
+    pub fn exists(&self, path: &str) -> bool {
+        self.server().nodes.contains_key(path)
+    }
+
+    /// The global creation counter now (the last token handed out).
+    pub fn zxid(&self) -> u64 {
+        self.server().zxid
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> Stats {
+        self.server().stats.clone()
+    }
+
+    /// Resets the counters.
+    pub fn reset_stats(&self) {
+        self.server().stats = Stats::default();
+    }
+}
+
+/// The [`CoordinationBackend`] of a [`MemCluster`].
+pub struct MemBackend {
+    cluster: MemCluster,
+}
+
+#[async_trait::async_trait]
+impl CoordinationBackend for MemBackend {
+    async fn open_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<Arc<dyn election_core::BackendSession>, BackendError> {
+        let (id, timeout, state) = self.cluster.server().open_session(timeout);
+        Ok(Arc::new(MemSession::new(
+            self.cluster.clone(),
+            id,
+            timeout,
+            state,
+        )))
+    }
+}

@@ -1,0 +1,162 @@
+//! A client's session on the in-memory service: the [`BackendSession`] candidates use.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use election_core::{
+    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, Listing, Marker,
+    Notification, SessionId, SessionState, Watch,
+};
+use tokio::sync::{oneshot, watch};
+
+use crate::server::MemCluster;
+
+/// A session on a [`MemCluster`]. Dropping it without [`close`](BackendSession::close) is a
+/// client that went away: the service expires the session after its timeout.
+pub struct MemSession {
+    cluster: MemCluster,
+    id: SessionId,
+    timeout: Duration,
+    state: watch::Receiver<SessionState>,
+    closed: AtomicBool,
+}
+
+impl MemSession {
+    pub(crate) fn new(
+        cluster: MemCluster,
+        id: SessionId,
+        timeout: Duration,
+        state: watch::Receiver<SessionState>,
+    ) -> Self {
+        Self {
+            cluster,
+            id,
+            timeout,
+            state,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits the configured latency, then hangs for ever if the client is frozen (crashed).
+    async fn enter(&self) {
+        let latency = self.cluster.server().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        if self.cluster.server().is_frozen(self.id) {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+fn notification(rx: oneshot::Receiver<Result<(), BackendError>>) -> Notification {
+    Box::pin(async move {
+        rx.await
+            .unwrap_or_else(|_| Err(BackendError::new(ErrorKind::SessionGone, "session ended")))
+    })
+}
+
+#[async_trait]
+impl BackendSession for MemSession {
+    fn id(&self) -> SessionId {
+        self.id
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn state(&self) -> watch::Receiver<SessionState> {
+        self.state.clone()
+    }
+
+    async fn create(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        self.enter().await;
+        self.cluster
+            .server()
+            .create(self.id, dir.as_str(), marker, data)
+    }
+
+    async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
+        self.enter().await;
+        let mut s = self.cluster.server();
+        s.stats.lists += 1;
+        s.session_usable(self.id)?;
+        Ok(s.listing(dir.as_str()))
+    }
+
+    async fn list_and_watch(
+        &self,
+        dir: &ElectionPath,
+    ) -> Result<(Listing, Notification), BackendError> {
+        self.enter().await;
+        let mut s = self.cluster.server();
+        s.stats.list_watches += 1;
+        s.session_usable(self.id)?;
+        let listing = s.listing(dir.as_str());
+        let rx = s.watch_children(self.id, dir.as_str());
+        Ok((listing, notification(rx)))
+    }
+
+    async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError> {
+        self.enter().await;
+        let mut s = self.cluster.server();
+        s.stats.watches += 1;
+        s.session_usable(self.id)?;
+        Ok(match s.watch_gone(self.id, dir.as_str(), name) {
+            Some(rx) => Watch::Armed(notification(rx)),
+            None => Watch::Gone,
+        })
+    }
+
+    async fn read(
+        &self,
+        dir: &ElectionPath,
+        name: &str,
+    ) -> Result<Option<EntryInfo>, BackendError> {
+        self.enter().await;
+        let mut s = self.cluster.server();
+        s.stats.reads += 1;
+        s.session_usable(self.id)?;
+        Ok(s.read(dir.as_str(), name))
+    }
+
+    async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
+        self.enter().await;
+        let mut s = self.cluster.server();
+        s.session_usable(self.id)?;
+        s.delete(dir.as_str(), name)
+    }
+
+    async fn close(&self) {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let mut s = self.cluster.server();
+        // A cut-off or crashed client cannot reach the service: the session expires by itself.
+        if s.session_usable(self.id).is_ok() {
+            s.expire(self.id, true);
+        } else if let Some(rec) = s.sessions.get(&self.id) {
+            rec.state.send_replace(SessionState::Closed);
+        }
+    }
+}
+
+impl Drop for MemSession {
+    fn drop(&mut self) {
+        if !self.closed.load(Ordering::SeqCst) {
+            // The client is gone without a word: the service stops hearing it.
+            let mut s = self.cluster.server();
+            s.lose_contact(self.id, false);
+            if let Some(rec) = s.sessions.get_mut(&self.id) {
+                rec.client_alive = false;
+            }
+        }
+    }
+}
