@@ -447,7 +447,7 @@ impl Machine {
                     self.out.push(Action::ResignDone);
                 }
                 self.phase = Phase::AwaitingSession;
-                self.set_state(now, ElectionState::Joining, Reason::SessionEnded);
+                self.set_state(now, ElectionState::Suspended, Reason::SessionEnded);
                 self.out.push(Action::OpenSession);
             }
             Goal::Rejoin | Goal::Run => {

@@ -1,0 +1,839 @@
+//! The conformance cases. Each is a public async fn that runs alone on a [`Harness`], and names
+//! the contract lines it checks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{sleep, timeout, Instant};
+
+use crate::backend::{BackendSession, Marker, SessionState, Watch};
+use crate::candidate::Candidate;
+use crate::client::Client;
+use crate::error::{ConfigError, ElectionError, ErrorKind};
+use crate::path::ElectionPath;
+use crate::state::{ElectionState, Event, Notice, Reason};
+
+use super::invariants::{check_leaders, check_work};
+use super::recorder::{Recorder, WorkLog};
+use super::Harness;
+
+fn path(h: &dyn Harness, case: &str) -> ElectionPath {
+    ElectionPath::new(h.path(case)).expect("harness path is valid")
+}
+
+/// Time enough for anything the contract promises within a few session timeouts.
+fn patience(h: &dyn Harness) -> Duration {
+    h.session_timeout() * 6 + h.slack() * 4
+}
+
+/// Lets notifications and replies settle.
+async fn settle(h: &dyn Harness) {
+    sleep(Duration::from_millis(20) + h.slack()).await;
+}
+
+async fn admin(h: &dyn Harness) -> Arc<dyn BackendSession> {
+    h.backend()
+        .await
+        .open_session(h.session_timeout())
+        .await
+        .expect("admin session")
+}
+
+async fn join(h: &dyn Harness, p: &ElectionPath, id: &str) -> Candidate {
+    Candidate::builder(p.as_str(), id)
+        .payload(format!("payload-of-{id}").into_bytes())
+        .session_timeout(h.session_timeout())
+        .join(h.backend().await)
+        .await
+        .expect("join")
+}
+
+async fn join_with_work(
+    h: &dyn Harness,
+    p: &ElectionPath,
+    id: &str,
+    log: &WorkLog,
+    stop_delay: Duration,
+) -> Candidate {
+    Candidate::builder(p.as_str(), id)
+        .session_timeout(h.session_timeout())
+        .on_leader(log.work(id, stop_delay))
+        .join(h.backend().await)
+        .await
+        .expect("join")
+}
+
+async fn lead(h: &dyn Harness, c: &Candidate) -> crate::FencingToken {
+    c.wait_for_leadership(patience(h))
+        .await
+        .unwrap_or_else(|e| panic!("{} did not lead: {e}; state {:?}", c.id(), c.current()))
+}
+
+async fn entry_count(h: &dyn Harness, p: &ElectionPath) -> usize {
+    admin_list(h, p).await.entries.len()
+}
+
+async fn admin_list(h: &dyn Harness, p: &ElectionPath) -> crate::Listing {
+    let s = admin(h).await;
+    let l = s.list(p).await.expect("list");
+    s.close().await;
+    l
+}
+
+/// Waits (bounded) until `p` has `n` entries.
+async fn wait_entries(h: &dyn Harness, p: &ElectionPath, n: usize) {
+    let deadline = Instant::now() + patience(h);
+    let s = admin(h).await;
+    loop {
+        let got = s.list(p).await.expect("list").entries.len();
+        if got == n {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{p}: {got} entries, expected {n}"
+        );
+        sleep(Duration::from_millis(10) + h.slack() / 4).await;
+    }
+    s.close().await;
+}
+
+async fn ids_in_order(c: &Candidate) -> Vec<String> {
+    c.participants()
+        .await
+        .expect("participants")
+        .into_iter()
+        .map(|p| p.id)
+        .collect()
+}
+
+/// Backend contract: create (with missing parents), list order, owner and marker, read, token
+/// order, delete and NotFound, missing directory.
+pub async fn primitives_create_list_read_delete(h: &dyn Harness) {
+    let p = ElectionPath::new(format!("{}/deep/er", h.path("primitives"))).unwrap();
+    let s = admin(h).await;
+    assert_eq!(*s.state().borrow(), SessionState::Connected);
+    assert!(s
+        .list(&p)
+        .await
+        .expect("list of a missing dir")
+        .entries
+        .is_empty());
+    let mut infos = Vec::new();
+    for i in 0..3u64 {
+        let m = Marker::from_bits(0xabc0 + i);
+        let info = s
+            .create(&p, &m, format!("data{i}").as_bytes())
+            .await
+            .expect("create");
+        assert_eq!(info.owner, s.id());
+        assert_eq!(info.marker, m);
+        assert_eq!(info.data, format!("data{i}").into_bytes());
+        infos.push(info);
+    }
+    assert!(
+        infos
+            .windows(2)
+            .all(|w| w[0].token < w[1].token && w[0].sequence < w[1].sequence),
+        "{infos:?}"
+    );
+    let listing = s.list(&p).await.expect("list");
+    assert_eq!(
+        listing.entries,
+        infos.iter().map(|i| i.listed()).collect::<Vec<_>>()
+    );
+    let read = s
+        .read(&p, &infos[1].name)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(read, infos[1]);
+    s.delete(&p, &infos[1].name).await.expect("delete");
+    let again = s.delete(&p, &infos[1].name).await.unwrap_err();
+    assert_eq!(again.kind(), ErrorKind::NotFound);
+    assert_eq!(s.read(&p, &infos[1].name).await.expect("read"), None);
+    assert_eq!(s.list(&p).await.unwrap().entries.len(), 2);
+    // A later create sorts last and has a larger token.
+    let last = s
+        .create(&p, &Marker::from_bits(1), b"")
+        .await
+        .expect("create");
+    assert!(last.token > infos[2].token && last.sequence > infos[2].sequence);
+    s.close().await;
+}
+
+/// Backend contract: `watch_gone` reports a missing entry at once, fires on deletion by another
+/// session and on the owner's session closing, and not otherwise.
+pub async fn primitives_watch_gone(h: &dyn Harness) {
+    let p = path(h, "watch-gone");
+    let owner = admin(h).await;
+    let watcher = admin(h).await;
+    assert!(matches!(
+        watcher.watch_gone(&p, "_c_nothing").await.expect("watch"),
+        Watch::Gone
+    ));
+    let a = owner.create(&p, &Marker::from_bits(1), b"a").await.unwrap();
+    let b = owner.create(&p, &Marker::from_bits(2), b"b").await.unwrap();
+    let Watch::Armed(wa) = watcher.watch_gone(&p, &a.name).await.unwrap() else {
+        panic!("a exists")
+    };
+    let Watch::Armed(mut wb) = watcher.watch_gone(&p, &b.name).await.unwrap() else {
+        panic!("b exists")
+    };
+    // Nothing happened: nothing fires.
+    assert!(timeout(Duration::from_millis(50) + h.slack(), &mut wb)
+        .await
+        .is_err());
+    owner.delete(&p, &a.name).await.unwrap();
+    timeout(patience(h), wa)
+        .await
+        .expect("fires on delete")
+        .expect("Ok on delete");
+    owner.close().await;
+    timeout(patience(h), wb)
+        .await
+        .expect("fires when the owner closes")
+        .expect("Ok when gone");
+    watcher.close().await;
+}
+
+/// Backend contract: closing a session deletes its entries and ends in `Closed`.
+pub async fn primitives_close_removes_entries(h: &dyn Harness) {
+    let p = path(h, "close");
+    let s = admin(h).await;
+    s.create(&p, &Marker::from_bits(1), b"").await.unwrap();
+    let mut state = s.state();
+    s.close().await;
+    s.close().await; // idempotent
+    timeout(
+        patience(h),
+        state.wait_for(|st| *st == SessionState::Closed),
+    )
+    .await
+    .expect("closed")
+    .ok();
+    wait_entries(h, &p, 0).await;
+}
+
+/// Backend contract: `list_and_watch` fires when an entry is added, even to a missing dir.
+pub async fn primitives_list_and_watch(h: &dyn Harness) {
+    let p = path(h, "list-watch");
+    let s = admin(h).await;
+    let (l, n) = s
+        .list_and_watch(&p)
+        .await
+        .expect("list_and_watch on a missing dir");
+    assert!(l.entries.is_empty());
+    let other = admin(h).await;
+    other.create(&p, &Marker::from_bits(1), b"").await.unwrap();
+    timeout(patience(h), n)
+        .await
+        .expect("fires on create")
+        .expect("ok");
+    let (l, n) = s.list_and_watch(&p).await.unwrap();
+    assert_eq!(l.entries.len(), 1);
+    other.create(&p, &Marker::from_bits(2), b"").await.unwrap();
+    timeout(patience(h), n)
+        .await
+        .expect("fires on a second create")
+        .expect("ok");
+    s.close().await;
+    other.close().await;
+}
+
+/// S3: the first joiner leads, and its token is its entry's token, as others read it.
+pub async fn first_joiner_leads_with_its_entry_token(h: &dyn Harness) {
+    let p = path(h, "first-joiner");
+    let a = join(h, &p, "a").await;
+    let token = lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    let leader = b.current_leader().await.unwrap().expect("a leads");
+    assert_eq!((leader.id.as_str(), leader.token), ("a", token));
+    assert_eq!(leader.payload, b"payload-of-a");
+    settle(h).await;
+    assert!(!b.is_leader());
+    assert!(
+        matches!(b.current(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        b.current()
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// L1, L2, S1: resignations hand leadership over in queue order, with increasing tokens, and the
+/// resigner rejoins at the tail.
+pub async fn resign_hands_over_in_queue_order(h: &dyn Harness) {
+    let p = path(h, "resign-order");
+    let mut rec = Recorder::new();
+    let mut cs = Vec::new();
+    for id in ["a", "b", "c", "d"] {
+        let c = join(h, &p, id).await;
+        rec.watch(&c);
+        cs.push(c);
+        wait_entries(h, &p, cs.len()).await;
+    }
+    let mut order = Vec::new();
+    let mut last = lead(h, &cs[0]).await;
+    order.push("a".to_owned());
+    for round in 0..6 {
+        let leader = cs.iter().find(|c| c.is_leader()).expect("a leader");
+        let expected_next = ids_in_order(leader).await[1].clone();
+        leader.resign().await.expect("resign");
+        let next = cs.iter().find(|c| c.id() == expected_next).unwrap();
+        let token = lead(h, next).await;
+        assert!(token > last, "round {round}: token {token} after {last}");
+        last = token;
+        order.push(expected_next);
+    }
+    assert_eq!(order, ["a", "b", "c", "d", "a", "b", "c"]);
+    check_leaders(&rec.leader_intervals()).unwrap();
+    for c in &cs {
+        c.stop().await;
+    }
+    assert_eq!(entry_count(h, &p).await, 0);
+}
+
+/// L3: when the leader leaves, only its direct successor wakes; the others see nothing.
+pub async fn only_the_successor_wakes(h: &dyn Harness) {
+    let p = path(h, "no-herd");
+    let mut cs = Vec::new();
+    for i in 0..6 {
+        cs.push(join(h, &p, &format!("c{i}")).await);
+        wait_entries(h, &p, cs.len()).await;
+    }
+    lead(h, &cs[0]).await;
+    // Every follower knows its place and the leader before we look.
+    let deadline = Instant::now() + patience(h);
+    while !cs[1..].iter().all(|c| {
+        matches!(
+            c.current(),
+            ElectionState::Follower {
+                leader: Some(_),
+                ..
+            }
+        )
+    }) {
+        assert!(Instant::now() < deadline, "followers did not settle");
+        settle(h).await;
+    }
+    let mut rec = Recorder::new();
+    for c in &cs {
+        rec.watch(c);
+    }
+    cs[0].leave().await.unwrap();
+    lead(h, &cs[1]).await;
+    settle(h).await;
+    for c in &cs[2..] {
+        let woken = rec.transitions(c.id());
+        assert!(
+            woken.is_empty(),
+            "{} woke on a hand-over that was not its own: {woken:?}",
+            c.id()
+        );
+    }
+    assert_eq!(
+        rec.transitions("c1").last().map(|t| t.reason.clone()),
+        Some(Reason::Claimed)
+    );
+    for c in &cs {
+        c.stop().await;
+    }
+}
+
+/// L1, S2: a crashed leader (no close) is succeeded once the service expires its session, not
+/// before, and within the session timeout plus a few round trips.
+pub async fn crash_fails_over_after_session_timeout(h: &dyn Harness) {
+    let p = path(h, "crash");
+    let a = join(h, &p, "a").await;
+    lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    wait_entries(h, &p, 2).await;
+    settle(h).await;
+    let crashed_at = Instant::now();
+    a.abort();
+    lead(h, &b).await;
+    let took = crashed_at.elapsed();
+    let t = h.session_timeout();
+    assert!(
+        took + h.slack() >= t,
+        "successor led {took:?} after the crash, before the session timeout {t:?}"
+    );
+    assert!(
+        took <= t * 2 + h.slack() * 4,
+        "successor took {took:?} (session timeout {t:?})"
+    );
+    b.stop().await;
+    wait_entries(h, &p, 0).await;
+}
+
+/// S4: the leader's work has ended before its successor's work starts.
+pub async fn leader_work_ends_before_successor_starts(h: &dyn Harness) {
+    let p = path(h, "work-order");
+    let log = WorkLog::new();
+    let stop_delay = h.session_timeout() / 20;
+    let a = join_with_work(h, &p, "a", &log, stop_delay).await;
+    lead(h, &a).await;
+    let b = join_with_work(h, &p, "b", &log, stop_delay).await;
+    wait_entries(h, &p, 2).await;
+    a.resign().await.unwrap();
+    lead(h, &b).await;
+    settle(h).await;
+    b.resign().await.unwrap();
+    lead(h, &a).await;
+    settle(h).await;
+    let spans = log.spans();
+    assert!(spans.len() >= 3, "{spans:?}");
+    check_work(&spans).unwrap();
+    a.stop().await;
+    b.stop().await;
+    assert!(
+        log.spans().iter().all(|s| s.end.is_some()),
+        "work left running after stop"
+    );
+}
+
+/// S4: work that ignores cancellation is aborted after the grace, reported, and the successor
+/// leads only after that.
+pub async fn slow_leader_work_is_aborted_after_grace(h: &dyn Harness) {
+    let p = path(h, "work-grace");
+    let log = WorkLog::new();
+    let grace = h.session_timeout() / 10;
+    let stubborn = Candidate::builder(p.as_str(), "stubborn")
+        .session_timeout(h.session_timeout())
+        .leader_grace(grace)
+        .on_leader(log.work("stubborn", Duration::from_secs(3600)))
+        .join(h.backend().await)
+        .await
+        .unwrap();
+    let mut events = stubborn.events();
+    lead(h, &stubborn).await;
+    let next = join_with_work(h, &p, "next", &log, Duration::ZERO).await;
+    wait_entries(h, &p, 2).await;
+    let started = Instant::now();
+    stubborn.resign().await.unwrap();
+    assert!(
+        started.elapsed() + h.slack() >= grace,
+        "resign returned before the grace"
+    );
+    lead(h, &next).await;
+    settle(h).await;
+    check_work(&log.spans()).unwrap();
+    let mut overran = false;
+    while let Ok(e) = events.try_recv() {
+        overran |= matches!(
+            e,
+            Event::Notice {
+                notice: Notice::WorkOverranGrace(_),
+                ..
+            }
+        );
+    }
+    assert!(overran, "no WorkOverranGrace notice");
+    stubborn.stop().await;
+    next.stop().await;
+}
+
+/// S5: after stop, after leave, and after a dropped handle, no entry of the candidate stays.
+pub async fn stop_and_drop_leave_no_entry(h: &dyn Harness) {
+    let p = path(h, "no-orphans");
+    let a = join(h, &p, "a").await;
+    let b = join(h, &p, "b").await;
+    let c = join(h, &p, "c").await;
+    wait_entries(h, &p, 3).await;
+    a.stop().await;
+    a.stop().await; // idempotent
+    assert!(matches!(a.current(), ElectionState::Stopped(_)));
+    b.leave().await.unwrap();
+    wait_entries(h, &p, 1).await;
+    drop(c);
+    wait_entries(h, &p, 0).await;
+}
+
+/// L5 (CURATOR-171): the leader's entry deleted by an administrator: it steps down, reports it
+/// and rejoins at the tail; the next candidate leads with a larger token.
+pub async fn leader_entry_deleted_by_admin(h: &dyn Harness) {
+    let p = path(h, "admin-delete");
+    let mut rec = Recorder::new();
+    let a = join(h, &p, "a").await;
+    rec.watch(&a);
+    let t0 = lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    rec.watch(&b);
+    wait_entries(h, &p, 2).await;
+    let s = admin(h).await;
+    let head = s.list(&p).await.unwrap().entries[0].name.clone();
+    s.delete(&p, &head).await.unwrap();
+    let t1 = lead(h, &b).await;
+    assert!(t1 > t0);
+    wait_entries(h, &p, 2).await;
+    settle(h).await;
+    assert!(!a.is_leader());
+    assert!(rec
+        .transitions("a")
+        .iter()
+        .any(|t| t.reason == Reason::EntryDeleted));
+    assert_eq!(ids_in_order(&b).await, ["b", "a"]);
+    check_leaders(&rec.leader_intervals()).unwrap();
+    s.close().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// L5: the election root deleted (entries first, then the node): candidates re-create it and an
+/// election goes on, with a larger token.
+pub async fn election_root_deleted(h: &dyn Harness) {
+    let p = path(h, "root-deleted");
+    let a = join(h, &p, "a").await;
+    let t0 = lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    wait_entries(h, &p, 2).await;
+    let s = admin(h).await;
+    let parent = ElectionPath::new(
+        h.path("root-deleted")
+            .rsplit_once('/')
+            .map(|x| x.0)
+            .unwrap()
+            .to_owned(),
+    )
+    .unwrap();
+    let last = p.segments().last().unwrap().to_owned();
+    let mut deleted = false;
+    for _ in 0..20 {
+        for e in s.list(&p).await.unwrap().entries {
+            let _ = s.delete(&p, &e.name).await;
+        }
+        if s.delete(&parent, &last).await.is_ok() {
+            deleted = true;
+            break;
+        }
+    }
+    assert!(deleted, "could not delete the election root");
+    let deadline = Instant::now() + patience(h);
+    let t1 = loop {
+        if let Some(t) = a.token().or(b.token()) {
+            if t > t0 {
+                break t;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no new leader after the root was deleted: a {:?} b {:?}",
+            a.current(),
+            b.current()
+        );
+        settle(h).await;
+    };
+    assert!(t1 > t0);
+    wait_entries(h, &p, 2).await;
+    s.close().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Several elections over one session; each leads on its own path; nothing left after stop.
+pub async fn several_elections_one_session(h: &dyn Harness) {
+    let client = Client::connect(h.backend().await, h.session_timeout())
+        .await
+        .unwrap();
+    let mut cs = Vec::new();
+    for i in 0..3 {
+        let p = path(h, &format!("multi-{i}"));
+        let config = Candidate::builder(p.as_str(), "node").build().unwrap();
+        cs.push((p, client.join(config).await.unwrap()));
+    }
+    let mut tokens = Vec::new();
+    for (_, c) in &cs {
+        tokens.push(lead(h, c).await);
+    }
+    tokens.sort();
+    tokens.dedup();
+    assert_eq!(tokens.len(), 3);
+    let session = client.session().await.id();
+    for (_, c) in &cs {
+        assert_eq!(c.client().session().await.id(), session);
+    }
+    for (p, c) in &cs {
+        c.stop().await;
+        assert_eq!(entry_count(h, p).await, 0);
+    }
+    client.close().await;
+}
+
+/// An observer follows the leader without running: it sees each new leader.
+pub async fn observer_follows_the_leader(h: &dyn Harness) {
+    let p = path(h, "observer");
+    let watcher = Client::connect(h.backend().await, h.session_timeout())
+        .await
+        .unwrap();
+    let observer = watcher.observe(&p);
+    let a = join(h, &p, "a").await;
+    let ta = lead(h, &a).await;
+    let seen = observer
+        .next_leader(None, patience(h))
+        .await
+        .expect("observer sees a");
+    assert_eq!((seen.id.as_str(), seen.token), ("a", ta));
+    let b = join(h, &p, "b").await;
+    wait_entries(h, &p, 2).await;
+    a.leave().await.unwrap();
+    let tb = lead(h, &b).await;
+    let seen = observer
+        .next_leader(Some(ta), patience(h))
+        .await
+        .expect("observer sees b");
+    assert_eq!((seen.id.as_str(), seen.token), ("b", tb));
+    b.stop().await;
+    let deadline = Instant::now() + patience(h);
+    while observer.leader().borrow().is_some() {
+        assert!(Instant::now() < deadline, "observer still shows a leader");
+        settle(h).await;
+    }
+    drop(observer);
+    watcher.close().await;
+}
+
+/// Participants in queue order, with payloads; the current leader read fresh.
+pub async fn participants_and_current_leader(h: &dyn Harness) {
+    let p = path(h, "participants");
+    let mut cs = Vec::new();
+    for id in ["x", "y", "z"] {
+        cs.push(join(h, &p, id).await);
+        wait_entries(h, &p, cs.len()).await;
+    }
+    let ps = cs[2].participants().await.unwrap();
+    assert_eq!(
+        ps.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+        ["x", "y", "z"]
+    );
+    assert!(ps
+        .iter()
+        .all(|p| p.payload == format!("payload-of-{}", p.id).into_bytes()));
+    assert!(ps.windows(2).all(|w| w[0].token < w[1].token));
+    let leader = cs[1].current_leader().await.unwrap().unwrap();
+    assert_eq!(leader.id, "x");
+    for c in &cs {
+        c.stop().await;
+    }
+    assert_eq!(cs[0].current_leader().await.unwrap(), None);
+}
+
+/// Bad input: typed errors before any side effect.
+pub async fn bad_input_is_rejected_before_side_effects(h: &dyn Harness) {
+    let p = path(h, "bad-input");
+    let backend = h.backend().await;
+    let bad = [
+        Candidate::builder("no-slash", "a"),
+        Candidate::builder(p.as_str(), ""),
+        Candidate::builder(p.as_str(), "a").payload(vec![0; crate::MAX_PAYLOAD_LEN + 1]),
+        Candidate::builder(p.as_str(), "a").session_timeout(Duration::ZERO),
+        Candidate::builder(p.as_str(), "a").step_down_fraction(1.0),
+        Candidate::builder(p.as_str(), "a")
+            .session_timeout(h.session_timeout())
+            .leader_grace(h.session_timeout()),
+    ];
+    for b in bad {
+        let err = b.join(backend.clone()).await.unwrap_err();
+        assert!(matches!(err, ElectionError::Config(_)), "{err}");
+    }
+    let client = Client::connect(backend.clone(), h.session_timeout())
+        .await
+        .unwrap();
+    let a = client
+        .join(Candidate::builder(p.as_str(), "a").build().unwrap())
+        .await
+        .unwrap();
+    let dup = client
+        .join(Candidate::builder(p.as_str(), "a").build().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(dup, ElectionError::Duplicate { .. }), "{dup}");
+    let b = client
+        .join(Candidate::builder(p.as_str(), "b").build().unwrap())
+        .await
+        .unwrap();
+    lead(h, &a).await;
+    let waited = b
+        .wait_for_leadership(h.session_timeout() / 4)
+        .await
+        .unwrap_err();
+    assert!(matches!(waited, ElectionError::Timeout(_)), "{waited}");
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(entry_count(h, &p).await, 0);
+    assert!(matches!(
+        ElectionPath::new("/a/../b").unwrap_err(),
+        ConfigError::InvalidPath { .. }
+    ));
+    client.close().await;
+}
+
+/// L4 (CURATOR-724, etcd#19597): a candidate whose session expired rejoins by itself with a new
+/// session, at the tail, and says so.
+pub async fn expired_candidate_rejoins_at_the_tail(h: &dyn Harness) {
+    let p = path(h, "rejoin");
+    let mut rec = Recorder::new();
+    let mut cs = Vec::new();
+    for id in ["a", "b", "c"] {
+        let c = join(h, &p, id).await;
+        rec.watch(&c);
+        cs.push(c);
+        wait_entries(h, &p, cs.len()).await;
+    }
+    lead(h, &cs[0]).await;
+    let old = cs[1].client().session().await.id();
+    h.expire(old).await;
+    let deadline = Instant::now() + patience(h);
+    loop {
+        let new = cs[1].client().session().await.id();
+        if new != old && ids_in_order(&cs[0]).await == ["a", "c", "b"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "b did not rejoin at the tail: {:?}",
+            cs[1].current()
+        );
+        settle(h).await;
+    }
+    let reasons: Vec<Reason> = rec.transitions("b").into_iter().map(|t| t.reason).collect();
+    assert!(reasons.contains(&Reason::SessionEnded), "{reasons:?}");
+    assert!(reasons.contains(&Reason::Rejoining), "{reasons:?}");
+    cs[0].resign().await.unwrap();
+    lead(h, &cs[2]).await;
+    check_leaders(&rec.leader_intervals()).unwrap();
+    for c in &cs {
+        c.stop().await;
+    }
+}
+
+/// S2: a leader cut off from the service leaves the Leader state within the step-down budget of
+/// its last contact, and its successor leads only after the service expired its session: never
+/// two leaders at once.
+pub async fn cut_leader_steps_down_before_expiry(h: &dyn Harness) {
+    let p = path(h, "cut-leader");
+    let mut rec = Recorder::new();
+    let log = WorkLog::new();
+    let a = join_with_work(h, &p, "a", &log, Duration::ZERO).await;
+    rec.watch(&a);
+    lead(h, &a).await;
+    let b = join_with_work(h, &p, "b", &log, Duration::ZERO).await;
+    rec.watch(&b);
+    wait_entries(h, &p, 2).await;
+    settle(h).await;
+    let session = a.client().session().await.id();
+    let cut_at = Instant::now();
+    h.cut(session).await;
+    lead(h, &b).await;
+    let intervals = rec.leader_intervals();
+    check_leaders(&intervals).unwrap();
+    check_work(&log.spans()).unwrap();
+    let a_end = intervals
+        .iter()
+        .find(|i| i.candidate == "a")
+        .and_then(|i| i.end)
+        .expect("a stepped down");
+    let b_start = intervals
+        .iter()
+        .find(|i| i.candidate == "b")
+        .map(|i| i.start)
+        .expect("b led");
+    let budget = h
+        .session_timeout()
+        .mul_f64(crate::DEFAULT_STEP_DOWN_FRACTION);
+    assert!(
+        a_end <= cut_at + budget + h.slack(),
+        "a left {:?} after the cut; budget {budget:?}",
+        a_end - cut_at
+    );
+    assert!(
+        b_start + h.slack() >= cut_at + h.session_timeout(),
+        "b led {:?} after the cut",
+        b_start - cut_at
+    );
+    assert!(a_end <= b_start);
+    h.heal(session).await;
+    a.stop().await;
+    b.stop().await;
+}
+
+/// L5 (CURATOR-620/652/653): a cut shorter than the step-down budget: the leader keeps leading
+/// the same term and verifies its place again; nobody else leads.
+pub async fn short_cut_keeps_leadership(h: &dyn Harness) {
+    let p = path(h, "short-cut");
+    let mut rec = Recorder::new();
+    let a = join(h, &p, "a").await;
+    rec.watch(&a);
+    let token = lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    rec.watch(&b);
+    wait_entries(h, &p, 2).await;
+    settle(h).await;
+    let session = a.client().session().await.id();
+    h.cut(session).await;
+    // Long enough for the client to notice, well short of the step-down deadline.
+    sleep(h.session_timeout() / 2 - h.session_timeout() / 12).await;
+    h.heal(session).await;
+    let deadline = Instant::now() + patience(h);
+    loop {
+        if let ElectionState::Leader {
+            contact: crate::Contact::Confirmed,
+            ..
+        } = a.current()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a did not confirm its lead: {:?}",
+            a.current()
+        );
+        settle(h).await;
+    }
+    assert_eq!(a.token(), Some(token));
+    assert!(!b.is_leader());
+    let intervals = rec.leader_intervals();
+    assert_eq!(
+        intervals.len(),
+        1,
+        "leadership changed hands: {intervals:?}"
+    );
+    assert_eq!(intervals[0].end, None);
+    a.stop().await;
+    b.stop().await;
+}
+
+/// L5: a follower that reconnects within its session keeps its place in the queue.
+pub async fn follower_keeps_place_across_reconnect(h: &dyn Harness) {
+    let p = path(h, "follower-reconnect");
+    let mut cs = Vec::new();
+    for id in ["a", "b", "c"] {
+        cs.push(join(h, &p, id).await);
+        wait_entries(h, &p, cs.len()).await;
+    }
+    lead(h, &cs[0]).await;
+    let before = admin_list(h, &p).await.entries;
+    let session = cs[1].client().session().await.id();
+    h.cut(session).await;
+    sleep(h.session_timeout() / 2).await;
+    h.heal(session).await;
+    let deadline = Instant::now() + patience(h);
+    while !matches!(cs[1].current(), ElectionState::Follower { .. }) {
+        assert!(
+            Instant::now() < deadline,
+            "b did not come back: {:?}",
+            cs[1].current()
+        );
+        settle(h).await;
+    }
+    assert_eq!(
+        admin_list(h, &p).await.entries,
+        before,
+        "the queue changed across a reconnect"
+    );
+    cs[0].resign().await.unwrap();
+    lead(h, &cs[1]).await;
+    for c in &cs {
+        c.stop().await;
+    }
+}

@@ -1,0 +1,145 @@
+//! The backend conformance suite (feature `testing`), after openraft's `Suite`: a [`Harness`]
+//! makes fresh backends and injects the faults a backend can suffer; every case is a public async
+//! fn that can run alone; [`conformance_suite!`](crate::conformance_suite) turns them all into
+//! tests in a few lines. The contract's invariants are checked by [`invariants`], which the
+//! property tests and fuzzers share.
+//!
+//! ```ignore
+//! // In a backend crate's tests/conformance.rs:
+//! election_core::conformance_suite!(paused, my_backend::TestHarness::new());
+//! ```
+
+pub mod cases;
+pub mod invariants;
+pub mod recorder;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::backend::{CoordinationBackend, SessionId};
+
+/// What the suite needs from a backend under test.
+#[async_trait]
+pub trait Harness: Send + Sync + 'static {
+    /// A backend for one client. Each call may be a separate connection (the ZooKeeper harness
+    /// gives each its own proxy, so that one client can be cut off alone).
+    async fn backend(&self) -> Arc<dyn CoordinationBackend>;
+
+    /// The session timeout the cases use.
+    fn session_timeout(&self) -> Duration;
+
+    /// A fresh election path for the case `case` (unique per harness).
+    fn path(&self, case: &str) -> String {
+        format!("/conformance/{case}")
+    }
+
+    /// Makes the service expire `session` now.
+    async fn expire(&self, session: SessionId);
+
+    /// Cuts the client of `session` off from the service (a partition).
+    async fn cut(&self, session: SessionId);
+
+    /// Heals a cut.
+    async fn heal(&self, session: SessionId);
+
+    /// Slack allowed on timing bounds: zero on virtual time; on a real service, the scheduling
+    /// and network noise of the machine.
+    fn slack(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+/// Generates one test per conformance case for a harness expression.
+///
+/// `paused`: tests on tokio's paused clock (in-memory backends); `real`: on a multi-threaded
+/// runtime in real time (a real service).
+#[macro_export]
+macro_rules! conformance_suite {
+    (paused, $harness:expr) => {
+        $crate::conformance_suite!(@cases [tokio::test(start_paused = true)] $harness;
+            primitives_create_list_read_delete,
+            primitives_watch_gone,
+            primitives_close_removes_entries,
+            primitives_list_and_watch,
+            first_joiner_leads_with_its_entry_token,
+            resign_hands_over_in_queue_order,
+            only_the_successor_wakes,
+            crash_fails_over_after_session_timeout,
+            leader_work_ends_before_successor_starts,
+            slow_leader_work_is_aborted_after_grace,
+            stop_and_drop_leave_no_entry,
+            leader_entry_deleted_by_admin,
+            election_root_deleted,
+            several_elections_one_session,
+            observer_follows_the_leader,
+            participants_and_current_leader,
+            bad_input_is_rejected_before_side_effects,
+            expired_candidate_rejoins_at_the_tail,
+            cut_leader_steps_down_before_expiry,
+            short_cut_keeps_leadership,
+            follower_keeps_place_across_reconnect,
+        );
+    };
+    (real, $harness:expr) => {
+        $crate::conformance_suite!(@cases [tokio::test(flavor = "multi_thread", worker_threads = 2)] $harness;
+            primitives_create_list_read_delete,
+            primitives_watch_gone,
+            primitives_close_removes_entries,
+            primitives_list_and_watch,
+            first_joiner_leads_with_its_entry_token,
+            resign_hands_over_in_queue_order,
+            only_the_successor_wakes,
+            crash_fails_over_after_session_timeout,
+            leader_work_ends_before_successor_starts,
+            slow_leader_work_is_aborted_after_grace,
+            stop_and_drop_leave_no_entry,
+            leader_entry_deleted_by_admin,
+            election_root_deleted,
+            several_elections_one_session,
+            observer_follows_the_leader,
+            participants_and_current_leader,
+            bad_input_is_rejected_before_side_effects,
+            expired_candidate_rejoins_at_the_tail,
+            cut_leader_steps_down_before_expiry,
+            short_cut_keeps_leadership,
+            follower_keeps_place_across_reconnect,
+        );
+    };
+    (@cases [$attr:meta] $harness:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[$attr]
+            async fn $case() {
+                let harness = $harness;
+                $crate::testing::cases::$case(&harness).await;
+            }
+        )*
+    };
+}
+
+/// Runs every case, one after the other, on one harness.
+pub async fn run_all(h: &dyn Harness) {
+    use cases::*;
+    primitives_create_list_read_delete(h).await;
+    primitives_watch_gone(h).await;
+    primitives_close_removes_entries(h).await;
+    primitives_list_and_watch(h).await;
+    first_joiner_leads_with_its_entry_token(h).await;
+    resign_hands_over_in_queue_order(h).await;
+    only_the_successor_wakes(h).await;
+    crash_fails_over_after_session_timeout(h).await;
+    leader_work_ends_before_successor_starts(h).await;
+    slow_leader_work_is_aborted_after_grace(h).await;
+    stop_and_drop_leave_no_entry(h).await;
+    leader_entry_deleted_by_admin(h).await;
+    election_root_deleted(h).await;
+    several_elections_one_session(h).await;
+    observer_follows_the_leader(h).await;
+    participants_and_current_leader(h).await;
+    bad_input_is_rejected_before_side_effects(h).await;
+    expired_candidate_rejoins_at_the_tail(h).await;
+    cut_leader_steps_down_before_expiry(h).await;
+    short_cut_keeps_leadership(h).await;
+    follower_keeps_place_across_reconnect(h).await;
+}
