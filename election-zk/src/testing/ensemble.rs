@@ -39,8 +39,8 @@ impl ZkEnsemble {
     pub fn start(n: usize) -> ZkEnsemble {
         assert!(n > 0, "an ensemble needs at least one member");
         let install = require_zookeeper();
-        let mut last_error = None;
-        for attempt in 1..=START_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let ports = reserve_ports(3 * n)
                 .unwrap_or_else(|e| panic!("cannot find free loopback ports: {e}"));
             let servers: Vec<(u64, u16, u16)> = (0..n)
@@ -66,17 +66,16 @@ impl ZkEnsemble {
                     tracing::debug!(n, leader, elapsed = ?started.elapsed(), "ensemble ready");
                     return ensemble;
                 }
-                Err((port_conflict, error)) if port_conflict && attempt < START_ATTEMPTS => {
+                // Another process took a port between the probe and a JVM's bind.
+                Err((port_conflict, _)) if port_conflict && attempt < START_ATTEMPTS => {
                     tracing::debug!(attempt, "ensemble port taken, retrying on other ports");
-                    last_error = Some(error);
+                    attempt += 1;
                 }
-                Err((_, error)) => panic!("{error}"),
+                Err((_, error)) => panic!(
+                    "the ensemble did not start (attempt {attempt} of {START_ATTEMPTS}): {error}"
+                ),
             }
         }
-        panic!(
-            "the ensemble could not start after {START_ATTEMPTS} attempts: {}",
-            last_error.map_or_else(String::new, |e| e.to_string())
-        )
     }
 
     /// Waits until every member serves, one as leader, and each answering member is ours.
@@ -183,7 +182,8 @@ impl ZkEnsemble {
     }
 
     /// Waits until every member serves again, one of them as leader; returns its index. Use it
-    /// after reviving members, to know the ensemble is whole.
+    /// after reviving members, to know the ensemble is whole. Fails at once when a member is not
+    /// running (killed, or its JVM exited).
     pub fn wait_for_all(&self, timeout: Duration) -> Result<usize, HarnessError> {
         self.await_complete(timeout).map_err(|(_, error)| error)
     }

@@ -29,8 +29,11 @@ const FOUR_LETTER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bound for one readiness probe: short, so a frozen server does not stall the polling.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// How many times a launch is retried when its port turns out to be taken.
-const LAUNCH_ATTEMPTS: u32 = 5;
+/// How many fresh ports a standalone start tries when its port turns out to be taken.
+const START_ATTEMPTS: u32 = 5;
+/// How many launches a restart tries when its port stays busy (each after up to 5 s of waiting
+/// for the port to be free).
+const RESTART_ATTEMPTS: u32 = 3;
 const LOG_TAIL_LINES: usize = 40;
 const LOG_FILE: &str = "zookeeper.log";
 /// Written to the log before each launch, so a failure is judged on the latest launch only.
@@ -109,8 +112,8 @@ impl ZkServer {
     /// holds the tail of the server log).
     pub fn start() -> ZkServer {
         let install = require_zookeeper();
-        let mut last_error = None;
-        for attempt in 1..=LAUNCH_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             let port = match reserve_ports(1) {
                 Ok(ports) => ports[0],
                 Err(e) => panic!("cannot find a free loopback port: {e}"),
@@ -130,17 +133,17 @@ impl ZkServer {
                     tracing::debug!(port, ?mode, elapsed = ?started.elapsed(), "ZooKeeper ready");
                     return server;
                 }
-                Err(failure) if failure.port_conflict && attempt < LAUNCH_ATTEMPTS => {
+                // Another process took the port between the probe and the JVM's bind.
+                Err(failure) if failure.port_conflict && attempt < START_ATTEMPTS => {
                     tracing::debug!(port, attempt, "port taken, retrying on another port");
-                    last_error = Some(failure.error);
+                    attempt += 1;
                 }
-                Err(failure) => panic!("{}", failure.error),
+                Err(failure) => panic!(
+                    "ZooKeeper did not start (attempt {attempt} of {START_ATTEMPTS}): {}",
+                    failure.error
+                ),
             }
         }
-        panic!(
-            "ZooKeeper could not start after {LAUNCH_ATTEMPTS} attempts: {}",
-            last_error.map_or_else(String::new, |e| e.to_string())
-        )
     }
 
     /// Creates the directory and `zoo.cfg` without launching anything.
@@ -464,8 +467,8 @@ impl ZkServer {
         self.kill();
     }
 
-    /// Stops the JVM with SIGSTOP: connections stay open but nothing answers, like a long GC
-    /// pause or a silent partition.
+    /// Stops the JVM with SIGSTOP and waits until all its threads are stopped: connections stay
+    /// open but nothing answers, like a long GC pause or a silent partition.
     ///
     /// # Panics
     /// When the server is not running.
@@ -479,6 +482,18 @@ impl ZkServer {
             .unwrap_or_else(|| panic!("cannot freeze {}: not running", self.describe()));
         signal(pid, "STOP").unwrap_or_else(|e| panic!("cannot freeze {}: {e}", self.describe()));
         process.frozen = true;
+        // kill(2) returns before the group stop completes: the kernel wakes one thread, which
+        // then stops the others. On a loaded machine the JVM can still answer a request
+        // meanwhile, so wait until every thread is stopped.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !all_threads_stopped(pid) {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not stop within 5 s of SIGSTOP",
+                self.describe()
+            );
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Resumes a frozen JVM with SIGCONT. Does nothing when it is not frozen.
@@ -499,27 +514,28 @@ impl ZkServer {
     /// quorum is down, use [`revive`](Self::revive) on several members and wait afterwards.
     ///
     /// # Panics
-    /// When the server does not serve again within 30 s.
+    /// When the server does not serve within 30 s of a launch, or its port stays busy for about
+    /// 20 s.
     pub fn restart(&self) {
         self.kill();
-        let mut last_error = None;
-        for attempt in 1..=LAUNCH_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             self.revive();
             match self.await_serving(READY_TIMEOUT) {
                 Ok(_) => return,
-                Err(failure) if failure.port_conflict && attempt < LAUNCH_ATTEMPTS => {
+                // The port is still (or again) held: revive() waited for it, give it more time.
+                Err(failure) if failure.port_conflict && attempt < RESTART_ATTEMPTS => {
                     tracing::debug!(port = self.client_port, attempt, "port busy on restart");
-                    last_error = Some(failure.error);
                     self.kill();
                     thread::sleep(Duration::from_millis(200 * u64::from(attempt)));
+                    attempt += 1;
                 }
-                Err(failure) => panic!("restart failed: {}", failure.error),
+                Err(failure) => panic!(
+                    "restart failed (attempt {attempt} of {RESTART_ATTEMPTS}): {}",
+                    failure.error
+                ),
             }
         }
-        panic!(
-            "restart failed after {LAUNCH_ATTEMPTS} attempts: {}",
-            last_error.map_or_else(String::new, |e| e.to_string())
-        )
     }
 
     /// Starts the JVM again (same port, same data dir) after [`kill`](Self::kill) or
@@ -634,6 +650,21 @@ fn signal(pid: u32, name: &str) -> io::Result<()> {
             "`kill -{name} {pid}` failed: {status}"
         )))
     }
+}
+
+/// Whether every thread of `pid` is stopped (state `T`, or `t` under a tracer), per /proc.
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the command name, which is in parentheses and may hold spaces.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.trim_start().chars().next())
+                .is_some_and(|state| state == 'T' || state == 't')
+        })
+    })
 }
 
 fn read_tail(path: &Path, lines: usize) -> io::Result<String> {
