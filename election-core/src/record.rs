@@ -93,10 +93,19 @@ mod tests {
     #[test]
     fn rejects_bad_data() {
         assert_eq!(CandidateRecord::decode(&[]), Err(RecordError::Truncated));
-        assert_eq!(CandidateRecord::decode(&[2, 0, 0]), Err(RecordError::UnknownVersion(2)));
-        assert_eq!(CandidateRecord::decode(&[1, 0, 5, b'a']), Err(RecordError::Truncated));
+        assert_eq!(
+            CandidateRecord::decode(&[2, 0, 0]),
+            Err(RecordError::UnknownVersion(2))
+        );
+        assert_eq!(
+            CandidateRecord::decode(&[1, 0, 5, b'a']),
+            Err(RecordError::Truncated)
+        );
         assert_eq!(CandidateRecord::decode(&[1, 0, 0]), Err(RecordError::BadId));
-        assert_eq!(CandidateRecord::decode(&[1, 0, 1, 0xff]), Err(RecordError::BadId));
+        assert_eq!(
+            CandidateRecord::decode(&[1, 0, 1, 0xff]),
+            Err(RecordError::BadId)
+        );
     }
 
     proptest! {
