@@ -381,3 +381,50 @@ async fn frozen_server_disconnects_early_then_expires() {
     fresh.close().await;
     other.close().await;
 }
+
+/// Digest auth with creator-all ACLs: the authenticated identity works, another is refused
+/// with `NotPermitted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_auth_and_creator_all_acl() {
+    let server = Server::start();
+    let dir = path("/secure/leader");
+    let owner = ZkBackend::builder(server.connect("/t3"))
+        .digest_auth("alice", "secret")
+        .node_acl(election_zk::NodeAcl::CreatorAll)
+        .build()
+        .unwrap();
+    let stranger = ZkBackend::builder(server.connect("/t3")).build().unwrap();
+    let other_user = ZkBackend::builder(server.connect("/t3"))
+        .digest_auth("bob", "secret")
+        .build()
+        .unwrap();
+
+    let a = open(&owner, T).await;
+    let entry = a.create(&dir, &marker(1), b"x").await.unwrap();
+    assert_eq!(a.list(&dir).await.unwrap().entries.len(), 1);
+
+    for backend in [&stranger, &other_user] {
+        let s = open(backend, T).await;
+        assert_eq!(
+            s.list(&dir).await.unwrap_err().kind(),
+            ErrorKind::NotPermitted
+        );
+        assert_eq!(
+            s.create(&dir, &marker(2), b"").await.unwrap_err().kind(),
+            ErrorKind::NotPermitted
+        );
+        assert_eq!(
+            s.read(&dir, &entry.name).await.unwrap_err().kind(),
+            ErrorKind::NotPermitted
+        );
+        s.close().await;
+    }
+    // The same identity from a second session has every permission.
+    let a2 = open(&owner, T).await;
+    assert_eq!(
+        a2.read(&dir, &entry.name).await.unwrap().unwrap().owner,
+        a.id()
+    );
+    a2.close().await;
+    a.close().await;
+}
