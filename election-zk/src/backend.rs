@@ -1,0 +1,388 @@
+//! [`ZkBackend`]: the ZooKeeper [`CoordinationBackend`], its builder and its settings, validated
+//! at [`ZkBackendBuilder::build`] before anything touches the network.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use election_core::{
+    BackendError, BackendSession, ConfigError, CoordinationBackend, ElectionPath, ErrorKind,
+};
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use crate::connect::ConnectString;
+use crate::error::{backend_error, connect_error};
+use crate::session::ZkSession;
+
+/// The ACL given to the nodes this backend creates (entries and missing parents).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeAcl {
+    /// `world:anyone` with every permission: anyone may read, join or delete. The default.
+    #[default]
+    Open,
+    /// Every permission for the authenticated creator only (`auth::` with all permissions);
+    /// needs [`ZkBackendBuilder::digest_auth`]. Other identities cannot even read the entries.
+    CreatorAll,
+}
+
+/// What every session of a backend shares.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) connect: ConnectString,
+    pub(crate) connection_timeout: Option<Duration>,
+    pub(crate) auth: Option<DigestAuth>,
+    pub(crate) acl: NodeAcl,
+}
+
+/// `user:password` for ZooKeeper's digest scheme.
+#[derive(Clone)]
+pub(crate) struct DigestAuth {
+    user: String,
+    password: String,
+}
+
+impl DigestAuth {
+    fn credentials(&self) -> Vec<u8> {
+        format!("{}:{}", self.user, self.password).into_bytes()
+    }
+}
+
+impl fmt::Debug for DigestAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DigestAuth({}:<redacted>)", self.user)
+    }
+}
+
+/// The ZooKeeper backend: opens one ZooKeeper session (one `zookeeper_client::Client`) per
+/// [`open_session`](CoordinationBackend::open_session).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use election_core::CoordinationBackend;
+/// use election_zk::ZkBackend;
+///
+/// let backend: Arc<dyn CoordinationBackend> = Arc::new(
+///     ZkBackend::builder("10.0.0.1:2181,10.0.0.2:2181/services")
+///         .connection_timeout(Duration::from_secs(5))
+///         .build()?,
+/// );
+/// let session = backend.open_session(Duration::from_secs(10)).await?;
+/// println!("session {} with timeout {:?}", session.id(), session.timeout());
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct ZkBackend {
+    settings: Arc<Settings>,
+}
+
+impl ZkBackend {
+    /// Starts a builder for the ensemble at `connect_string`:
+    /// `host:port[,host:port...][/chroot]` (see [`ZkBackendBuilder::build`] for the rules).
+    pub fn builder(connect_string: impl Into<String>) -> ZkBackendBuilder {
+        ZkBackendBuilder {
+            connect_string: connect_string.into(),
+            connection_timeout: None,
+            auth: None,
+            acl: None,
+        }
+    }
+
+    /// The hosts sessions connect to, normalised (`host:port,...`, without the chroot).
+    pub fn hosts(&self) -> &str {
+        &self.settings.connect.hosts
+    }
+
+    /// The chroot every path is placed under, if any.
+    pub fn chroot(&self) -> Option<&ElectionPath> {
+        self.settings.connect.chroot.as_ref()
+    }
+
+    /// The ACL of the nodes this backend creates.
+    pub fn node_acl(&self) -> NodeAcl {
+        self.settings.acl
+    }
+}
+
+/// Builds a [`ZkBackend`]; nothing is checked or contacted until [`build`](Self::build).
+#[derive(Clone)]
+#[must_use]
+pub struct ZkBackendBuilder {
+    connect_string: String,
+    connection_timeout: Option<Duration>,
+    auth: Option<DigestAuth>,
+    acl: Option<NodeAcl>,
+}
+
+impl fmt::Debug for ZkBackendBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ZkBackendBuilder")
+            .field("connect_string", &self.connect_string)
+            .field("connection_timeout", &self.connection_timeout)
+            .field("auth", &self.auth)
+            .field("acl", &self.acl)
+            .finish()
+    }
+}
+
+impl ZkBackendBuilder {
+    /// Bounds [`open_session`](CoordinationBackend::open_session): when no session is
+    /// established within this time (an unreachable ensemble, a refused connection), it fails
+    /// with an [`ErrorKind::Other`] error. Defaults to the session timeout asked for.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = Some(timeout);
+        self
+    }
+
+    /// Authenticates every session with ZooKeeper's digest scheme (`addauth digest
+    /// user:password`). Needed to use [`NodeAcl::CreatorAll`] and to work under nodes whose ACL
+    /// names this identity.
+    pub fn digest_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.auth = Some(DigestAuth {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// The ACL of the nodes this backend creates; [`NodeAcl::Open`] by default.
+    pub fn node_acl(mut self, acl: NodeAcl) -> Self {
+        self.acl = Some(acl);
+        self
+    }
+
+    /// Validates the settings, without any network traffic.
+    ///
+    /// # Errors
+    /// [`ConfigError::Backend`] with `what` naming the setting:
+    /// - `"connect string"`: empty; whitespace; an empty host (`a:1,,b:2`); a host with characters
+    ///   other than letters, digits, `-`, `.`, `_` (IPv6 goes in brackets: `[::1]:2181`); a port
+    ///   that is empty, not a number, 0 or above 65535 (a missing port means 2181); a scheme other
+    ///   than `tcp://`; a chroot not after the last host, or not a valid
+    ///   [`ElectionPath`] (`/`, `//`, trailing `/`, `.`/`..`, `/zookeeper`);
+    /// - `"digest auth"`: an empty user, or a user containing `:`;
+    /// - `"node ACL"`: [`NodeAcl::CreatorAll`] without digest auth.
+    ///
+    /// [`ConfigError::ZeroDuration`] for a zero connection timeout.
+    pub fn build(self) -> Result<ZkBackend, ConfigError> {
+        let connect = ConnectString::parse(&self.connect_string)?;
+        if self.connection_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroDuration("connection timeout"));
+        }
+        if let Some(auth) = &self.auth {
+            if auth.user.is_empty() || auth.user.contains(':') {
+                return Err(ConfigError::Backend {
+                    what: "digest auth",
+                    reason: format!("user {:?} must be non-empty and without ':'", auth.user),
+                });
+            }
+        }
+        let acl = self.acl.unwrap_or_default();
+        if acl == NodeAcl::CreatorAll && self.auth.is_none() {
+            return Err(ConfigError::Backend {
+                what: "node ACL",
+                reason: "creator-all needs an authenticated identity: set digest_auth".into(),
+            });
+        }
+        Ok(ZkBackend {
+            settings: Arc::new(Settings {
+                connect,
+                connection_timeout: self.connection_timeout,
+                auth: self.auth,
+                acl,
+            }),
+        })
+    }
+}
+
+/// The longest session timeout ZooKeeper can be asked for (milliseconds in an `i32`).
+const MAX_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+#[async_trait]
+impl CoordinationBackend for ZkBackend {
+    /// Connects a new `zookeeper_client::Client` asking for `timeout`; the server may grant
+    /// another (within its `minSessionTimeout..=maxSessionTimeout`), which
+    /// [`BackendSession::timeout`] reports.
+    ///
+    /// **Needs a tokio runtime**: the client spawns its session task on it (zookeeper-client
+    /// panics without one; this method fails with [`ErrorKind::Invalid`] instead).
+    ///
+    /// # Errors
+    /// - [`ErrorKind::Invalid`]: `timeout` is zero or above `i32::MAX` milliseconds, or no tokio
+    ///   runtime;
+    /// - [`ErrorKind::Other`]: no session within the connection timeout (unreachable ensemble);
+    /// - [`ErrorKind::NotPermitted`]: authentication failed.
+    async fn open_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<Arc<dyn BackendSession>, BackendError> {
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!("session timeout {timeout:?} must be in (0, {MAX_TIMEOUT:?}]"),
+            ));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                "the ZooKeeper backend needs a tokio runtime",
+            ));
+        }
+        let settings = &self.settings;
+        let hosts = settings.connect.hosts.as_str();
+        let mut connector = zk::Client::connector().with_session_timeout(timeout);
+        if let Some(auth) = &settings.auth {
+            connector = connector.with_auth("digest", &auth.credentials());
+        }
+        let bound = settings.connection_timeout.unwrap_or(timeout);
+        let deadline = Instant::now() + bound;
+        let unreachable = || {
+            BackendError::new(
+                ErrorKind::Other,
+                format!("connect to {hosts}: no session within {bound:?}"),
+            )
+        };
+        let client = match tokio::time::timeout_at(deadline, connector.connect(hosts)).await {
+            Err(_) => return Err(unreachable()),
+            Ok(Err(e)) => return Err(connect_error(hosts, e)),
+            Ok(Ok(client)) => client,
+        };
+        // Confirm with one request of our own, so that last contact starts from an instant we
+        // measured (the connect itself may have taken several attempts).
+        let sent_at = Instant::now();
+        match tokio::time::timeout_at(deadline.max(sent_at + timeout), client.check_stat("/")).await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(backend_error("connect: confirm", "/", e)),
+            Err(_) => return Err(unreachable()),
+        }
+        Ok(Arc::new(ZkSession::start(
+            client,
+            settings.clone(),
+            sent_at,
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(b: ZkBackendBuilder) -> (String, String) {
+        match b.build() {
+            Err(ConfigError::Backend { what, reason }) => (what.to_owned(), reason),
+            other => panic!("expected a backend config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn builds_with_defaults() {
+        let b = ZkBackend::builder("127.0.0.1:2181/chroot").build().unwrap();
+        assert_eq!(b.hosts(), "127.0.0.1:2181");
+        assert_eq!(b.chroot().unwrap().as_str(), "/chroot");
+        assert_eq!(b.node_acl(), NodeAcl::Open);
+    }
+
+    #[test]
+    fn malformed_connect_string_fails_at_build() {
+        let (what, _) = reason(ZkBackend::builder("127.0.0.1:0"));
+        assert_eq!(what, "connect string");
+        let (what, _) = reason(ZkBackend::builder(""));
+        assert_eq!(what, "connect string");
+    }
+
+    #[test]
+    fn creator_all_needs_auth() {
+        let (what, _) = reason(ZkBackend::builder("h:1").node_acl(NodeAcl::CreatorAll));
+        assert_eq!(what, "node ACL");
+        let b = ZkBackend::builder("h:1")
+            .digest_auth("u", "p")
+            .node_acl(NodeAcl::CreatorAll)
+            .build()
+            .unwrap();
+        assert_eq!(b.node_acl(), NodeAcl::CreatorAll);
+    }
+
+    #[test]
+    fn digest_user_is_checked_and_password_redacted() {
+        let (what, _) = reason(ZkBackend::builder("h:1").digest_auth("a:b", "p"));
+        assert_eq!(what, "digest auth");
+        let (what, _) = reason(ZkBackend::builder("h:1").digest_auth("", "p"));
+        assert_eq!(what, "digest auth");
+        let b = ZkBackend::builder("h:1").digest_auth("u", "secret");
+        assert!(!format!("{b:?}").contains("secret"));
+    }
+
+    #[test]
+    fn zero_connection_timeout_is_rejected() {
+        let e = ZkBackend::builder("h:1")
+            .connection_timeout(Duration::ZERO)
+            .build()
+            .unwrap_err();
+        assert_eq!(e, ConfigError::ZeroDuration("connection timeout"));
+    }
+
+    #[test]
+    fn open_session_rejects_bad_timeouts_without_connecting() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let b = ZkBackend::builder("127.0.0.1:1").build().unwrap();
+        for t in [Duration::ZERO, MAX_TIMEOUT + Duration::from_millis(1)] {
+            let e = rt.block_on(b.open_session(t)).err().unwrap();
+            assert_eq!(e.kind(), ErrorKind::Invalid, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn unreachable_ensemble_fails_within_the_connection_timeout() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // A port nobody listens on: bind one, note it, and free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let b = ZkBackend::builder(format!("127.0.0.1:{port}"))
+            .connection_timeout(Duration::from_millis(300))
+            .build()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let e = rt
+            .block_on(b.open_session(Duration::from_secs(30)))
+            .err()
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(e.kind(), ErrorKind::Other, "{e}");
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+    }
+
+    #[test]
+    fn open_session_outside_a_runtime_is_an_error_not_a_panic() {
+        let b = ZkBackend::builder("127.0.0.1:1").build().unwrap();
+        let fut = b.open_session(Duration::from_secs(1));
+        // Poll once by hand, with no runtime entered.
+        struct Noop;
+        impl std::task::Wake for Noop {
+            fn wake(self: Arc<Self>) {}
+        }
+        let waker = std::task::Waker::from(Arc::new(Noop));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut fut = fut;
+        match fut.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Err(e)) => assert_eq!(e.kind(), ErrorKind::Invalid),
+            other => panic!(
+                "expected an immediate error, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Entry names: how an election entry's marker, owner session and sequence are spelled in a
+//! znode name, and how a child name is read back (or recognised as foreign).
+//!
+//! # Format
+//! ```text
+//! _c_{marker}-{owner}-{sequence}
+//! _c_0123456789abcdef-00000100a3f20001-0000000003
+//! ```
+//! - `_c_`: fixed tag (a "candidate" entry);
+//! - `marker`: the per-attempt [`Marker`], 16 lowercase hex digits (protected create);
+//! - `owner`: the creating session's id, 16 lowercase hex digits;
+//! - `sequence`: appended by ZooKeeper for `EPHEMERAL_SEQUENTIAL` nodes: the parent's child
+//!   version, zero-padded to 10 decimal digits (up to 19 digits are accepted, for servers that use
+//!   64-bit sequences).
+//!
+//! Any other child name is foreign: reported apart, never counted as a candidate.
+
+use std::fmt;
+
+use election_core::{Marker, SessionId};
+
+const TAG: &str = "_c_";
+const OWNER_LEN: usize = 16;
+const MIN_SEQUENCE_LEN: usize = 10;
+const MAX_SEQUENCE_LEN: usize = 19;
+
+/// The parsed name of an election entry.
+///
+/// ```
+/// use election_zk::EntryName;
+/// let name = EntryName::parse("_c_0123456789abcdef-00000100a3f20001-0000000003").unwrap();
+/// assert_eq!(name.marker.as_str(), "0123456789abcdef");
+/// assert_eq!(name.owner.0, 0x0000_0100_a3f2_0001);
+/// assert_eq!(name.sequence, 3);
+/// assert_eq!(name.to_string(), "_c_0123456789abcdef-00000100a3f20001-0000000003");
+/// assert!(EntryName::parse("lock-0000000001").is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryName {
+    /// The marker the entry was created with.
+    pub marker: Marker,
+    /// The session that created the entry (as spelled in the name; the znode's `ephemeralOwner`
+    /// is the authority).
+    pub owner: SessionId,
+    /// The sequence ZooKeeper appended.
+    pub sequence: u64,
+}
+
+impl EntryName {
+    /// The prefix given to ZooKeeper for a sequential create; ZooKeeper appends the sequence.
+    pub fn prefix(marker: &Marker, owner: SessionId) -> String {
+        format!("{TAG}{marker}-{:016x}-", owner.0)
+    }
+
+    /// Reads a child name; `None` when it is not an election entry (a foreign node).
+    pub fn parse(name: &str) -> Option<Self> {
+        let rest = name.strip_prefix(TAG)?;
+        let marker = Marker::parse(rest.get(..Marker::LEN)?)?;
+        let rest = rest[Marker::LEN..].strip_prefix('-')?;
+        let owner = rest.get(..OWNER_LEN)?;
+        if !owner
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return None;
+        }
+        let owner = u64::from_str_radix(owner, 16).ok()?;
+        let sequence = rest[OWNER_LEN..].strip_prefix('-')?;
+        if !(MIN_SEQUENCE_LEN..=MAX_SEQUENCE_LEN).contains(&sequence.len())
+            || !sequence.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        Some(Self {
+            marker,
+            owner: SessionId(owner),
+            sequence: sequence.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for EntryName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}{:010}",
+            Self::prefix(&self.marker, self.owner),
+            self.sequence
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_the_documented_example() {
+        let n = EntryName::parse("_c_0123456789abcdef-00000100a3f20001-0000000003").unwrap();
+        assert_eq!(n.marker, Marker::parse("0123456789abcdef").unwrap());
+        assert_eq!(n.owner, SessionId(0x100_a3f2_0001));
+        assert_eq!(n.sequence, 3);
+    }
+
+    #[test]
+    fn prefix_plus_ten_digits_is_an_entry() {
+        let m = Marker::from_bits(7);
+        let name = format!(
+            "{}{}",
+            EntryName::prefix(&m, SessionId(u64::MAX)),
+            "0000000042"
+        );
+        let n = EntryName::parse(&name).unwrap();
+        assert_eq!(
+            (n.marker, n.owner, n.sequence),
+            (m, SessionId(u64::MAX), 42)
+        );
+    }
+
+    #[test]
+    fn accepts_a_64_bit_sequence() {
+        let n = EntryName::parse("_c_0123456789abcdef-0000000000000001-2147483648000").unwrap();
+        assert_eq!(n.sequence, 2_147_483_648_000);
+    }
+
+    #[test]
+    fn other_names_are_foreign() {
+        for name in [
+            "",
+            "_c_",
+            "lock-0000000001",
+            "_c_0123456789abcdef-00000100a3f20001-",
+            "_c_0123456789abcdef-00000100a3f20001-000000003",
+            "_c_0123456789abcdef-00000100a3f20001-00000000003x",
+            "_c_0123456789abcdef-00000100a3f20001--000000001",
+            "_c_0123456789ABCDEF-00000100a3f20001-0000000003",
+            "_c_0123456789abcdef-00000100A3F20001-0000000003",
+            "_c_0123456789abcdef_00000100a3f20001-0000000003",
+            "_c_0123456789abcdef-00000100a3f2000-0000000003",
+            "_c_0123456789abcdef-00000100a3f20001-00000000000000000001",
+            "x_c_0123456789abcdef-00000100a3f20001-0000000003",
+            "_c_0123456789abcdé-00000100a3f20001-0000000003",
+        ] {
+            assert_eq!(EntryName::parse(name), None, "{name:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(marker in any::<u64>(), owner in any::<u64>(), sequence in 0u64..=i32::MAX as u64) {
+            let n = EntryName { marker: Marker::from_bits(marker), owner: SessionId(owner), sequence };
+            let text = n.to_string();
+            prop_assert_eq!(text.len(), 3 + 16 + 1 + 16 + 1 + 10);
+            prop_assert_eq!(EntryName::parse(&text), Some(n));
+        }
+
+        #[test]
+        fn never_panics(name in "\\PC{0,64}") {
+            let _ = EntryName::parse(&name);
+        }
+    }
+}

@@ -1,0 +1,443 @@
+//! [`ZkSession`]: one ZooKeeper session (one `zookeeper_client::Client`) and the election
+//! primitives on it.
+//!
+//! Every request is bounded by the session timeout (a request made while disconnected is queued
+//! by the client until it reconnects; past the bound it fails with `OutcomeUnknown`), and every
+//! server reply is recorded as contact (see [`crate::liveness`]).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use election_core::{
+    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken, ListedEntry,
+    Listing, Marker, Notification, SessionId, SessionState, Watch,
+};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use zookeeper_client as zk;
+
+use crate::backend::{NodeAcl, Settings};
+use crate::error::{backend_error, is_server_reply};
+use crate::liveness::Liveness;
+use crate::names::EntryName;
+use crate::watch::{self as notify, ClientSlot};
+
+/// Largest entry data this backend sends. ZooKeeper's `jute.maxbuffer` is 1 MiB for the whole
+/// packet; an oversized request makes the server drop the connection, which would look like a
+/// lost reply, so it is refused here as `Invalid` instead.
+pub const MAX_DATA_LEN: usize = 1_000_000;
+
+/// Attempts at a create whose parent vanished (`NoNode`) before giving up.
+const CREATE_ATTEMPTS: usize = 3;
+/// Attempts at `list_and_watch` when the directory appears or vanishes between the two requests.
+const LIST_WATCH_ATTEMPTS: usize = 3;
+
+/// One ZooKeeper session. Made by [`ZkBackend`](crate::ZkBackend) through
+/// [`CoordinationBackend::open_session`](election_core::CoordinationBackend::open_session).
+///
+/// Dropping it closes the session without waiting (the server then deletes its entries); call
+/// [`close`](BackendSession::close) to wait for that.
+pub struct ZkSession {
+    id: SessionId,
+    timeout: Duration,
+    settings: Arc<Settings>,
+    client: Arc<ClientSlot>,
+    live: Arc<Liveness>,
+    monitor: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for ZkSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZkSession")
+            .field("id", &self.id)
+            .field("timeout", &self.timeout)
+            .field("state", &self.live.current())
+            .finish()
+    }
+}
+
+impl ZkSession {
+    /// Wraps a connected client whose liveness was confirmed by a reply to a request sent at
+    /// `contact`, and starts its monitor task.
+    pub(crate) fn start(client: zk::Client, settings: Arc<Settings>, contact: Instant) -> Self {
+        let id = SessionId(client.session_id().0 as u64);
+        let timeout = client.session_timeout();
+        let live = Arc::new(Liveness::new(id, timeout, contact));
+        let monitor = tokio::spawn(crate::liveness::monitor(client.clone(), live.clone()));
+        tracing::info!(session = %id, timeout_ms = timeout.as_millis() as u64, "zookeeper session opened");
+        Self {
+            id,
+            timeout,
+            settings,
+            client: Arc::new(Mutex::new(Some(client))),
+            live,
+            monitor: Mutex::new(Some(monitor)),
+        }
+    }
+
+    fn client(&self) -> Result<zk::Client, BackendError> {
+        self.client
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| BackendError::new(ErrorKind::SessionGone, "the session is closed"))
+    }
+
+    fn absolute(&self, path: &str) -> String {
+        self.settings.connect.absolute(path)
+    }
+
+    fn entry_path(&self, dir: &ElectionPath, name: &str) -> Result<String, BackendError> {
+        if name.is_empty() || name.contains('/') {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!("{name:?} is not an entry name"),
+            ));
+        }
+        Ok(format!("{}/{name}", self.absolute(dir.as_str())))
+    }
+
+    /// Runs one request, bounded by the session timeout, recording a server reply as contact
+    /// and a `SessionExpired` as the end of the session.
+    async fn request<T, F, Fut>(&self, op: &str, path: &str, f: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(zk::Client) -> Fut,
+        Fut: Future<Output = Result<T, zk::Error>>,
+    {
+        let client = self.client()?;
+        let sent_at = Instant::now();
+        match tokio::time::timeout(self.timeout, f(client)).await {
+            Ok(Ok(value)) => {
+                self.live.record_reply(sent_at);
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                if is_server_reply(&e) {
+                    self.live.record_reply(sent_at);
+                }
+                match e {
+                    zk::Error::SessionExpired => {
+                        self.live
+                            .publish(SessionState::Expired, "request: session expired");
+                    }
+                    zk::Error::AuthFailed | zk::Error::ClientClosed => {
+                        self.live
+                            .publish(SessionState::Closed, "request: client closed");
+                    }
+                    _ => {}
+                }
+                tracing::debug!(session = %self.id, op, path, error = %e, "zookeeper request failed");
+                Err(backend_error(op, path, e))
+            }
+            Err(_) => Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                format!(
+                    "{op} {path}: no reply within the session timeout of {:?}",
+                    self.timeout
+                ),
+            )),
+        }
+    }
+
+    /// Creates `path` and its missing ancestors as persistent nodes; existing ones are fine.
+    ///
+    /// All creates are sent before the first reply is awaited (the client sends in call order
+    /// and the server applies one session's requests in order), so this is one round trip.
+    async fn create_parents(&self, path: &str) -> Result<(), BackendError> {
+        let ancestors: Vec<&str> = path
+            .char_indices()
+            .filter(|&(i, c)| c == '/' && i > 0)
+            .map(|(i, _)| &path[..i])
+            .chain(std::iter::once(path))
+            .collect();
+        let acl = self.settings.acl;
+        self.request("create parents", path, |client| async move {
+            let options = acl.options(zk::CreateMode::Persistent);
+            let pending: Vec<_> = ancestors
+                .iter()
+                .map(|p| client.create(p, &[], &options))
+                .collect();
+            let mut first_error = None;
+            for reply in pending {
+                match reply.await {
+                    Ok(_) | Err(zk::Error::NodeExists) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+        .await
+    }
+
+    fn listing(children: Vec<String>) -> Listing {
+        let mut listing = Listing::default();
+        for child in children {
+            match EntryName::parse(&child) {
+                Some(entry) => listing.entries.push(ListedEntry {
+                    name: child,
+                    sequence: entry.sequence,
+                    owner: entry.owner,
+                    marker: entry.marker,
+                }),
+                None => listing.foreign.push(child),
+            }
+        }
+        listing
+            .entries
+            .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
+        listing.foreign.sort();
+        listing
+    }
+}
+
+#[async_trait]
+impl BackendSession for ZkSession {
+    fn id(&self) -> SessionId {
+        self.id
+    }
+
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    fn state(&self) -> watch::Receiver<SessionState> {
+        self.live.subscribe()
+    }
+
+    async fn create(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        if data.len() > MAX_DATA_LEN {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
+                    data.len()
+                ),
+            ));
+        }
+        let dir_path = self.absolute(dir.as_str());
+        let prefix = EntryName::prefix(marker, self.id);
+        let path = format!("{dir_path}/{prefix}");
+        let acl = self.settings.acl;
+        // Optimistic: the directory usually exists, so try the entry first (one round trip) and
+        // create the parents only when the server says one is missing. `NoNode` is a definite
+        // "not applied", so retrying after it cannot make a second entry.
+        let p = &path;
+        for attempt in 1..=CREATE_ATTEMPTS {
+            let created = self
+                .request("create", p, |client| async move {
+                    let options = acl.options(zk::CreateMode::EphemeralSequential);
+                    client.create(p, data, &options).await
+                })
+                .await;
+            match created {
+                Ok((stat, sequence)) => {
+                    let name = format!("{prefix}{sequence}");
+                    let parsed = EntryName::parse(&name).ok_or_else(|| {
+                        BackendError::new(
+                            ErrorKind::Other,
+                            format!("created {dir_path}/{name}, a name this backend cannot read"),
+                        )
+                    })?;
+                    tracing::debug!(session = %self.id, path = %dir_path, name, czxid = stat.czxid, "entry created");
+                    return Ok(EntryInfo {
+                        name,
+                        sequence: parsed.sequence,
+                        owner: self.id,
+                        marker: marker.clone(),
+                        token: FencingToken(stat.czxid as u64),
+                        data: data.to_vec(),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
+                    self.create_parents(&dir_path).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
+        let path = self.absolute(dir.as_str());
+        let p = &path;
+        let children = self
+            .request("list", p, |client| async move {
+                match client.get_children(p).await {
+                    Ok((children, _)) => Ok(children),
+                    Err(zk::Error::NoNode) => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        Ok(Self::listing(children))
+    }
+
+    async fn list_and_watch(
+        &self,
+        dir: &ElectionPath,
+    ) -> Result<(Listing, Notification), BackendError> {
+        let path = self.absolute(dir.as_str());
+        for _ in 0..LIST_WATCH_ATTEMPTS {
+            let p = &path;
+            let listed = self
+                .request("list and watch", p, |client| async move {
+                    match client.get_and_watch_children(p).await {
+                        Ok((children, _, watcher)) => Ok(Some((children, watcher))),
+                        Err(zk::Error::NoNode) => Ok(None),
+                        Err(e) => Err(e),
+                    }
+                })
+                .await?;
+            if let Some((children, watcher)) = listed {
+                let notification = notify::on_any_change(watcher, path.clone());
+                return Ok((Self::listing(children), notification));
+            }
+            // No directory: watch for its creation instead.
+            let watched = self
+                .request("watch creation of", p, |client| async move {
+                    let (stat, watcher) = client.check_and_watch_stat(p).await?;
+                    Ok(stat.is_none().then_some(watcher))
+                })
+                .await?;
+            if let Some(watcher) = watched {
+                let notification = notify::on_any_change(watcher, path.clone());
+                return Ok((Listing::default(), notification));
+            }
+            // Created in between: list it.
+        }
+        Err(BackendError::new(
+            ErrorKind::Other,
+            format!("list and watch {path}: the directory keeps appearing and vanishing"),
+        ))
+    }
+
+    async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError> {
+        let path = self.entry_path(dir, name)?;
+        let p = &path;
+        let armed = self
+            .request("watch", p, |client| async move {
+                let (stat, watcher) = client.check_and_watch_stat(p).await?;
+                Ok(stat.map(|_| watcher))
+            })
+            .await?;
+        Ok(match armed {
+            // Dropping the watcher removes the creation watch the client set on the missing node.
+            None => Watch::Gone,
+            Some(watcher) => Watch::Armed(notify::on_deleted(
+                watcher,
+                Arc::downgrade(&self.client),
+                path,
+                self.timeout,
+            )),
+        })
+    }
+
+    async fn read(
+        &self,
+        dir: &ElectionPath,
+        name: &str,
+    ) -> Result<Option<EntryInfo>, BackendError> {
+        let Some(parsed) = EntryName::parse(name) else {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!("{name:?} is not an election entry name"),
+            ));
+        };
+        let path = self.entry_path(dir, name)?;
+        let p = &path;
+        let read = self
+            .request("read", p, |client| async move {
+                match client.get_data(p).await {
+                    Ok(found) => Ok(Some(found)),
+                    Err(zk::Error::NoNode) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        Ok(read.map(|(data, stat)| EntryInfo {
+            name: name.to_owned(),
+            sequence: parsed.sequence,
+            // The server's record of the owner, not the name's claim.
+            owner: SessionId(stat.ephemeral_owner as u64),
+            marker: parsed.marker,
+            token: FencingToken(stat.czxid as u64),
+            data,
+        }))
+    }
+
+    async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
+        let path = self.entry_path(dir, name)?;
+        let p = &path;
+        self.request(
+            "delete",
+            p,
+            |client| async move { client.delete(p, None).await },
+        )
+        .await
+    }
+
+    async fn close(&self) {
+        let client = self.client.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let monitor = self
+            .monitor
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(monitor) = monitor {
+            monitor.abort();
+            let _ = monitor.await;
+        }
+        let Some(client) = client else {
+            return;
+        };
+        // zookeeper-client has no explicit close: the session is closed (a CloseSession request,
+        // after which the server deletes the ephemeral nodes) when the last clone of the client is
+        // dropped. Requests still in flight hold clones; they are bounded by the timeout.
+        let mut client_state = client.state_watcher();
+        drop(client);
+        let closed = tokio::time::timeout(self.timeout, async {
+            while !client_state.peek_state().is_terminated() {
+                client_state.changed().await;
+            }
+        })
+        .await;
+        if closed.is_err() {
+            tracing::warn!(session = %self.id, "zookeeper session not confirmed closed within its timeout; it will expire");
+        }
+        self.live.publish(SessionState::Closed, "closed");
+    }
+}
+
+impl Drop for ZkSession {
+    fn drop(&mut self) {
+        if let Some(monitor) = self
+            .monitor
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            monitor.abort();
+        }
+        // Dropping the last client clone closes the session on the server.
+        self.live.publish(SessionState::Closed, "dropped");
+    }
+}
+
+impl NodeAcl {
+    fn options(self, mode: zk::CreateMode) -> zk::CreateOptions<'static> {
+        mode.with_acls(match self {
+            NodeAcl::Open => zk::Acls::anyone_all(),
+            NodeAcl::CreatorAll => zk::Acls::creator_all(),
+        })
+    }
+}

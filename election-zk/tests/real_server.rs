@@ -1,0 +1,430 @@
+//! Every `BackendSession` primitive against a real ZooKeeper 3.8 started by hand (one standalone
+//! server for the whole file, as in `shared/design/zookeeper-notes.md`).
+//!
+//! Needs `java` and `/usr/share/java/zookeeper.jar` (Debian's `zookeeper` package): without them
+//! the test fails with a message saying so; it never skips silently. Set
+//! `ELECTION_ZK_JAR_DIR` to use jars from another directory.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use election_core::{
+    BackendSession, CoordinationBackend, ElectionPath, ErrorKind, Marker, SessionState, Watch,
+};
+use election_zk::{EntryName, ZkBackend};
+use tokio::time::{timeout, Instant};
+use zookeeper_client as zk;
+
+/// A standalone ZooKeeper child process, killed and reaped on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Server {
+    fn start() -> Self {
+        let jars = std::env::var("ELECTION_ZK_JAR_DIR").unwrap_or("/usr/share/java".into());
+        let jar = format!("{jars}/zookeeper.jar");
+        assert!(
+            std::path::Path::new(&jar).exists(),
+            "these tests need a ZooKeeper server jar at {jar} (apt-get install zookeeper, or set \
+             ELECTION_ZK_JAR_DIR)"
+        );
+        let java_ok = Command::new("java")
+            .arg("-version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(java_ok, "these tests need `java` on PATH to run ZooKeeper");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::env::temp_dir().join(format!("election-zk-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        let cfg = format!(
+            "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={data}\nclientPort={port}\n\
+             clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nminSessionTimeout=400\n\
+             maxSessionTimeout=60000\n4lw.commands.whitelist=*\npreAllocSize=4096\n\
+             admin.enableServer=false\nforceSync=no\n",
+            data = dir.join("data").display()
+        );
+        std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+        let log = std::fs::File::create(dir.join("server.log")).unwrap();
+        let child = Command::new("java")
+            .args([
+                "-Xmx128m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Djava.net.preferIPv4Stack=true",
+                "-Dzookeeper.admin.enableServer=false",
+                "-cp",
+                &format!("{jars}/zookeeper.jar:{jars}/slf4j-simple.jar"),
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+            ])
+            .arg(dir.join("zoo.cfg"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn java");
+        let mut server = Self { child, port, dir };
+        server.wait_ready();
+        server
+    }
+
+    fn four_letter(&self, cmd: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        s.write_all(cmd.as_bytes()).ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    fn wait_ready(&mut self) {
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                panic!("ZooKeeper exited with {status} before serving; its log:\n{log}");
+            }
+            if self
+                .four_letter("srvr")
+                .is_some_and(|s| s.contains("Mode: standalone"))
+                && self
+                    .four_letter("conf")
+                    .is_some_and(|c| c.contains(&self.dir.join("data").display().to_string()))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("ZooKeeper on port {} not serving after 30 s", self.port);
+    }
+
+    fn connect(&self, chroot: &str) -> String {
+        format!("127.0.0.1:{}{chroot}", self.port)
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn path(p: &str) -> ElectionPath {
+    ElectionPath::new(p).unwrap()
+}
+
+fn marker(n: u64) -> Marker {
+    Marker::from_bits(n)
+}
+
+async fn open(backend: &ZkBackend, t: Duration) -> Arc<dyn BackendSession> {
+    backend.open_session(t).await.expect("open session")
+}
+
+const T: Duration = Duration::from_secs(4);
+const WAIT: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_primitive_against_a_real_server() {
+    let server = Server::start();
+    let backend = ZkBackend::builder(server.connect("/t1")).build().unwrap();
+    let dir = path("/services/x/leader");
+
+    let a = open(&backend, T).await;
+    let b = open(&backend, T).await;
+    assert_eq!(a.timeout(), T, "the server grants the timeout asked for");
+    assert_eq!(*a.state().borrow(), SessionState::Connected);
+    assert_ne!(a.id(), b.id());
+
+    // create: the chroot, the directory and its parents are missing.
+    let e1 = a.create(&dir, &marker(1), b"one").await.unwrap();
+    let parsed = EntryName::parse(&e1.name).unwrap();
+    assert_eq!((parsed.marker, parsed.owner), (marker(1), a.id()));
+    assert_eq!(e1.owner, a.id());
+    assert_eq!(e1.sequence, parsed.sequence);
+    assert_eq!(e1.data, b"one");
+    let e2 = b.create(&dir, &marker(2), b"two").await.unwrap();
+    let e3 = a.create(&dir, &marker(3), b"").await.unwrap();
+    assert!(e1.sequence < e2.sequence && e2.sequence < e3.sequence);
+    assert!(
+        e1.token < e2.token && e2.token < e3.token,
+        "czxid increases"
+    );
+
+    // A foreign child, written with a plain client under the chroot.
+    let raw = zk::Client::connector()
+        .with_session_timeout(T)
+        .connect(&server.connect(""))
+        .await
+        .unwrap();
+    let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    raw.create("/t1/services/x/leader/lock-0000000000", b"", &persistent)
+        .await
+        .unwrap();
+
+    // list: ordered by sequence, the foreign child apart.
+    let listing = b.list(&dir).await.unwrap();
+    let names: Vec<_> = listing.entries.iter().map(|e| e.name.clone()).collect();
+    assert_eq!(names, [e1.name.clone(), e2.name.clone(), e3.name.clone()]);
+    assert_eq!(listing.foreign, ["lock-0000000000"]);
+    assert_eq!(listing.entries[1].owner, b.id());
+    assert_eq!(listing.entries[1].marker, marker(2));
+    assert_eq!(
+        b.list(&path("/missing/dir")).await.unwrap(),
+        Default::default()
+    );
+
+    // read: token from czxid, owner from ephemeralOwner, data as stored.
+    let r2 = a.read(&dir, &e2.name).await.unwrap().unwrap();
+    assert_eq!(r2, e2);
+    let gone_name = EntryName::prefix(&marker(9), a.id()) + "0000000099";
+    assert_eq!(a.read(&dir, &gone_name).await.unwrap(), None);
+    assert_eq!(
+        a.read(&dir, "lock-0000000000").await.unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+
+    // watch_gone: Gone for a missing entry; fires on delete by another session.
+    assert!(matches!(
+        a.watch_gone(&dir, &gone_name).await.unwrap(),
+        Watch::Gone
+    ));
+    let Watch::Armed(fired) = a.watch_gone(&dir, &e2.name).await.unwrap() else {
+        panic!("e2 exists")
+    };
+    // A data change re-arms, it does not fire.
+    raw.set_data(
+        &format!("/t1/services/x/leader/{}", e2.name),
+        b"changed",
+        None,
+    )
+    .await
+    .unwrap();
+    b.delete(&dir, &e2.name).await.unwrap();
+    timeout(WAIT, fired)
+        .await
+        .expect("fires")
+        .expect("Ok on delete");
+
+    // delete: NotFound when missing.
+    assert_eq!(
+        b.delete(&dir, &e2.name).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+
+    // list_and_watch: fires on a new entry; on a missing dir, fires on its creation.
+    let (listing, changed) = b.list_and_watch(&dir).await.unwrap();
+    assert_eq!(listing.entries.len(), 2);
+    let e4 = b.create(&dir, &marker(4), b"").await.unwrap();
+    timeout(WAIT, changed).await.expect("fires").unwrap();
+    let fresh = path("/fresh/dir");
+    let (listing, changed) = b.list_and_watch(&fresh).await.unwrap();
+    assert!(listing.entries.is_empty());
+    b.create(&fresh, &marker(5), b"").await.unwrap();
+    timeout(WAIT, changed).await.expect("fires").unwrap();
+
+    // Oversized data is refused before sending.
+    let big = vec![0u8; election_zk::MAX_DATA_LEN + 1];
+    assert_eq!(
+        a.create(&dir, &marker(6), &big).await.unwrap_err().kind(),
+        ErrorKind::Invalid
+    );
+
+    // Tokens keep increasing across deletion and re-creation of the directory.
+    let old_token = e4.token;
+    b.delete(&dir, &e4.name).await.unwrap();
+    a.delete(&dir, &e1.name).await.unwrap();
+    a.delete(&dir, &e3.name).await.unwrap();
+    raw.delete("/t1/services/x/leader/lock-0000000000", None)
+        .await
+        .unwrap();
+    raw.delete("/t1/services/x/leader", None).await.unwrap();
+    let e7 = a.create(&dir, &marker(7), b"").await.unwrap();
+    assert_eq!(e7.sequence, 0, "the sequence restarts with the directory");
+    assert!(e7.token > old_token, "the token does not");
+
+    // close: the server deletes the entries at once; the state is Closed; calls fail.
+    let mut b_state = b.state();
+    let eb = b.create(&dir, &marker(8), b"").await.unwrap();
+    b.close().await;
+    assert_eq!(*b_state.borrow_and_update(), SessionState::Closed);
+    let names: Vec<_> = a
+        .list(&dir)
+        .await
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, [e7.name], "{} was deleted by close", eb.name);
+    assert_eq!(
+        b.list(&dir).await.unwrap_err().kind(),
+        ErrorKind::SessionGone
+    );
+    b.close().await; // idempotent
+
+    // A dropped session is closed too.
+    let c = open(&backend, T).await;
+    let ec = c.create(&dir, &marker(10), b"").await.unwrap();
+    drop(c);
+    let start = Instant::now();
+    while a.read(&dir, &ec.name).await.unwrap().is_some() {
+        assert!(start.elapsed() < WAIT, "a dropped session's entry stays");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    a.close().await;
+    drop(server);
+}
+
+/// Freezes the server (SIGSTOP): the session reports `Disconnected` with a `last_contact` no
+/// later than the freeze, within a third of the timeout, then `Expired`; its watches end with
+/// `SessionGone`, its calls fail with `SessionGone`, and the server deletes its entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_server_disconnects_early_then_expires() {
+    let server = Server::start();
+    let backend = ZkBackend::builder(server.connect("/t2")).build().unwrap();
+    let dir = path("/e");
+    let t = Duration::from_secs(2);
+    let watcher = open(&backend, t).await;
+    let other = open(&backend, T).await;
+    let mine = watcher.create(&dir, &marker(1), b"").await.unwrap();
+    let theirs = other.create(&dir, &marker(2), b"").await.unwrap();
+    let Watch::Armed(notification) = watcher.watch_gone(&dir, &theirs.name).await.unwrap() else {
+        panic!("exists")
+    };
+    let notification = tokio::spawn(notification);
+    let mut state = watcher.state();
+
+    // Let a few pings go by, then freeze.
+    tokio::time::sleep(t / 2).await;
+    let frozen_at = Instant::now();
+    server.signal("-STOP");
+
+    let disconnected = timeout(t, state.wait_for(|s| *s != SessionState::Connected))
+        .await
+        .expect("Disconnected within the timeout")
+        .map(|s| *s)
+        .unwrap();
+    let seen_at = Instant::now();
+    let SessionState::Disconnected { last_contact } = disconnected else {
+        panic!("expected Disconnected first, got {disconnected:?}")
+    };
+    assert!(
+        last_contact <= frozen_at,
+        "last contact is before the freeze"
+    );
+    let after_contact = seen_at - last_contact;
+    assert!(
+        after_contact <= t / 3 + Duration::from_millis(250),
+        "Disconnected {after_contact:?} after last contact (timeout {t:?})"
+    );
+    eprintln!(
+        "disconnected {:?} after the freeze, {after_contact:?} after last contact",
+        seen_at - frozen_at
+    );
+
+    let expired = timeout(t * 2, state.wait_for(|s| s.is_terminal()))
+        .await
+        .expect("Expired within 2x the timeout")
+        .map(|s| *s)
+        .unwrap();
+    assert_eq!(expired, SessionState::Expired);
+    eprintln!("expired {:?} after the freeze", Instant::now() - frozen_at);
+    let ended = timeout(WAIT, notification).await.unwrap().unwrap();
+    assert_eq!(ended.unwrap_err().kind(), ErrorKind::SessionGone);
+    assert_eq!(
+        watcher.list(&dir).await.unwrap_err().kind(),
+        ErrorKind::SessionGone
+    );
+
+    server.signal("-CONT");
+    // The server expires both frozen sessions; a new session sees no entry of the expired one.
+    let fresh = open(&backend, T).await;
+    let start = Instant::now();
+    loop {
+        let listing = fresh.list(&dir).await.unwrap();
+        if listing.entries.iter().all(|e| e.name != mine.name) {
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the expired session's entry stays");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *watcher.state().borrow(),
+        SessionState::Expired,
+        "terminal stays"
+    );
+    fresh.close().await;
+    other.close().await;
+}
+
+/// Digest auth with creator-all ACLs: the authenticated identity works, another is refused
+/// with `NotPermitted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_auth_and_creator_all_acl() {
+    let server = Server::start();
+    let dir = path("/secure/leader");
+    let owner = ZkBackend::builder(server.connect("/t3"))
+        .digest_auth("alice", "secret")
+        .node_acl(election_zk::NodeAcl::CreatorAll)
+        .build()
+        .unwrap();
+    let stranger = ZkBackend::builder(server.connect("/t3")).build().unwrap();
+    let other_user = ZkBackend::builder(server.connect("/t3"))
+        .digest_auth("bob", "secret")
+        .build()
+        .unwrap();
+
+    let a = open(&owner, T).await;
+    let entry = a.create(&dir, &marker(1), b"x").await.unwrap();
+    assert_eq!(a.list(&dir).await.unwrap().entries.len(), 1);
+
+    for backend in [&stranger, &other_user] {
+        let s = open(backend, T).await;
+        assert_eq!(
+            s.list(&dir).await.unwrap_err().kind(),
+            ErrorKind::NotPermitted
+        );
+        assert_eq!(
+            s.create(&dir, &marker(2), b"").await.unwrap_err().kind(),
+            ErrorKind::NotPermitted
+        );
+        assert_eq!(
+            s.read(&dir, &entry.name).await.unwrap_err().kind(),
+            ErrorKind::NotPermitted
+        );
+        s.close().await;
+    }
+    // The same identity from a second session has every permission.
+    let a2 = open(&owner, T).await;
+    assert_eq!(
+        a2.read(&dir, &entry.name).await.unwrap().unwrap().owner,
+        a.id()
+    );
+    a2.close().await;
+    a.close().await;
+}
