@@ -131,6 +131,10 @@ pub trait BackendSession: Send + Sync + 'static {
     /// Closes the session: the service deletes its entries now, and the state becomes
     /// [`SessionState::Closed`]. Idempotent; best effort when the service is unreachable (the
     /// session then expires by itself).
+    ///
+    /// Dropping the last reference to a session without closing it is up to the backend:
+    /// ZooKeeper's client closes the session; the in-memory backend treats it as a crashed
+    /// client and lets the session expire.
     async fn close(&self);
 }
 
@@ -179,7 +183,9 @@ pub enum SessionState {
     /// No reply for a while; the session may still be alive on the service, which ends it no
     /// earlier than `last_contact + timeout`.
     Disconnected {
-        /// When this client last had a reply from the service.
+        /// A lower bound on when the service last heard from this client: the send time of the
+        /// latest request it answered (the reply time can be later than the truth by a round
+        /// trip).
         last_contact: Instant,
     },
     /// The service ended the session: its entries are gone.

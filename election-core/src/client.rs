@@ -29,12 +29,10 @@ use crate::state::{ElectionState, LeaderInfo, Participant};
 /// new one and the others move to it.
 ///
 /// ```
-/// # use std::sync::Arc;
-/// # use election_core::testing::ScriptedBackend;
-/// use election_core::{Candidate, Client, CoordinationBackend};
-/// # #[tokio::main(flavor = "current_thread")]
+/// use election_core::{Candidate, Client};
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() -> Result<(), election_core::ElectionError> {
-/// # let backend: Arc<dyn CoordinationBackend> = Arc::new(ScriptedBackend::default());
+/// let backend = election_mem::MemCluster::new().backend();
 /// let client = Client::connect(backend, std::time::Duration::from_secs(10)).await?;
 /// let scheduler = client.join(Candidate::builder("/jobs/scheduler", "node-1").build()?).await?;
 /// let compactor = client.join(Candidate::builder("/jobs/compactor", "node-1").build()?).await?;

@@ -447,7 +447,8 @@ impl Machine {
                     self.out.push(Action::ResignDone);
                 }
                 self.phase = Phase::AwaitingSession;
-                self.set_state(now, ElectionState::Suspended, Reason::SessionEnded);
+                // Reported even when already suspended: the session ending is news.
+                self.emit_transition(now, ElectionState::Suspended, Reason::SessionEnded);
                 self.out.push(Action::OpenSession);
             }
             Goal::Rejoin | Goal::Run => {
@@ -1132,6 +1133,10 @@ impl Machine {
         if to == self.state {
             return;
         }
+        self.emit_transition(now, to, reason);
+    }
+
+    fn emit_transition(&mut self, now: Instant, to: ElectionState, reason: Reason) {
         let from = std::mem::replace(&mut self.state, to.clone());
         info!(
             path = %self.cfg.path,

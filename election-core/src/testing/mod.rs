@@ -44,6 +44,14 @@ pub trait Harness: Send + Sync + 'static {
     /// Heals a cut.
     async fn heal(&self, session: SessionId);
 
+    /// Crashes the process of `candidate`: it sends nothing more and does not withdraw; the
+    /// service must expire its session. The default aborts the candidate, which drops its session
+    /// without closing it; a backend whose client closes a dropped session (ZooKeeper's does)
+    /// cuts it off first.
+    async fn crash(&self, candidate: crate::Candidate) {
+        candidate.abort();
+    }
+
     /// Slack allowed on timing bounds: zero on virtual time; on a real service, the scheduling
     /// and network noise of the machine.
     fn slack(&self) -> Duration {

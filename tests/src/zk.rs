@@ -1,0 +1,117 @@
+//! The conformance [`Harness`] on a real ZooKeeper server: every client connects through a TCP
+//! proxy of its own, so one session can be cut off alone.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use election_core::testing::Harness;
+use election_core::{BackendError, BackendSession, Candidate, CoordinationBackend, SessionId};
+use election_zk::testing::{TcpProxy, ZkServer};
+use election_zk::ZkBackend;
+
+type Proxies = Arc<Mutex<BTreeMap<SessionId, Arc<TcpProxy>>>>;
+
+/// A standalone ZooKeeper server with proxied clients.
+pub struct ZkHarness {
+    server: ZkServer,
+    timeout: Duration,
+    sessions: Proxies,
+}
+
+impl ZkHarness {
+    /// Starts a server (tickTime 200 ms); cases use a 2 s session timeout.
+    pub fn start() -> Self {
+        Self {
+            server: ZkServer::start(),
+            timeout: Duration::from_secs(2),
+            sessions: Arc::default(),
+        }
+    }
+
+    /// The server.
+    pub fn server(&self) -> &ZkServer {
+        &self.server
+    }
+
+    fn proxy_of(&self, session: SessionId) -> Arc<TcpProxy> {
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .get(&session)
+            .cloned()
+            .unwrap_or_else(|| panic!("session {session} was not opened through this harness"))
+    }
+}
+
+/// A ZooKeeper backend whose connections go through one proxy, remembering which sessions it
+/// opened.
+struct Proxied {
+    backend: ZkBackend,
+    proxy: Arc<TcpProxy>,
+    sessions: Proxies,
+}
+
+#[async_trait]
+impl CoordinationBackend for Proxied {
+    async fn open_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<Arc<dyn BackendSession>, BackendError> {
+        let session = self.backend.open_session(timeout).await?;
+        self.sessions
+            .lock()
+            .expect("sessions")
+            .insert(session.id(), self.proxy.clone());
+        Ok(session)
+    }
+}
+
+#[async_trait]
+impl Harness for ZkHarness {
+    async fn backend(&self) -> Arc<dyn CoordinationBackend> {
+        let proxy = Arc::new(TcpProxy::start(self.server.client_addr()));
+        let backend = ZkBackend::builder(proxy.addr().to_string())
+            .build()
+            .expect("valid connect string");
+        Arc::new(Proxied {
+            backend,
+            proxy,
+            sessions: self.sessions.clone(),
+        })
+    }
+
+    fn session_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    async fn expire(&self, session: SessionId) {
+        // The honest way: silence until the server expires the session, then let the client
+        // reconnect and hear it.
+        let proxy = self.proxy_of(session);
+        proxy.cut();
+        tokio::time::sleep(self.timeout + Duration::from_millis(600)).await;
+        proxy.resume();
+    }
+
+    async fn cut(&self, session: SessionId) {
+        // Silence, with the connection open: what a partition looks like to both ends.
+        self.proxy_of(session).stall();
+    }
+
+    async fn heal(&self, session: SessionId) {
+        self.proxy_of(session).resume();
+    }
+
+    async fn crash(&self, candidate: Candidate) {
+        // zookeeper-client closes a dropped session: cut the link first, so nothing is said.
+        let session = candidate.client().session().await.id();
+        self.proxy_of(session).cut();
+        candidate.abort();
+    }
+
+    fn slack(&self) -> Duration {
+        Duration::from_millis(500)
+    }
+}
