@@ -2,7 +2,7 @@
 //! service (ZooKeeper, etcd, the in-memory one), and the rules each implementation must keep.
 //!
 //! Nothing here knows about leaders: who leads, when to step down and what to do after a lost
-//! reply are decided once, in [`crate::machine`]. A backend only stores and orders entries.
+//! reply are decided once, in the election state machine (`machine.rs`). A backend only stores and orders entries.
 //!
 //! # Mapping onto ZooKeeper and etcd v3
 //!

@@ -1,3 +1,3 @@
-//! Shared support for the integration tests: the conformance [`Harness`] on real ZooKeeper.
+//! Shared support for the integration tests: the conformance `Harness` on real ZooKeeper.
 
 pub mod zk;

@@ -4,7 +4,7 @@
 //! tests in a few lines. The contract's invariants are checked by [`invariants`], which the
 //! property tests and fuzzers share.
 //!
-//! ```ignore
+//! ```text
 //! // In a backend crate's tests/conformance.rs:
 //! election_core::conformance_suite!(paused, my_backend::TestHarness::new());
 //! ```
