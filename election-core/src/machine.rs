@@ -228,6 +228,8 @@ pub(crate) struct Machine {
     head: Option<String>,
     leader: Option<LeaderInfo>,
     foreign: Vec<String>,
+    /// `cfg.marker_prefix` as the 8 hex digits that start our markers.
+    marker_prefix: String,
     state: ElectionState,
     out: Vec<Action>,
 }
@@ -242,6 +244,7 @@ impl Machine {
         now: Instant,
     ) -> Self {
         let mut m = Self {
+            marker_prefix: format!("{:08x}", cfg.marker_prefix),
             cfg,
             session,
             timeout,
@@ -367,7 +370,7 @@ impl Machine {
     }
 
     fn is_ours(&self, marker: &Marker) -> bool {
-        marker.as_str()[..8] == format!("{:08x}", self.cfg.marker_prefix)
+        marker.as_str()[..8] == self.marker_prefix
     }
 
     fn on_session(&mut self, now: Instant, state: SessionState) {
