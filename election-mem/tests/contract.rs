@@ -1,0 +1,347 @@
+//! Contract lines checked in exact virtual time, with the in-memory service's faults. (The
+//! conformance suite in `conformance.rs` covers every line a backend can influence; these are
+//! the ones that need exact instants or faults only this backend has.)
+
+use std::time::Duration;
+
+use election_core::testing::invariants::{check_leaders, check_work};
+use election_core::testing::recorder::{Recorder, WorkLog};
+use election_core::{Candidate, Contact, ElectionState, Event, Notice, Reason};
+use election_mem::{MemCluster, MemConfig};
+use tokio::time::{sleep, Instant};
+
+const T: Duration = Duration::from_secs(3);
+const P: &str = "/contract/leader";
+
+async fn join(cluster: &MemCluster, id: &str) -> Candidate {
+    Candidate::builder(P, id)
+        .session_timeout(T)
+        .join(cluster.backend())
+        .await
+        .unwrap()
+}
+
+async fn join_work(cluster: &MemCluster, id: &str, log: &WorkLog, stop: Duration) -> Candidate {
+    Candidate::builder(P, id)
+        .session_timeout(T)
+        .on_leader(log.work(id, stop))
+        .join(cluster.backend())
+        .await
+        .unwrap()
+}
+
+/// S2, exactly: cut at t, the client notices at t + T/3, the leader leaves the Leader state at
+/// t + 2/3 T - grace (grace = T/6 by default) = t + T/2, and the successor leads at t + T, when
+/// the service expires the session. Never two leaders.
+#[tokio::test(start_paused = true)]
+async fn s2_step_down_deadlines_are_exact() {
+    let cluster = MemCluster::new();
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join(&cluster, "b").await;
+    rec.watch(&b);
+    sleep(Duration::from_millis(10)).await;
+    let cut = Instant::now();
+    cluster.cut(a.client().session().await.id());
+    b.wait_for_leadership(T * 2).await.unwrap();
+    let iv = rec.leader_intervals();
+    check_leaders(&iv).unwrap();
+    let a_iv = iv.iter().find(|i| i.candidate == "a").unwrap();
+    let b_iv = iv.iter().find(|i| i.candidate == "b").unwrap();
+    assert_eq!(
+        a_iv.end.unwrap() - cut,
+        T / 2,
+        "a must step down at exactly T/2 after the cut"
+    );
+    assert_eq!(
+        b_iv.start - cut,
+        T,
+        "b must lead exactly when the session expires"
+    );
+    // While uncertain, a said when it would step down.
+    let uncertain = rec.transitions("a").into_iter().find_map(|t| match t.to {
+        ElectionState::Leader {
+            contact: Contact::Uncertain { step_down_at },
+            ..
+        } => Some((t.at, step_down_at)),
+        _ => None,
+    });
+    let (noticed, promised) = uncertain.expect("a reported uncertain contact");
+    assert_eq!(noticed - cut, T / 3);
+    assert_eq!(promised - cut, T / 2);
+}
+
+/// S2 when the client notices the loss of contact later than the budget: it steps down the
+/// moment it learns, still before the service can expire the session.
+#[tokio::test(start_paused = true)]
+async fn s2_late_detection_steps_down_at_once() {
+    let cluster = MemCluster::with_config(MemConfig {
+        disconnect_detection: 0.9,
+        ..MemConfig::default()
+    });
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join(&cluster, "b").await;
+    rec.watch(&b);
+    sleep(Duration::from_millis(10)).await;
+    let cut = Instant::now();
+    cluster.cut(a.client().session().await.id());
+    b.wait_for_leadership(T * 2).await.unwrap();
+    let iv = rec.leader_intervals();
+    check_leaders(&iv).unwrap();
+    let a_end = iv.iter().find(|i| i.candidate == "a").unwrap().end.unwrap();
+    assert_eq!(a_end - cut, T.mul_f64(0.9));
+    let reasons: Vec<Reason> = rec.transitions("a").into_iter().map(|t| t.reason).collect();
+    assert!(reasons.contains(&Reason::StepDownDeadline), "{reasons:?}");
+}
+
+/// S4 under a cut: the work is cancelled at the step-down, aborted at the budget's end if it
+/// will not stop, and the successor's work starts only after the session expired.
+#[tokio::test(start_paused = true)]
+async fn s4_slow_work_is_aborted_within_the_budget_on_a_cut() {
+    let cluster = MemCluster::new();
+    let log = WorkLog::new();
+    let a = join_work(&cluster, "a", &log, Duration::from_secs(3600)).await;
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join_work(&cluster, "b", &log, Duration::ZERO).await;
+    sleep(Duration::from_millis(10)).await;
+    let cut = Instant::now();
+    cluster.cut(a.client().session().await.id());
+    b.wait_for_leadership(T * 2).await.unwrap();
+    sleep(Duration::from_millis(1)).await;
+    let spans = log.spans();
+    check_work(&spans).unwrap();
+    let a_span = spans.iter().find(|s| s.candidate == "a").unwrap();
+    // Budget 2/3 T after the last contact (the cut): the work is gone by then.
+    assert_eq!(a_span.end.unwrap() - cut, T * 2 / 3);
+    let b_span = spans.iter().find(|s| s.candidate == "b").unwrap();
+    assert_eq!(b_span.start - cut, T);
+}
+
+/// S5: a create whose reply is lost is found again by its marker: exactly one entry, no orphan,
+/// and the candidate leads with it.
+#[tokio::test(start_paused = true)]
+async fn s5_lost_create_reply_leaves_one_entry() {
+    let cluster = MemCluster::new();
+    cluster.lose_create_replies(1);
+    let a = join(&cluster, "a").await;
+    let token = a.wait_for_leadership(T).await.unwrap();
+    let entries = cluster.entries(P);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(
+        cluster.stats().creates,
+        1,
+        "the lost create must not be repeated"
+    );
+    assert_eq!(a.current_leader().await.unwrap().unwrap().token, token);
+    a.stop().await;
+    assert!(cluster.entries(P).is_empty());
+}
+
+/// S5: stopping while the create's outcome is still unknown looks it up and deletes it.
+#[tokio::test(start_paused = true)]
+async fn s5_stop_during_an_unknown_create_leaves_nothing() {
+    let cluster = MemCluster::new();
+    let b = join(&cluster, "b").await;
+    b.wait_for_leadership(T).await.unwrap();
+    cluster.lose_create_replies(1);
+    let a = join(&cluster, "a").await;
+    a.stop().await;
+    assert_eq!(cluster.entries(P).len(), 1, "only b's entry stays");
+    assert!(matches!(a.current(), ElectionState::Stopped(_)));
+    b.stop().await;
+    assert!(cluster.entries(P).is_empty());
+}
+
+/// S5: several lost replies in a row still give exactly one entry.
+#[tokio::test(start_paused = true)]
+async fn s5_repeated_lost_replies() {
+    let cluster = MemCluster::new();
+    let b = join(&cluster, "b").await;
+    cluster.lose_create_replies(3);
+    let a = join(&cluster, "a").await;
+    b.wait_for_leadership(T).await.unwrap();
+    sleep(T).await;
+    let entries = cluster.entries(P);
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(
+        matches!(a.current(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        a.current()
+    );
+    a.stop().await;
+    b.stop().await;
+    assert!(cluster.entries(P).is_empty());
+}
+
+/// L3, counted on the service: a hand-over notifies the successor's session only, and costs one
+/// delete and at most one listing, whatever the number of candidates.
+#[tokio::test(start_paused = true)]
+async fn l3_one_notification_per_failover() {
+    for n in [3usize, 30] {
+        let cluster = MemCluster::new();
+        let mut cs = Vec::new();
+        for i in 0..n {
+            cs.push(join(&cluster, &format!("c{i}")).await);
+        }
+        cs[0].wait_for_leadership(T).await.unwrap();
+        sleep(Duration::from_millis(1)).await;
+        let leaver = cs[0].client().session().await.id();
+        let successor = cs[1].client().session().await.id();
+        cluster.reset_stats();
+        cs[0].leave().await.unwrap();
+        cs[1].wait_for_leadership(T).await.unwrap();
+        sleep(Duration::from_millis(1)).await;
+        let stats = cluster.stats();
+        let woken: Vec<_> = stats
+            .notifications
+            .keys()
+            .filter(|s| **s != leaver)
+            .collect();
+        assert_eq!(woken, [&successor], "n={n}");
+        assert_eq!(
+            (stats.deletes, stats.lists, stats.calls()),
+            (1, 0, 1),
+            "n={n}: {stats:?}"
+        );
+        for c in &cs {
+            c.stop().await;
+        }
+    }
+}
+
+/// L5 (kazoo 9b0a793): the predecessor leaves between the successor's listing and its watch:
+/// the watch reports it gone at once and the successor lists again instead of waiting for ever.
+#[tokio::test(start_paused = true)]
+async fn l5_predecessor_vanishes_between_listing_and_watch() {
+    let cluster = MemCluster::new();
+    let a = join(&cluster, "a").await;
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join(&cluster, "b").await;
+    sleep(Duration::from_millis(1)).await;
+    // Every call now takes 10 ms: c lists at +10 ms, then arms its watch on b at +20 ms.
+    cluster.set_latency(Duration::from_millis(10));
+    let joining = tokio::spawn({
+        let backend = cluster.backend();
+        async move {
+            Candidate::builder(P, "c")
+                .session_timeout(T)
+                .join(backend)
+                .await
+                .unwrap()
+        }
+    });
+    // c's session opens at once; its create lands at +10 ms, its listing at +20 ms, its watch on
+    // b at +30 ms: b leaves (delete applied at +25 ms) in between.
+    sleep(Duration::from_millis(15)).await;
+    let b_leaves = tokio::spawn(async move { b.leave().await.unwrap() });
+    let c = joining.await.unwrap();
+    b_leaves.await.unwrap();
+    sleep(Duration::from_millis(200)).await;
+    assert!(
+        matches!(c.current(), ElectionState::Follower { position: 1, .. }),
+        "c must follow a directly: {:?}",
+        c.current()
+    );
+    a.leave().await.unwrap();
+    c.wait_for_leadership(T).await.unwrap();
+    c.stop().await;
+}
+
+/// Delayed notifications (kept in order per session): the successor leads later, never
+/// alongside the old leader.
+#[tokio::test(start_paused = true)]
+async fn delayed_notifications_delay_but_never_overlap() {
+    let cluster = MemCluster::new();
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join(&cluster, "b").await;
+    rec.watch(&b);
+    sleep(Duration::from_millis(1)).await;
+    cluster.delay_notifications(b.client().session().await.id(), Duration::from_millis(700));
+    let resigned = Instant::now();
+    a.resign().await.unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    assert_eq!(resigned.elapsed(), Duration::from_millis(700));
+    check_leaders(&rec.leader_intervals()).unwrap();
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Foreign nodes in the election directory are ignored and reported, never counted.
+#[tokio::test(start_paused = true)]
+async fn foreign_nodes_are_ignored_and_reported() {
+    let cluster = MemCluster::new();
+    cluster.create_foreign(P, "lock-0000000000");
+    let a = join(&cluster, "a").await;
+    let mut events = a.events();
+    a.wait_for_leadership(T).await.unwrap();
+    cluster.create_foreign(P, "another");
+    let b = join(&cluster, "b").await;
+    sleep(Duration::from_millis(1)).await;
+    assert!(
+        matches!(b.current(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        b.current()
+    );
+    a.resign().await.unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    let mut reported = false;
+    while let Ok(e) = events.try_recv() {
+        if let Event::Notice {
+            notice: Notice::ForeignEntries(names),
+            ..
+        } = e
+        {
+            reported |= names.contains(&"another".to_owned());
+        }
+    }
+    assert!(reported, "foreign node not reported");
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(cluster.entries(P).len(), 0);
+}
+
+/// L4 with re-candidacy off: the candidate stops, reporting why.
+#[tokio::test(start_paused = true)]
+async fn l4_without_recandidacy_stops() {
+    let cluster = MemCluster::new();
+    let a = Candidate::builder(P, "a")
+        .session_timeout(T)
+        .rejoin_on_expiry(false)
+        .join(cluster.backend())
+        .await
+        .unwrap();
+    a.wait_for_leadership(T).await.unwrap();
+    cluster.expire_session(a.client().session().await.id());
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(
+        a.current(),
+        ElectionState::Stopped(election_core::StopReason::SessionEnded)
+    );
+    assert!(matches!(
+        a.wait_for_leadership(T).await,
+        Err(election_core::ElectionError::Stopped)
+    ));
+}
+
+/// Dropping a handle withdraws at once (no wait for the session to expire).
+#[tokio::test(start_paused = true)]
+async fn s5_dropped_handle_withdraws_promptly() {
+    let cluster = MemCluster::new();
+    let a = join(&cluster, "a").await;
+    let b = join(&cluster, "b").await;
+    a.wait_for_leadership(T).await.unwrap();
+    let dropped = Instant::now();
+    drop(a);
+    b.wait_for_leadership(T).await.unwrap();
+    assert!(dropped.elapsed() < T / 10, "took {:?}", dropped.elapsed());
+    b.stop().await;
+    assert!(cluster.entries(P).is_empty());
+}
