@@ -50,10 +50,9 @@ async fn run(n: usize, rounds: usize) -> Row {
         .await
         .expect("first leads");
     tokio::time::sleep(Duration::from_millis(1)).await;
-    let mut next_id = n;
     let (mut calls, mut max_calls, mut lists, mut woken, mut max_woken) = (0, 0, 0, 0, 0);
     let mut elapsed = Duration::ZERO;
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let leaver = cs.pop_front().expect("leader");
         let leaver_session = session_of(&leaver).await;
         cluster.reset_stats();
@@ -78,8 +77,7 @@ async fn run(n: usize, rounds: usize) -> Row {
         max_woken = max_woken.max(w.len());
         // Keep the field at n candidates (not measured).
         drop(leaver);
-        cs.push_back(join(&cluster, next_id).await);
-        next_id += 1;
+        cs.push_back(join(&cluster, n + round).await);
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     for c in &cs {
