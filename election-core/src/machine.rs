@@ -810,10 +810,19 @@ impl Machine {
         let Phase::Holding { entry, .. } = &self.phase else {
             return;
         };
-        if entry.name != name || result.is_err() {
+        if entry.name != name {
             return;
         }
-        self.entry_lost(now);
+        match result {
+            Ok(()) => self.entry_lost(now),
+            Err(e) if e.kind() == ErrorKind::SessionGone => {}
+            // The watch failed without telling: arm it again, and verify the place meanwhile
+            // (the claim without listing relies on this watch).
+            Err(_) => {
+                self.out.push(Action::WatchOwn { name });
+                self.want_list = true;
+            }
+        }
     }
 
     /// Our entry vanished while the session lives (deleted by someone else, or the election root
@@ -1070,7 +1079,18 @@ impl Machine {
 
     /// Issues the next backend request, if one is wanted and none is under way.
     fn pump(&mut self) {
-        if self.pending.is_some() || !self.connected() || self.retry_at.is_some() {
+        // A read of the leader's record only informs: anything else may take its place (the
+        // driver drops the read under way; it is asked again later).
+        let preemptible = matches!(self.pending, Some(Request::Read(_)))
+            && !matches!(
+                self.phase,
+                Phase::Registering {
+                    adopting: Some(_),
+                    ..
+                }
+            );
+        if (self.pending.is_some() && !preemptible) || !self.connected() || self.retry_at.is_some()
+        {
             return;
         }
         let request = match &self.phase {
@@ -1093,6 +1113,9 @@ impl Machine {
                 if let Some(name) = self.delete_queue.front() {
                     Request::Delete(name.clone())
                 } else if let Some(name) = &self.want_read {
+                    if preemptible {
+                        return;
+                    }
                     Request::Read(name.clone())
                 } else {
                     return;
@@ -1162,5 +1185,493 @@ impl Machine {
     fn notice(&mut self, now: Instant, notice: Notice) {
         self.out
             .push(Action::Emit(Event::Notice { at: now, notice }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ListedEntry;
+
+    const T: Duration = Duration::from_secs(3);
+    const ME: SessionId = SessionId(7);
+
+    fn cfg(has_work: bool) -> MachineConfig {
+        MachineConfig {
+            path: ElectionPath::new("/e").unwrap(),
+            id: "me".into(),
+            step_down_fraction: 2.0 / 3.0,
+            grace: Duration::from_millis(500),
+            rejoin_on_expiry: true,
+            has_work,
+            marker_prefix: 0xabcd,
+        }
+    }
+
+    fn machine(has_work: bool) -> (Machine, Instant) {
+        let now = Instant::now();
+        let mut m = Machine::new(cfg(has_work), ME, T, SessionState::Connected, now);
+        let out = m.take_actions();
+        assert!(matches!(out.as_slice(), [Action::Create { .. }]), "{out:?}");
+        (m, now)
+    }
+
+    fn marker_of(m: &Machine) -> Marker {
+        match &m.phase {
+            Phase::Registering { marker, .. } => marker.clone(),
+            p => panic!("not registering: {p:?}"),
+        }
+    }
+
+    fn entry(name: &str, seq: u64, owner: SessionId, marker: Marker) -> ListedEntry {
+        ListedEntry {
+            name: name.into(),
+            sequence: seq,
+            owner,
+            marker,
+        }
+    }
+
+    fn info(name: &str, seq: u64, marker: Marker) -> EntryInfo {
+        EntryInfo {
+            name: name.into(),
+            sequence: seq,
+            owner: ME,
+            marker,
+            token: FencingToken(100 + seq),
+            data: vec![],
+        }
+    }
+
+    fn other(seq: u64) -> ListedEntry {
+        entry(
+            &format!("o{seq}"),
+            seq,
+            SessionId(99),
+            Marker::from_bits(seq),
+        )
+    }
+
+    /// Registered as `mine` at `seq`, behind `ahead` other entries, listed.
+    fn placed(has_work: bool, ahead: u64) -> (Machine, Instant, Vec<Action>) {
+        let (mut m, now) = machine(has_work);
+        let mk = marker_of(&m);
+        m.handle(now, Input::Created(Ok(info("mine", ahead, mk.clone()))));
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::WatchOwn {
+                name: "mine".into()
+            }) && out.contains(&Action::List),
+            "{out:?}"
+        );
+        let mut entries: Vec<_> = (0..ahead).map(other).collect();
+        entries.push(entry("mine", ahead, ME, mk));
+        m.handle(
+            now,
+            Input::Listed(Ok(Listing {
+                entries,
+                foreign: vec![],
+            })),
+        );
+        let out = m.take_actions();
+        (m, now, out)
+    }
+
+    #[test]
+    fn unknown_create_is_looked_up_before_creating_again() {
+        let (mut m, now) = machine(false);
+        let mk = marker_of(&m);
+        m.handle(
+            now,
+            Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+        );
+        assert!(!m
+            .take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Create { .. } | Action::List)));
+        m.handle(now + T, Input::Timer);
+        assert_eq!(m.take_actions(), [Action::List, Action::SetTimer(None)]);
+        // Found, owned by us: adopted after a read, no second create.
+        let l = Listing {
+            entries: vec![entry("mine", 0, ME, mk.clone())],
+            foreign: vec![],
+        };
+        m.handle(now + T, Input::Listed(Ok(l)));
+        assert_eq!(
+            m.take_actions(),
+            [Action::Read {
+                name: "mine".into()
+            }]
+        );
+        m.handle(
+            now + T,
+            Input::Read {
+                name: "mine".into(),
+                result: Ok(Some(info("mine", 0, mk))),
+            },
+        );
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::WatchOwn {
+                name: "mine".into()
+            }),
+            "{out:?}"
+        );
+        assert!(!out.iter().any(|a| matches!(a, Action::Create { .. })));
+    }
+
+    #[test]
+    fn marker_under_another_session_is_not_adopted() {
+        // CURATOR-696: an entry with our marker from an older session is not ours to lead with.
+        let (mut m, now) = machine(false);
+        let mk = marker_of(&m);
+        m.handle(
+            now,
+            Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+        );
+        m.handle(now + T, Input::Timer);
+        m.take_actions();
+        let l = Listing {
+            entries: vec![entry("old", 0, SessionId(3), mk)],
+            foreign: vec![],
+        };
+        m.handle(now + T, Input::Listed(Ok(l)));
+        let out = m.take_actions();
+        assert!(
+            out.iter().any(|a| matches!(a, Action::Create { .. })),
+            "{out:?}"
+        );
+        assert!(!m.state().is_leader());
+    }
+
+    #[test]
+    fn first_in_listing_but_foreign_owner_does_not_lead() {
+        let (mut m, now) = machine(false);
+        let mk = marker_of(&m);
+        m.handle(now, Input::Created(Ok(info("mine", 0, mk.clone()))));
+        m.take_actions();
+        let l = Listing {
+            entries: vec![entry("mine", 0, SessionId(3), mk)],
+            foreign: vec![],
+        };
+        m.handle(now, Input::Listed(Ok(l)));
+        assert!(!m.state().is_leader());
+        assert_eq!(*m.state(), ElectionState::Joining);
+        assert!(m
+            .take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Create { .. })));
+    }
+
+    #[test]
+    fn first_in_listing_leads_and_starts_work() {
+        let (m, _, out) = placed(true, 0);
+        assert!(
+            out.contains(&Action::StartWork {
+                token: FencingToken(100)
+            }),
+            "{out:?}"
+        );
+        assert_eq!(m.state().token(), Some(FencingToken(100)));
+    }
+
+    #[test]
+    fn head_handover_claims_without_listing() {
+        let (mut m, now, out) = placed(false, 1);
+        assert!(
+            out.contains(&Action::WatchPredecessor { name: "o0".into() }),
+            "{out:?}"
+        );
+        assert!(matches!(
+            m.state(),
+            ElectionState::Follower { position: 1, .. }
+        ));
+        m.take_actions();
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Ok(()),
+            },
+        );
+        let out = m.take_actions();
+        assert!(!out.contains(&Action::List), "{out:?}");
+        assert!(m.state().is_leader());
+    }
+
+    #[test]
+    fn a_predecessor_that_was_not_head_means_listing_again() {
+        let (mut m, now, _) = placed(false, 2);
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o1".into(),
+                result: Ok(()),
+            },
+        );
+        assert!(m.take_actions().contains(&Action::List));
+        assert!(!m.state().is_leader());
+    }
+
+    #[test]
+    fn stale_predecessor_notifications_are_ignored() {
+        let (mut m, now, _) = placed(false, 1);
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "someone-else".into(),
+                result: Ok(()),
+            },
+        );
+        assert!(!m.state().is_leader());
+        assert!(m.take_actions().is_empty());
+    }
+
+    #[test]
+    fn no_claim_while_disconnected() {
+        let (mut m, now, _) = placed(false, 1);
+        m.handle(
+            now,
+            Input::Session(SessionState::Disconnected { last_contact: now }),
+        );
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Ok(()),
+            },
+        );
+        assert!(!m.state().is_leader());
+        m.handle(now, Input::Session(SessionState::Connected));
+        assert!(m.take_actions().contains(&Action::List));
+    }
+
+    #[test]
+    fn leader_out_of_contact_steps_down_before_the_budget_ends() {
+        let (mut m, now, _) = placed(true, 0);
+        let lc = now + Duration::from_secs(1);
+        m.handle(
+            lc + T / 3,
+            Input::Session(SessionState::Disconnected { last_contact: lc }),
+        );
+        let step_down_at = lc + T * 2 / 3 - Duration::from_millis(500);
+        assert_eq!(
+            m.state(),
+            &ElectionState::Leader {
+                token: FencingToken(100),
+                contact: Contact::Uncertain { step_down_at }
+            }
+        );
+        assert!(m
+            .take_actions()
+            .contains(&Action::SetTimer(Some(step_down_at))));
+        m.handle(step_down_at, Input::Timer);
+        assert_eq!(m.state(), &ElectionState::Suspended);
+        let out = m.take_actions();
+        assert!(out.contains(&Action::CancelWork), "{out:?}");
+        // The work gets until the budget's end, not a moment more.
+        assert!(
+            out.contains(&Action::SetTimer(Some(lc + T * 2 / 3))),
+            "{out:?}"
+        );
+        m.handle(lc + T * 2 / 3, Input::Timer);
+        assert!(m.take_actions().contains(&Action::AbortWork));
+    }
+
+    #[test]
+    fn leader_that_learns_too_late_steps_down_at_once() {
+        let (mut m, now, _) = placed(false, 0);
+        m.handle(
+            now + T,
+            Input::Session(SessionState::Disconnected { last_contact: now }),
+        );
+        assert_eq!(m.state(), &ElectionState::Suspended);
+    }
+
+    #[test]
+    fn reconnect_reverifies_before_confirming() {
+        let (mut m, now, _) = placed(false, 0);
+        m.handle(
+            now,
+            Input::Session(SessionState::Disconnected { last_contact: now }),
+        );
+        m.take_actions();
+        m.handle(now + T / 3, Input::Session(SessionState::Connected));
+        assert!(m.take_actions().contains(&Action::List));
+        assert!(matches!(
+            m.state(),
+            ElectionState::Leader {
+                contact: Contact::Uncertain { .. },
+                ..
+            }
+        ));
+        let l = Listing {
+            entries: vec![entry("mine", 0, ME, marker_of_entry())],
+            foreign: vec![],
+        };
+        m.handle(now + T / 3, Input::Listed(Ok(l)));
+        assert!(matches!(
+            m.state(),
+            ElectionState::Leader {
+                contact: Contact::Confirmed,
+                ..
+            }
+        ));
+    }
+
+    fn marker_of_entry() -> Marker {
+        Marker::from_bits((0xabcd_u64 << 32) | 1)
+    }
+
+    #[test]
+    fn own_watch_failure_rearms_and_reverifies() {
+        let (mut m, now, _) = placed(false, 1);
+        m.take_actions();
+        m.handle(
+            now,
+            Input::OwnGone {
+                name: "mine".into(),
+                result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "x")),
+            },
+        );
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::WatchOwn {
+                name: "mine".into()
+            }),
+            "{out:?}"
+        );
+        assert!(out.contains(&Action::List), "{out:?}");
+    }
+
+    #[test]
+    fn own_entry_deleted_while_leading_steps_down_and_rejoins() {
+        let (mut m, now, _) = placed(true, 0);
+        m.take_actions();
+        m.handle(
+            now,
+            Input::OwnGone {
+                name: "mine".into(),
+                result: Ok(()),
+            },
+        );
+        assert_eq!(m.state(), &ElectionState::Joining);
+        let out = m.take_actions();
+        assert!(out.contains(&Action::CancelWork), "{out:?}");
+        // A new entry only once the old term's work has ended? The new entry sorts last, so it
+        // cannot lead before everyone ahead; registering at once is safe.
+        assert!(
+            out.iter().any(|a| matches!(a, Action::Create { .. })),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn resign_waits_for_work_then_deletes_then_rejoins() {
+        let (mut m, now, _) = placed(true, 0);
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: true });
+        let out = m.take_actions();
+        assert!(out.contains(&Action::CancelWork), "{out:?}");
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Delete { .. })),
+            "deleted before the work ended: {out:?}"
+        );
+        assert_eq!(m.state(), &ElectionState::Suspended);
+        m.handle(now, Input::WorkDone { aborted: false });
+        assert!(m.take_actions().contains(&Action::Delete {
+            name: "mine".into()
+        }));
+        m.handle(
+            now,
+            Input::Deleted {
+                name: "mine".into(),
+                result: Ok(()),
+            },
+        );
+        let out = m.take_actions();
+        assert!(out.contains(&Action::ResignDone), "{out:?}");
+        assert!(
+            out.iter().any(|a| matches!(a, Action::Create { .. })),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn orphans_of_ours_are_deleted() {
+        let (mut m, now) = machine(false);
+        let mk = marker_of(&m);
+        m.handle(now, Input::Created(Ok(info("mine", 1, mk.clone()))));
+        m.take_actions();
+        let orphan = entry("orphan", 0, ME, Marker::from_bits((0xabcd_u64 << 32) | 77));
+        let l = Listing {
+            entries: vec![orphan, entry("mine", 1, ME, mk)],
+            foreign: vec![],
+        };
+        m.handle(now, Input::Listed(Ok(l)));
+        // Behind our own orphan for now: delete it, and follow it meanwhile.
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::Delete {
+                name: "orphan".into()
+            }),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn session_end_rejoins_with_a_new_session() {
+        let (mut m, now, _) = placed(true, 0);
+        m.take_actions();
+        m.handle(now, Input::Session(SessionState::Expired));
+        assert_eq!(m.state(), &ElectionState::Suspended);
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::OpenSession) && out.contains(&Action::CancelWork),
+            "{out:?}"
+        );
+        m.handle(
+            now,
+            Input::SessionOpened {
+                id: SessionId(8),
+                timeout: T,
+                state: SessionState::Connected,
+            },
+        );
+        assert_eq!(m.state(), &ElectionState::Joining);
+        assert!(m
+            .take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::Create { .. })));
+    }
+
+    #[test]
+    fn stop_is_bounded_when_the_backend_is_unreachable() {
+        let (mut m, now, _) = placed(false, 1);
+        m.handle(
+            now,
+            Input::Session(SessionState::Disconnected { last_contact: now }),
+        );
+        m.handle(now, Input::Stop);
+        assert!(!m.take_actions().contains(&Action::Finished));
+        m.handle(now + T + Duration::from_millis(500), Input::Timer);
+        assert!(m.take_actions().contains(&Action::Finished));
+        assert!(matches!(
+            m.state(),
+            ElectionState::Stopped(StopReason::Stopped)
+        ));
+    }
+
+    #[test]
+    fn fatal_errors_stop_with_the_reason() {
+        let (mut m, now) = machine(false);
+        m.handle(
+            now,
+            Input::Created(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+        );
+        assert!(
+            matches!(m.state(), ElectionState::Stopped(StopReason::Failed(msg)) if msg.contains("NoAuth"))
+        );
+        assert!(m.take_actions().contains(&Action::Finished));
     }
 }
