@@ -257,10 +257,15 @@ impl Driver {
             Action::AbortWork => self.work.abort_all(),
             Action::SetTimer(at) => self.timer = at,
             Action::Emit(event) => {
-                if let Event::Transition(t) = &event {
-                    self.outlets.state.send_replace(t.to.clone());
-                }
+                // The event first: whoever sees the new state can already find its transition.
+                let state = match &event {
+                    Event::Transition(t) => Some(t.to.clone()),
+                    Event::Notice { .. } => None,
+                };
                 let _ = self.outlets.events.send(event);
+                if let Some(state) = state {
+                    self.outlets.state.send_replace(state);
+                }
             }
             Action::ResignDone => {
                 for waiter in self.resign_waiters.drain(..) {
