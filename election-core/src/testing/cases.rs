@@ -274,11 +274,14 @@ pub async fn resign_hands_over_in_queue_order(h: &dyn Harness) {
         wait_entries(h, &p, cs.len()).await;
     }
     let mut order = Vec::new();
+    let mut queues = Vec::new();
     let mut last = lead(h, &cs[0]).await;
     order.push("a".to_owned());
     for round in 0..6 {
         let leader = cs.iter().find(|c| c.is_leader()).expect("a leader");
-        let expected_next = ids_in_order(leader).await[1].clone();
+        let queue = ids_in_order(leader).await;
+        let expected_next = queue[1].clone();
+        queues.push((leader.id().to_owned(), queue));
         leader.resign().await.expect("resign");
         let next = cs.iter().find(|c| c.id() == expected_next).unwrap();
         let token = lead(h, next).await;
@@ -286,7 +289,11 @@ pub async fn resign_hands_over_in_queue_order(h: &dyn Harness) {
         last = token;
         order.push(expected_next);
     }
-    assert_eq!(order, ["a", "b", "c", "d", "a", "b", "c"]);
+    assert_eq!(
+        order,
+        ["a", "b", "c", "d", "a", "b", "c"],
+        "leader and queue seen each round: {queues:?}"
+    );
     check_leaders(&rec.leader_intervals()).unwrap();
     for c in &cs {
         c.stop().await;
@@ -664,6 +671,8 @@ pub async fn bad_input_is_rejected_before_side_effects(h: &dyn Harness) {
         .await
         .unwrap_err();
     assert!(matches!(dup, ElectionError::Duplicate { .. }), "{dup}");
+    // `join` returns before the entry is registered: wait, so that a is first.
+    wait_entries(h, &p, 1).await;
     let b = client
         .join(Candidate::builder(p.as_str(), "b").build().unwrap())
         .await
