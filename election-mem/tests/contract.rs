@@ -30,19 +30,25 @@ async fn join_work(cluster: &MemCluster, id: &str, log: &WorkLog, stop: Duration
         .unwrap()
 }
 
+/// A leader `a` and a follower `b`, both recorded, settled.
+async fn leader_and_follower(cluster: &MemCluster) -> (Candidate, Candidate, Recorder) {
+    let mut rec = Recorder::new();
+    let a = join(cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join(cluster, "b").await;
+    rec.watch(&b);
+    sleep(Duration::from_millis(10)).await;
+    (a, b, rec)
+}
+
 /// S2, exactly: cut at t, the client notices at t + T/3, the leader leaves the Leader state at
 /// t + 2/3 T - grace (grace = T/6 by default) = t + T/2, and the successor leads at t + T, when
 /// the service expires the session. Never two leaders.
 #[tokio::test(start_paused = true)]
 async fn s2_step_down_deadlines_are_exact() {
     let cluster = MemCluster::new();
-    let mut rec = Recorder::new();
-    let a = join(&cluster, "a").await;
-    rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
-    let b = join(&cluster, "b").await;
-    rec.watch(&b);
-    sleep(Duration::from_millis(10)).await;
+    let (a, b, mut rec) = leader_and_follower(&cluster).await;
     let cut = Instant::now();
     cluster.cut(a.client().session().await.id());
     b.wait_for_leadership(T * 2).await.unwrap();
@@ -81,13 +87,7 @@ async fn s2_late_detection_steps_down_at_once() {
         disconnect_detection: 0.9,
         ..MemConfig::default()
     });
-    let mut rec = Recorder::new();
-    let a = join(&cluster, "a").await;
-    rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
-    let b = join(&cluster, "b").await;
-    rec.watch(&b);
-    sleep(Duration::from_millis(10)).await;
+    let (a, b, mut rec) = leader_and_follower(&cluster).await;
     let cut = Instant::now();
     cluster.cut(a.client().session().await.id());
     b.wait_for_leadership(T * 2).await.unwrap();
@@ -257,13 +257,7 @@ async fn l5_predecessor_vanishes_between_listing_and_watch() {
 #[tokio::test(start_paused = true)]
 async fn delayed_notifications_delay_but_never_overlap() {
     let cluster = MemCluster::new();
-    let mut rec = Recorder::new();
-    let a = join(&cluster, "a").await;
-    rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
-    let b = join(&cluster, "b").await;
-    rec.watch(&b);
-    sleep(Duration::from_millis(1)).await;
+    let (a, b, mut rec) = leader_and_follower(&cluster).await;
     cluster.delay_notifications(b.client().session().await.id(), Duration::from_millis(700));
     let resigned = Instant::now();
     a.resign().await.unwrap();
