@@ -1,3 +1,5 @@
-//! Shared support for the integration tests: the conformance `Harness` on real ZooKeeper.
+//! Shared support for the integration tests: the conformance `Harness` on real ZooKeeper, and
+//! helpers for the fault scenarios and the benchmark.
 
+pub mod scenario;
 pub mod zk;

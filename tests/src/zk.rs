@@ -35,7 +35,12 @@ impl ZkHarness {
         &self.server
     }
 
-    fn proxy_of(&self, session: SessionId) -> Arc<TcpProxy> {
+    /// The proxy the client of `session` connects through: to stall it, cut it, or slow it down
+    /// with [`TcpProxy::set_delay`].
+    ///
+    /// # Panics
+    /// When `session` was not opened through this harness.
+    pub fn proxy_of(&self, session: SessionId) -> Arc<TcpProxy> {
         self.sessions
             .lock()
             .expect("sessions")

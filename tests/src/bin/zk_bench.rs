@@ -1,0 +1,546 @@
+//! Failover benchmark on a real standalone ZooKeeper 3.8 server started by the harness: graceful
+//! failover latency by number of candidates, crash failover against the session timeout, the
+//! server's requests and watch notifications per failover, and the raw floor (a delete seen by an
+//! exists-watch on another session, with the bare zookeeper-client).
+//!
+//! `cargo run --release -p election-tests --bin zk_bench -- [--quick] [--rounds N]
+//! [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH]`
+//!
+//! Prints a table and writes JSON (default `target/zk-bench.json`).
+//!
+//! # Counting server work
+//! ZooKeeper 3.8.0's `mntr` has no per-opcode counters. What it has, and what we use:
+//! - `zk_cnt_updatelatency`: one sample per write request (create, delete, and session
+//!   create/close), recorded when the request completes. Pings are not writes, so this is exact.
+//! - `zk_cnt_readlatency`: one sample per non-write request: reads, `exists`, `getChildren`,
+//!   **and pings** (the client's own, and this backend's `exists /` every T/6). We use a long
+//!   session timeout (30 s) in the measured phase, measure the background rate while idle, and
+//!   subtract it; the correction is reported.
+//! - `zk_sum_node_{deleted,children,created,changed}_watch_count`: for each node event, the
+//!   number of watchers it fired (a histogram's sum): exactly the watch notifications sent.
+//! - `zk_watch_count`: watches currently registered (a gauge), before and after.
+//!
+//! `zk_packets_received` counts pings too, and four-letter words do not go through the request
+//! pipeline at all, so reading `mntr` does not disturb the counters above.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use election_core::testing::recorder::Recorder;
+use election_core::{Candidate, CoordinationBackend, ElectionState};
+use election_tests::scenario::{direct, persistent, raw, summary};
+use election_zk::testing::ZkServer;
+use election_zk::ZkBackend;
+use tokio::time::{sleep, timeout, Instant};
+use zookeeper_client as zk;
+
+/// Session timeout of the graceful and counting phases: long, so pings stay rare.
+const QUIET_TIMEOUT: Duration = Duration::from_secs(30);
+/// Session timeout of the crash phase (the tests' value).
+const CRASH_TIMEOUT: Duration = Duration::from_secs(2);
+
+struct Args {
+    rounds: usize,
+    sizes: Vec<usize>,
+    crash_rounds: usize,
+    out: String,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        rounds: 100,
+        sizes: vec![2, 10, 50, 200],
+        crash_rounds: 5,
+        out: "target/zk-bench.json".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().unwrap_or_else(|| panic!("{name} needs a value"));
+        match a.as_str() {
+            "--quick" => {
+                args.rounds = 10;
+                args.sizes = vec![2, 10, 50];
+                args.crash_rounds = 2;
+            }
+            "--rounds" => args.rounds = value("--rounds").parse().expect("--rounds N"),
+            "--crash-rounds" => {
+                args.crash_rounds = value("--crash-rounds").parse().expect("--crash-rounds N")
+            }
+            "--sizes" => {
+                args.sizes = value("--sizes")
+                    .split(',')
+                    .map(|s| s.parse().expect("--sizes 2,10,50"))
+                    .collect()
+            }
+            "--out" => args.out = value("--out"),
+            "-h" | "--help" => {
+                println!("zk_bench [--quick] [--rounds N] [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH]");
+                std::process::exit(0);
+            }
+            other => panic!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    assert!(args.rounds > 0 && args.sizes.iter().all(|&n| n >= 2));
+    args
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn shell(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| "?".into())
+}
+
+fn counter(m: &BTreeMap<String, String>, key: &str) -> f64 {
+    m.get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("mntr has no numeric {key}"))
+}
+
+const WATCH_SUMS: [&str; 4] = [
+    "zk_sum_node_deleted_watch_count",
+    "zk_sum_node_children_watch_count",
+    "zk_sum_node_created_watch_count",
+    "zk_sum_node_changed_watch_count",
+];
+
+/// The counters we read, as one snapshot.
+#[derive(Clone, Copy)]
+struct Counters {
+    at: Instant,
+    writes: f64,
+    reads_and_pings: f64,
+    notifications: f64,
+    watches: f64,
+}
+
+async fn counters(zk: &Arc<ZkServer>) -> Counters {
+    let zk = zk.clone();
+    let m = tokio::task::spawn_blocking(move || zk.mntr())
+        .await
+        .unwrap();
+    Counters {
+        at: Instant::now(),
+        writes: counter(&m, "zk_cnt_updatelatency"),
+        reads_and_pings: counter(&m, "zk_cnt_readlatency"),
+        notifications: WATCH_SUMS.iter().map(|k| counter(&m, k)).sum(),
+        watches: counter(&m, "zk_watch_count"),
+    }
+}
+
+struct Graceful {
+    candidates: usize,
+    samples: Vec<Duration>,
+    /// Per failover, how many candidates other than the resigner (and the previous round's
+    /// resigner, still finishing its rejoin) changed state: 1 (the successor) when there is no
+    /// herd.
+    woken: Vec<usize>,
+    writes_per_failover: f64,
+    reads_per_failover: f64,
+    ping_correction_per_failover: f64,
+    notifications_per_failover: f64,
+    watches_before: f64,
+    watches_after: f64,
+}
+
+async fn placed(c: &Candidate) {
+    let mut st = c.state();
+    timeout(
+        Duration::from_secs(30),
+        st.wait_for(|s| {
+            matches!(
+                s,
+                ElectionState::Follower { .. } | ElectionState::Leader { .. }
+            )
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{} not placed: {:?}", c.id(), c.current()))
+    .expect("candidate alive");
+}
+
+async fn graceful(zk: &Arc<ZkServer>, n: usize, rounds: usize) -> Graceful {
+    let backend = direct(&zk.connect_string());
+    let path = format!("/bench/graceful-{n}");
+    let mut cs = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = Candidate::builder(path.as_str(), format!("c{i:03}"))
+            .session_timeout(QUIET_TIMEOUT)
+            .join(backend.clone())
+            .await
+            .expect("join");
+        placed(&c).await;
+        cs.push(c);
+    }
+    cs[0]
+        .wait_for_leadership(Duration::from_secs(10))
+        .await
+        .expect("first leads");
+    let mut rec = Recorder::new();
+    for c in &cs {
+        rec.watch(c);
+    }
+    // Background (pings) while idle, to correct the read count.
+    let idle0 = counters(zk).await;
+    sleep(Duration::from_secs(2)).await;
+    let idle1 = counters(zk).await;
+    let ping_rate =
+        (idle1.reads_and_pings - idle0.reads_and_pings) / (idle1.at - idle0.at).as_secs_f64();
+
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut samples = Vec::with_capacity(rounds);
+    let mut woken = Vec::with_capacity(rounds);
+    let mut prev_leaver: Option<usize> = None;
+    let before = counters(zk).await;
+    for round in 0..rounds {
+        rec.clear();
+        let (leader, successor) = (order[0], order[1]);
+        let mut st = cs[successor].state();
+        st.borrow_and_update();
+        let seen = tokio::spawn(async move {
+            st.wait_for(|s| s.is_leader()).await.expect("alive");
+            Instant::now()
+        });
+        let started = Instant::now();
+        cs[leader].resign().await.expect("resign");
+        let led_at = timeout(Duration::from_secs(10), seen)
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: {} did not lead", cs[successor].id()))
+            .unwrap();
+        samples.push(led_at - started);
+        order.rotate_left(1);
+        let prev_leaver_now = Some(leader);
+        // The resigner is back at the tail, and knows the leader, before the next round: its
+        // own transitions must not be counted in the next round.
+        let mut back = cs[leader].state();
+        timeout(
+            Duration::from_secs(10),
+            back.wait_for(|s| {
+                matches!(
+                    s,
+                    ElectionState::Follower {
+                        leader: Some(_),
+                        ..
+                    }
+                )
+            }),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the resigner did not settle"))
+        .expect("alive");
+        drop(back);
+        let moved: Vec<(String, String)> = rec
+            .events()
+            .into_iter()
+            .filter_map(|(id, e)| match e {
+                // The resigner of the previous round may still finish its own rejoin (it reads
+                // the leader's record once the head has claimed): its own business, not a wake.
+                election_core::Event::Transition(t)
+                    if id != cs[leader].id()
+                        && prev_leaver
+                            .is_none_or(|p: usize| p == successor || id != cs[p].id()) =>
+                {
+                    Some((id, format!("{:?}->{:?} {:?}", t.from, t.to, t.reason)))
+                }
+                _ => None,
+            })
+            .collect();
+        let others: std::collections::BTreeSet<_> = moved.iter().map(|(id, _)| id).collect();
+        if others.len() > 1 && std::env::var_os("ZK_BENCH_DEBUG").is_some() {
+            eprintln!("round {round}: leaver {}: {moved:?}", cs[leader].id());
+        }
+        woken.push(others.len());
+        prev_leaver = prev_leaver_now;
+    }
+    let after = counters(zk).await;
+    let f = rounds as f64;
+    let correction = ping_rate * (after.at - before.at).as_secs_f64();
+    for c in &cs {
+        c.stop().await;
+    }
+    Graceful {
+        candidates: n,
+        samples,
+        woken,
+        writes_per_failover: (after.writes - before.writes) / f,
+        reads_per_failover: (after.reads_and_pings - before.reads_and_pings - correction) / f,
+        ping_correction_per_failover: correction / f,
+        notifications_per_failover: (after.notifications - before.notifications) / f,
+        watches_before: before.watches,
+        watches_after: after.watches,
+    }
+}
+
+/// The leader is cut off for good through its proxy, then aborted (a crash: no close); the
+/// successor leads once the server expires the session.
+async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
+    let successor_backend = direct(&zk.connect_string());
+    let mut out = Vec::new();
+    for round in 0..rounds {
+        let path = format!("/bench/crash-{round}");
+        let proxy = zk.proxy();
+        let proxied: Arc<dyn CoordinationBackend> = Arc::new(
+            ZkBackend::builder(proxy.addr().to_string())
+                .build()
+                .unwrap(),
+        );
+        let a = Candidate::builder(path.as_str(), "a")
+            .session_timeout(CRASH_TIMEOUT)
+            .join(proxied)
+            .await
+            .unwrap();
+        a.wait_for_leadership(Duration::from_secs(10))
+            .await
+            .unwrap();
+        let b = Candidate::builder(path.as_str(), "b")
+            .session_timeout(CRASH_TIMEOUT)
+            .join(successor_backend.clone())
+            .await
+            .unwrap();
+        let mut st = b.state();
+        timeout(
+            Duration::from_secs(10),
+            st.wait_for(|s| {
+                matches!(
+                    s,
+                    ElectionState::Follower {
+                        leader: Some(_),
+                        ..
+                    }
+                )
+            }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        drop(st);
+        let started = Instant::now();
+        proxy.cut();
+        a.abort();
+        b.wait_for_leadership(CRASH_TIMEOUT * 3)
+            .await
+            .expect("failover after a crash");
+        out.push(started.elapsed());
+        b.stop().await;
+    }
+    out
+}
+
+/// The bare client: a delete on one session until an exists-watch fires on another.
+async fn floor(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
+    let connect = zk.connect_string();
+    let a = raw(&connect, QUIET_TIMEOUT).await;
+    let b = raw(&connect, QUIET_TIMEOUT).await;
+    a.mkdir("/bench/floor", &persistent()).await.unwrap();
+    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    let mut out = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let p = "/bench/floor/node";
+        a.create(p, b"", &ephemeral).await.unwrap();
+        let (stat, watcher) = b.check_and_watch_stat(p).await.unwrap();
+        assert!(stat.is_some());
+        let started = Instant::now();
+        let fired = async {
+            let event = watcher.changed().await;
+            (Instant::now(), event)
+        };
+        let (deleted, (fired_at, event)) = tokio::join!(a.delete(p, None), fired);
+        deleted.unwrap();
+        assert_eq!(event.event_type, zk::EventType::NodeDeleted);
+        out.push(fired_at - started);
+    }
+    out
+}
+
+fn row(label: &str, s: &[Duration]) -> String {
+    let [min, p50, p99, max] = summary(s);
+    format!(
+        "{label:<28} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
+        ms(min),
+        ms(p50),
+        ms(p99),
+        ms(max)
+    )
+}
+
+fn json_stats(s: &[Duration]) -> String {
+    let [min, p50, p99, max] = summary(s);
+    format!(
+        "{{\"n\": {}, \"min_ms\": {:.3}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}}}",
+        s.len(),
+        ms(min),
+        ms(p50),
+        ms(p99),
+        ms(max)
+    )
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args = parse_args();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let date = shell("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
+    let kernel = shell("uname", &["-sr"]);
+    let zk = Arc::new(tokio::task::block_in_place(ZkServer::start));
+    let version = zk
+        .mntr()
+        .get("zk_version")
+        .cloned()
+        .unwrap_or_default()
+        .split('-')
+        .next()
+        .unwrap_or("?")
+        .to_owned();
+    let machine = format!(
+        "nproc {nproc}, {kernel}, {date}; ZooKeeper {version} standalone (tickTime 200 ms, forceSync=no)"
+    );
+    eprintln!("zk_bench: {machine}");
+
+    let mut graceful_results = Vec::new();
+    for &n in &args.sizes {
+        eprintln!(
+            "graceful failover, {n} candidates, {} rounds ...",
+            args.rounds
+        );
+        graceful_results.push(graceful(&zk, n, args.rounds).await);
+    }
+    eprintln!("crash failover, {} rounds ...", args.crash_rounds);
+    let crashes = if args.crash_rounds > 0 {
+        crash(&zk, args.crash_rounds).await
+    } else {
+        Vec::new()
+    };
+    eprintln!("raw floor, {} rounds ...", args.rounds);
+    let raw_floor = floor(&zk, args.rounds).await;
+
+    let mut t = String::new();
+    let _ = writeln!(t, "election zk_bench: {machine}");
+    let _ = writeln!(
+        t,
+        "\nGraceful failover: resign() -> successor's state() shows Leader ({} rounds each, session timeout {QUIET_TIMEOUT:?})",
+        args.rounds
+    );
+    let _ = writeln!(
+        t,
+        "{:<28} {:>8} {:>8} {:>8} {:>8}   (ms)",
+        "", "min", "p50", "p99", "max"
+    );
+    for g in &graceful_results {
+        let _ = writeln!(
+            t,
+            "{}",
+            row(&format!("{} candidates", g.candidates), &g.samples)
+        );
+    }
+    let _ = writeln!(t, "{}", row("raw floor (delete -> watch)", &raw_floor));
+    if !crashes.is_empty() {
+        let _ = writeln!(
+            t,
+            "\nCrash failover: leader cut off and aborted -> successor leads (session timeout {CRASH_TIMEOUT:?}, {} rounds)",
+            crashes.len()
+        );
+        let [min, p50, _, max] = summary(&crashes);
+        let _ = writeln!(
+            t,
+            "min {:.0} ms ({:.2} x T), p50 {:.0} ms ({:.2} x T), max {:.0} ms ({:.2} x T)",
+            ms(min),
+            min.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64(),
+            ms(p50),
+            p50.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64(),
+            ms(max),
+            max.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64()
+        );
+    }
+    let _ = writeln!(
+        t,
+        "\nCost per graceful failover (a resign: the resigner also rejoins at the tail)"
+    );
+    let _ = writeln!(
+        t,
+        "{:<14} {:>8} {:>16} {:>12} {:>14} {:>18} {:>16}",
+        "candidates",
+        "writes",
+        "reads (-pings)",
+        "ping corr.",
+        "watch notif.",
+        "woken (mean/max)",
+        "zk_watch_count"
+    );
+    for g in &graceful_results {
+        let mean = g.woken.iter().sum::<usize>() as f64 / g.woken.len() as f64;
+        let max = g.woken.iter().max().copied().unwrap_or(0);
+        let _ = writeln!(
+            t,
+            "{:<14} {:>8.2} {:>16.2} {:>12.2} {:>14.2} {:>12.2}/{:<5} {:>7}->{:<7}",
+            g.candidates,
+            g.writes_per_failover,
+            g.reads_per_failover,
+            g.ping_correction_per_failover,
+            g.notifications_per_failover,
+            mean,
+            max,
+            g.watches_before,
+            g.watches_after
+        );
+    }
+    print!("{t}");
+
+    let mut j = String::from("{\n");
+    let _ = writeln!(
+        j,
+        "  \"machine\": {{\"nproc\": {nproc}, \"kernel\": \"{kernel}\", \"date\": \"{date}\", \"zookeeper\": \"{version}\"}},"
+    );
+    let _ = writeln!(j, "  \"rounds\": {},", args.rounds);
+    let _ = writeln!(j, "  \"graceful\": [");
+    for (i, g) in graceful_results.iter().enumerate() {
+        let _ = writeln!(
+            j,
+            "    {{\"candidates\": {}, \"latency\": {}, \"writes_per_failover\": {:.3}, \"reads_per_failover\": {:.3}, \"ping_correction_per_failover\": {:.3}, \"watch_notifications_per_failover\": {:.3}, \"woken_others_max\": {}, \"woken_others_mean\": {:.3}, \"zk_watch_count_before\": {}, \"zk_watch_count_after\": {}}}{}",
+            g.candidates,
+            json_stats(&g.samples),
+            g.writes_per_failover,
+            g.reads_per_failover,
+            g.ping_correction_per_failover,
+            g.notifications_per_failover,
+            g.woken.iter().max().copied().unwrap_or(0),
+            g.woken.iter().sum::<usize>() as f64 / g.woken.len() as f64,
+            g.watches_before,
+            g.watches_after,
+            if i + 1 < graceful_results.len() { "," } else { "" }
+        );
+    }
+    let _ = writeln!(j, "  ],");
+    if crashes.is_empty() {
+        let _ = writeln!(j, "  \"crash\": null,");
+    } else {
+        let ratios: Vec<String> = crashes
+            .iter()
+            .map(|d| format!("{:.3}", d.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64()))
+            .collect();
+        let _ = writeln!(
+            j,
+            "  \"crash\": {{\"session_timeout_ms\": {}, \"latency\": {}, \"ratios_to_timeout\": [{}]}},",
+            CRASH_TIMEOUT.as_millis(),
+            json_stats(&crashes),
+            ratios.join(", ")
+        );
+    }
+    let _ = writeln!(j, "  \"raw_floor\": {}", json_stats(&raw_floor));
+    j.push_str("}\n");
+    if let Some(dir) = std::path::Path::new(&args.out).parent() {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(dir).expect("create the output dir");
+        }
+    }
+    std::fs::write(&args.out, j).unwrap_or_else(|e| panic!("write {}: {e}", args.out));
+    eprintln!("wrote {}", args.out);
+}

@@ -1,0 +1,146 @@
+//! Small support shared by the fault scenarios and the benchmark: direct backends, raw
+//! zookeeper-client sessions, bounded waits and summary statistics.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use election_core::{Candidate, Client, CoordinationBackend, ElectionPath, ElectionState};
+use election_zk::ZkBackend;
+use tokio::time::{sleep, Instant};
+use zookeeper_client as zk;
+
+/// A backend connecting straight to `connect` (no proxy).
+pub fn direct(connect: &str) -> Arc<dyn CoordinationBackend> {
+    Arc::new(
+        ZkBackend::builder(connect)
+            .build()
+            .expect("valid connect string"),
+    )
+}
+
+/// A plain zookeeper-client session, for what an administrator or another tool would do.
+pub async fn raw(connect: &str, timeout: Duration) -> zk::Client {
+    zk::Client::connector()
+        .with_session_timeout(timeout)
+        .connect(connect)
+        .await
+        .unwrap_or_else(|e| panic!("raw zookeeper session to {connect}: {e}"))
+}
+
+/// Options for a persistent node anyone may use.
+pub fn persistent() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// The children of `path` (none when it does not exist), read with a raw session.
+pub async fn raw_children(client: &zk::Client, path: &str) -> Vec<String> {
+    match client.list_children(path).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => Vec::new(),
+        Err(e) => panic!("list {path}: {e}"),
+    }
+}
+
+/// The election entries of `path` in queue order, read through a short-lived admin client.
+pub async fn participant_ids(
+    backend: &Arc<dyn CoordinationBackend>,
+    path: &str,
+    timeout: Duration,
+) -> Vec<String> {
+    let admin = Client::connect(backend.clone(), timeout)
+        .await
+        .expect("admin session");
+    let path = ElectionPath::new(path).expect("valid path");
+    let ids = admin
+        .participants(&path)
+        .await
+        .expect("participants")
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    admin.close().await;
+    ids
+}
+
+/// Polls `check` every 20 ms until it is true; panics with `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until `candidate`'s state satisfies `pred`; panics with the state after `limit`.
+pub async fn wait_state(
+    candidate: &Candidate,
+    what: &str,
+    limit: Duration,
+    pred: impl FnMut(&ElectionState) -> bool,
+) -> ElectionState {
+    let mut state = candidate.state();
+    let seen = match tokio::time::timeout(limit, state.wait_for(pred)).await {
+        Ok(Ok(s)) => Some(s.clone()),
+        _ => None,
+    };
+    match seen {
+        Some(s) => s,
+        None => panic!(
+            "{}: not {what} within {limit:?}; state {:?}",
+            candidate.id(),
+            candidate.current()
+        ),
+    }
+}
+
+/// `true` for a leader whose contact is confirmed.
+pub fn confirmed_leader(s: &ElectionState) -> bool {
+    matches!(
+        s,
+        ElectionState::Leader {
+            contact: election_core::Contact::Confirmed,
+            ..
+        }
+    )
+}
+
+/// Min, p50, p99 and max of a sample, in that order (nearest-rank percentiles).
+pub fn summary(samples: &[Duration]) -> [Duration; 4] {
+    assert!(!samples.is_empty(), "no samples");
+    let mut s = samples.to_vec();
+    s.sort();
+    let rank = |p: f64| {
+        let i = ((p * s.len() as f64).ceil() as usize).clamp(1, s.len());
+        s[i - 1]
+    };
+    [s[0], rank(0.50), rank(0.99), s[s.len() - 1]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let ms: Vec<Duration> = (1..=100).map(Duration::from_millis).collect();
+        let [min, p50, p99, max] = summary(&ms);
+        assert_eq!(
+            (min, p50, p99, max),
+            (
+                Duration::from_millis(1),
+                Duration::from_millis(50),
+                Duration::from_millis(99),
+                Duration::from_millis(100)
+            )
+        );
+        let one = [Duration::from_millis(7)];
+        assert_eq!(summary(&one), [one[0]; 4]);
+    }
+}
