@@ -9,8 +9,9 @@
 //!   cancels its work, which has until `last_contact + step_down_fraction x timeout` to end.
 //! - **S3**: leadership is claimed only from a listing that shows our entry first and owned by
 //!   our current session, or on the deletion of a predecessor that was the head of our last
-//!   listing while our own entry is watched and our session is connected (entries created later
-//!   always sort after ours, so nothing can have come between).
+//!   listing, once a read shows our own entry still there and owned by our session (entries
+//!   created later always sort after ours, so nothing can have come between; the read, not our
+//!   own watch, rules out our entry having gone in the same transaction).
 //! - **S4**: leader work is cancelled when the term ends and awaited (at most the grace, then
 //!   aborted) before our entry is deleted or a new term of ours starts.
 //! - **S5**: a create whose outcome is unknown is looked up by its marker before anything else;
@@ -173,6 +174,8 @@ enum Role {
         predecessor: String,
         predecessor_was_head: bool,
     },
+    /// The head left and we were next: reading our own entry before we claim.
+    Confirming,
     Leading,
 }
 
@@ -528,6 +531,32 @@ impl Machine {
             return;
         }
         self.pending = None;
+        if let Phase::Holding {
+            entry,
+            role: Role::Confirming,
+        } = &self.phase
+        {
+            if entry.name == name {
+                let entry = entry.clone();
+                match result {
+                    Ok(Some(info)) if info.owner == self.session => {
+                        self.head = Some(entry.name.clone());
+                        self.claim(now, entry, false);
+                    }
+                    Ok(_) => self.entry_lost(now),
+                    Err(e) => {
+                        // Fall back to listing.
+                        self.phase = Phase::Holding {
+                            entry,
+                            role: Role::Verifying,
+                        };
+                        self.want_list = true;
+                        self.request_failed(now, &e);
+                    }
+                }
+                return;
+            }
+        }
         if let Phase::Registering {
             adopting, unknown, ..
         } = &mut self.phase
@@ -793,11 +822,15 @@ impl Machine {
             role: Role::Verifying,
         };
         match result {
-            // L3 / S3: the head left and we were next: nothing can sort between, and our own
-            // entry is watched, so we lead without listing again.
-            Ok(()) if was_head && self.connected() && self.work == Work::Idle => {
-                self.head = Some(entry.name.clone());
-                self.claim(now, entry, false);
+            // L3 / S3: the head left and we were next: nothing can sort between, so we lead
+            // without listing again, once a read shows our own entry still there and ours. Our
+            // own watch is not enough: an administrator's multi-op can delete both entries in one
+            // transaction, and its notifications come in no set order (a phantom term otherwise).
+            Ok(()) if was_head => {
+                self.phase = Phase::Holding {
+                    entry,
+                    role: Role::Confirming,
+                };
             }
             // L5: gone, or vanished before the watch was set: list again.
             Ok(()) => self.want_list = true,
@@ -1108,6 +1141,10 @@ impl Machine {
             Phase::Releasing { entry } if self.work == Work::Idle => {
                 Request::Delete(entry.name.clone())
             }
+            Phase::Holding {
+                entry,
+                role: Role::Confirming,
+            } if self.work == Work::Idle => Request::Read(entry.name.clone()),
             Phase::Holding { .. } if self.want_list => Request::List,
             Phase::Holding { .. } | Phase::Releasing { .. } => {
                 if let Some(name) = self.delete_queue.front() {
@@ -1376,7 +1413,7 @@ mod tests {
     }
 
     #[test]
-    fn head_handover_claims_without_listing() {
+    fn head_handover_claims_after_reading_its_own_entry_without_listing() {
         let (mut m, now, out) = placed(false, 1);
         assert!(
             out.contains(&Action::WatchPredecessor { name: "o0".into() }),
@@ -1394,9 +1431,60 @@ mod tests {
                 result: Ok(()),
             },
         );
-        let out = m.take_actions();
-        assert!(!out.contains(&Action::List), "{out:?}");
+        assert_eq!(
+            m.take_actions(),
+            [Action::Read {
+                name: "mine".into()
+            }]
+        );
+        assert!(!m.state().is_leader());
+        let mk = marker_of_entry();
+        m.handle(
+            now,
+            Input::Read {
+                name: "mine".into(),
+                result: Ok(Some(info("mine", 1, mk))),
+            },
+        );
         assert!(m.state().is_leader());
+        assert!(!m.take_actions().contains(&Action::List));
+    }
+
+    #[test]
+    fn head_handover_with_our_entry_deleted_in_the_same_transaction_never_leads() {
+        // An administrator's multi-op deletes the head and our entry at once; the predecessor's
+        // notification comes first. The confirming read finds nothing: no phantom term.
+        let (mut m, now, _) = placed(true, 1);
+        m.take_actions();
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Ok(()),
+            },
+        );
+        m.handle(
+            now,
+            Input::Read {
+                name: "mine".into(),
+                result: Ok(None),
+            },
+        );
+        assert_eq!(m.state(), &ElectionState::Joining);
+        let out = m.take_actions();
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::StartWork { .. })),
+            "{out:?}"
+        );
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::Emit(Event::Transition(t)) if t.to.is_leader())),
+            "{out:?}"
+        );
+        assert!(
+            out.iter().any(|a| matches!(a, Action::Create { .. })),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -1443,7 +1531,10 @@ mod tests {
         );
         assert!(!m.state().is_leader());
         m.handle(now, Input::Session(SessionState::Connected));
-        assert!(m.take_actions().contains(&Action::List));
+        assert!(!m.state().is_leader());
+        assert!(m.take_actions().contains(&Action::Read {
+            name: "mine".into()
+        }));
     }
 
     #[test]
