@@ -312,7 +312,7 @@ impl Machine {
             Input::Listed(result) => self.on_listed(now, result),
             Input::Read { name, result } => self.on_read(now, name, result),
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
-            Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
+            Input::PredecessorGone { name, result } => self.on_predecessor_gone(name, result),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
             Input::WorkDone { aborted } => self.on_work_done(now, aborted),
             Input::Timer => self.on_timer(now),
@@ -796,12 +796,7 @@ impl Machine {
         self.set_state(now, ElectionState::Leader { token, contact }, reason);
     }
 
-    fn on_predecessor_gone(
-        &mut self,
-        now: Instant,
-        name: String,
-        result: Result<(), BackendError>,
-    ) {
+    fn on_predecessor_gone(&mut self, name: String, result: Result<(), BackendError>) {
         let Phase::Holding {
             entry,
             role:
