@@ -104,6 +104,25 @@ pub fn check_leaders(intervals: &[LeaderInterval]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// S1, and S2 with a tolerance: for runs where an administrator deletes entries from under
+/// their owners. The deposed leader and its successor then learn at the same moment, so an
+/// overlap no longer than `tolerance` is allowed; tokens must still strictly increase.
+pub fn check_leaders_tolerating(
+    intervals: &[LeaderInterval],
+    tolerance: std::time::Duration,
+) -> Result<(), Violation> {
+    let trimmed: Vec<LeaderInterval> = intervals
+        .iter()
+        .map(|i| LeaderInterval {
+            end: i
+                .end
+                .map(|e| e.checked_sub(tolerance).unwrap_or(i.start).max(i.start)),
+            ..i.clone()
+        })
+        .collect();
+    check_leaders(&trimmed)
+}
+
 /// S4: leader work of two different terms never runs at the same time.
 pub fn check_work(spans: &[WorkSpan]) -> Result<(), Violation> {
     for (i, a) in spans.iter().enumerate() {
