@@ -494,18 +494,11 @@ pub async fn leader_entry_deleted_by_admin(h: &dyn Harness) {
     // The entry went from under the leader: it and its successor hear of it at the same moment,
     // so the hand-over is only as tight as the two notifications (no grace can be honoured).
     let iv = rec.leader_intervals();
-    let a_end = iv
-        .iter()
-        .find(|i| i.candidate == "a")
-        .and_then(|i| i.end)
-        .expect("a stepped down");
-    let b_start = iv.iter().find(|i| i.candidate == "b").expect("b led").start;
     assert!(
-        a_end <= b_start + h.slack(),
-        "a kept leading {:?} after b took over",
-        a_end - b_start
+        iv.iter().any(|i| i.candidate == "a" && i.end.is_some()),
+        "a stepped down: {iv:?}"
     );
-    assert!(iv.windows(2).all(|w| w[0].token < w[1].token), "{iv:?}");
+    check_leaders_tolerating(&iv, h.slack()).unwrap();
     s.close().await;
     a.stop().await;
     b.stop().await;
