@@ -854,6 +854,21 @@ mod tests {
         assert!(trace.contains("-> stopped"), "{trace}");
     }
 
+    /// Regression: a resignation (with rejoin) that arrived while the machine waited for a new
+    /// session (its old one had expired) registered at once, on no session, so the machine
+    /// ignored the new session when it came and hung in Joining for ever. Found by the property
+    /// test `machine_steps`.
+    #[test]
+    fn resign_while_awaiting_a_new_session_does_not_hang() {
+        let steps = [Step::Expire, Step::Resign(true)];
+        let setup = Setup {
+            has_work: false,
+            ..Setup::default()
+        };
+        let trace = run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+        assert!(trace.contains("-> leader"), "{trace}");
+    }
+
     #[test]
     fn a_cut_leader_steps_down_in_time() {
         let steps = [
