@@ -503,6 +503,11 @@ impl Server {
             return;
         };
         rec.cut = false;
+        if !rec.client_alive || rec.frozen {
+            // A client that crashed (or went away) while cut off is not heard again: the expiry
+            // its silence started stays due.
+            return;
+        }
         rec.contact_epoch += 1;
         rec.last_heard = Instant::now();
         if rec.expired {
