@@ -15,15 +15,18 @@ pub struct HeadEntry {
 
 /// S3 and L2: each `(candidate, token)` in the Leader state now is the head of the queue with
 /// that token. Since the service orders entries by creation, a leader that always holds the head
-/// means succession follows queue order. Candidates in `forced` (their entry was taken by force
-/// and they may not know it yet) are exempt.
+/// means succession follows queue order. A term ended by force (see [`Forced`]) is exempt: its
+/// candidate may not know yet.
 pub fn check_leader_holds_head(
     leaders: &[(String, FencingToken)],
     head: Option<&HeadEntry>,
     forced: &[Forced],
 ) -> Result<(), Violation> {
     for (id, token) in leaders {
-        if forced.iter().any(|f| &f.candidate == id) {
+        if forced
+            .iter()
+            .any(|f| &f.candidate == id && *token <= f.last_token)
+        {
             continue;
         }
         let holds = head.is_some_and(|h| &h.candidate == id && h.token == *token);

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use tokio::time::Instant;
+
 use super::{clip, earliest, overlaps, span_text, Forced, LeaderInterval, Violation};
 use crate::backend::FencingToken;
 
@@ -30,11 +32,15 @@ pub fn check_leaders_forced(
             span_text(base, i.start, i.end)
         )
     };
-    for (n, a) in sorted.iter().enumerate() {
-        let a_end = clip(&a.candidate, a.start, a.end, forced);
-        for b in &sorted[n + 1..] {
-            let b_end = clip(&b.candidate, b.start, b.end, forced);
-            if a.candidate != b.candidate && overlaps(a.start, a_end, b.start, b_end) {
+    // Terms ended by force before they were known to have started drop out of the checks of
+    // overlap and order; the rest are cut at the forced end.
+    let clipped: Vec<(&LeaderInterval, Option<Instant>)> = sorted
+        .iter()
+        .filter_map(|i| Some((i, clip(&i.candidate, i.token, i.start, i.end, forced)?)))
+        .collect();
+    for (n, (a, a_end)) in clipped.iter().enumerate() {
+        for (b, b_end) in &clipped[n + 1..] {
+            if a.candidate != b.candidate && overlaps(a.start, *a_end, b.start, *b_end) {
                 return Err(Violation::new(
                     "S2",
                     format!("{} and {} lead at the same time", show(a), show(b)),
@@ -53,8 +59,8 @@ pub fn check_leaders_forced(
             }
         }
     }
-    for w in sorted.windows(2) {
-        let (a, b) = (&w[0], &w[1]);
+    for w in clipped.windows(2) {
+        let (a, b) = (w[0].0, w[1].0);
         let resumed = a.token == b.token && a.candidate == b.candidate;
         if !resumed && b.token <= a.token {
             return Err(Violation::new(
@@ -70,7 +76,6 @@ pub fn check_leaders_forced(
 mod tests {
     use super::*;
     use std::time::Duration;
-    use tokio::time::Instant;
 
     fn iv(c: &str, t: u64, s: u64, e: Option<u64>) -> LeaderInterval {
         let base = Instant::now();
@@ -114,11 +119,13 @@ mod tests {
         let forced = [Forced {
             candidate: "a".into(),
             at: base + Duration::from_secs(5),
+            last_token: FencingToken(1),
         }];
         assert!(check_leaders_forced(&both, &forced).is_ok());
         let late = [Forced {
             candidate: "a".into(),
             at: base + Duration::from_millis(5500),
+            last_token: FencingToken(1),
         }];
         assert_eq!(check_leaders_forced(&both, &late).unwrap_err().line, "S2");
     }

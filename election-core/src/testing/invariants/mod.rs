@@ -62,17 +62,22 @@ pub struct WorkSpan {
     pub end: Option<Instant>,
 }
 
-/// A term ended by force at `at`: an administrator deleted the candidate's entry (or the whole
-/// election root), or expired its session before its timeout. Both break the premise of S2 (the
-/// service never ends a term before `1 x session_timeout` without contact), so the candidate may
-/// learn of it only after its successor does. The overlap checks treat the candidate's term (and
-/// its work) as over at `at`; everything else is still checked.
+/// Terms ended by force at `at`: an administrator deleted the candidate's entry (or the whole
+/// election root), or expired its session before its timeout, or its process crashed. The first
+/// two break the premise of S2 (the service never ends a term before `1 x session_timeout`
+/// without contact), so the candidate may learn of it only after its successor does, or may
+/// even learn late that its entry had become the head just before it was deleted. Every term of
+/// `candidate` whose token is at most `last_token` (the service's counter at `at`: its entry
+/// existed then) is treated as over at `at` by the checks; terms with later tokens are checked in
+/// full.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Forced {
-    /// The candidate whose term was ended.
+    /// The candidate whose terms were ended.
     pub candidate: String,
     /// When.
     pub at: Instant,
+    /// The largest token handed out by then.
+    pub last_token: FencingToken,
 }
 
 /// A broken invariant, saying which and how.
@@ -111,19 +116,26 @@ pub(crate) fn overlaps(
     a_end.is_none_or(|e| b_start < e) && b_end.is_none_or(|e| a_start < e)
 }
 
-/// Ends `(start, end)` of `candidate` at the first forced instant inside it.
+/// The end of the term `(candidate, token)` that ran over `[start, end)`, once terms ended by
+/// force are cut short; `None` inside `Some` when nothing of it is left to check.
 pub(crate) fn clip(
     candidate: &str,
+    token: FencingToken,
     start: Instant,
     end: Option<Instant>,
     forced: &[Forced],
-) -> Option<Instant> {
+) -> Option<Option<Instant>> {
     let cut = forced
         .iter()
-        .filter(|f| f.candidate == candidate && f.at >= start && end.is_none_or(|e| f.at < e))
-        .map(|f| f.at)
+        .filter(|f| f.candidate == candidate && token <= f.last_token)
+        .filter(|f| end.is_none_or(|e| f.at < e))
+        .map(|f| f.at.max(start))
         .min();
-    cut.or(end)
+    match cut {
+        Some(c) if c <= start => None,
+        Some(c) => Some(Some(c)),
+        None => Some(end),
+    }
 }
 
 /// Instants as offsets from `base`, so that messages are the same on every run of a seed.

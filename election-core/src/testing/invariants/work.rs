@@ -11,11 +11,13 @@ pub fn check_work(spans: &[WorkSpan]) -> Result<(), Violation> {
 /// instant: its candidate could not know the term had ended.
 pub fn check_work_forced(spans: &[WorkSpan], forced: &[Forced]) -> Result<(), Violation> {
     let base = earliest(spans.iter().map(|s| s.start));
-    for (i, a) in spans.iter().enumerate() {
-        let a_end = clip(&a.candidate, a.start, a.end, forced);
-        for b in &spans[i + 1..] {
-            let b_end = clip(&b.candidate, b.start, b.end, forced);
-            if a.token != b.token && overlaps(a.start, a_end, b.start, b_end) {
+    let clipped: Vec<(&WorkSpan, Option<_>)> = spans
+        .iter()
+        .filter_map(|s| Some((s, clip(&s.candidate, s.token, s.start, s.end, forced)?)))
+        .collect();
+    for (i, (a, a_end)) in clipped.iter().enumerate() {
+        for (b, b_end) in &clipped[i + 1..] {
+            if a.token != b.token && overlaps(a.start, *a_end, b.start, *b_end) {
                 return Err(Violation::new(
                     "S4",
                     format!(
