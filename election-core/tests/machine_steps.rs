@@ -37,7 +37,7 @@ fn setup() -> impl Strategy<Value = Setup> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)))]
 
     #[test]
     fn the_machine_keeps_every_invariant(setup in setup(), steps in prop::collection::vec(step(), 0..120)) {

@@ -39,7 +39,17 @@ fn seeded_schedules_keep_every_invariant() {
 
 #[test]
 fn the_same_seed_gives_the_same_trace() {
-    for seed in [env("ELECTION_SEED").unwrap_or(1), 2, 3, 17, 29, 99, 178, 218, 1079] {
+    for seed in [
+        env("ELECTION_SEED").unwrap_or(1),
+        2,
+        3,
+        17,
+        29,
+        99,
+        178,
+        218,
+        1079,
+    ] {
         let a = run_seed(seed);
         let b = run_seed(seed);
         assert_eq!(a.trace, b.trace, "ELECTION_SEED={seed}: traces differ");

@@ -386,14 +386,41 @@ impl Sim {
         }
     }
 
+    /// Joins a new candidate on a client of its own, on `path` (by index), that always rejoins
+    /// after its session ends; its id. For model-based tests that need to know who is who.
+    pub async fn join_alone(&mut self, path: usize, work: WorkKind) -> String {
+        let n = self.ops;
+        self.ops += 1;
+        self.trace
+            .line(format!("#{n} join on a client of its own, path {path}"));
+        let id = format!("c{}", self.candidates.len());
+        self.join_inner(None, path, work, Some(true)).await;
+        sleep(Duration::from_millis(1)).await;
+        self.record();
+        id
+    }
+
     async fn join(&mut self, client: u8, path: u8, work: WorkKind) {
+        let live = self.live_clients();
+        let pick = usize::from(client) % (live.len() + 1);
+        let client = (pick < live.len()).then(|| live[pick]);
+        self.join_inner(client, usize::from(path), work, None).await;
+    }
+
+    async fn join_inner(
+        &mut self,
+        client: Option<usize>,
+        path: usize,
+        work: WorkKind,
+        rejoin: Option<bool>,
+    ) {
         if self.candidates.len() >= self.setup.candidate_limit() {
             self.trace.line("  (no more candidates)");
             return;
         }
-        let live = self.live_clients();
-        let pick = usize::from(client) % (live.len() + 1);
-        let c = if pick == live.len() {
+        let c = if let Some(c) = client {
+            c
+        } else {
             let client = Client::builder(self.cluster.backend())
                 .session_timeout(self.setup.session_timeout())
                 .seed(self.rng.next_u64())
@@ -405,15 +432,13 @@ impl Sim {
                 crashed: false,
             });
             self.clients.len() - 1
-        } else {
-            live[pick]
         };
-        let p = usize::from(path) % self.paths.len();
+        let p = path % self.paths.len();
         let id = format!("c{}", self.candidates.len());
         let fraction = [0.5, 2.0 / 3.0, 0.8][self.rng.below(3) as usize];
         let budget = self.setup.session_timeout().mul_f64(fraction);
         let grace = budget / 4;
-        let rejoin = !self.rng.chance(10);
+        let rejoin = rejoin.unwrap_or_else(|| !self.rng.chance(10));
         let mut builder = Candidate::builder(self.paths[p].as_str(), id.as_str())
             .payload(format!("addr-of-{id}").into_bytes())
             .step_down_fraction(fraction)
