@@ -12,7 +12,7 @@
 //! - S5: a candidate that stopped, left, was dropped or crashed has no entry (the model drops
 //!   it), and one whose create reply was lost holds exactly one.
 //!
-//! `PROPTEST_CASES` sets the number of sequences (default 256).
+//! `PROPTEST_CASES` sets the number of sequences (default 512).
 #![cfg(feature = "sim")]
 
 use std::time::Duration;
@@ -328,7 +328,7 @@ fn cases() -> u32 {
     std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
+        .unwrap_or(512)
 }
 
 prop_state_machine! {

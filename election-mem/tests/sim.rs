@@ -2,7 +2,7 @@
 //! one seed, every invariant checked; a failure prints `ELECTION_SEED=<n>` and the trace.
 //!
 //! - `ELECTION_SEED=<n>`: run that seed alone (twice, comparing the traces).
-//! - `ELECTION_SIM_CASES=<n>`: how many seeds (default 300); `ELECTION_SIM_FROM=<n>`: first seed.
+//! - `ELECTION_SIM_CASES=<n>`: how many seeds (default 2000); `ELECTION_SIM_FROM=<n>`: first seed.
 #![cfg(feature = "sim")]
 
 use std::time::Instant;
@@ -21,7 +21,7 @@ fn seeded_schedules_keep_every_invariant() {
         report.check();
         return;
     }
-    let cases = env("ELECTION_SIM_CASES").unwrap_or(300);
+    let cases = env("ELECTION_SIM_CASES").unwrap_or(2000);
     let from = env("ELECTION_SIM_FROM").unwrap_or(0);
     let started = Instant::now();
     let (mut ops, mut candidates) = (0, 0);

@@ -81,8 +81,53 @@ pub fn run_seed(seed: u64) -> Report {
     report
 }
 
-/// Runs `schedule` on a fresh current-thread runtime with paused time.
+/// Runs `schedule` on a fresh current-thread runtime with paused time, on a thread of its own.
+///
+/// A run whose virtual time stops advancing (tasks that keep one another busy at one instant:
+/// a livelock) never returns by itself; after `ELECTION_SIM_WALL_LIMIT` seconds of wall time
+/// (default 60) it is reported as an L1 violation with the trace so far (its thread is left
+/// behind).
 pub fn run_schedule(schedule: &Schedule) -> Report {
+    let limit = std::env::var("ELECTION_SIM_WALL_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (trace_tx, trace_rx) = std::sync::mpsc::channel();
+    let schedule = schedule.clone();
+    std::thread::spawn(move || {
+        let report = run_here(&schedule, |shared| {
+            let _ = trace_tx.send(shared);
+        });
+        let _ = tx.send(report);
+    });
+    match rx.recv_timeout(Duration::from_secs(limit)) {
+        Ok(report) => report,
+        Err(_) => {
+            let trace = trace_rx
+                .try_recv()
+                .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .unwrap_or_default();
+            Report {
+                seed: None,
+                trace: format!("{trace}(no progress of virtual time for {limit} s of wall time)\n"),
+                violation: Some(Violation {
+                    line: "L1",
+                    detail: format!(
+                        "livelock: virtual time stopped advancing (no progress for {limit} s of wall time)"
+                    ),
+                }),
+                candidates: 0,
+                ops: 0,
+            }
+        }
+    }
+}
+
+fn run_here(
+    schedule: &Schedule,
+    share: impl FnOnce(std::sync::Arc<std::sync::Mutex<String>>),
+) -> Report {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -90,6 +135,7 @@ pub fn run_schedule(schedule: &Schedule) -> Report {
         .expect("a current-thread runtime");
     rt.block_on(async {
         let mut sim = Sim::new(schedule.setup.clone()).await;
+        share(sim.trace.shared());
         for op in &schedule.ops {
             if sim.apply(*op).await.is_err() {
                 break;
@@ -168,8 +214,8 @@ impl Sim {
     }
 
     /// The trace so far.
-    pub fn trace(&self) -> &str {
-        self.trace.as_str()
+    pub fn trace(&self) -> String {
+        self.trace.text()
     }
 
     /// The election paths.
@@ -681,7 +727,7 @@ impl Sim {
             candidates: self.candidates.len(),
             ops: self.ops,
             violation: self.violation,
-            trace: self.trace.into_string(),
+            trace: self.trace.text(),
         }
     }
 }

@@ -2,6 +2,8 @@
 //! notice, stamped with the virtual time since the run started (never the wall clock), so that
 //! the same seed gives the same trace, byte for byte.
 
+use std::sync::{Arc, Mutex};
+
 use election_core::{ElectionState, Event, Notice};
 use tokio::time::Instant;
 
@@ -9,7 +11,8 @@ use tokio::time::Instant;
 #[derive(Debug)]
 pub struct Trace {
     start: Instant,
-    text: String,
+    /// Shared, so that a watchdog can read what a run that stopped making progress did.
+    text: Arc<Mutex<String>>,
     /// Also print each line to stderr as it comes (`ELECTION_SIM_ECHO=1`), to watch a run
     /// that hangs.
     echo: bool,
@@ -38,7 +41,7 @@ impl Trace {
     pub fn new() -> Self {
         Self {
             start: Instant::now(),
-            text: String::new(),
+            text: Arc::default(),
             echo: std::env::var_os("ELECTION_SIM_ECHO").is_some(),
         }
     }
@@ -63,8 +66,9 @@ impl Trace {
         if self.echo {
             eprintln!("{line}");
         }
-        self.text.push_str(&line);
-        self.text.push('\n');
+        let mut text = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        text.push_str(&line);
+        text.push('\n');
     }
 
     /// A candidate's event, at the time it happened.
@@ -91,13 +95,13 @@ impl Trace {
     }
 
     /// The trace so far.
-    pub fn as_str(&self) -> &str {
-        &self.text
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// The trace.
-    pub fn into_string(self) -> String {
-        self.text
+    /// A handle on the trace as it grows.
+    pub fn shared(&self) -> Arc<Mutex<String>> {
+        self.text.clone()
     }
 }
 
