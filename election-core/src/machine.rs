@@ -985,6 +985,11 @@ impl Machine {
             Goal::Rejoin => {
                 self.goal = Goal::Run;
                 self.out.push(Action::ResignDone);
+                if self.phase == Phase::AwaitingSession {
+                    // No session to register on yet: the new one registers us at the tail when
+                    // it opens (registering now would make us ignore it, and hang).
+                    return;
+                }
                 self.phase = self.new_registration();
                 self.set_state(now, ElectionState::Joining, Reason::Resigned);
             }

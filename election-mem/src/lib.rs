@@ -29,6 +29,8 @@
 mod names;
 mod server;
 mod session;
+#[cfg(feature = "sim")]
+pub mod sim;
 
-pub use server::{MemBackend, MemCluster, MemConfig, Stats};
+pub use server::{MemBackend, MemCluster, MemConfig, QueuedEntry, Stats};
 pub use session::MemSession;

@@ -49,6 +49,19 @@ impl Stats {
     }
 }
 
+/// An election entry as [`MemCluster::queue`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedEntry {
+    /// The entry's name.
+    pub name: String,
+    /// The session that owns it.
+    pub owner: SessionId,
+    /// Its token (creation counter).
+    pub token: FencingToken,
+    /// The candidate id in its record.
+    pub candidate: Option<String>,
+}
+
 /// Settings of a [`MemCluster`].
 #[derive(Clone, Debug)]
 pub struct MemConfig {
@@ -107,9 +120,57 @@ impl Node {
     }
 }
 
+/// A session's state as its client sees it, with one watch channel per subscriber: tokio's
+/// watch wakes several waiters of one channel in a random order, which would make runs on the
+/// paused clock differ from one to the next; separate channels are woken in the order sent.
+pub(crate) struct StateTx {
+    main: watch::Sender<SessionState>,
+    subscribers: Mutex<Vec<watch::Sender<SessionState>>>,
+}
+
+impl StateTx {
+    fn new(state: SessionState) -> Self {
+        Self {
+            main: watch::channel(state).0,
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn borrow(&self) -> watch::Ref<'_, SessionState> {
+        self.main.borrow()
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<SessionState> {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        subs.retain(|tx| !tx.is_closed());
+        let (tx, rx) = watch::channel(*self.main.borrow());
+        subs.push(tx);
+        rx
+    }
+
+    pub(crate) fn send_replace(&self, state: SessionState) {
+        self.main.send_replace(state);
+        self.fan_out(state);
+    }
+
+    pub(crate) fn send_if_modified(&self, modify: impl FnOnce(&mut SessionState) -> bool) {
+        if self.main.send_if_modified(modify) {
+            let state = *self.main.borrow();
+            self.fan_out(state);
+        }
+    }
+
+    fn fan_out(&self, state: SessionState) {
+        let subs = self.subscribers.lock().unwrap_or_else(|e| e.into_inner());
+        for tx in subs.iter() {
+            tx.send_replace(state);
+        }
+    }
+}
+
 pub(crate) struct SessionRec {
     pub timeout: Duration,
-    pub state: watch::Sender<SessionState>,
+    pub state: StateTx,
     /// The client process is there (not dropped, not crashed).
     pub client_alive: bool,
     /// Frozen: requests hang, nothing is delivered, as for a stopped process.
@@ -166,16 +227,18 @@ impl Server {
     pub(crate) fn session_usable(&self, id: SessionId) -> Result<(), BackendError> {
         match self.sessions.get(&id) {
             None => Err(BackendError::new(ErrorKind::SessionGone, "no such session")),
-            Some(s) if s.expired => {
-                Err(BackendError::new(ErrorKind::SessionGone, "session expired"))
-            }
             Some(s) if *s.state.borrow() == SessionState::Closed => {
                 Err(BackendError::new(ErrorKind::SessionGone, "session closed"))
             }
+            // A cut-off client hears nothing from the service, not even that its session
+            // expired: it learns that when contact resumes, as with ZooKeeper.
             Some(s) if s.cut => Err(BackendError::new(
                 ErrorKind::OutcomeUnknown,
                 "connection loss (cut off)",
             )),
+            Some(s) if s.expired => {
+                Err(BackendError::new(ErrorKind::SessionGone, "session expired"))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -430,7 +493,8 @@ impl Server {
             self.config.min_session_timeout,
             self.config.max_session_timeout,
         );
-        let (tx, rx) = watch::channel(SessionState::Connected);
+        let tx = StateTx::new(SessionState::Connected);
+        let rx = tx.subscribe();
         self.sessions.insert(
             id,
             SessionRec {
@@ -478,7 +542,10 @@ impl Server {
                 let Some(server) = weak.upgrade() else { return };
                 let guard = lock(&server);
                 if let Some(rec) = guard.sessions.get(&session) {
-                    if rec.contact_epoch == epoch && !rec.expired && rec.cut {
+                    // Also when the service expired the session meanwhile (an administrator's
+                    // forced expiry): the cut-off client cannot know, and notices the silence.
+                    let silent = rec.contact_epoch == epoch || rec.expired;
+                    if silent && rec.cut && *rec.state.borrow() == SessionState::Connected {
                         rec.state
                             .send_replace(SessionState::Disconnected { last_contact: now });
                     }
@@ -503,6 +570,11 @@ impl Server {
             return;
         };
         rec.cut = false;
+        if !rec.client_alive || rec.frozen {
+            // A client that crashed (or went away) while cut off is not heard again: the expiry
+            // its silence started stays due.
+            return;
+        }
         rec.contact_epoch += 1;
         rec.last_heard = Instant::now();
         if rec.expired {
@@ -727,6 +799,79 @@ impl MemCluster {
     /// The election entries under `dir`, in order, as the service has them now.
     pub fn entries(&self, dir: &str) -> Vec<ListedEntry> {
         self.server().listing(dir).entries
+    }
+
+    /// The election entries under `dir`, in order, with their tokens and the candidate id of
+    /// their records (`None` when the data is not a candidate record).
+    pub fn queue(&self, dir: &str) -> Vec<QueuedEntry> {
+        let s = self.server();
+        s.listing(dir)
+            .entries
+            .into_iter()
+            .filter_map(|e| {
+                let node = s.nodes.get(&child_path(dir, &e.name))?;
+                Some(QueuedEntry {
+                    candidate: election_core::CandidateRecord::decode(&node.data)
+                        .ok()
+                        .map(|r| r.id),
+                    token: FencingToken(node.czxid),
+                    name: e.name,
+                    owner: e.owner,
+                })
+            })
+            .collect()
+    }
+
+    /// For each election entry under `dir`, in order, how many sessions other than its owner,
+    /// holding an entry of their own in `dir` and in contact, have a live `watch_gone` on it (one
+    /// whose notification has not been dropped). A session whose entry was taken away, or that
+    /// is cut off (it cannot know yet), is not counted.
+    pub fn watchers(&self, dir: &str) -> Vec<(String, usize)> {
+        let s = self.server();
+        let listing = s.listing(dir);
+        let reachable = |id: &SessionId| s.sessions.get(id).is_some_and(|r| !r.cut && !r.frozen);
+        let holders: Vec<SessionId> = listing
+            .entries
+            .iter()
+            .map(|e| e.owner)
+            .filter(reachable)
+            .collect();
+        listing
+            .entries
+            .into_iter()
+            .filter_map(|e| {
+                let node = s.nodes.get(&child_path(dir, &e.name))?;
+                let n = node
+                    .gone_watchers
+                    .iter()
+                    .filter(|(session, tx)| {
+                        *session != e.owner && holders.contains(session) && !tx.is_closed()
+                    })
+                    .count();
+                Some((e.name, n))
+            })
+            .collect()
+    }
+
+    /// Undoes every fault that can be undone: heals every cut, removes notification delays and
+    /// latency, and cancels pending lost replies. Crashed clients stay crashed.
+    pub fn clear_faults(&self) {
+        let cut: Vec<SessionId> = {
+            let mut s = self.server();
+            s.latency = Duration::ZERO;
+            s.lose_create_replies = 0;
+            for rec in s.sessions.values_mut() {
+                rec.notify_delay = Duration::ZERO;
+            }
+            s.sessions
+                .iter()
+                .filter(|(_, r)| r.cut)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        for id in cut {
+            self.heal(id);
+        }
     }
 
     /// Whether the service still has `session` alive.

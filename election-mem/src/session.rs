@@ -68,7 +68,13 @@ impl BackendSession for MemSession {
     }
 
     fn state(&self) -> watch::Receiver<SessionState> {
-        self.state.clone()
+        // A channel of its own for each caller (see `StateTx`): deterministic wake-up order.
+        self.cluster
+            .server()
+            .sessions
+            .get(&self.id)
+            .map(|rec| rec.state.subscribe())
+            .unwrap_or_else(|| self.state.clone())
     }
 
     async fn create(

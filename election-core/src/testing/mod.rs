@@ -11,6 +11,7 @@
 
 pub mod cases;
 pub mod invariants;
+pub mod machine;
 pub mod recorder;
 
 use std::sync::Arc;

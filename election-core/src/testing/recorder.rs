@@ -21,6 +21,8 @@ use super::invariants::{LeaderInterval, WorkSpan};
 pub struct Recorder {
     receivers: Vec<(String, broadcast::Receiver<Event>)>,
     log: Vec<(String, Event)>,
+    /// How much of `log` [`Recorder::take_new`] has handed out.
+    cursor: usize,
 }
 
 impl Recorder {
@@ -50,6 +52,14 @@ impl Recorder {
         }
     }
 
+    /// The events recorded since the last call (they stay recorded), by candidate, in the order
+    /// each candidate emitted them. For traces that print events as they happen.
+    pub fn take_new(&mut self) -> Vec<(String, Event)> {
+        self.drain();
+        let from = std::mem::replace(&mut self.cursor, self.log.len());
+        self.log[from.min(self.log.len())..].to_vec()
+    }
+
     /// Every event so far, by candidate, in the order each candidate emitted them.
     pub fn events(&mut self) -> Vec<(String, Event)> {
         self.drain();
@@ -73,6 +83,7 @@ impl Recorder {
     pub fn clear(&mut self) {
         self.drain();
         self.log.clear();
+        self.cursor = 0;
     }
 
     /// The Leader-state intervals of every watched candidate; an interval still open ends at

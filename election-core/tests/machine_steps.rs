@@ -1,0 +1,48 @@
+//! Property test of the I/O-free machine alone (`election_core::testing::machine`): arbitrary
+//! step sequences against the model service, every invariant checked after every step; a
+//! failure shrinks to a minimal sequence. `PROPTEST_CASES` runs more.
+#![cfg(feature = "testing")]
+
+use election_core::testing::machine::{run_steps, Setup, Step};
+use proptest::prelude::*;
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        6 => Just(Step::Reply),
+        1 => any::<u8>().prop_map(Step::Fail),
+        1 => Just(Step::LoseReply),
+        1 => Just(Step::Disconnect),
+        1 => Just(Step::Reconnect),
+        1 => Just(Step::Expire),
+        2 => Just(Step::Join),
+        2 => any::<u8>().prop_map(Step::Leave),
+        1 => Just(Step::DeleteOwn),
+        1 => Just(Step::WorkDone),
+        1 => Just(Step::Timer),
+        1 => (0u16..3000).prop_map(Step::Advance),
+        1 => any::<bool>().prop_map(Step::Resign),
+        1 => Just(Step::Stop),
+    ]
+}
+
+fn setup() -> impl Strategy<Value = Setup> {
+    (5u8..=95, 1u8..=90, any::<bool>(), any::<bool>()).prop_map(
+        |(fraction_pct, grace_pct, rejoin, has_work)| Setup {
+            fraction_pct,
+            grace_pct,
+            rejoin,
+            has_work,
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2000)))]
+
+    #[test]
+    fn the_machine_keeps_every_invariant(setup in setup(), steps in prop::collection::vec(step(), 0..120)) {
+        if let Err((v, trace)) = run_steps(&setup, &steps) {
+            prop_assert!(false, "{v}\n{trace}");
+        }
+    }
+}

@@ -1,0 +1,733 @@
+//! Deterministic simulation (feature `sim`): many candidates on a [`MemCluster`], over one or
+//! more election paths, driven through a [`Schedule`] of operations and faults on tokio's paused
+//! clock, with the contract's invariants (`election_core::testing::invariants`) checked after
+//! every op, then liveness once the faults stop, then that nothing is left behind.
+//!
+//! One `u64` seed derives everything ([`Schedule::from_seed`]); [`run_seed`] runs it on a fresh
+//! current-thread runtime with paused time, so the same seed gives the same [`Report::trace`],
+//! byte for byte. A failure reports `ELECTION_SEED=<n>` and the trace ([`Report::check`]).
+//!
+//! ```
+//! let report = election_mem::sim::run_seed(42);
+//! report.check(); // panics with ELECTION_SEED=42 and the trace on a violation
+//! assert_eq!(report.trace, election_mem::sim::run_seed(42).trace);
+//! ```
+//!
+//! What is checked, and when:
+//! - after every op: S3/L2 (every candidate in the Leader state holds the head of its queue),
+//!   L3 (every entry is watched by at most one other candidate), S5 (no candidate holds two
+//!   entries, a stopped one holds none);
+//! - at the end: S1/S2 over every Leader interval and S4 over every work span, with terms ended
+//!   by force (administrator deletes and expiries, crashes) treated as over at that instant;
+//!   L1 (once every fault is undone, each election with a running candidate has exactly one
+//!   leader within [`liveness_bound`](election_core::testing::invariants::liveness_bound));
+//!   S5 (after everyone stops, no entry is left).
+
+mod schedule;
+mod trace;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use election_core::testing::invariants::{
+    check_leader_holds_head, check_leaders_forced, check_liveness, check_no_herd, check_no_orphans,
+    check_work_forced, Forced, HeadEntry, Violation,
+};
+use election_core::testing::recorder::{Recorder, WorkLog};
+use election_core::{Candidate, Client, ElectionState, Event, SessionId};
+use futures_util::FutureExt;
+use tokio::time::{sleep, Instant};
+
+use crate::MemCluster;
+
+pub use schedule::{Op, Schedule, SimSetup, SplitMix64, WorkKind};
+pub use trace::Trace;
+
+/// What a run did and found.
+#[derive(Debug)]
+pub struct Report {
+    /// The seed, when the schedule came from one.
+    pub seed: Option<u64>,
+    /// The trace: ops, transitions and notices with virtual times.
+    pub trace: String,
+    /// The first broken invariant, if any.
+    pub violation: Option<Violation>,
+    /// Candidates that joined.
+    pub candidates: usize,
+    /// Ops run.
+    pub ops: usize,
+}
+
+impl Report {
+    /// Panics with `ELECTION_SEED=<n>`, the violation and the trace if an invariant broke.
+    pub fn check(&self) {
+        if let Some(v) = &self.violation {
+            let seed = self
+                .seed
+                .map(|s| format!("ELECTION_SEED={s}"))
+                .unwrap_or_else(|| "(schedule given op by op)".to_owned());
+            panic!(
+                "{seed}\n{v}\n--- trace ---\n{}--- end ---\n{seed}\n{v}",
+                self.trace
+            );
+        }
+    }
+}
+
+/// Runs the schedule of `seed` on a fresh paused runtime.
+pub fn run_seed(seed: u64) -> Report {
+    let mut report = run_schedule(&Schedule::from_seed(seed));
+    report.seed = Some(seed);
+    report
+}
+
+/// Runs `schedule` on a fresh current-thread runtime with paused time, on a thread of its own.
+///
+/// A run whose virtual time stops advancing (tasks that keep one another busy at one instant:
+/// a livelock) never returns by itself; after `ELECTION_SIM_WALL_LIMIT` seconds of wall time
+/// (default 60) it is reported as an L1 violation with the trace so far (its thread is left
+/// behind).
+pub fn run_schedule(schedule: &Schedule) -> Report {
+    let limit = std::env::var("ELECTION_SIM_WALL_LIMIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (trace_tx, trace_rx) = std::sync::mpsc::channel();
+    let schedule = schedule.clone();
+    std::thread::spawn(move || {
+        let report = run_here(&schedule, |shared| {
+            let _ = trace_tx.send(shared);
+        });
+        let _ = tx.send(report);
+    });
+    match rx.recv_timeout(Duration::from_secs(limit)) {
+        Ok(report) => report,
+        Err(_) => {
+            let trace = trace_rx
+                .try_recv()
+                .map(|t| t.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .unwrap_or_default();
+            Report {
+                seed: None,
+                trace: format!("{trace}(no progress of virtual time for {limit} s of wall time)\n"),
+                violation: Some(Violation {
+                    line: "L1",
+                    detail: format!(
+                        "livelock: virtual time stopped advancing (no progress for {limit} s of wall time)"
+                    ),
+                }),
+                candidates: 0,
+                ops: 0,
+            }
+        }
+    }
+}
+
+fn run_here(
+    schedule: &Schedule,
+    share: impl FnOnce(std::sync::Arc<std::sync::Mutex<String>>),
+) -> Report {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime");
+    rt.block_on(async {
+        let mut sim = Sim::new(schedule.setup.clone()).await;
+        share(sim.trace.shared());
+        for op in &schedule.ops {
+            if sim.apply(*op).await.is_err() {
+                break;
+            }
+        }
+        sim.finish().await
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    Running,
+    /// Stop, leave or drop asked for.
+    Withdrawing,
+    Crashed,
+}
+
+struct SimCandidate {
+    id: String,
+    client: usize,
+    path: usize,
+    handle: Option<Candidate>,
+    status: Status,
+}
+
+struct SimClient {
+    client: Client,
+    crashed: bool,
+}
+
+/// A simulation in progress: call [`apply`](Self::apply) per op, then [`finish`](Self::finish).
+/// Must run on a runtime with paused time (as [`run_schedule`] makes).
+pub struct Sim {
+    cluster: MemCluster,
+    setup: SimSetup,
+    rng: SplitMix64,
+    trace: Trace,
+    recorder: Recorder,
+    work: WorkLog,
+    paths: Vec<String>,
+    clients: Vec<SimClient>,
+    candidates: Vec<SimCandidate>,
+    forced: Vec<Forced>,
+    ops: usize,
+    violation: Option<Violation>,
+}
+
+impl Sim {
+    /// A simulation with no candidates yet.
+    pub async fn new(setup: SimSetup) -> Self {
+        let paths = (0..setup.path_count())
+            .map(|i| format!("/sim/election-{i}"))
+            .collect();
+        let rng = SplitMix64::new(setup.seed);
+        let mut trace = Trace::new();
+        trace.line(format!("setup {setup:?}"));
+        Self {
+            cluster: MemCluster::new(),
+            setup,
+            rng,
+            trace,
+            recorder: Recorder::new(),
+            work: WorkLog::new(),
+            paths,
+            clients: Vec::new(),
+            candidates: Vec::new(),
+            forced: Vec::new(),
+            ops: 0,
+            violation: None,
+        }
+    }
+
+    /// The service under test.
+    pub fn cluster(&self) -> &MemCluster {
+        &self.cluster
+    }
+
+    /// The trace so far.
+    pub fn trace(&self) -> String {
+        self.trace.text()
+    }
+
+    /// The election paths.
+    pub fn paths(&self) -> &[String] {
+        &self.paths
+    }
+
+    /// The candidate ids of `path` (by index) in queue order, as the service has them.
+    pub fn queue(&self, path: usize) -> Vec<String> {
+        self.cluster
+            .queue(&self.paths[path % self.paths.len()])
+            .into_iter()
+            .filter_map(|e| e.candidate)
+            .collect()
+    }
+
+    /// The state of candidate `id` now (`None`: unknown or crashed).
+    pub fn state_of(&self, id: &str) -> Option<ElectionState> {
+        self.candidates
+            .iter()
+            .find(|c| c.id == id)
+            .and_then(|c| c.handle.as_ref())
+            .map(|h| h.current())
+    }
+
+    /// Ids of the candidates in the Leader state now, on `path` (by index).
+    pub fn leaders(&self, path: usize) -> Vec<String> {
+        let path = path % self.paths.len();
+        self.candidates
+            .iter()
+            .filter(|c| c.path == path)
+            .filter(|c| c.handle.as_ref().is_some_and(|h| h.is_leader()))
+            .map(|c| c.id.clone())
+            .collect()
+    }
+
+    /// Ids of the running candidates (not withdrawing, not crashed), in join order.
+    pub fn running(&self) -> Vec<String> {
+        self.running_indices()
+            .into_iter()
+            .map(|i| self.candidates[i].id.clone())
+            .collect()
+    }
+
+    /// The recorder of every candidate's events.
+    pub fn recorder(&mut self) -> &mut Recorder {
+        &mut self.recorder
+    }
+
+    fn running_indices(&self) -> Vec<usize> {
+        (0..self.candidates.len())
+            .filter(|&i| self.candidates[i].status == Status::Running)
+            .collect()
+    }
+
+    fn live_clients(&self) -> Vec<usize> {
+        (0..self.clients.len())
+            .filter(|&i| !self.clients[i].crashed)
+            .collect()
+    }
+
+    fn pick<T: Copy>(items: &[T], index: u8) -> Option<T> {
+        (!items.is_empty()).then(|| items[usize::from(index) % items.len()])
+    }
+
+    async fn session_of(&self, client: usize) -> SessionId {
+        self.clients[client].client.session().await.id()
+    }
+
+    fn candidates_of_client(&self, client: usize) -> Vec<usize> {
+        (0..self.candidates.len())
+            .filter(|&i| self.candidates[i].client == client)
+            .filter(|&i| self.candidates[i].status != Status::Crashed)
+            .collect()
+    }
+
+    fn force(&mut self, i: usize, why: &str) {
+        let id = self.candidates[i].id.clone();
+        self.trace.line(format!("  forced end for {id} ({why})"));
+        self.forced.push(Forced {
+            candidate: id,
+            at: Instant::now(),
+            last_token: election_core::FencingToken(self.cluster.zxid()),
+        });
+    }
+
+    /// Applies one op, lets the system run for a moment, and checks the invariants that hold at
+    /// every instant. `Err` once an invariant broke (the run should stop).
+    pub async fn apply(&mut self, op: Op) -> Result<(), Violation> {
+        if let Some(v) = &self.violation {
+            return Err(v.clone());
+        }
+        let n = self.ops;
+        self.ops += 1;
+        self.trace.line(format!("#{n} {op}"));
+        self.run_op(op).await;
+        sleep(Duration::from_millis(1)).await;
+        self.record();
+        match self.check_now() {
+            Ok(()) => Ok(()),
+            Err(v) => {
+                self.trace.line(format!("VIOLATION {v}"));
+                self.violation = Some(v.clone());
+                Err(v)
+            }
+        }
+    }
+
+    async fn run_op(&mut self, op: Op) {
+        let t = self.setup.session_timeout();
+        match op {
+            Op::Join { client, path, work } => self.join(client, path, work).await,
+            Op::Resign { who } => self.command(who, "resign"),
+            Op::Leave { who } => self.command(who, "leave"),
+            Op::Stop { who } => self.command(who, "stop"),
+            Op::Drop { who } => self.command(who, "drop"),
+            Op::Crash { client } => {
+                let Some(c) = Self::pick(&self.live_clients(), client) else {
+                    return;
+                };
+                let session = self.session_of(c).await;
+                self.trace
+                    .line(format!("  client {c} (session {session}) crashes"));
+                self.cluster.crash(session);
+                self.clients[c].crashed = true;
+                for i in self.candidates_of_client(c) {
+                    self.force(i, "crash");
+                    self.candidates[i].status = Status::Crashed;
+                    if let Some(h) = self.candidates[i].handle.take() {
+                        h.abort();
+                    }
+                }
+            }
+            Op::Expire { client } => {
+                let Some(c) = Self::pick(&self.live_clients(), client) else {
+                    return;
+                };
+                let session = self.session_of(c).await;
+                self.trace
+                    .line(format!("  client {c} cut until session {session} expires"));
+                self.cluster.cut(session);
+                self.sleep_recording(t + Duration::from_millis(1)).await;
+                self.cluster.heal(session);
+            }
+            Op::ForceExpire { client } => {
+                let Some(c) = Self::pick(&self.live_clients(), client) else {
+                    return;
+                };
+                let session = self.session_of(c).await;
+                if self.cluster.session_alive(session) {
+                    for i in self.candidates_of_client(c) {
+                        self.force(i, "forced expiry");
+                    }
+                }
+                self.trace
+                    .line(format!("  session {session} of client {c}"));
+                self.cluster.expire_session(session);
+            }
+            Op::Cut { client } => {
+                if let Some(c) = Self::pick(&self.live_clients(), client) {
+                    let session = self.session_of(c).await;
+                    self.trace.line(format!("  client {c} session {session}"));
+                    self.cluster.cut(session);
+                }
+            }
+            Op::Heal { client } => {
+                if let Some(c) = Self::pick(&self.live_clients(), client) {
+                    let session = self.session_of(c).await;
+                    self.trace.line(format!("  client {c} session {session}"));
+                    self.cluster.heal(session);
+                }
+            }
+            Op::LoseCreateReply => self.cluster.lose_create_replies(1),
+            Op::DelayNotifications { client, ms } => {
+                if let Some(c) = Self::pick(&self.live_clients(), client) {
+                    let session = self.session_of(c).await;
+                    self.cluster
+                        .delay_notifications(session, Duration::from_millis(u64::from(ms)));
+                }
+            }
+            Op::Latency { ms } => self
+                .cluster
+                .set_latency(Duration::from_millis(u64::from(ms))),
+            Op::DeleteRoot { path } => {
+                let p = usize::from(path) % self.paths.len();
+                for i in 0..self.candidates.len() {
+                    if self.candidates[i].path == p && self.candidates[i].status != Status::Crashed
+                    {
+                        self.force(i, "root deleted");
+                    }
+                }
+                let n = self.cluster.delete_tree(&self.paths[p]);
+                self.trace.line(format!("  {} nodes deleted", n));
+            }
+            Op::DeleteEntry { path, index } => {
+                let p = usize::from(path) % self.paths.len();
+                let queue = self.cluster.queue(&self.paths[p]);
+                let Some(e) = Self::pick(&queue.iter().collect::<Vec<_>>(), index) else {
+                    return;
+                };
+                let (name, owner) = (e.name.clone(), e.candidate.clone());
+                if let Some(owner) = &owner {
+                    if let Some(i) = self.candidates.iter().position(|c| &c.id == owner) {
+                        self.force(i, "entry deleted");
+                    }
+                }
+                self.trace.line(format!("  entry of {owner:?}"));
+                self.cluster.delete_entry(&self.paths[p], &name);
+            }
+            Op::Advance { ms } => {
+                self.sleep_recording(Duration::from_millis(u64::from(ms)))
+                    .await
+            }
+        }
+    }
+
+    /// Joins a new candidate on a client of its own, on `path` (by index), that always rejoins
+    /// after its session ends; its id. For model-based tests that need to know who is who.
+    pub async fn join_alone(&mut self, path: usize, work: WorkKind) -> String {
+        let n = self.ops;
+        self.ops += 1;
+        self.trace
+            .line(format!("#{n} join on a client of its own, path {path}"));
+        let id = format!("c{}", self.candidates.len());
+        self.join_inner(None, path, work, Some(true)).await;
+        sleep(Duration::from_millis(1)).await;
+        self.record();
+        id
+    }
+
+    async fn join(&mut self, client: u8, path: u8, work: WorkKind) {
+        let live = self.live_clients();
+        let pick = usize::from(client) % (live.len() + 1);
+        let client = (pick < live.len()).then(|| live[pick]);
+        self.join_inner(client, usize::from(path), work, None).await;
+    }
+
+    async fn join_inner(
+        &mut self,
+        client: Option<usize>,
+        path: usize,
+        work: WorkKind,
+        rejoin: Option<bool>,
+    ) {
+        if self.candidates.len() >= self.setup.candidate_limit() {
+            self.trace.line("  (no more candidates)");
+            return;
+        }
+        let c = if let Some(c) = client {
+            c
+        } else {
+            let client = Client::builder(self.cluster.backend())
+                .session_timeout(self.setup.session_timeout())
+                .seed(self.rng.next_u64())
+                .connect()
+                .await
+                .expect("the in-memory service opens sessions");
+            self.clients.push(SimClient {
+                client,
+                crashed: false,
+            });
+            self.clients.len() - 1
+        };
+        let p = path % self.paths.len();
+        let id = format!("c{}", self.candidates.len());
+        let fraction = [0.5, 2.0 / 3.0, 0.8][self.rng.below(3) as usize];
+        let budget = self.setup.session_timeout().mul_f64(fraction);
+        let grace = budget / 4;
+        let rejoin = rejoin.unwrap_or_else(|| !self.rng.chance(10));
+        let mut builder = Candidate::builder(self.paths[p].as_str(), id.as_str())
+            .payload(format!("addr-of-{id}").into_bytes())
+            .step_down_fraction(fraction)
+            .leader_grace(grace)
+            .rejoin_on_expiry(rejoin);
+        builder = match work {
+            WorkKind::None => builder,
+            WorkKind::Quick => builder.on_leader(self.work.work(&id, Duration::ZERO)),
+            WorkKind::Slow => builder.on_leader(self.work.work(&id, grace / 2)),
+            WorkKind::Stubborn => builder.on_leader(self.work.work(&id, Duration::from_secs(3600))),
+        };
+        let config = builder
+            .build()
+            .expect("the simulation's settings are valid");
+        let handle = self.clients[c]
+            .client
+            .join(config)
+            .await
+            .expect("ids are unique");
+        self.recorder.watch(&handle);
+        self.trace.line(format!(
+            "  {id} on client {c}, path {p}, step-down {fraction:.2}, rejoin {rejoin}, work {work:?}"
+        ));
+        self.candidates.push(SimCandidate {
+            id,
+            client: c,
+            path: p,
+            handle: Some(handle),
+            status: Status::Running,
+        });
+    }
+
+    /// Sends a user command to a running candidate without waiting for it (the simulation goes
+    /// on while it completes).
+    fn command(&mut self, who: u8, what: &str) {
+        let Some(i) = Self::pick(&self.running_indices(), who) else {
+            return;
+        };
+        let c = &mut self.candidates[i];
+        self.trace.line(format!("  {} {what}", c.id));
+        let Some(h) = c.handle.as_ref() else { return };
+        // One poll sends the command; the driver carries it out whether or not we wait.
+        match what {
+            "resign" => {
+                let _ = h.resign().now_or_never();
+            }
+            "leave" => {
+                let _ = h.leave().now_or_never();
+                c.status = Status::Withdrawing;
+            }
+            "stop" => {
+                let _ = h.stop().now_or_never();
+                c.status = Status::Withdrawing;
+            }
+            _ => {
+                c.status = Status::Withdrawing;
+                // Dropped: the driver withdraws in the background. Keep a receiver of its state.
+                drop(c.handle.take());
+            }
+        }
+    }
+
+    /// Sleeps `d` in slices, recording events on the way (a candidate's event buffer is
+    /// bounded).
+    async fn sleep_recording(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            let step = (end - Instant::now()).min(Duration::from_millis(250));
+            sleep(step).await;
+            self.record();
+        }
+    }
+
+    fn record(&mut self) {
+        let mut new = self.recorder.take_new();
+        // Stable: events of one instant keep the order candidates joined in.
+        new.sort_by_key(|(_, e)| match e {
+            Event::Transition(t) => t.at,
+            Event::Notice { at, .. } => *at,
+        });
+        for (id, e) in &new {
+            self.trace.event(id, e);
+        }
+    }
+
+    fn check_now(&mut self) -> Result<(), Violation> {
+        for p in 0..self.paths.len() {
+            let queue = self.cluster.queue(&self.paths[p]);
+            let head = queue.first().and_then(|e| {
+                Some(HeadEntry {
+                    candidate: e.candidate.clone()?,
+                    token: e.token,
+                })
+            });
+            let leaders: Vec<_> = self
+                .candidates
+                .iter()
+                .filter(|c| c.path == p && c.status != Status::Crashed)
+                .filter_map(|c| Some((c.id.clone(), c.handle.as_ref()?.token()?)))
+                .collect();
+            check_leader_holds_head(&leaders, head.as_ref(), &self.forced)?;
+            // A candidate whose entry was taken by force keeps its old watch until it learns
+            // (notifications may be delayed up to half a second): give it a second.
+            let settled = self.forced.iter().rev().all(|f| {
+                self.candidates
+                    .iter()
+                    .find(|c| c.id == f.candidate)
+                    .map(|c| c.path)
+                    != Some(p)
+                    || f.at + Duration::from_secs(1) <= Instant::now()
+            });
+            if settled {
+                check_no_herd(&self.cluster.watchers(&self.paths[p]))?;
+            }
+            let ids: Vec<String> = queue.iter().filter_map(|e| e.candidate.clone()).collect();
+            let gone: BTreeSet<String> = self
+                .candidates
+                .iter()
+                .filter(|c| c.path == p && !self.clients[c.client].crashed)
+                .filter(|c| {
+                    c.handle
+                        .as_ref()
+                        .is_some_and(|h| matches!(h.current(), ElectionState::Stopped(_)))
+                })
+                .map(|c| c.id.clone())
+                .collect();
+            check_no_orphans(&ids, &gone)?;
+        }
+        Ok(())
+    }
+
+    fn check_history(&mut self) -> Result<(), Violation> {
+        let intervals = self.recorder.leader_intervals();
+        let mut by_path: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+        for i in intervals {
+            let p = self
+                .candidates
+                .iter()
+                .find(|c| c.id == i.candidate)
+                .map_or(0, |c| c.path);
+            by_path.entry(p).or_default().push(i);
+        }
+        for intervals in by_path.values() {
+            check_leaders_forced(intervals, &self.forced)?;
+        }
+        let spans = self.work.spans();
+        let mut by_path: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+        for s in spans {
+            let p = self
+                .candidates
+                .iter()
+                .find(|c| c.id == s.candidate)
+                .map_or(0, |c| c.path);
+            by_path.entry(p).or_default().push(s);
+        }
+        for spans in by_path.values() {
+            check_work_forced(spans, &self.forced)?;
+        }
+        Ok(())
+    }
+
+    async fn check_liveness(&mut self) -> Result<(), Violation> {
+        self.trace.line("faults stop");
+        self.cluster.clear_faults();
+        let bound = election_core::testing::invariants::liveness_bound(
+            self.setup.session_timeout(),
+            Duration::from_millis(10),
+        );
+        self.sleep_recording(bound).await;
+        self.check_now()?;
+        for p in 0..self.paths.len() {
+            let running: Vec<String> = self
+                .candidates
+                .iter()
+                .filter(|c| c.path == p && c.status == Status::Running)
+                .filter(|c| {
+                    c.handle
+                        .as_ref()
+                        .is_some_and(|h| !matches!(h.current(), ElectionState::Stopped(_)))
+                })
+                .map(|c| c.id.clone())
+                .collect();
+            let leaders = self.leaders(p);
+            check_liveness(&running, &leaders, bound, bound)?;
+        }
+        Ok(())
+    }
+
+    async fn check_teardown(&mut self) -> Result<(), Violation> {
+        self.trace.line("everyone stops");
+        for c in &mut self.candidates {
+            if let Some(h) = &c.handle {
+                let _ = h.stop().now_or_never();
+            }
+        }
+        self.sleep_recording(self.setup.session_timeout() * 3).await;
+        self.check_history()?;
+        for p in &self.paths {
+            let left = self.cluster.queue(p);
+            if !left.is_empty() {
+                return Err(Violation {
+                    line: "S5",
+                    detail: format!("entries left after everyone stopped: {left:?}"),
+                });
+            }
+        }
+        if let Some(s) = self.work.spans().iter().find(|s| s.end.is_none()) {
+            return Err(Violation {
+                line: "S4",
+                detail: format!(
+                    "work of {} (token {}) still runs after stop",
+                    s.candidate, s.token
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Undoes the faults, checks liveness, stops everyone, checks the whole history and that
+    /// nothing is left; the report.
+    pub async fn finish(mut self) -> Report {
+        if self.violation.is_none() {
+            let result = match self.check_liveness().await {
+                Ok(()) => self.check_teardown().await,
+                Err(v) => Err(v),
+            };
+            let result = result.and_then(|()| self.check_history());
+            if let Err(v) = result {
+                self.trace.line(format!("VIOLATION {v}"));
+                self.violation = Some(v);
+            }
+        } else if let Err(v) = self.check_history() {
+            self.trace.line(format!("also: {v}"));
+        }
+        if self.violation.is_none() {
+            self.trace.line("ok");
+        }
+        Report {
+            seed: None,
+            candidates: self.candidates.len(),
+            ops: self.ops,
+            violation: self.violation,
+            trace: self.trace.text(),
+        }
+    }
+}

@@ -1,0 +1,390 @@
+//! Named regressions: each test stages a failure that an upstream leader-election library
+//! shipped (the contract names them), on the in-memory service in virtual time, and shows that
+//! we survive it. Each runs as a fixed simulation schedule, so every invariant of
+//! `election_mem::sim` is checked too (S1-S5, L1, L3), and adds the assertion particular to it.
+
+use std::time::Duration;
+
+use election_core::{Candidate, Client, ElectionState, Reason};
+use election_mem::sim::{run_schedule, Op, Schedule, Sim, SimSetup, WorkKind};
+use election_mem::MemCluster;
+
+const T: u16 = 2000;
+
+fn setup() -> SimSetup {
+    SimSetup {
+        session_timeout_ms: T,
+        paths: 1,
+        max_candidates: 50,
+        seed: 11,
+    }
+}
+
+/// Runs `ops` after `n` candidates joined on clients of their own (work: quick), then checks
+/// everything; returns the trace.
+fn staged(n: usize, work: WorkKind, ops: &[Op]) -> String {
+    let mut all: Vec<Op> = (0..n)
+        .map(|i| Op::Join {
+            client: i as u8,
+            path: 0,
+            work,
+        })
+        .collect();
+    all.push(Op::Advance { ms: 50 });
+    all.extend_from_slice(ops);
+    let report = run_schedule(&Schedule {
+        setup: setup(),
+        ops: all,
+    });
+    report.check();
+    report.trace
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+/// CURATOR-3: a create whose reply is lost (ConnectionLoss after the server applied it) left an
+/// orphan entry that led for ever. Protected create: we look the entry up by its marker and
+/// adopt it; nothing is left behind (S5), and the candidate leads with it.
+#[test]
+fn curator_3_lost_create_reply_leaves_no_orphan() {
+    let trace = staged(
+        0,
+        WorkKind::None,
+        &[
+            Op::LoseCreateReply,
+            Op::Join {
+                client: 0,
+                path: 0,
+                work: WorkKind::Quick,
+            },
+            Op::Advance { ms: 500 },
+            Op::Stop { who: 0 },
+            Op::Advance { ms: 100 },
+        ],
+    );
+    assert!(trace.contains("c0: joining -> leader"), "{trace}");
+}
+
+/// CURATOR-18: the connection is lost around a create, and the candidate is closed before it
+/// found out: the entry stayed. We finish the lookup before withdrawing.
+#[test]
+fn curator_18_stop_right_after_a_lost_create_reply() {
+    staged(
+        1,
+        WorkKind::Quick,
+        &[
+            Op::LoseCreateReply,
+            Op::Join {
+                client: 9,
+                path: 0,
+                work: WorkKind::None,
+            },
+            Op::Stop { who: 1 },
+            Op::Advance { ms: 500 },
+        ],
+    );
+}
+
+/// CURATOR-54 (and k8s#23731): leader work went on after the leader lost its session. Work is
+/// cancelled when the term ends, awaited (bounded by the grace) before the entry is given up,
+/// and never overlaps its successor's (S4).
+#[test]
+fn curator_54_leader_work_ends_before_the_successor_starts() {
+    for work in [WorkKind::Quick, WorkKind::Slow, WorkKind::Stubborn] {
+        staged(
+            3,
+            work,
+            &[
+                Op::Expire { client: 0 },
+                Op::Advance { ms: 200 },
+                Op::Resign { who: 1 },
+                Op::Advance { ms: 2000 },
+            ],
+        );
+    }
+}
+
+/// CURATOR-171: the leader's entry deleted by someone else: the leader did not notice. We step
+/// down, report it, and rejoin at the tail.
+#[test]
+fn curator_171_entry_deleted_by_someone_else() {
+    let trace = staged(
+        3,
+        WorkKind::Quick,
+        &[
+            Op::DeleteEntry { path: 0, index: 0 },
+            Op::Advance { ms: 200 },
+        ],
+    );
+    assert!(
+        trace.contains("c0: leader[3] -> joining (EntryDeleted)"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("c1: follower#1(leader c0) -> leader"),
+        "{trace}"
+    );
+}
+
+/// CURATOR-444/460 (and zookeeper-client reporting `Expired` only at ~1.75 x the timeout): a
+/// leader cut off must step down within its budget of its last contact, before the service can
+/// expire it, not when its client library says so.
+#[test]
+fn curator_444_460_cut_leader_steps_down_before_expiry() {
+    let trace = staged(
+        2,
+        WorkKind::Slow,
+        &[
+            Op::Cut { client: 0 },
+            Op::Advance { ms: 3 * T },
+            Op::Heal { client: 0 },
+            Op::Advance { ms: 500 },
+        ],
+    );
+    assert!(
+        trace.contains("c0: leader[3]? -> suspended (StepDownDeadline)"),
+        "{trace}"
+    );
+}
+
+/// CURATOR-498: after a reconnect, a latch deleted an entry that was not its own (and a second
+/// leader appeared). We only ever delete entries with our own marker prefix and session, and a
+/// second candidate on the same session and path keeps its entry.
+#[test]
+fn curator_498_never_deletes_an_entry_that_is_not_its_own() {
+    let trace = staged(
+        0,
+        WorkKind::None,
+        &[
+            Op::Join {
+                client: 0,
+                path: 0,
+                work: WorkKind::Quick,
+            },
+            Op::LoseCreateReply,
+            Op::Join {
+                client: 0,
+                path: 0,
+                work: WorkKind::Quick,
+            },
+            Op::Advance { ms: 300 },
+            Op::Cut { client: 0 },
+            Op::Advance { ms: 100 },
+            Op::Heal { client: 0 },
+            Op::Advance { ms: 300 },
+            Op::Resign { who: 0 },
+            Op::Advance { ms: 300 },
+        ],
+    );
+    assert!(!trace.contains("EntryDeleted"), "{trace}");
+}
+
+/// CURATOR-620/652/653: across a reconnect within the session, the candidate keeps its place and
+/// verifies it before claiming; a follower that was next in line does not claim while cut off.
+#[test]
+fn curator_620_652_653_reconnect_keeps_the_place_and_reverifies() {
+    let trace = staged(
+        3,
+        WorkKind::Quick,
+        &[
+            Op::Cut { client: 1 },
+            Op::Advance { ms: 800 },
+            Op::Leave { who: 0 },
+            Op::Advance { ms: 300 },
+            Op::Heal { client: 1 },
+            Op::Advance { ms: 300 },
+        ],
+    );
+    assert!(trace.contains("c1: suspended -> leader"), "{trace}");
+}
+
+/// CURATOR-696: an entry of an expired session was taken for the candidate's own. After an
+/// expiry, only an entry of the new session counts (S3): never a leader without its entry.
+#[test]
+fn curator_696_no_claim_on_an_entry_of_an_expired_session() {
+    staged(
+        2,
+        WorkKind::Quick,
+        &[
+            Op::LoseCreateReply,
+            Op::ForceExpire { client: 0 },
+            Op::Advance { ms: 300 },
+            Op::ForceExpire { client: 1 },
+            Op::Advance { ms: 300 },
+        ],
+    );
+}
+
+/// CURATOR-724 (and client-go#879): after its session expired, the candidate did not rejoin.
+/// We rejoin with a new session, at the tail, and say so (L4).
+#[test]
+fn curator_724_expired_candidate_rejoins_at_the_tail() {
+    let trace = staged(
+        3,
+        WorkKind::Quick,
+        &[Op::Expire { client: 1 }, Op::Advance { ms: 300 }],
+    );
+    assert!(
+        trace.contains("c1: suspended -> joining (Rejoining)"),
+        "{trace}"
+    );
+    assert!(trace.contains("c1: joining -> follower#2"), "{trace}");
+}
+
+/// kazoo 9b0a793 (and zookeeper-async): the predecessor vanished between the listing and the
+/// watch, and the candidate waited for ever on a watch that could never fire. We re-list.
+#[test]
+fn kazoo_9b0a793_predecessor_gone_between_list_and_watch() {
+    // With 10 ms per request, c2's create lands at 10 ms and its listing at 20 ms; c1 leaves at
+    // 25 ms, before c2's watch (30 ms) is set.
+    let trace = staged(
+        2,
+        WorkKind::None,
+        &[
+            Op::Latency { ms: 10 },
+            Op::Join {
+                client: 9,
+                path: 0,
+                work: WorkKind::None,
+            },
+            Op::Advance { ms: 24 },
+            Op::Leave { who: 1 },
+            Op::Advance { ms: 200 },
+            Op::Leave { who: 0 },
+            Op::Advance { ms: 200 },
+        ],
+    );
+    assert!(
+        trace.contains("c2: follower#1(leader c0) -> leader"),
+        "{trace}"
+    );
+}
+
+/// etcd#19597, "phantom leader": Campaign returned success with no key behind it. A candidate
+/// whose session was expired never stays or becomes leader without its entry (S3 after every
+/// op), and the next one leads.
+#[test]
+fn etcd_19597_no_phantom_leader_after_expiry() {
+    let trace = staged(
+        2,
+        WorkKind::Quick,
+        &[Op::ForceExpire { client: 0 }, Op::Advance { ms: 300 }],
+    );
+    assert!(
+        trace.contains("c1: follower#1(leader c0) -> leader"),
+        "{trace}"
+    );
+}
+
+/// zookeeper-async's LeaderLatch stayed leader after its session expired (split brain). A leader
+/// cut off until the service expires it is out of the Leader state before its successor leads,
+/// and rejoins as a follower when it heals.
+#[test]
+fn zookeeper_async_latch_split_brain_after_expiry() {
+    let trace = staged(
+        2,
+        WorkKind::Stubborn,
+        &[
+            Op::Cut { client: 0 },
+            Op::Advance { ms: 2 * T },
+            Op::Heal { client: 0 },
+            Op::Advance { ms: 300 },
+        ],
+    );
+    assert!(
+        trace.contains("c0: suspended -> joining (Rejoining)"),
+        "{trace}"
+    );
+}
+
+/// L1/L3 (and a mutant that survived): when the leader leaves, its successor leads on the
+/// notification and a read of its own entry, with no listing: two round trips (the leaver's
+/// delete, the successor's read), whatever the queue length.
+#[test]
+fn the_successor_claims_on_the_notification_without_listing() {
+    rt().block_on(async {
+        let cluster = MemCluster::new();
+        let mut cs = Vec::new();
+        for i in 0..4 {
+            cs.push(
+                Candidate::builder("/reg/fast-claim", format!("c{i}"))
+                    .session_timeout(Duration::from_secs(2))
+                    .join(cluster.backend())
+                    .await
+                    .unwrap(),
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        cs[0]
+            .wait_for_leadership(Duration::from_secs(1))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cluster.set_latency(Duration::from_millis(10));
+        let lists = cluster.stats().lists;
+        let left = tokio::time::Instant::now();
+        cs[0].leave().await.unwrap();
+        cs[1]
+            .wait_for_leadership(Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(cluster.stats().lists, lists, "the successor listed again");
+        // The leaver's delete, then the successor's read of its own entry: two calls of 10 ms,
+        // no listing (the read rules out its entry having gone in the same transaction).
+        assert!(
+            left.elapsed() <= Duration::from_millis(20),
+            "{:?}",
+            left.elapsed()
+        );
+        let mut events = cs[1].events();
+        while let Ok(e) = events.try_recv() {
+            if let election_core::Event::Transition(t) = e {
+                assert_eq!(t.reason, Reason::Claimed);
+            }
+        }
+    });
+}
+
+/// A mutant that survived: a stopped candidate frees its id on its client, so the same id can
+/// join again on the same client.
+#[test]
+fn a_stopped_candidate_frees_its_id_on_the_client() {
+    rt().block_on(async {
+        let cluster = MemCluster::new();
+        let client = Client::connect(cluster.backend(), Duration::from_secs(2))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let c = client
+                .join(Candidate::builder("/reg/same-id", "again").build().unwrap())
+                .await
+                .expect("the id is free again");
+            c.wait_for_leadership(Duration::from_secs(1)).await.unwrap();
+            c.stop().await;
+            assert!(matches!(c.current(), ElectionState::Stopped(_)));
+        }
+    });
+}
+
+/// The simulation can also be driven op by op, with the queue inspected between ops.
+#[test]
+fn a_simulation_step_by_step() {
+    rt().block_on(async {
+        let mut sim = Sim::new(setup()).await;
+        let a = sim.join_alone(0, WorkKind::Quick).await;
+        let b = sim.join_alone(0, WorkKind::Quick).await;
+        sim.apply(Op::Advance { ms: 100 }).await.unwrap();
+        assert_eq!(sim.queue(0), [a.clone(), b.clone()]);
+        sim.apply(Op::Resign { who: 0 }).await.unwrap();
+        sim.apply(Op::Advance { ms: 100 }).await.unwrap();
+        assert_eq!(sim.queue(0), [b.clone(), a]);
+        assert_eq!(sim.leaders(0), [b]);
+        sim.finish().await.check();
+    });
+}
