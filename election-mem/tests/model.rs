@@ -58,7 +58,7 @@ impl Model {
             .collect()
     }
 
-    fn to_tail(&mut self, id: &str) {
+    fn move_to_tail(&mut self, id: &str) {
         if let Some(i) = self.queue.iter().position(|q| q == id) {
             let id = self.queue.remove(i);
             self.queue.push(id);
@@ -148,7 +148,7 @@ impl ReferenceStateMachine for ElectionModel {
             Step::Resign(usize::MAX) => {}
             Step::Resign(i) => {
                 let id = state.running[*i].clone();
-                state.to_tail(&id);
+                state.move_to_tail(&id);
             }
             Step::Leave(i) | Step::Stop(i) | Step::Drop(i) => {
                 let id = state.running[*i].clone();
@@ -166,12 +166,12 @@ impl ReferenceStateMachine for ElectionModel {
             Step::Expire(i) | Step::ForceExpire(i) => {
                 let id = state.live_clients()[*i].clone();
                 if state.running.contains(&id) {
-                    state.to_tail(&id);
+                    state.move_to_tail(&id);
                 }
             }
             Step::DeleteEntry(i) => {
                 let id = state.queue[*i].clone();
-                state.to_tail(&id);
+                state.move_to_tail(&id);
             }
         }
         state
