@@ -791,8 +791,12 @@ impl Machine {
         };
         match result {
             // L3 / S3: the head left and we were next: nothing can sort between, and our own
-            // entry is watched, so we lead without listing again.
-            Ok(()) if was_head && self.connected() && self.work == Work::Idle => {
+            // entry is watched, so we lead without listing again. Not while our place is being
+            // verified (after a reconnect): what happened to our own entry meanwhile may still
+            // be on its way.
+            Ok(())
+                if was_head && self.connected() && self.work == Work::Idle && !self.want_list =>
+            {
                 self.head = Some(entry.name.clone());
                 self.claim(now, entry, false);
             }

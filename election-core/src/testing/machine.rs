@@ -881,6 +881,28 @@ mod tests {
         assert!(trace.contains("-> leader"), "{trace}");
     }
 
+    /// Regression (found by `machine_steps`): while disconnected, the head left and then an
+    /// administrator deleted our entry; on reconnect the predecessor's notification came first
+    /// and the machine claimed on it, with no entry (S3), before the next one told it.
+    #[test]
+    fn no_claim_on_a_stale_notification_after_a_reconnect() {
+        let steps = [
+            Step::Join,
+            Step::Reply,
+            Step::Reply,
+            Step::Disconnect,
+            Step::Leave(0),
+            Step::DeleteOwn,
+            Step::LoseReply,
+        ];
+        let setup = Setup {
+            has_work: false,
+            rejoin: false,
+            ..Setup::default()
+        };
+        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+    }
+
     /// A mutant that survived: a failed predecessor watch must lead to a new listing, or the
     /// follower waits for ever.
     #[test]
