@@ -21,3 +21,5 @@ echo "== rustdoc -D warnings"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --quiet
 echo "== cargo test"
 cargo test --workspace --all-features
+echo "== fuzz corpus replay (stable)"
+cargo test --manifest-path fuzz/Cargo.toml

@@ -78,6 +78,10 @@ fn grace_for(
     timeout: Duration,
 ) -> Result<Duration, ConfigError> {
     let budget = timeout.mul_f64(fraction);
+    if budget.is_zero() {
+        // A fraction so small that the budget rounds to nothing: no grace can fit in it.
+        return Err(ConfigError::StepDownFraction(fraction));
+    }
     match grace {
         None => Ok(budget / 4),
         Some(grace) if grace < budget => Ok(grace),
@@ -318,6 +322,11 @@ mod tests {
                 .build()
                 .unwrap_err(),
             ConfigError::GraceTooLong { .. }
+        ));
+        // Found by the `input` fuzzer: a budget that rounds to zero left a default grace of 0.
+        assert!(matches!(
+            b().step_down_fraction(1e-300).build().unwrap_err(),
+            ConfigError::StepDownFraction(_)
         ));
         assert!(matches!(
             CandidateBuilder::new("relative", "c").build().unwrap_err(),

@@ -821,7 +821,9 @@ impl Machine {
             // without listing again, once a read shows our own entry still there and ours. Our
             // own watch is not enough: an administrator's multi-op can delete both entries in one
             // transaction, and its notifications come in no set order (a phantom term otherwise).
-            Ok(()) if was_head => {
+            // While a verification listing is pending anyway (after a reconnect), that listing
+            // decides.
+            Ok(()) if was_head && !self.want_list => {
                 self.phase = Phase::Holding {
                     entry,
                     role: Role::Confirming,

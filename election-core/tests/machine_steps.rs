@@ -17,6 +17,7 @@ fn step() -> impl Strategy<Value = Step> {
         2 => Just(Step::Join),
         2 => any::<u8>().prop_map(Step::Leave),
         1 => Just(Step::DeleteOwn),
+        1 => any::<u8>().prop_map(Step::WatchFail),
         1 => Just(Step::WorkDone),
         1 => Just(Step::Timer),
         1 => (0u16..3000).prop_map(Step::Advance),

@@ -84,6 +84,9 @@ pub enum Step {
     Leave(u8),
     /// An administrator deletes our entry.
     DeleteOwn,
+    /// The armed predecessor watch fails (`kind` as for [`Step::Fail`]) while the session
+    /// lives: the predecessor must be looked at again.
+    WatchFail(u8),
     /// Leader work returns by itself (or, once cancelled, stops in time).
     WorkDone,
     /// Time advances to the machine's next deadline, which fires.
@@ -497,6 +500,15 @@ impl Run {
                     self.remove(name);
                 }
             }
+            Step::WatchFail(k) => {
+                if let Some(name) = self.pred_watch.take() {
+                    let input = Input::PredecessorGone {
+                        name,
+                        result: Err(err(kind_of(*k), "watch failed")),
+                    };
+                    self.input(input)?;
+                }
+            }
             Step::WorkDone => match self.work {
                 Work::Running(_) | Work::Cancelled(_) => {
                     self.work = Work::Idle;
@@ -871,6 +883,46 @@ mod tests {
         };
         let trace = run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
         assert!(trace.contains("-> leader"), "{trace}");
+    }
+
+    /// Regression (found by `machine_steps`): while disconnected, the head left and then an
+    /// administrator deleted our entry; on reconnect the predecessor's notification came first
+    /// and the machine claimed on it, with no entry (S3), before the next one told it.
+    #[test]
+    fn no_claim_on_a_stale_notification_after_a_reconnect() {
+        let steps = [
+            Step::Join,
+            Step::Reply,
+            Step::Reply,
+            Step::Disconnect,
+            Step::Leave(0),
+            Step::DeleteOwn,
+            Step::LoseReply,
+        ];
+        let setup = Setup {
+            has_work: false,
+            rejoin: false,
+            ..Setup::default()
+        };
+        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+    }
+
+    /// A mutant that survived: a failed predecessor watch must lead to a new listing, or the
+    /// follower waits for ever.
+    #[test]
+    fn a_failed_predecessor_watch_is_armed_again() {
+        let steps = [
+            Step::Join,
+            Step::Reply,
+            Step::Reply,
+            Step::Reply,
+            Step::WatchFail(1),
+        ];
+        let setup = Setup {
+            has_work: false,
+            ..Setup::default()
+        };
+        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
     }
 
     #[test]
