@@ -16,6 +16,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Expire),
         2 => Just(Step::Join),
         2 => any::<u8>().prop_map(Step::Leave),
+        1 => any::<u8>().prop_map(Step::LeaveAndDisconnect),
         1 => Just(Step::DeleteOwn),
         1 => any::<u8>().prop_map(Step::WatchFail),
         1 => Just(Step::WorkDone),

@@ -82,6 +82,10 @@ pub enum Step {
     Join,
     /// Another candidate's entry (picked by index) leaves.
     Leave(u8),
+    /// Another candidate's entry leaves and contact is lost at the same instant: the
+    /// disconnect is handled first (the driver puts session changes first), then the
+    /// notification that was already on its way.
+    LeaveAndDisconnect(u8),
     /// An administrator deletes our entry.
     DeleteOwn,
     /// The armed predecessor watch fails (`kind` as for [`Step::Fail`]) while the session
@@ -494,6 +498,18 @@ impl Run {
                     self.remove(&name);
                 }
             }
+            Step::LeaveAndDisconnect(i) => {
+                if !self.connected || self.told_over || self.opening {
+                    return Ok(());
+                }
+                self.step(&Step::Leave(*i))?;
+                let queued: Vec<Input> = self.inbox.drain(..).collect();
+                self.connected = false;
+                self.last_contact = self.now;
+                let last_contact = self.now;
+                self.input(Input::Session(SessionState::Disconnected { last_contact }))?;
+                self.inbox.extend(queued);
+            }
             Step::DeleteOwn => {
                 let mine: Vec<String> = self.ours().map(|e| e.name.clone()).collect();
                 if let Some(name) = mine.first() {
@@ -898,6 +914,26 @@ mod tests {
         let setup = Setup {
             has_work: false,
             rejoin: false,
+            ..Setup::default()
+        };
+        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+    }
+
+    /// A mutant that survived (`connected` always true): a notification handled just after
+    /// contact was lost must not make the follower claim (it would lead with no step-down
+    /// deadline armed).
+    #[test]
+    fn no_claim_on_a_notification_handled_after_contact_was_lost() {
+        let steps = [
+            Step::Join,
+            Step::Reply,
+            Step::Reply,
+            Step::Reply,
+            Step::LeaveAndDisconnect(0),
+            Step::Advance(3000),
+        ];
+        let setup = Setup {
+            has_work: false,
             ..Setup::default()
         };
         run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
