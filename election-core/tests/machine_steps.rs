@@ -48,3 +48,29 @@ proptest! {
         }
     }
 }
+
+/// Open finding (not fixed): a create applied *after* the lookup that followed its lost reply
+/// (possible when a request is still in a service's pipeline) can leave an orphan when the
+/// candidate is stopped meanwhile: the lookup found nothing, the machine created again with the
+/// same marker, and two entries carried it. A fresh marker per attempt and a last listing before
+/// finishing would close it. `Step::LateCreate` is left out of the strategy above until then.
+#[test]
+#[ignore = "open finding: late-applied creates (see the doc comment)"]
+fn open_finding_late_create_then_stop() {
+    let steps = [
+        Step::Expire,
+        Step::Reply,
+        Step::LateCreate,
+        Step::Timer,
+        Step::Resign(false),
+        Step::Reply,
+        Step::LoseReply,
+    ];
+    let setup = Setup {
+        has_work: false,
+        ..Setup::default()
+    };
+    if let Err((v, trace)) = run_steps(&setup, &steps) {
+        panic!("{v}\n{trace}");
+    }
+}

@@ -11,8 +11,9 @@
 //!   queue, owned by its live session, with contact.
 //! - **S4**: it starts a term's work only when the last term's work has ended, and never deletes
 //!   the entry it holds while its work runs.
-//! - **S5**: it never holds two entries in one session (a create whose reply was lost is looked
-//!   up first), and a clean stop leaves no entry.
+//! - **S5**: it never creates a second entry while it knows of one (a create whose reply was lost
+//!   is looked up first), an entry applied late is deleted once seen, nothing of ours is left
+//!   once everything settled, and a clean stop leaves no entry.
 //! - **L1**: once the faults stop and the others leave, it leads (or finishes, if told to stop).
 //! - The driver's contract: at most one backend request at a time; a new session only after the
 //!   old one ended; nothing after `Finished`.
@@ -71,6 +72,9 @@ pub enum Step {
     Fail(u8),
     /// The request under way is applied but its reply is lost (outcome unknown).
     LoseReply,
+    /// The create under way fails with outcome unknown and is not applied yet: the service
+    /// applies it later, just after the next create (a request still in the pipeline).
+    LateCreate,
     /// Replies stop coming: the session is disconnected.
     Disconnect,
     /// Contact resumes (or the machine learns its session expired meanwhile).
@@ -114,6 +118,8 @@ struct Entry {
     marker: Marker,
     token: u64,
     mine: bool,
+    /// Applied late (the machine cannot know of it before its next listing).
+    late: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,6 +163,9 @@ struct Run {
     state: ElectionState,
     last_term: Option<FencingToken>,
     stop_at: Option<Instant>,
+    rejoin: bool,
+    late_marker: Option<Marker>,
+    resigns_pending: usize,
     trace: String,
 }
 
@@ -242,6 +251,9 @@ impl Run {
             state: ElectionState::Joining,
             last_term: None,
             stop_at: None,
+            rejoin: setup.rejoin,
+            late_marker: None,
+            resigns_pending: 0,
             trace: String::new(),
         }
     }
@@ -250,6 +262,11 @@ impl Run {
         self.entries
             .iter()
             .filter(move |e| e.mine && e.owner == self.session)
+    }
+
+    /// Ours, without entries applied late that no listing has shown yet.
+    fn ours_known(&self) -> impl Iterator<Item = &Entry> {
+        self.ours().filter(|e| !e.late)
     }
 
     fn input(&mut self, input: Input) -> Result<(), Violation> {
@@ -335,6 +352,7 @@ impl Run {
             marker,
             token: self.zxid,
             mine,
+            late: false,
         };
         self.entries.push(entry.clone());
         entry
@@ -345,9 +363,18 @@ impl Run {
         match pending {
             Pending::Create(marker) => {
                 let e = self.create(self.session, marker, true);
+                if let Some(late) = self.late_marker.take() {
+                    self.create(self.session, late, true);
+                    if let Some(l) = self.entries.last_mut() {
+                        l.late = true;
+                    }
+                }
                 Input::Created(Ok(self.info(&e)))
             }
             Pending::List => {
+                for e in &mut self.entries {
+                    e.late = false;
+                }
                 let mut sorted = self.entries.clone();
                 sorted.sort_by_key(|e| e.seq);
                 Input::Listed(Ok(Listing {
@@ -435,6 +462,16 @@ impl Run {
                 if let Some(p) = self.pending.take() {
                     let input = Self::failed(p, err(kind_of(*k), "injected failure"));
                     self.input(input)?;
+                }
+            }
+            Step::LateCreate => {
+                if let Some(Pending::Create(marker)) = &self.pending {
+                    if self.unreachable().is_none() && self.late_marker.is_none() {
+                        self.late_marker = Some(marker.clone());
+                        self.pending = None;
+                        let e = err(ErrorKind::OutcomeUnknown, "request timed out");
+                        self.input(Input::Created(Err(e)))?;
+                    }
                 }
             }
             Step::LoseReply => {
@@ -542,6 +579,7 @@ impl Run {
                 self.advance_to(at)?;
             }
             Step::Resign(rejoin) => {
+                self.resigns_pending += 1;
                 if !matches!(self.state, ElectionState::Stopped(_)) && !*rejoin {
                     self.stop_at.get_or_insert(self.now);
                 }
@@ -557,6 +595,8 @@ impl Run {
 
     fn expire_server(&mut self) {
         self.server_alive = false;
+        // A request of a session that ended is never applied.
+        self.late_marker = None;
         self.pred_watch = None;
         self.own_watch = None;
         self.deferred.clear();
@@ -648,13 +688,19 @@ impl Run {
                         "asked for a new session while the old one lives",
                     ));
                 }
+                if !self.rejoin {
+                    return Err(Violation::new(
+                        "L4",
+                        "opened a new session to rejoin although re-candidacy is off",
+                    ));
+                }
                 self.opening = true;
                 self.pending = None;
                 self.pred_watch = None;
                 self.own_watch = None;
             }
             Action::Create { marker } => {
-                if let Some(e) = self.ours().next() {
+                if let Some(e) = self.ours_known().next() {
                     return Err(Violation::new(
                         "S5",
                         format!("a second create while {} is held by this session", e.name),
@@ -665,8 +711,16 @@ impl Run {
             Action::List => self.request(Pending::List)?,
             Action::Read { name } => self.request(Pending::Read(name))?,
             Action::Delete { name } => {
-                let held = self.ours().any(|e| e.name == name);
-                if held && self.work != Work::Idle {
+                // The entry of the term whose work still runs.
+                let term = match self.work {
+                    Work::Running(t) | Work::Cancelled(t) => Some(t.0),
+                    Work::Idle => None,
+                };
+                let held = self
+                    .entries
+                    .iter()
+                    .any(|e| e.name == name && Some(e.token) == term);
+                if held {
                     return Err(Violation::new(
                         "S4",
                         format!("entry {name} given up while its leader work still runs"),
@@ -725,7 +779,16 @@ impl Run {
                 }
                 self.state = t.to;
             }
-            Action::Emit(Event::Notice { .. }) | Action::ResignDone => {}
+            Action::Emit(Event::Notice { .. }) => {}
+            Action::ResignDone => {
+                if self.resigns_pending == 0 {
+                    return Err(Violation::new(
+                        "driver",
+                        "resignation reported done with none asked for",
+                    ));
+                }
+                self.resigns_pending -= 1;
+            }
             Action::Finished => {
                 self.finished = true;
                 self.check_finished()?;
@@ -765,7 +828,8 @@ impl Run {
             && self.server_alive
             && self.now < asked + TIMEOUT
             && !matches!(self.state, ElectionState::Stopped(StopReason::Failed(_)));
-        match self.ours().next() {
+        // An entry applied after the machine's last listing is one it cannot know of.
+        match self.ours_known().next() {
             Some(e) if clean => Err(Violation::new(
                 "S5",
                 format!("stopped with entry {} left behind", e.name),
@@ -776,12 +840,9 @@ impl Run {
 
     /// The invariants that hold at every instant.
     fn check(&self) -> Result<(), Violation> {
-        if self.ours().count() > 1 {
-            return Err(Violation::new(
-                "S5",
-                format!("two entries in one session: {:?}", self.entries),
-            ));
-        }
+        // (Two entries of ours can exist for a round trip: a create applied late is found by the
+        // next listing and deleted. A second create while one is known, and an orphan left once
+        // everything settled, are checked where they happen.)
         if !self.connected && !self.told_over {
             let limit = self.last_contact + self.budget;
             if self.state.is_leader() && self.now >= limit {
@@ -849,6 +910,14 @@ impl Run {
             self.drain()?;
         }
         if self.finished || self.state.is_leader() {
+            let ours = self.ours_known().count();
+            let stopped_cleanly = self.finished && self.check_finished().is_ok();
+            if ours > 1 || (ours == 1 && !self.state.is_leader() && !stopped_cleanly) {
+                return Err(Violation::new(
+                    "S5",
+                    format!("{ours} entries of ours left once everything settled"),
+                ));
+            }
             return Ok(());
         }
         Err(Violation::new(
