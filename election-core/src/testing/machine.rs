@@ -1008,6 +1008,28 @@ mod tests {
         run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
     }
 
+    /// Regression (found by `machine_steps` with late creates): an orphan of ours that a
+    /// listing showed while releasing was dropped when the release finished (S5).
+    #[test]
+    fn orphans_seen_while_releasing_are_deleted_before_finishing() {
+        let steps = [
+            Step::Expire,
+            Step::Reply,
+            Step::LateCreate,
+            Step::Timer,
+            Step::Reply,
+            Step::Reply,
+            Step::Resign(false),
+            Step::Reply,
+            Step::Reply,
+        ];
+        let setup = Setup {
+            has_work: false,
+            ..Setup::default()
+        };
+        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+    }
+
     /// A mutant that survived: a failed predecessor watch must lead to a new listing, or the
     /// follower waits for ever.
     #[test]
