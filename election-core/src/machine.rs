@@ -1140,8 +1140,10 @@ impl Machine {
                 self.out.push(Action::Create { marker });
                 return;
             }
+            // S5: orphans of ours that a listing showed go before our own entry: once that is
+            // deleted we finish, and they would stay behind.
             Phase::Releasing { entry } if self.work == Work::Idle => {
-                Request::Delete(entry.name.clone())
+                Request::Delete(self.delete_queue.front().unwrap_or(&entry.name).clone())
             }
             Phase::Holding {
                 entry,

@@ -16,6 +16,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::Expire),
         2 => Just(Step::Join),
         2 => any::<u8>().prop_map(Step::Leave),
+        1 => any::<u8>().prop_map(Step::LeaveAndDisconnect),
         1 => Just(Step::DeleteOwn),
         1 => any::<u8>().prop_map(Step::WatchFail),
         1 => Just(Step::WorkDone),
@@ -45,5 +46,31 @@ proptest! {
         if let Err((v, trace)) = run_steps(&setup, &steps) {
             prop_assert!(false, "{v}\n{trace}");
         }
+    }
+}
+
+/// Open finding (not fixed): a create applied *after* the lookup that followed its lost reply
+/// (possible when a request is still in a service's pipeline) can leave an orphan when the
+/// candidate is stopped meanwhile: the lookup found nothing, the machine created again with the
+/// same marker, and two entries carried it. A fresh marker per attempt and a last listing before
+/// finishing would close it. `Step::LateCreate` is left out of the strategy above until then.
+#[test]
+#[ignore = "open finding: late-applied creates (see the doc comment)"]
+fn open_finding_late_create_then_stop() {
+    let steps = [
+        Step::Expire,
+        Step::Reply,
+        Step::LateCreate,
+        Step::Timer,
+        Step::Resign(false),
+        Step::Reply,
+        Step::LoseReply,
+    ];
+    let setup = Setup {
+        has_work: false,
+        ..Setup::default()
+    };
+    if let Err((v, trace)) = run_steps(&setup, &steps) {
+        panic!("{v}\n{trace}");
     }
 }
