@@ -163,6 +163,13 @@ enum Phase {
     Releasing {
         entry: OwnEntry,
     },
+    /// Stopping after a create of this session had an unknown outcome: one last listing, and
+    /// any entry of ours it shows is deleted, before finishing (S5: a create applied after the
+    /// lookup that followed its lost reply).
+    Sweeping {
+        listed: bool,
+        stop: StopReason,
+    },
     Stopped,
 }
 
@@ -231,6 +238,8 @@ pub(crate) struct Machine {
     head: Option<String>,
     leader: Option<LeaderInfo>,
     foreign: Vec<String>,
+    /// A create on this session had an unknown outcome: sweep before finishing a stop.
+    sweep_before_finish: bool,
     /// `cfg.marker_prefix` as the 8 hex digits that start our markers.
     marker_prefix: String,
     state: ElectionState,
@@ -269,6 +278,7 @@ impl Machine {
             head: None,
             leader: None,
             foreign: Vec::new(),
+            sweep_before_finish: false,
             state: ElectionState::Joining,
             out: Vec::new(),
         };
@@ -343,6 +353,7 @@ impl Machine {
         self.session = id;
         self.timeout = timeout;
         self.session_over = false;
+        self.sweep_before_finish = false;
         self.last_contact = match state {
             SessionState::Connected => None,
             SessionState::Disconnected { last_contact } => Some(last_contact),
@@ -363,13 +374,18 @@ impl Machine {
     }
 
     fn new_registration(&mut self) -> Phase {
-        self.attempt = self.attempt.wrapping_add(1);
-        let bits = (u64::from(self.cfg.marker_prefix) << 32) | u64::from(self.attempt);
         Phase::Registering {
-            marker: Marker::from_bits(bits),
+            marker: self.next_marker(),
             unknown: false,
             adopting: None,
         }
+    }
+
+    /// A marker for a new create attempt: never reused, so that a create applied late (after
+    /// the lookup that followed its lost reply) is an orphan of ours, not a twin of the next.
+    fn next_marker(&mut self) -> Marker {
+        self.attempt = self.attempt.wrapping_add(1);
+        Marker::from_bits((u64::from(self.cfg.marker_prefix) << 32) | u64::from(self.attempt))
     }
 
     fn is_ours(&self, marker: &Marker) -> bool {
@@ -493,6 +509,7 @@ impl Machine {
                 // S5: the create may have been applied: find it by its marker before anything.
                 ErrorKind::OutcomeUnknown | ErrorKind::Other => {
                     *unknown = true;
+                    self.sweep_before_finish = true;
                     self.retry_later(now, &e);
                 }
                 ErrorKind::NotFound | ErrorKind::AlreadyExists => self.retry_later(now, &e),
@@ -645,42 +662,61 @@ impl Machine {
             Phase::Holding { entry, .. } | Phase::Releasing { entry } => Some(entry.name.clone()),
             _ => None,
         };
-        let lookup_marker = match &self.phase {
+        // A lookup adopts the first entry with its marker; any other is an orphan too.
+        let adoptable = match &self.phase {
             Phase::Registering {
                 marker,
                 unknown: true,
                 ..
-            } => Some(marker.clone()),
+            } => listing
+                .entries
+                .iter()
+                .find(|e| e.marker == *marker && e.owner == self.session)
+                .map(|e| e.name.clone()),
             _ => None,
         };
         for e in &listing.entries {
             if e.owner == self.session
                 && self.is_ours(&e.marker)
                 && current.as_deref() != Some(e.name.as_str())
-                && lookup_marker.as_ref() != Some(&e.marker)
+                && adoptable.as_deref() != Some(e.name.as_str())
                 && !self.delete_queue.contains(&e.name)
             {
                 self.delete_queue.push_back(e.name.clone());
             }
         }
+        let lookup_failed =
+            matches!(self.phase, Phase::Registering { unknown: true, .. }) && adoptable.is_none();
+        let fresh = lookup_failed.then(|| self.next_marker());
         match &mut self.phase {
             Phase::Registering {
                 marker,
                 unknown,
                 adopting,
             } if *unknown => {
-                let found = listing
-                    .entries
-                    .iter()
-                    .find(|e| e.marker == *marker && e.owner == self.session);
-                match found {
-                    Some(e) => *adopting = Some(e.name.clone()),
-                    None => *unknown = false,
+                match adoptable {
+                    Some(name) => *adopting = Some(name),
+                    None => {
+                        // Not applied (as far as this listing shows): the next attempt gets a
+                        // marker of its own.
+                        if let Some(fresh) = fresh {
+                            *marker = fresh;
+                        }
+                        *unknown = false;
+                        // Leaving: nothing was registered, so nothing to create only to delete.
+                        if self.goal != Goal::Run {
+                            self.after_release(now);
+                        }
+                    }
                 }
             }
             Phase::Holding { .. } => {
                 self.want_list = false;
                 self.place(now, &listing);
+            }
+            Phase::Sweeping { listed, .. } => {
+                *listed = true;
+                self.sweep_done(now);
             }
             _ => {}
         }
@@ -933,7 +969,7 @@ impl Machine {
                 unknown, adopting, ..
             } if self.pending == Some(Request::Create) || *unknown || adopting.is_some() => {}
             Phase::Registering { .. } | Phase::AwaitingSession => self.after_release(now),
-            Phase::Releasing { .. } | Phase::Stopped => {}
+            Phase::Releasing { .. } | Phase::Sweeping { .. } | Phase::Stopped => {}
         }
     }
 
@@ -974,6 +1010,7 @@ impl Machine {
                 self.delete_queue.pop_front();
                 info!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "orphan entry removed");
                 self.notice(now, Notice::OrphanRemoved(name));
+                self.sweep_done(now);
             } else if let Err(e) = result {
                 self.request_failed(now, &e);
             }
@@ -996,15 +1033,36 @@ impl Machine {
                 self.set_state(now, ElectionState::Joining, Reason::Resigned);
             }
             Goal::Stop(reason) => {
-                if reason == StopReason::Resigned {
-                    self.out.push(Action::ResignDone);
+                if self.sweep_before_finish && !self.session_over {
+                    self.phase = Phase::Sweeping {
+                        listed: false,
+                        stop: reason,
+                    };
+                    return;
                 }
-                let why = if reason == StopReason::Resigned {
-                    Reason::Resigned
-                } else {
-                    Reason::Stopped
-                };
-                self.finish(now, reason, why);
+                self.stop_now(now, reason);
+            }
+        }
+    }
+
+    fn stop_now(&mut self, now: Instant, reason: StopReason) {
+        if reason == StopReason::Resigned {
+            self.out.push(Action::ResignDone);
+        }
+        let why = if reason == StopReason::Resigned {
+            Reason::Resigned
+        } else {
+            Reason::Stopped
+        };
+        self.finish(now, reason, why);
+    }
+
+    /// Finishes a sweep once its listing came and every entry of ours it showed is gone.
+    fn sweep_done(&mut self, now: Instant) {
+        if let Phase::Sweeping { listed: true, stop } = &self.phase {
+            if self.delete_queue.is_empty() {
+                let stop = stop.clone();
+                self.stop_now(now, stop);
             }
         }
     }
@@ -1134,6 +1192,10 @@ impl Machine {
                 ..
             } => Request::Read(name.clone()),
             Phase::Registering { unknown: true, .. } => Request::List,
+            // S5: orphans of ours that a listing showed go before we create again.
+            Phase::Registering { .. } if !self.delete_queue.is_empty() => {
+                Request::Delete(self.delete_queue[0].clone())
+            }
             Phase::Registering { marker, .. } => {
                 let marker = marker.clone();
                 self.pending = Some(Request::Create);
@@ -1162,6 +1224,11 @@ impl Machine {
                     return;
                 }
             }
+            Phase::Sweeping { listed: false, .. } => Request::List,
+            Phase::Sweeping { listed: true, .. } => match self.delete_queue.front() {
+                Some(name) => Request::Delete(name.clone()),
+                None => return,
+            },
             Phase::AwaitingSession | Phase::Stopped => return,
         };
         self.out.push(match &request {

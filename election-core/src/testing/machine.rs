@@ -477,7 +477,20 @@ impl Run {
             Step::LoseReply => {
                 if let Some(p) = self.pending.take() {
                     if self.unreachable().is_none() {
+                        // A listing whose reply is lost shows the machine nothing: entries it
+                        // has not seen stay unseen.
+                        let unseen: Vec<String> = self
+                            .entries
+                            .iter()
+                            .filter(|e| e.late)
+                            .map(|e| e.name.clone())
+                            .collect();
                         let _ = self.apply(p.clone());
+                        for e in &mut self.entries {
+                            if unseen.contains(&e.name) {
+                                e.late = true;
+                            }
+                        }
                     }
                     let input = Self::failed(p, err(ErrorKind::OutcomeUnknown, "reply lost"));
                     self.input(input)?;
