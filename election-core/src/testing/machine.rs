@@ -954,6 +954,11 @@ impl Run {
 mod tests {
     use super::*;
 
+    /// Runs `steps` and panics with the violation and the trace if an invariant breaks.
+    fn holds(setup: Setup, steps: &[Step]) {
+        run_steps(&setup, steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+    }
+
     #[test]
     fn a_lone_candidate_leads_then_stops_cleanly() {
         let steps = [
@@ -997,12 +1002,14 @@ mod tests {
             Step::DeleteOwn,
             Step::LoseReply,
         ];
-        let setup = Setup {
-            has_work: false,
-            rejoin: false,
-            ..Setup::default()
-        };
-        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+        holds(
+            Setup {
+                has_work: false,
+                rejoin: false,
+                ..Setup::default()
+            },
+            &steps,
+        );
     }
 
     /// A mutant that survived (`connected` always true): a notification handled just after
@@ -1018,11 +1025,13 @@ mod tests {
             Step::LeaveAndDisconnect(0),
             Step::Advance(3000),
         ];
-        let setup = Setup {
-            has_work: false,
-            ..Setup::default()
-        };
-        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+        holds(
+            Setup {
+                has_work: false,
+                ..Setup::default()
+            },
+            &steps,
+        );
     }
 
     /// Regression (found by `machine_steps` with late creates): an orphan of ours that a
@@ -1040,11 +1049,13 @@ mod tests {
             Step::Reply,
             Step::Reply,
         ];
-        let setup = Setup {
-            has_work: false,
-            ..Setup::default()
-        };
-        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+        holds(
+            Setup {
+                has_work: false,
+                ..Setup::default()
+            },
+            &steps,
+        );
     }
 
     /// A mutant that survived: a failed predecessor watch must lead to a new listing, or the
@@ -1058,11 +1069,13 @@ mod tests {
             Step::Reply,
             Step::WatchFail(1),
         ];
-        let setup = Setup {
-            has_work: false,
-            ..Setup::default()
-        };
-        run_steps(&setup, &steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+        holds(
+            Setup {
+                has_work: false,
+                ..Setup::default()
+            },
+            &steps,
+        );
     }
 
     #[test]
