@@ -388,3 +388,70 @@ fn a_simulation_step_by_step() {
         sim.finish().await.check();
     });
 }
+
+/// Mutants that survived: transitions say why. A follower moves up with `PredecessorLeft`, comes
+/// back from a cut with `ContactRestored`.
+#[test]
+fn transitions_say_why() {
+    let trace = staged(
+        3,
+        WorkKind::None,
+        &[
+            Op::Leave { who: 1 },
+            Op::Advance { ms: 100 },
+            Op::Cut { client: 2 },
+            Op::Advance { ms: 1000 },
+            Op::Heal { client: 2 },
+            Op::Advance { ms: 100 },
+        ],
+    );
+    assert!(
+        trace.contains("c2: follower#2(leader c0) -> follower#1(leader c0) (PredecessorLeft)"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("c2: follower#1(leader c0) -> suspended (ContactLost)"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("c2: suspended -> follower#1(leader c0) (ContactRestored)"),
+        "{trace}"
+    );
+}
+
+/// Mutants that survived: foreign nodes in the election path are reported once (not on every
+/// listing), and never counted.
+#[test]
+fn foreign_nodes_are_reported_once() {
+    rt().block_on(async {
+        let cluster = MemCluster::new();
+        cluster.create_foreign("/reg/foreign", "lock");
+        let a = Candidate::builder("/reg/foreign", "a")
+            .session_timeout(Duration::from_secs(2))
+            .join(cluster.backend())
+            .await
+            .unwrap();
+        let mut events = a.events();
+        a.wait_for_leadership(Duration::from_secs(1)).await.unwrap();
+        for _ in 0..3 {
+            a.resign().await.unwrap();
+            a.wait_for_leadership(Duration::from_secs(1)).await.unwrap();
+        }
+        let mut notices = 0;
+        while let Ok(e) = events.try_recv() {
+            if let election_core::Event::Notice {
+                notice: election_core::Notice::ForeignEntries(names),
+                ..
+            } = e
+            {
+                assert_eq!(names, ["lock"]);
+                notices += 1;
+            }
+        }
+        assert_eq!(
+            notices, 1,
+            "one notice for one foreign node, over four listings or more"
+        );
+        a.stop().await;
+    });
+}
