@@ -133,7 +133,7 @@ pub enum ConfigError {
     #[error("{0} must be greater than zero")]
     ZeroDuration(&'static str),
     /// The step-down fraction is not strictly between 0 and 1.
-    #[error("step-down fraction {0} must be strictly between 0 and 1")]
+    #[error("step-down fraction {0} must be strictly between 0 and 1, and leave a non-zero step-down budget")]
     StepDownFraction(f64),
     /// The leader-work grace does not fit inside the step-down budget.
     #[error(

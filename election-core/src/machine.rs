@@ -513,7 +513,9 @@ impl Machine {
                     self.retry_later(now, &e);
                 }
                 ErrorKind::NotFound | ErrorKind::AlreadyExists => self.retry_later(now, &e),
-                ErrorKind::SessionGone => {}
+                // The session's end is on its way as a state change; until then, back off
+                // rather than re-send at once.
+                ErrorKind::SessionGone => self.retry_later(now, &e),
                 ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, &e),
             },
         }
@@ -1154,7 +1156,6 @@ impl Machine {
 
     fn request_failed(&mut self, now: Instant, e: &BackendError) {
         match e.kind() {
-            ErrorKind::SessionGone => {}
             ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, e),
             _ => self.retry_later(now, e),
         }
@@ -1822,6 +1823,23 @@ mod tests {
             m.state(),
             ElectionState::Stopped(StopReason::Stopped)
         ));
+    }
+
+    #[test]
+    fn session_gone_replies_before_the_state_change_do_not_busy_loop() {
+        let (mut m, now) = machine(false);
+        m.handle(
+            now,
+            Input::Created(Err(BackendError::new(ErrorKind::SessionGone, "expired"))),
+        );
+        let out = m.take_actions();
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Create { .. })),
+            "re-sent at once: {out:?}"
+        );
+        // The state change then ends the session as usual.
+        m.handle(now, Input::Session(SessionState::Expired));
+        assert!(m.take_actions().contains(&Action::OpenSession));
     }
 
     #[test]
