@@ -6,7 +6,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backend::FencingToken;
-use crate::client::{is_final, Client};
+use crate::client::Client;
 use crate::config::CandidateBuilder;
 use crate::driver::Command;
 use crate::error::ElectionError;
@@ -140,7 +140,7 @@ impl Candidate {
                     if let Some(token) = now.token() {
                         return Ok(token);
                     }
-                    if is_final(&now) {
+                    if now.is_stopped() {
                         return Err(ElectionError::Stopped);
                     }
                 }

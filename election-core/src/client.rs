@@ -20,7 +20,7 @@ use crate::machine::{Machine, MachineConfig};
 use crate::observer::Observer;
 use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
-use crate::state::{ElectionState, LeaderInfo, Participant};
+use crate::state::{LeaderInfo, Participant};
 
 /// A session on a backend, shared by the candidates and observers made from it.
 ///
@@ -305,9 +305,4 @@ impl Client {
     pub async fn close(&self) {
         self.session().await.close().await;
     }
-}
-
-/// A candidate's final state, for handles that outlive it.
-pub(crate) fn is_final(state: &ElectionState) -> bool {
-    matches!(state, ElectionState::Stopped(_))
 }

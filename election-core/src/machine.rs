@@ -1721,8 +1721,8 @@ mod tests {
         assert_eq!(m.state(), &ElectionState::Joining);
         let out = m.take_actions();
         assert!(out.contains(&Action::CancelWork), "{out:?}");
-        // A new entry only once the old term's work has ended? The new entry sorts last, so it
-        // cannot lead before everyone ahead; registering at once is safe.
+        // Registering again at once is safe while the old term's work ends: the new entry sorts
+        // last, so it cannot lead before everyone ahead of it.
         assert!(
             out.iter().any(|a| matches!(a, Action::Create { .. })),
             "{out:?}"

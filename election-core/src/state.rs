@@ -41,6 +41,11 @@ impl ElectionState {
         matches!(self, Self::Leader { .. })
     }
 
+    /// `true` in [`ElectionState::Stopped`]: the candidate will not change state again.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, Self::Stopped(_))
+    }
+
     /// The term token while leading.
     pub fn token(&self) -> Option<FencingToken> {
         match self {

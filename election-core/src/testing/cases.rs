@@ -98,6 +98,21 @@ async fn wait_entries(h: &dyn Harness, p: &ElectionPath, n: usize) {
     s.close().await;
 }
 
+/// Leader `a` (its token returned) and follower `b`, both recorded, both entries in place.
+async fn recorded_leader_and_follower(
+    h: &dyn Harness,
+    p: &ElectionPath,
+) -> (Candidate, Candidate, Recorder, crate::FencingToken) {
+    let mut rec = Recorder::new();
+    let a = join(h, p, "a").await;
+    rec.watch(&a);
+    let t0 = lead(h, &a).await;
+    let b = join(h, p, "b").await;
+    rec.watch(&b);
+    wait_entries(h, p, 2).await;
+    (a, b, rec, t0)
+}
+
 async fn ids_in_order(c: &Candidate) -> Vec<String> {
     c.participants()
         .await
@@ -471,13 +486,7 @@ pub async fn stop_and_drop_leave_no_entry(h: &dyn Harness) {
 /// and rejoins at the tail; the next candidate leads with a larger token.
 pub async fn leader_entry_deleted_by_admin(h: &dyn Harness) {
     let p = path(h, "admin-delete");
-    let mut rec = Recorder::new();
-    let a = join(h, &p, "a").await;
-    rec.watch(&a);
-    let t0 = lead(h, &a).await;
-    let b = join(h, &p, "b").await;
-    rec.watch(&b);
-    wait_entries(h, &p, 2).await;
+    let (a, b, mut rec, t0) = recorded_leader_and_follower(h, &p).await;
     let s = admin(h).await;
     let head = s.list(&p).await.unwrap().entries[0].name.clone();
     s.delete(&p, &head).await.unwrap();
@@ -508,13 +517,7 @@ pub async fn leader_entry_deleted_by_admin(h: &dyn Harness) {
 /// election goes on, with a larger token.
 pub async fn election_root_deleted(h: &dyn Harness) {
     let p = path(h, "root-deleted");
-    let mut rec = Recorder::new();
-    let a = join(h, &p, "a").await;
-    rec.watch(&a);
-    let t0 = lead(h, &a).await;
-    let b = join(h, &p, "b").await;
-    rec.watch(&b);
-    wait_entries(h, &p, 2).await;
+    let (a, b, mut rec, t0) = recorded_leader_and_follower(h, &p).await;
     let s = admin(h).await;
     let parent = ElectionPath::new(
         h.path("root-deleted")

@@ -954,6 +954,14 @@ impl Run {
 mod tests {
     use super::*;
 
+    /// The default setup without leader work.
+    fn no_work() -> Setup {
+        Setup {
+            has_work: false,
+            ..Setup::default()
+        }
+    }
+
     /// Runs `steps` and panics with the violation and the trace if an invariant breaks.
     fn holds(setup: Setup, steps: &[Step]) {
         run_steps(&setup, steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
@@ -1025,13 +1033,7 @@ mod tests {
             Step::LeaveAndDisconnect(0),
             Step::Advance(3000),
         ];
-        holds(
-            Setup {
-                has_work: false,
-                ..Setup::default()
-            },
-            &steps,
-        );
+        holds(no_work(), &steps);
     }
 
     /// Regression (found by `machine_steps` with late creates): an orphan of ours that a
@@ -1049,13 +1051,7 @@ mod tests {
             Step::Reply,
             Step::Reply,
         ];
-        holds(
-            Setup {
-                has_work: false,
-                ..Setup::default()
-            },
-            &steps,
-        );
+        holds(no_work(), &steps);
     }
 
     /// A mutant that survived: a failed predecessor watch must lead to a new listing, or the
@@ -1069,13 +1065,7 @@ mod tests {
             Step::Reply,
             Step::WatchFail(1),
         ];
-        holds(
-            Setup {
-                has_work: false,
-                ..Setup::default()
-            },
-            &steps,
-        );
+        holds(no_work(), &steps);
     }
 
     #[test]
