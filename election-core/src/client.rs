@@ -163,7 +163,7 @@ impl Client {
     /// against the session the backend granted before creating anything.
     ///
     /// Returns once the candidate runs: its entry is registered in the background (the state
-    /// leaves [`ElectionState::Joining`] when it is), so two joins in a row on a multi-threaded
+    /// leaves [`ElectionState::Joining`](crate::ElectionState::Joining) when it is), so two joins in a row on a multi-threaded
     /// runtime may queue in either order.
     pub async fn join(&self, config: CandidateConfig) -> Result<Candidate, ElectionError> {
         let session = self.session().await;
