@@ -1,10 +1,13 @@
-//! A ZooKeeper ensemble: `n` [`ZkServer`] members forming a quorum on loopback.
+//! A ZooKeeper ensemble: `n` [`ZkServer`] members forming a quorum on loopback, optionally with
+//! every link between two members routed through a [`TcpProxy`] so one member can be cut off
+//! from its peers while it keeps serving its clients.
 
+use std::net::SocketAddr;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::four_letter::Mode;
-use super::server::{reserve_ports, MemberConfig, Probe, READY_TIMEOUT};
+use super::server::{reserve_ports, MemberConfig, Probe, ServerSettings, READY_TIMEOUT};
 use super::{require_zookeeper, HarnessError, TcpProxy, ZkServer};
 
 const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
@@ -28,35 +31,125 @@ const START_ATTEMPTS: u32 = 3;
 #[derive(Debug)]
 pub struct ZkEnsemble {
     members: Vec<ZkServer>,
+    /// With [`ZkEnsembleBuilder::proxied_peer_links`]: every directed link between two members.
+    peer_links: Vec<PeerLink>,
 }
 
-impl ZkEnsemble {
-    /// Starts `n` members and waits until one is the leader and all others follow it.
+/// The proxies through which member `from` reaches member `to`: one in front of `to`'s quorum
+/// port, one in front of its election port.
+#[derive(Debug)]
+struct PeerLink {
+    from: usize,
+    to: usize,
+    quorum: TcpProxy,
+    election: TcpProxy,
+}
+
+/// Options for a [`ZkEnsemble`]; made by [`ZkEnsemble::builder`].
+///
+/// ```no_run
+/// use election_zk::testing::ZkEnsemble;
+///
+/// // Followers wait 25 ticks (5 s) for their leader; every peer link goes through a proxy.
+/// let zk = ZkEnsemble::builder(3).sync_limit(25).proxied_peer_links().start();
+/// zk.isolate(0); // member 0 keeps serving its clients but hears no peer
+/// zk.reconnect(0);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ZkEnsembleBuilder {
+    n: usize,
+    settings: Vec<ServerSettings>,
+    proxied: bool,
+}
+
+impl ZkEnsembleBuilder {
+    /// `syncLimit` of every member, in ticks of [`TICK_TIME`](super::TICK_TIME) (default 5): how
+    /// long a member cut off from its leader goes on serving its clients.
+    pub fn sync_limit(mut self, ticks: u32) -> Self {
+        for s in &mut self.settings {
+            s.sync_limit = ticks;
+        }
+        self
+    }
+
+    /// `maxSessionTimeout` of member `index` (default 60 s): a session that connects, or
+    /// reconnects, to that member gets at most this timeout.
     ///
     /// # Panics
-    /// When `n` is 0, ZooKeeper is not installed, or the ensemble is not complete within 30 s
-    /// (the message holds each member's state and log tail).
-    pub fn start(n: usize) -> ZkEnsemble {
-        assert!(n > 0, "an ensemble needs at least one member");
+    /// When `index` is out of range.
+    pub fn max_session_timeout(mut self, index: usize, timeout: Duration) -> Self {
+        self.settings[index].max_session_timeout = timeout;
+        self
+    }
+
+    /// Routes every link between two members (quorum and leader-election connections, each
+    /// direction on its own proxy) through a [`TcpProxy`], so that [`ZkEnsemble::isolate`] can
+    /// cut any member off from its peers. Each member's `zoo.cfg` names itself at its own ports
+    /// and every peer at the ports of the proxies in front of that peer.
+    pub fn proxied_peer_links(mut self) -> Self {
+        self.proxied = true;
+        self
+    }
+
+    /// Starts the members and waits until one is the leader and all others follow it.
+    ///
+    /// # Panics
+    /// When ZooKeeper is not installed, or the ensemble is not complete within 30 s (the message
+    /// holds each member's state and log tail).
+    pub fn start(self) -> ZkEnsemble {
+        let n = self.n;
         let install = require_zookeeper();
         let mut attempt = 1;
         loop {
             let ports = reserve_ports(3 * n)
                 .unwrap_or_else(|e| panic!("cannot find free loopback ports: {e}"));
-            let servers: Vec<(u64, u16, u16)> = (0..n)
-                .map(|i| (i as u64 + 1, ports[3 * i + 1], ports[3 * i + 2]))
+            let own: Vec<(u16, u16)> = (0..n)
+                .map(|i| (ports[3 * i + 1], ports[3 * i + 2]))
                 .collect();
+            let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+            let mut peer_links = Vec::new();
+            if self.proxied {
+                for from in 0..n {
+                    for to in (0..n).filter(|&to| to != from) {
+                        peer_links.push(PeerLink {
+                            from,
+                            to,
+                            quorum: TcpProxy::start(loopback(own[to].0)),
+                            election: TcpProxy::start(loopback(own[to].1)),
+                        });
+                    }
+                }
+            }
             let members = (0..n)
                 .map(|i| {
+                    let servers = (0..n)
+                        .map(|j| {
+                            let link = peer_links.iter().find(|l| l.from == i && l.to == j);
+                            let (quorum, election) = match link {
+                                Some(l) => (l.quorum.addr().port(), l.election.addr().port()),
+                                None => own[j],
+                            };
+                            (j as u64 + 1, quorum, election)
+                        })
+                        .collect();
                     let member = MemberConfig {
                         id: i as u64 + 1,
-                        servers: servers.clone(),
+                        servers,
                     };
-                    ZkServer::prepare(install.clone(), ports[3 * i], Some(member))
-                        .unwrap_or_else(|e| panic!("cannot prepare an ensemble member: {e}"))
+                    ZkServer::prepare(
+                        install.clone(),
+                        ports[3 * i],
+                        Some(member),
+                        self.settings[i],
+                    )
+                    .unwrap_or_else(|e| panic!("cannot prepare an ensemble member: {e}"))
                 })
                 .collect();
-            let ensemble = ZkEnsemble { members };
+            let ensemble = ZkEnsemble {
+                members,
+                peer_links,
+            };
             let started = Instant::now();
             for member in &ensemble.members {
                 member.launch().unwrap_or_else(|e| panic!("{e}"));
@@ -76,6 +169,70 @@ impl ZkEnsemble {
                 ),
             }
         }
+    }
+}
+
+impl ZkEnsemble {
+    /// Options for an ensemble of `n` members: `syncLimit`, a member's `maxSessionTimeout`,
+    /// proxied peer links.
+    ///
+    /// # Panics
+    /// When `n` is 0.
+    pub fn builder(n: usize) -> ZkEnsembleBuilder {
+        assert!(n > 0, "an ensemble needs at least one member");
+        ZkEnsembleBuilder {
+            n,
+            settings: vec![ServerSettings::default(); n],
+            proxied: false,
+        }
+    }
+
+    /// Starts `n` members with the default settings and waits until one is the leader and all
+    /// others follow it.
+    ///
+    /// # Panics
+    /// When `n` is 0, ZooKeeper is not installed, or the ensemble is not complete within 30 s
+    /// (the message holds each member's state and log tail).
+    pub fn start(n: usize) -> ZkEnsemble {
+        Self::builder(n).start()
+    }
+
+    /// Cuts member `index` off from all its peers, silently: its quorum and election links stall
+    /// (no byte moves, no connection closes) while it keeps serving its clients, until its own
+    /// `syncLimit` runs out. In that window the member answers its clients' reads for sessions
+    /// the elected leader no longer hears of. Undone by [`reconnect`](Self::reconnect).
+    ///
+    /// # Panics
+    /// When the ensemble was not built with
+    /// [`proxied_peer_links`](ZkEnsembleBuilder::proxied_peer_links).
+    pub fn isolate(&self, index: usize) {
+        for link in self.peer_links_of(index) {
+            link.quorum.stall();
+            link.election.stall();
+        }
+        tracing::debug!(member = index + 1, "member isolated from its peers");
+    }
+
+    /// Undoes [`isolate`](Self::isolate): the member's peer links forward again.
+    ///
+    /// # Panics
+    /// As [`isolate`](Self::isolate).
+    pub fn reconnect(&self, index: usize) {
+        for link in self.peer_links_of(index) {
+            link.quorum.resume();
+            link.election.resume();
+        }
+        tracing::debug!(member = index + 1, "member reconnected to its peers");
+    }
+
+    fn peer_links_of(&self, index: usize) -> impl Iterator<Item = &PeerLink> {
+        assert!(
+            !self.peer_links.is_empty(),
+            "isolating a member needs an ensemble built with proxied_peer_links()"
+        );
+        self.peer_links
+            .iter()
+            .filter(move |l| l.from == index || l.to == index)
     }
 
     /// Waits until every member serves, one as leader, and each answering member is ours.

@@ -37,11 +37,11 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-pub use ensemble::ZkEnsemble;
+pub use ensemble::{ZkEnsemble, ZkEnsembleBuilder};
 pub use four_letter::Mode;
 pub use install::{require_zookeeper, ZkInstall};
 pub use proxy::{connect_string, TcpProxy};
-pub use server::ZkServer;
+pub use server::{ZkServer, TICK_TIME};
 
 /// Why a harness operation failed.
 #[derive(Debug)]

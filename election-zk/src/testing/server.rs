@@ -75,12 +75,36 @@ struct Process {
     launches: u32,
 }
 
+/// The `tickTime` every server the harness starts runs with.
+pub const TICK_TIME: Duration = Duration::from_millis(200);
+
+/// Settings of a server's `zoo.cfg` that tests vary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ServerSettings {
+    /// `syncLimit`, in ticks: how long a follower waits for its leader (and the leader for a
+    /// follower) before giving up on the link.
+    pub(crate) sync_limit: u32,
+    /// `maxSessionTimeout`: longer session timeouts asked for are cut to this.
+    pub(crate) max_session_timeout: Duration,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            sync_limit: 5,
+            max_session_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// How a member of an ensemble is configured; the ensemble builds one per member.
 #[derive(Debug, Clone)]
 pub(crate) struct MemberConfig {
     /// This member's `myid`.
     pub(crate) id: u64,
-    /// `(id, quorum port, election port)` of every member, this one included.
+    /// `(id, quorum port, election port)` of every member as this member reaches it: its own
+    /// ports for itself, and for a peer either the peer's ports or those of a proxy in front of
+    /// them.
     pub(crate) servers: Vec<(u64, u16, u16)>,
 }
 
@@ -118,7 +142,7 @@ impl ZkServer {
                 Ok(ports) => ports[0],
                 Err(e) => panic!("cannot find a free loopback port: {e}"),
             };
-            let server = ZkServer::prepare(install.clone(), port, None)
+            let server = ZkServer::prepare(install.clone(), port, None, ServerSettings::default())
                 .unwrap_or_else(|e| panic!("cannot prepare a ZooKeeper server: {e}"));
             let started = Instant::now();
             let outcome = server
@@ -151,6 +175,7 @@ impl ZkServer {
         install: ZkInstall,
         client_port: u16,
         member: Option<MemberConfig>,
+        settings: ServerSettings,
     ) -> Result<ZkServer, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("election-zk-")
@@ -160,11 +185,14 @@ impl ZkServer {
         fs::create_dir(&data_dir).map_err(|e| HarnessError::io("cannot create the data dir", e))?;
 
         let mut cfg = format!(
-            "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client_port}\n\
+            "tickTime={}\ninitLimit=10\nsyncLimit={}\ndataDir={}\nclientPort={client_port}\n\
              clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nminSessionTimeout=400\n\
-             maxSessionTimeout=60000\n4lw.commands.whitelist=*\npreAllocSize=4096\n\
+             maxSessionTimeout={}\n4lw.commands.whitelist=*\npreAllocSize=4096\n\
              admin.enableServer=false\nforceSync=no\n",
-            data_dir.display()
+            TICK_TIME.as_millis(),
+            settings.sync_limit,
+            data_dir.display(),
+            settings.max_session_timeout.as_millis(),
         );
         let mut ports = vec![client_port];
         let member_id = member.as_ref().map(|m| m.id);
