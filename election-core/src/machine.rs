@@ -460,6 +460,12 @@ impl Machine {
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
         self.end_term(now);
+        // S4: with the session gone our entry is gone (or going), and a successor may lead at
+        // once: work still running gets no grace, it is aborted now.
+        if let Work::Stopping { .. } = self.work {
+            self.out.push(Action::AbortWork);
+            self.work = Work::Aborting;
+        }
         self.step_down_at = None;
         match self.goal.clone() {
             Goal::Stop(reason) => self.finish(now, reason, Reason::SessionEnded),
@@ -1806,6 +1812,33 @@ mod tests {
             .take_actions()
             .iter()
             .any(|a| matches!(a, Action::Create { .. })));
+    }
+
+    #[test]
+    fn work_is_aborted_at_once_when_the_session_ends_unforeseen() {
+        // Leading and in contact: the expiry is news, and the successor may already lead.
+        let (mut m, now, _) = placed(true, 0);
+        assert!(m.state().is_leader());
+        m.take_actions();
+        m.handle(now, Input::Session(SessionState::Expired));
+        let out = m.take_actions();
+        let cancel = out.iter().position(|a| *a == Action::CancelWork);
+        let abort = out.iter().position(|a| *a == Action::AbortWork);
+        assert!(
+            matches!((cancel, abort), (Some(c), Some(a)) if c < a),
+            "cancel then abort in the same step: {out:?}"
+        );
+        // A work already stopping (stepped down with a grace left) is aborted too.
+        let (mut m, now, _) = placed(true, 0);
+        m.handle(
+            now,
+            Input::Session(SessionState::Disconnected { last_contact: now }),
+        );
+        m.handle(now + T / 2, Input::Timer);
+        assert_eq!(m.state(), &ElectionState::Suspended);
+        assert!(m.take_actions().contains(&Action::CancelWork));
+        m.handle(now + T / 2, Input::Session(SessionState::Expired));
+        assert!(m.take_actions().contains(&Action::AbortWork));
     }
 
     #[test]

@@ -35,6 +35,22 @@ pub(crate) struct Settings {
     pub(crate) connection_timeout: Option<Duration>,
     pub(crate) auth: Option<DigestAuth>,
     pub(crate) acl: NodeAcl,
+    pub(crate) tick_time: Option<Duration>,
+}
+
+/// ZooKeeper's default `tickTime`, assumed when [`ZkBackendBuilder::server_tick_time`] is not set.
+pub const DEFAULT_SERVER_TICK_TIME: Duration = Duration::from_secs(2);
+
+impl Settings {
+    /// How far the ZooKeeper leader's view of a session of `timeout` may lag a proof of contact
+    /// (see [`crate::liveness`]): the leader pings each member every `tickTime / 2`, plus as much
+    /// again for the member's delays, so three quarters of a tick; never more than 3/8 of the
+    /// timeout, since ZooKeeper grants no session timeout under two ticks unless its
+    /// `minSessionTimeout` is lowered.
+    pub(crate) fn leader_lag_margin(&self, timeout: Duration) -> Duration {
+        let tick = self.tick_time.unwrap_or(DEFAULT_SERVER_TICK_TIME);
+        (tick * 3 / 4).min(timeout * 3 / 8)
+    }
 }
 
 /// `user:password` for ZooKeeper's digest scheme.
@@ -89,6 +105,7 @@ impl ZkBackend {
             connection_timeout: None,
             auth: None,
             acl: None,
+            tick_time: None,
         }
     }
 
@@ -116,6 +133,7 @@ pub struct ZkBackendBuilder {
     connection_timeout: Option<Duration>,
     auth: Option<DigestAuth>,
     acl: Option<NodeAcl>,
+    tick_time: Option<Duration>,
 }
 
 impl fmt::Debug for ZkBackendBuilder {
@@ -125,11 +143,25 @@ impl fmt::Debug for ZkBackendBuilder {
             .field("connection_timeout", &self.connection_timeout)
             .field("auth", &self.auth)
             .field("acl", &self.acl)
+            .field("tick_time", &self.tick_time)
             .finish()
     }
 }
 
 impl ZkBackendBuilder {
+    /// The servers' `tickTime` (default [`DEFAULT_SERVER_TICK_TIME`], ZooKeeper's own default).
+    ///
+    /// On an ensemble the elected ZooKeeper leader expires sessions, and hears of a session only
+    /// through the member it is connected to, every `tickTime / 2`. A leader therefore counts its
+    /// last contact three quarters of a tick before its latest proof that the ZooKeeper leader
+    /// was reachable, and steps down that much earlier after a silence (at most 3/8 of the
+    /// session timeout). Set the real value to step down no earlier than needed; a value below
+    /// the real one would let a leader lead on past its session's expiry.
+    pub fn server_tick_time(mut self, tick: Duration) -> Self {
+        self.tick_time = Some(tick);
+        self
+    }
+
     /// Bounds [`open_session`](CoordinationBackend::open_session): when no session is
     /// established within this time (an unreachable ensemble, a refused connection), it fails
     /// with an [`ErrorKind::Other`] error. Defaults to the session timeout asked for.
@@ -173,6 +205,9 @@ impl ZkBackendBuilder {
         if self.connection_timeout == Some(Duration::ZERO) {
             return Err(ConfigError::ZeroDuration("connection timeout"));
         }
+        if self.tick_time == Some(Duration::ZERO) {
+            return Err(ConfigError::ZeroDuration("server tick time"));
+        }
         if let Some(auth) = &self.auth {
             if auth.user.is_empty() || auth.user.contains(':') {
                 return Err(ConfigError::Backend {
@@ -194,6 +229,7 @@ impl ZkBackendBuilder {
                 connection_timeout: self.connection_timeout,
                 auth: self.auth,
                 acl,
+                tick_time: self.tick_time,
             }),
         })
     }
@@ -239,7 +275,8 @@ impl CoordinationBackend for ZkBackend {
             connector = connector.with_auth("digest", &auth.credentials());
         }
         let bound = settings.connection_timeout.unwrap_or(timeout);
-        let deadline = Instant::now() + bound;
+        let created = Instant::now();
+        let deadline = created + bound;
         let unreachable = || {
             BackendError::new(
                 ErrorKind::Other,
@@ -251,11 +288,10 @@ impl CoordinationBackend for ZkBackend {
             Ok(Err(e)) => return Err(connect_error(hosts, e)),
             Ok(Ok(client)) => client,
         };
-        // Confirm with one request of our own, so that last contact starts from an instant we
-        // measured (the connect itself may have taken several attempts).
+        // The session was created (by the ZooKeeper leader) after `created`. Confirm with a
+        // `sync`, which passes through the leader, before anything counts as contact.
         let sent_at = Instant::now();
-        match tokio::time::timeout_at(deadline.max(sent_at + timeout), client.check_stat("/")).await
-        {
+        match tokio::time::timeout_at(deadline.max(sent_at + timeout), client.sync("/")).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(backend_error("connect: confirm", "/", e)),
             Err(_) => return Err(unreachable()),
@@ -263,6 +299,7 @@ impl CoordinationBackend for ZkBackend {
         Ok(Arc::new(ZkSession::start(
             client,
             settings.clone(),
+            created,
             sent_at,
         )))
     }

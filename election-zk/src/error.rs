@@ -33,23 +33,6 @@ pub(crate) fn classify(err: &zk::Error) -> ErrorKind {
     }
 }
 
-/// `true` when the error is a reply the server sent to this request: proof of contact.
-pub(crate) fn is_server_reply(err: &zk::Error) -> bool {
-    use zk::Error as E;
-    matches!(
-        err,
-        E::NoNode
-            | E::NodeExists
-            | E::NoAuth
-            | E::BadVersion
-            | E::NotEmpty
-            | E::NoChildrenForEphemerals
-            | E::InvalidAcl
-            | E::QuotaExceeded
-            | E::Throttled
-    )
-}
-
 /// Wraps a client error of operation `op` on `path`.
 pub(crate) fn backend_error(op: &str, path: &str, err: zk::Error) -> BackendError {
     BackendError::with_source(classify(&err), format!("{op} {path}: {err}"), err)

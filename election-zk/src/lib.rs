@@ -57,7 +57,7 @@ mod names;
 mod session;
 mod watch;
 
-pub use backend::{NodeAcl, ZkBackend, ZkBackendBuilder};
+pub use backend::{NodeAcl, ZkBackend, ZkBackendBuilder, DEFAULT_SERVER_TICK_TIME};
 pub use names::EntryName;
 pub use session::{ZkSession, MAX_DATA_LEN};
 

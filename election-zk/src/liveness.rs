@@ -1,59 +1,115 @@
-//! Session state and last contact: this backend's own, conservative record of when the server
-//! last heard from this client, and the [`SessionState`] published from it.
+//! Session state and last contact: this backend's own, conservative record of when the
+//! ZooKeeper **leader** last heard of this session, and the [`SessionState`] published from it.
 //!
-//! zookeeper-client reports `Disconnected` only after about 0.4x the session timeout without a
-//! reply and `Expired` at about 1.75x, and does not expose when it last heard from the server. The
-//! election steps a leader down at `last_contact + fraction x timeout`, so `last_contact` must
-//! never be later than the truth. We therefore keep our own record:
+//! # What counts as contact
+//! On an ensemble, a session is expired by the elected ZooKeeper leader, which hears of a client
+//! only through the member the client is connected to: that member collects the sessions it has
+//! heard from and passes them on in its reply to the leader's next ping (every `tickTime / 2`).
+//! Reads (`exists`, `getChildren`, `getData`) are answered by the member alone, and a member cut
+//! off from its leader goes on answering them until its `syncLimit` runs out, long after the
+//! leader may have expired the session. So a read's reply proves nothing, and only replies that
+//! passed through the leader count:
 //!
-//! - a monitor task sends a cheap request (`exists /`) every `timeout / 6` and, when the reply
-//!   comes, records the instant the request was **sent**: the server received it no earlier
-//!   than that, so this is a lower bound on when the server last heard from us (the instant of the
-//!   reply would be an upper bound, off by the round trip);
-//! - every user request that gets a server reply records its send instant the same way;
-//! - `Disconnected { last_contact }` is published as soon as the client reports `Disconnected`
-//!   **or** no reply has come for `timeout / 3`, whichever is first;
-//! - `Connected` again only on a reply sent less than `timeout / 3` ago while the client is
-//!   connected (a reply to a request queued during the outage is contact, but an old one);
+//! - `sync` (our keep-alive, every [`period`](Liveness::period)) and writes (`create`, `delete`):
+//!   the member forwards them to the leader and replies only once the leader has answered.
+//!   Such a reply to a request **sent** at `s` is a *proof* at `s`.
+//! - A proof at `s` shows that the member's link to the leader carried everything the member sent
+//!   before `s`, including its replies to the leader's pings. A proof `p` older than `s` by at
+//!   least the [`margin`](Liveness::margin) (`tickTime / 2` plus the link's delay) was followed by
+//!   at least one such ping reply before `s`, which told the leader of the session; the leader
+//!   then counted the session's timeout from no earlier than `p`. So **last contact** is the
+//!   latest proof at least one margin older than the newest proof: a lower bound on when the
+//!   leader last heard of us. The margin is the price of the proof: leaders step down that much
+//!   earlier after a silence.
+//! - Standalone servers expire sessions themselves; the same rule holds there, conservatively.
+//! - The session's creation is contact at the instant the connect started.
+//!
+//! # Published state
+//! - `Disconnected { last_contact }` as soon as the client reports `Disconnected` **or** no proof
+//!   has come for [`silence`](Liveness::silence), whichever is first;
+//! - `Connected` again only on a proof sent less than `silence` ago while the client is connected
+//!   (an answer to a request queued during the outage is an old proof);
 //! - `Expired` on the client's `Expired` or a request failing with `SessionExpired`; `Closed` on
 //!   close, `AuthFailed` or the client's `Closed`. Terminal states never change again.
+//!
+//! # A suspended host
+//! The monotonic clock stops while the host is suspended, but ZooKeeper's does not: on resume,
+//! last contact would look fresher than it is. The monitor compares the wall clock with the
+//! monotonic clock at every wake-up; time the wall clock saw and the monotonic clock did not is
+//! taken off every recorded proof, and the session is reported `Disconnected` so the election
+//! re-verifies its place before it goes on. A forward jump of the wall clock (an NTP step) is
+//! treated the same way: conservative, never unsafe. What is left: between the resume and the
+//! monitor's first wake-up (the next timer tick) a leader may still act on its old view.
 //!
 //! The monitor task ends when the state becomes terminal or the session is dropped (it is
 //! aborted then): no stray task outlives a session.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use election_core::{SessionId, SessionState};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
 use zookeeper_client as zk;
 
-/// Pings per session timeout.
-const PINGS_PER_TIMEOUT: u32 = 6;
+/// Keep-alive syncs per session timeout, at least.
+const SYNCS_PER_TIMEOUT: u32 = 6;
 /// Silence, as a fraction (1/N) of the timeout, after which we report `Disconnected`.
 const SILENCE_DIVISOR: u32 = 3;
+/// Proofs kept while they wait to become old enough to count; more are thinned out (which only
+/// makes last contact older).
+const MAX_PENDING_PROOFS: usize = 64;
+/// Wall-clock time unseen by the monotonic clock beyond which the host counts as suspended.
+const SUSPEND_THRESHOLD: Duration = Duration::from_millis(50);
+
+/// The proofs seen, and the contact they establish.
+#[derive(Debug)]
+struct Proofs {
+    /// Last contact: a lower bound on when the ZooKeeper leader last heard of the session.
+    contact: Instant,
+    /// The send instant of the newest proof.
+    newest: Instant,
+    /// Proofs newer than `contact`, oldest first, not yet one margin older than `newest`.
+    pending: VecDeque<Instant>,
+}
 
 /// The shared record: last contact and the published state.
 #[derive(Debug)]
 pub(crate) struct Liveness {
     session: SessionId,
     timeout: Duration,
-    last_contact: Mutex<Instant>,
+    margin: Duration,
+    proofs: Mutex<Proofs>,
     state: watch::Sender<SessionState>,
 }
 
 impl Liveness {
-    /// A record for a session just confirmed by a reply to a request sent at `contact`.
-    pub(crate) fn new(session: SessionId, timeout: Duration, contact: Instant) -> Self {
-        Self {
+    /// A record for a session created after `created` (its creation passed through the leader)
+    /// and confirmed by a proof sent at `confirmed`. `margin` is how far the leader's view of the
+    /// session may lag a proof.
+    pub(crate) fn new(
+        session: SessionId,
+        timeout: Duration,
+        margin: Duration,
+        created: Instant,
+        confirmed: Instant,
+    ) -> Self {
+        let live = Self {
             session,
             timeout,
-            last_contact: Mutex::new(contact),
+            margin,
+            proofs: Mutex::new(Proofs {
+                contact: created,
+                newest: created,
+                pending: VecDeque::new(),
+            }),
             state: watch::Sender::new(SessionState::Connected),
-        }
+        };
+        live.record_proof(confirmed);
+        live
     }
 
     /// The silence after which the session counts as disconnected.
@@ -61,9 +117,17 @@ impl Liveness {
         self.timeout / SILENCE_DIVISOR
     }
 
-    /// The ping period.
+    /// The keep-alive period: often enough that a proof is never much older than the margin.
     pub(crate) fn period(&self) -> Duration {
-        self.timeout / PINGS_PER_TIMEOUT
+        (self.timeout / SYNCS_PER_TIMEOUT)
+            .min(self.margin / 2)
+            .max(Duration::from_millis(1))
+    }
+
+    /// How far the leader's view of the session may lag a proof.
+    #[cfg(test)]
+    pub(crate) fn margin(&self) -> Duration {
+        self.margin
     }
 
     /// A new receiver of the published state.
@@ -76,17 +140,65 @@ impl Liveness {
         *self.state.borrow()
     }
 
-    /// The latest send instant of a request that got a server reply.
-    pub(crate) fn last_contact(&self) -> Instant {
-        *self.last_contact.lock().unwrap_or_else(|e| e.into_inner())
+    fn proofs(&self) -> std::sync::MutexGuard<'_, Proofs> {
+        self.proofs.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a server reply to a request sent at `sent_at`. Never moves last contact back.
-    pub(crate) fn record_reply(&self, sent_at: Instant) {
-        let mut last = self.last_contact.lock().unwrap_or_else(|e| e.into_inner());
-        if sent_at > *last {
-            *last = sent_at;
+    /// Last contact: the latest proof at least one margin older than the newest (see the module
+    /// docs). Never later than the truth; never moves back except for a suspended host.
+    pub(crate) fn last_contact(&self) -> Instant {
+        self.proofs().contact
+    }
+
+    /// The send instant of the newest proof: what silence is measured from.
+    pub(crate) fn last_proof(&self) -> Instant {
+        self.proofs().newest
+    }
+
+    /// Records a reply that passed through the ZooKeeper leader, to a request sent at `sent_at`.
+    pub(crate) fn record_proof(&self, sent_at: Instant) {
+        let mut p = self.proofs();
+        if sent_at <= p.contact {
+            return;
         }
+        let at = p.pending.partition_point(|&q| q < sent_at);
+        if p.pending.get(at) != Some(&sent_at) {
+            p.pending.insert(at, sent_at);
+        }
+        if p.pending.len() > MAX_PENDING_PROOFS {
+            // Drop the second oldest: the oldest keeps contact advancing; the newest keeps the
+            // window; losing one in between only delays contact.
+            p.pending.remove(1);
+        }
+        p.newest = p.newest.max(sent_at);
+        let Some(horizon) = p.newest.checked_sub(self.margin) else {
+            return;
+        };
+        while p.pending.front().is_some_and(|&q| q <= horizon) {
+            let q = p.pending.pop_front().expect("checked");
+            p.contact = p.contact.max(q);
+        }
+    }
+
+    /// Takes `unseen` (time the host was suspended) off every recorded proof and reports the
+    /// session disconnected, so the election re-verifies before it goes on.
+    pub(crate) fn suspended(&self, unseen: Duration) {
+        {
+            let mut p = self.proofs();
+            let back = |t: Instant| t.checked_sub(unseen).unwrap_or(t);
+            p.contact = back(p.contact);
+            p.newest = back(p.newest);
+            for q in p.pending.iter_mut() {
+                *q = back(*q);
+            }
+        }
+        tracing::warn!(
+            session = %self.session,
+            unseen_ms = unseen.as_millis() as u64,
+            "the wall clock moved on while the monotonic clock stood still (host suspended?): \
+             last contact moved back"
+        );
+        self.disconnect("host suspended");
     }
 
     /// Publishes `next` unless the state is already terminal (terminal states are final) or
@@ -139,49 +251,88 @@ impl Liveness {
     }
 }
 
-type Ping = Pin<Box<dyn Future<Output = (Instant, Result<(), PingError>)> + Send>>;
+type Sync = Pin<Box<dyn Future<Output = (Instant, Result<(), SyncError>)> + Send>>;
 
 #[derive(Debug)]
-enum PingError {
+enum SyncError {
     Client(zk::Error),
     NoReply,
 }
 
-fn ping(client: zk::Client, bound: Duration) -> Ping {
+/// The keep-alive: a `sync`, which the member the client is connected to forwards to the
+/// ZooKeeper leader and answers only after the leader has.
+fn keep_alive(client: zk::Client, bound: Duration) -> Sync {
     Box::pin(async move {
         let sent_at = Instant::now();
-        // The request is sent when `check_stat` is called, so `sent_at` precedes it.
-        let reply = tokio::time::timeout(bound, client.check_stat("/")).await;
+        // The request is queued when `sync` is called, so `sent_at` precedes its sending.
+        let reply = tokio::time::timeout(bound, client.sync("/")).await;
         let result = match reply {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(PingError::Client(e)),
-            Err(_) => Err(PingError::NoReply),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(SyncError::Client(e)),
+            Err(_) => Err(SyncError::NoReply),
         };
         (sent_at, result)
     })
 }
 
-/// The monitor task's body: pings, watches the client's state, and publishes ours.
+/// Wall-clock time that passed while the monotonic clock stood still (a suspended host).
+#[derive(Debug)]
+struct SuspendDetector {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl SuspendDetector {
+    fn new() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The time unseen by the monotonic clock since the last check, when above the threshold.
+    fn check(&mut self) -> Option<Duration> {
+        let (mono, wall) = (Instant::now(), SystemTime::now());
+        let mono_elapsed = mono.saturating_duration_since(self.mono);
+        // A wall clock set back is not a suspend: ignore it.
+        let wall_elapsed = wall.duration_since(self.wall).unwrap_or(Duration::ZERO);
+        self.mono = mono;
+        self.wall = wall;
+        let unseen = wall_elapsed.saturating_sub(mono_elapsed);
+        (unseen > SUSPEND_THRESHOLD).then_some(unseen)
+    }
+}
+
+/// The monitor task's body: keeps the session proven, watches the client's state, and
+/// publishes ours.
 pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
     let mut client_state = client.state_watcher();
     let mut ours = live.subscribe();
-    let mut next_ping = Instant::now() + live.period();
-    let mut in_flight: Option<Ping> = None;
+    let mut next_sync = Instant::now() + live.period();
+    let mut in_flight: Option<Sync> = None;
+    let mut clocks = SuspendDetector::new();
     loop {
         let state = *ours.borrow_and_update();
         if state.is_terminal() {
             break;
         }
+        if let Some(unseen) = clocks.check() {
+            live.suspended(unseen);
+            next_sync = Instant::now();
+            continue;
+        }
         let connected = state == SessionState::Connected;
-        let silence_deadline = live.last_contact() + live.silence();
+        let silence_deadline = live.last_proof() + live.silence();
+        // Wake at least every period, so a suspend is noticed within one.
+        let check_clocks = Instant::now() + live.period();
         tokio::select! {
             biased;
             changed = client_state.changed() => match changed {
                 zk::SessionState::Disconnected => live.disconnect("client reported disconnected"),
                 zk::SessionState::SyncConnected => {
-                    // Confirm at once: only a reply makes us connected again.
+                    // Confirm at once: only a proof makes us connected again.
                     if in_flight.is_none() {
-                        next_ping = Instant::now();
+                        next_sync = Instant::now();
                     }
                 }
                 zk::SessionState::Expired => {
@@ -204,38 +355,39 @@ pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
                 let now = Instant::now();
                 match result {
                     Ok(()) => {
-                        live.record_reply(sent_at);
-                        let fresh = now.saturating_duration_since(live.last_contact()) < live.silence();
+                        live.record_proof(sent_at);
+                        let fresh = now.saturating_duration_since(live.last_proof()) < live.silence();
                         if client.state() != zk::SessionState::SyncConnected {
-                            next_ping = now + live.period();
+                            next_sync = now + live.period();
                         } else if fresh {
-                            live.publish(SessionState::Connected, "ping answered");
-                            next_ping = (sent_at + live.period()).max(now);
+                            live.publish(SessionState::Connected, "sync answered");
+                            next_sync = (sent_at + live.period()).max(now);
                         } else {
                             // An old request answered after a reconnect: confirm with a new one.
-                            next_ping = now;
+                            next_sync = now;
                         }
                     }
-                    Err(PingError::Client(zk::Error::SessionExpired)) => {
-                        live.publish(SessionState::Expired, "ping: session expired");
+                    Err(SyncError::Client(zk::Error::SessionExpired)) => {
+                        live.publish(SessionState::Expired, "sync: session expired");
                     }
-                    Err(PingError::Client(zk::Error::AuthFailed)) => {
-                        live.publish(SessionState::Closed, "ping: authentication failed");
+                    Err(SyncError::Client(zk::Error::AuthFailed)) => {
+                        live.publish(SessionState::Closed, "sync: authentication failed");
                     }
                     Err(e) => {
-                        tracing::debug!(session = %live.session, error = ?e, "zookeeper ping failed");
-                        next_ping = now + live.period();
+                        tracing::debug!(session = %live.session, error = ?e, "zookeeper keep-alive sync failed");
+                        next_sync = now + live.period();
                     }
                 }
             }
-            _ = sleep_until(next_ping), if in_flight.is_none() => {
-                in_flight = Some(ping(client.clone(), live.timeout));
+            _ = sleep_until(next_sync), if in_flight.is_none() => {
+                in_flight = Some(keep_alive(client.clone(), live.timeout));
             }
             _ = sleep_until(silence_deadline), if connected => {
-                if Instant::now() >= live.last_contact() + live.silence() {
-                    live.disconnect("no reply within a third of the session timeout");
+                if Instant::now() >= live.last_proof() + live.silence() {
+                    live.disconnect("no proof of contact within a third of the session timeout");
                 }
             }
+            _ = sleep_until(check_clocks) => {}
         }
     }
     tracing::debug!(session = %live.session, "zookeeper session monitor ends");
@@ -245,13 +397,21 @@ pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
 mod tests {
     use super::*;
 
-    fn live() -> Liveness {
-        Liveness::new(SessionId(1), Duration::from_secs(6), Instant::now())
+    const T: Duration = Duration::from_secs(6);
+    const MARGIN: Duration = Duration::from_millis(500);
+
+    fn live() -> (Liveness, Instant) {
+        let t0 = Instant::now();
+        (Liveness::new(SessionId(1), T, MARGIN, t0, t0), t0)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]
     fn terminal_states_are_final() {
-        let l = live();
+        let (l, _) = live();
         assert!(l.publish(SessionState::Expired, "test"));
         assert!(!l.publish(SessionState::Connected, "test"));
         assert!(!l.publish(SessionState::Closed, "test"));
@@ -260,32 +420,85 @@ mod tests {
 
     #[test]
     fn disconnected_keeps_its_first_last_contact() {
-        let l = live();
-        let first = l.last_contact();
+        let (l, t0) = live();
         l.disconnect("test");
-        l.record_reply(first + Duration::from_secs(1));
+        l.record_proof(t0 + ms(1000));
+        l.record_proof(t0 + ms(2000));
+        assert_eq!(l.last_contact(), t0 + ms(1000));
         l.disconnect("test");
-        assert_eq!(
-            l.current(),
-            SessionState::Disconnected {
-                last_contact: first
-            }
-        );
+        assert_eq!(l.current(), SessionState::Disconnected { last_contact: t0 });
     }
 
     #[test]
-    fn last_contact_never_moves_back() {
-        let l = live();
-        let t = l.last_contact();
-        l.record_reply(t + Duration::from_millis(5));
-        l.record_reply(t);
-        assert_eq!(l.last_contact(), t + Duration::from_millis(5));
+    fn a_proof_counts_only_once_a_newer_one_is_a_margin_younger() {
+        let (l, t0) = live();
+        l.record_proof(t0 + ms(300));
+        // Nothing yet proves the leader heard of the session after t0.
+        assert_eq!(l.last_contact(), t0);
+        assert_eq!(l.last_proof(), t0 + ms(300));
+        l.record_proof(t0 + ms(700));
+        // 700 - 500 = 200: no proof at or before it but t0.
+        assert_eq!(l.last_contact(), t0);
+        l.record_proof(t0 + ms(800));
+        // 800 - 500 = 300: the proof at 300 now counts.
+        assert_eq!(l.last_contact(), t0 + ms(300));
+        l.record_proof(t0 + ms(2000));
+        assert_eq!(l.last_contact(), t0 + ms(800));
+        assert_eq!(l.last_proof(), t0 + ms(2000));
+    }
+
+    #[test]
+    fn proofs_out_of_order_and_old_ones() {
+        let (l, t0) = live();
+        l.record_proof(t0 + ms(900));
+        l.record_proof(t0 + ms(100));
+        assert_eq!(l.last_contact(), t0 + ms(100));
+        l.record_proof(t0 + ms(50));
+        assert_eq!(l.last_contact(), t0 + ms(100), "never moves back");
+        l.record_proof(t0 + ms(1500));
+        assert_eq!(l.last_contact(), t0 + ms(900));
+    }
+
+    #[test]
+    fn many_pending_proofs_are_thinned_not_lost_at_the_ends() {
+        let (l, t0) = live();
+        for i in 1..=200u64 {
+            l.record_proof(t0 + ms(i));
+        }
+        assert!(l.proofs().pending.len() <= MAX_PENDING_PROOFS);
+        assert_eq!(l.last_contact(), t0);
+        l.record_proof(t0 + ms(1000));
+        // The oldest pending proof (1 ms) survived the thinning and now counts, or a later one.
+        assert!(l.last_contact() >= t0 + ms(1));
+        assert!(l.last_contact() <= t0 + ms(500));
+    }
+
+    #[test]
+    fn a_suspend_moves_contact_back_and_disconnects() {
+        let (l, t0) = live();
+        l.record_proof(t0 + ms(2000));
+        let before = l.last_contact();
+        // The test's instants may be too close to the clock's origin to go back 10 s.
+        l.suspended(ms(10));
+        assert_eq!(l.last_contact(), before - ms(10));
+        assert!(matches!(l.current(), SessionState::Disconnected { .. }));
     }
 
     #[test]
     fn timing_fractions() {
-        let l = live();
-        assert_eq!(l.period(), Duration::from_secs(1));
-        assert_eq!(l.silence(), Duration::from_secs(2));
+        let (l, _) = live();
+        // T/6 = 1 s, but the margin asks for a sync every 250 ms.
+        assert_eq!(l.period(), ms(250));
+        assert_eq!(l.silence(), ms(2000));
+        assert_eq!(l.margin(), MARGIN);
+        let long_margin = Liveness::new(SessionId(1), T, T, Instant::now(), Instant::now());
+        assert_eq!(long_margin.period(), ms(1000));
+    }
+
+    #[test]
+    fn suspend_detector_ignores_ordinary_time() {
+        let mut d = SuspendDetector::new();
+        std::thread::sleep(ms(20));
+        assert_eq!(d.check(), None);
     }
 }

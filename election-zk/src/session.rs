@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::backend::{NodeAcl, Settings};
-use crate::error::{backend_error, is_server_reply};
+use crate::error::backend_error;
 use crate::liveness::Liveness;
 use crate::names::EntryName;
 use crate::watch::{self as notify, ClientSlot};
@@ -60,14 +60,26 @@ impl std::fmt::Debug for ZkSession {
 }
 
 impl ZkSession {
-    /// Wraps a connected client whose liveness was confirmed by a reply to a request sent at
-    /// `contact`, and starts its monitor task.
-    pub(crate) fn start(client: zk::Client, settings: Arc<Settings>, contact: Instant) -> Self {
+    /// Wraps a connected client whose session was created after `created` and confirmed by a
+    /// `sync` sent at `confirmed`, and starts its monitor task.
+    pub(crate) fn start(
+        client: zk::Client,
+        settings: Arc<Settings>,
+        created: Instant,
+        confirmed: Instant,
+    ) -> Self {
         let id = SessionId(client.session_id().0 as u64);
         let timeout = client.session_timeout();
-        let live = Arc::new(Liveness::new(id, timeout, contact));
+        let margin = settings.leader_lag_margin(timeout);
+        let live = Arc::new(Liveness::new(id, timeout, margin, created, confirmed));
         let monitor = tokio::spawn(crate::liveness::monitor(client.clone(), live.clone()));
-        tracing::info!(session = %id, timeout_ms = timeout.as_millis() as u64, "zookeeper session opened");
+        tracing::info!(
+            session = %id,
+            timeout_ms = timeout.as_millis() as u64,
+            margin_ms = margin.as_millis() as u64,
+            keep_alive_ms = live.period().as_millis() as u64,
+            "zookeeper session opened"
+        );
         Self {
             id,
             timeout,
@@ -100,9 +112,34 @@ impl ZkSession {
         Ok(format!("{}/{name}", self.absolute(dir.as_str())))
     }
 
-    /// Runs one request, bounded by the session timeout, recording a server reply as contact
-    /// and a `SessionExpired` as the end of the session.
+    /// Runs one read (answered by the member the client is connected to, so no proof of
+    /// contact; see [`crate::liveness`]), bounded by the session timeout, recording a
+    /// `SessionExpired` as the end of the session.
     async fn request<T, F, Fut>(&self, op: &str, path: &str, f: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(zk::Client) -> Fut,
+        Fut: Future<Output = Result<T, zk::Error>>,
+    {
+        self.run(op, path, false, f).await
+    }
+
+    /// Runs one write: as [`request`](Self::request), and its success, which passed through the
+    /// ZooKeeper leader, is a proof of contact at the instant it was sent.
+    async fn write<T, F, Fut>(&self, op: &str, path: &str, f: F) -> Result<T, BackendError>
+    where
+        F: FnOnce(zk::Client) -> Fut,
+        Fut: Future<Output = Result<T, zk::Error>>,
+    {
+        self.run(op, path, true, f).await
+    }
+
+    async fn run<T, F, Fut>(
+        &self,
+        op: &str,
+        path: &str,
+        proves: bool,
+        f: F,
+    ) -> Result<T, BackendError>
     where
         F: FnOnce(zk::Client) -> Fut,
         Fut: Future<Output = Result<T, zk::Error>>,
@@ -111,13 +148,12 @@ impl ZkSession {
         let sent_at = Instant::now();
         match tokio::time::timeout(self.timeout, f(client)).await {
             Ok(Ok(value)) => {
-                self.live.record_reply(sent_at);
+                if proves {
+                    self.live.record_proof(sent_at);
+                }
                 Ok(value)
             }
             Ok(Err(e)) => {
-                if is_server_reply(&e) {
-                    self.live.record_reply(sent_at);
-                }
                 match e {
                     zk::Error::SessionExpired => {
                         self.live
@@ -234,7 +270,7 @@ impl BackendSession for ZkSession {
         let p = &path;
         for attempt in 1..=CREATE_ATTEMPTS {
             let created = self
-                .request("create", p, |client| async move {
+                .write("create", p, |client| async move {
                     let options = acl.options(zk::CreateMode::EphemeralSequential);
                     client.create(p, data, &options).await
                 })
@@ -378,7 +414,7 @@ impl BackendSession for ZkSession {
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         let path = self.entry_path(dir, name)?;
         let p = &path;
-        self.request(
+        self.write(
             "delete",
             p,
             |client| async move { client.delete(p, None).await },

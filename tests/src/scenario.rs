@@ -13,6 +13,7 @@ use zookeeper_client as zk;
 pub fn direct(connect: &str) -> Arc<dyn CoordinationBackend> {
     Arc::new(
         ZkBackend::builder(connect)
+            .server_tick_time(election_zk::testing::TICK_TIME)
             .build()
             .expect("valid connect string"),
     )

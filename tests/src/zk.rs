@@ -78,6 +78,7 @@ impl Harness for ZkHarness {
     async fn backend(&self) -> Arc<dyn CoordinationBackend> {
         let proxy = Arc::new(TcpProxy::start(self.server.client_addr()));
         let backend = ZkBackend::builder(proxy.addr().to_string())
+            .server_tick_time(election_zk::testing::TICK_TIME)
             .build()
             .expect("valid connect string");
         Arc::new(Proxied {

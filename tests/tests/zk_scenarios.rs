@@ -546,11 +546,15 @@ async fn ensemble_member_fault(fault: MemberFault) {
     );
     assert!(t1 >= t0);
 
-    // The election still works: a resignation hands over with a larger token.
-    let next = cs
-        .iter()
-        .find(|c| matches!(c.current(), ElectionState::Follower { position: 1, .. }))
-        .expect("a successor");
+    // The election still works: a resignation hands over with a larger token. (A follower's
+    // position is as of its last listing: after sessions expired and rejoined it settles later.)
+    let successor =
+        |c: &&Candidate| matches!(c.current(), ElectionState::Follower { position: 1, .. });
+    wait_until("a follower knows it is next", patience(), || async {
+        cs.iter().any(|c| successor(&c))
+    })
+    .await;
+    let next = cs.iter().find(successor).expect("a successor");
     leader.resign().await.unwrap();
     let t2 = lead(next).await;
     assert!(t2 > t1);

@@ -290,6 +290,7 @@ async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
         let proxy = zk.proxy();
         let proxied: Arc<dyn CoordinationBackend> = Arc::new(
             ZkBackend::builder(proxy.addr().to_string())
+                .server_tick_time(election_zk::testing::TICK_TIME)
                 .build()
                 .unwrap(),
         );

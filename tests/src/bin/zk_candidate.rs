@@ -49,7 +49,10 @@ async fn main() {
         eprintln!("SESSION_TIMEOUT_MS must be a number, not {timeout_ms:?}");
         std::process::exit(2);
     };
-    let backend: Arc<dyn CoordinationBackend> = match ZkBackend::builder(connect.as_str()).build() {
+    let backend: Arc<dyn CoordinationBackend> = match ZkBackend::builder(connect.as_str())
+        .server_tick_time(election_zk::testing::TICK_TIME)
+        .build()
+    {
         Ok(b) => Arc::new(b),
         Err(e) => {
             eprintln!("bad connect string: {e}");
