@@ -10,8 +10,11 @@
 //! - `marker`: the per-attempt [`Marker`], 16 lowercase hex digits (protected create);
 //! - `owner`: the creating session's id, 16 lowercase hex digits;
 //! - `sequence`: appended by ZooKeeper for `EPHEMERAL_SEQUENTIAL` nodes: the parent's child
-//!   version, zero-padded to 10 decimal digits (up to 19 digits are accepted, for servers that use
-//!   64-bit sequences).
+//!   version, a signed 32-bit counter written with `%010d` (up to 19 digits are accepted, for
+//!   servers that use 64-bit sequences). After 2^31 creations under one parent the counter wraps
+//!   to negative numbers (`-2147483648`, then `-2147483647`, ... `-000000001`): such a name is
+//!   still ours, and its sequence is read as the unsigned 32-bit value, so it sorts after every
+//!   positive one, in creation order.
 //!
 //! Any other child name is foreign: reported apart, never counted as a candidate.
 
@@ -65,17 +68,41 @@ impl EntryName {
             return None;
         }
         let owner = u64::from_str_radix(owner, 16).ok()?;
-        let sequence = rest[OWNER_LEN..].strip_prefix('-')?;
-        if !(MIN_SEQUENCE_LEN..=MAX_SEQUENCE_LEN).contains(&sequence.len())
-            || !sequence.bytes().all(|b| b.is_ascii_digit())
-        {
-            return None;
-        }
+        let sequence = parse_sequence(rest[OWNER_LEN..].strip_prefix('-')?)?;
         Some(Self {
             marker,
             owner: SessionId(owner),
-            sequence: sequence.parse().ok()?,
+            sequence,
         })
+    }
+}
+
+/// Reads ZooKeeper's `%010d` sequence: 10 to 19 digits, or a wrapped (negative) 32-bit counter
+/// of width 10 or 11 with its sign, read as the unsigned 32-bit value it wrapped to.
+fn parse_sequence(text: &str) -> Option<u64> {
+    if let Some(digits) = text.strip_prefix('-') {
+        if !(MIN_SEQUENCE_LEN - 1..=MIN_SEQUENCE_LEN).contains(&digits.len())
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let value: i64 = text.parse().ok()?;
+        let wrapped = i32::try_from(value).ok().filter(|v| *v < 0)?;
+        return Some(u64::from(wrapped as u32));
+    }
+    if !(MIN_SEQUENCE_LEN..=MAX_SEQUENCE_LEN).contains(&text.len())
+        || !text.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// ZooKeeper's spelling of `sequence`: a wrapped 32-bit counter is written negative.
+fn spell_sequence(sequence: u64) -> String {
+    match u32::try_from(sequence) {
+        Ok(v) if v > i32::MAX as u32 => format!("{:010}", v as i32),
+        _ => format!("{sequence:010}"),
     }
 }
 
@@ -83,9 +110,9 @@ impl fmt::Display for EntryName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}{:010}",
+            "{}{}",
             Self::prefix(&self.marker, self.owner),
-            self.sequence
+            spell_sequence(self.sequence)
         )
     }
 }
@@ -125,6 +152,35 @@ mod tests {
     }
 
     #[test]
+    fn a_wrapped_sequence_is_ours_and_sorts_after_the_positive_ones() {
+        let at = |seq: &str| {
+            EntryName::parse(&format!("_c_0123456789abcdef-0000000000000001-{seq}"))
+                .unwrap_or_else(|| panic!("{seq} is ours"))
+        };
+        // ZooKeeper's `%010d` after 2^31 creations: the counter wraps to i32::MIN and climbs.
+        let created = [
+            "2147483646",
+            "2147483647",
+            "-2147483648",
+            "-2147483647",
+            "-000000002",
+            "-000000001",
+        ];
+        let sequences: Vec<u64> = created.iter().map(|s| at(s).sequence).collect();
+        assert!(
+            sequences.windows(2).all(|w| w[0] < w[1]),
+            "creation order: {sequences:?}"
+        );
+        assert_eq!(at("-2147483648").sequence, 1 << 31);
+        assert_eq!(at("-000000001").sequence, u64::from(u32::MAX));
+        for text in created {
+            let name = at(text);
+            assert!(name.to_string().ends_with(&format!("-{text}")), "{name}");
+            assert_eq!(EntryName::parse(&name.to_string()), Some(name));
+        }
+    }
+
+    #[test]
     fn other_names_are_foreign() {
         for name in [
             "",
@@ -133,7 +189,10 @@ mod tests {
             "_c_0123456789abcdef-00000100a3f20001-",
             "_c_0123456789abcdef-00000100a3f20001-000000003",
             "_c_0123456789abcdef-00000100a3f20001-00000000003x",
-            "_c_0123456789abcdef-00000100a3f20001--000000001",
+            "_c_0123456789abcdef-00000100a3f20001--00000001",
+            "_c_0123456789abcdef-00000100a3f20001--0000000000",
+            "_c_0123456789abcdef-00000100a3f20001--2147483649",
+            "_c_0123456789abcdef-00000100a3f20001-+000000001",
             "_c_0123456789ABCDEF-00000100a3f20001-0000000003",
             "_c_0123456789abcdef-00000100A3F20001-0000000003",
             "_c_0123456789abcdef_00000100a3f20001-0000000003",
