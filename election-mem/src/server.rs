@@ -72,6 +72,10 @@ pub struct MemConfig {
     pub min_session_timeout: Duration,
     /// See `min_session_timeout`.
     pub max_session_timeout: Duration,
+    /// How long a connected client whose session the service ends by force takes to reconnect
+    /// and learn it: it reports `Disconnected` at once (the service drops its connection) and
+    /// `Expired` this much later, as ZooKeeper's clients do. Default 10 ms.
+    pub reconnect_delay: Duration,
 }
 
 impl Default for MemConfig {
@@ -80,6 +84,7 @@ impl Default for MemConfig {
             disconnect_detection: 1.0 / 3.0,
             min_session_timeout: Duration::from_millis(1),
             max_session_timeout: Duration::from_secs(3600),
+            reconnect_delay: Duration::from_millis(10),
         }
     }
 }
@@ -177,6 +182,15 @@ pub(crate) struct SessionRec {
     pub frozen: bool,
     /// Cut off from the service: the server hears nothing, the client gets no replies.
     pub cut: bool,
+    /// The member the client is connected to lost the service's leader: the service hears
+    /// nothing of the session, but the member answers reads from the tree as it was (`stale`),
+    /// cannot pass writes on, and delivers no notification.
+    pub unheard: bool,
+    /// The tree as the isolated member last saw it, while `unheard`.
+    pub stale: Option<Snapshot>,
+    /// Watches armed while `unheard`, settled against the real tree when the member hears its
+    /// leader again: `Some(path)` for a node's deletion, `None` for a change of children.
+    pub heal_watches: Vec<(Option<String>, Waiter)>,
     pub last_heard: Instant,
     /// Bumped whenever contact resumes, so stale expiry timers do nothing.
     pub contact_epoch: u64,
@@ -184,6 +198,17 @@ pub(crate) struct SessionRec {
     pub notify_delay: Duration,
     pub outbox: VecDeque<(Instant, Waiter)>,
 }
+
+/// A node as a member that lost its leader still sees it.
+#[derive(Clone, Debug)]
+pub(crate) struct NodeView {
+    data: Vec<u8>,
+    czxid: u64,
+    owner: Option<SessionId>,
+}
+
+/// The tree at one instant, by path.
+pub(crate) type Snapshot = BTreeMap<String, NodeView>;
 
 pub(crate) struct Server {
     pub config: MemConfig,
@@ -212,16 +237,148 @@ fn child_path(dir: &str, name: &str) -> String {
     format!("{dir}/{name}")
 }
 
+/// The children of `dir` in a map keyed by path.
+fn children_in<'a, N>(
+    nodes: &'a BTreeMap<String, N>,
+    dir: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a N)> + 'a {
+    let prefix = format!("{dir}/");
+    nodes
+        .range(prefix.clone()..)
+        .take_while(move |(k, _)| k.starts_with(&prefix))
+        .filter_map(move |(k, n)| {
+            let rest = &k[dir.len() + 1..];
+            (!rest.contains('/')).then_some((rest, n))
+        })
+}
+
+/// The election entries and foreign names among `children` (name, owner).
+fn listing_of<'a>(children: impl Iterator<Item = (&'a str, Option<SessionId>)>) -> Listing {
+    let mut listing = Listing::default();
+    for (name, real_owner) in children {
+        match (parse_entry(name), real_owner) {
+            (Some((marker, owner, sequence)), Some(real)) if owner == real => {
+                listing.entries.push(ListedEntry {
+                    name: name.to_owned(),
+                    sequence,
+                    owner,
+                    marker,
+                })
+            }
+            _ => listing.foreign.push(name.to_owned()),
+        }
+    }
+    listing.entries.sort_by_key(|e| e.sequence);
+    listing
+}
+
+/// An entry read from a node's `data`, `czxid` and owner.
+fn entry_of(name: &str, data: &[u8], czxid: u64, owner: Option<SessionId>) -> Option<EntryInfo> {
+    let (marker, named_owner, sequence) = parse_entry(name)?;
+    Some(EntryInfo {
+        name: name.to_owned(),
+        sequence,
+        owner: owner.unwrap_or(named_owner),
+        marker,
+        token: FencingToken(czxid),
+        data: data.to_vec(),
+    })
+}
+
 impl Server {
     fn children<'a>(&'a self, dir: &'a str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
-        let prefix = format!("{dir}/");
+        children_in(&self.nodes, dir)
+    }
+
+    /// The tree now, as a member that loses its leader keeps seeing it.
+    fn snapshot(&self) -> Snapshot {
         self.nodes
-            .range(prefix.clone()..)
-            .take_while(move |(k, _)| k.starts_with(&prefix))
-            .filter_map(move |(k, n)| {
-                let rest = &k[dir.len() + 1..];
-                (!rest.contains('/')).then_some((rest, n))
+            .iter()
+            .map(|(path, n)| {
+                let view = NodeView {
+                    data: n.data.clone(),
+                    czxid: n.czxid,
+                    owner: n.owner,
+                };
+                (path.clone(), view)
             })
+            .collect()
+    }
+
+    /// The stale tree `session`'s member answers reads from, when it lost its leader.
+    pub(crate) fn stale_view(&self, session: SessionId) -> Option<&Snapshot> {
+        self.sessions
+            .get(&session)
+            .filter(|r| r.unheard)
+            .and_then(|r| r.stale.as_ref())
+    }
+
+    /// Refuses a write from a session whose member lost its leader: the member cannot pass it
+    /// on, and the client hears nothing back (outcome unknown; it was not applied).
+    pub(crate) fn writable(&self, session: SessionId) -> Result<(), BackendError> {
+        if self.sessions.get(&session).is_some_and(|r| r.unheard) {
+            return Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                "no reply: the member lost its leader",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `listing` as `session` sees it (stale when its member lost its leader).
+    pub(crate) fn listing_for(&self, session: SessionId, dir: &str) -> Listing {
+        match self.stale_view(session) {
+            Some(view) => listing_of(children_in(view, dir).map(|(name, n)| (name, n.owner))),
+            None => self.listing(dir),
+        }
+    }
+
+    /// `read` as `session` sees it (stale when its member lost its leader).
+    pub(crate) fn read_for(&self, session: SessionId, dir: &str, name: &str) -> Option<EntryInfo> {
+        match self.stale_view(session) {
+            Some(view) => {
+                let n = view.get(&child_path(dir, name))?;
+                entry_of(name, &n.data, n.czxid, n.owner)
+            }
+            None => self.read(dir, name),
+        }
+    }
+
+    /// Whether the node exists as `session` sees it.
+    pub(crate) fn exists_for(&self, session: SessionId, dir: &str, name: &str) -> bool {
+        let path = child_path(dir, name);
+        match self.stale_view(session) {
+            Some(view) => view.contains_key(&path),
+            None => self.nodes.contains_key(&path),
+        }
+    }
+
+    /// A watch armed by `session` while its member lost its leader: settled when the member
+    /// hears its leader again (a node's deletion watch fires then if the node is gone, else
+    /// stays armed on it; a children watch fires), or failed when the session ends.
+    pub(crate) fn watch_on_heal(
+        &mut self,
+        session: SessionId,
+        gone_path: Option<String>,
+    ) -> oneshot::Receiver<Result<(), BackendError>> {
+        let (tx, rx) = oneshot::channel();
+        if let Some(rec) = self.sessions.get_mut(&session) {
+            rec.heal_watches.push((gone_path, tx));
+        }
+        rx
+    }
+
+    /// Settles the watches `session` armed while its member lost its leader.
+    fn settle_heal_watches(&mut self, session: SessionId) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        for (gone_path, tx) in std::mem::take(&mut rec.heal_watches) {
+            match gone_path.and_then(|p| self.nodes.get_mut(&p)) {
+                Some(node) => node.gone_watchers.push((session, tx)),
+                None => self.deliver(session, tx, Ok(())),
+            }
+        }
     }
 
     pub(crate) fn session_usable(&self, id: SessionId) -> Result<(), BackendError> {
@@ -308,35 +465,12 @@ impl Server {
     }
 
     pub(crate) fn listing(&self, dir: &str) -> Listing {
-        let mut listing = Listing::default();
-        for (name, node) in self.children(dir) {
-            match (parse_entry(name), node.owner) {
-                (Some((marker, owner, sequence)), Some(real)) if owner == real => {
-                    listing.entries.push(ListedEntry {
-                        name: name.to_owned(),
-                        sequence,
-                        owner,
-                        marker,
-                    })
-                }
-                _ => listing.foreign.push(name.to_owned()),
-            }
-        }
-        listing.entries.sort_by_key(|e| e.sequence);
-        listing
+        listing_of(self.children(dir).map(|(name, n)| (name, n.owner)))
     }
 
     pub(crate) fn read(&self, dir: &str, name: &str) -> Option<EntryInfo> {
         let node = self.nodes.get(&child_path(dir, name))?;
-        let (marker, owner, sequence) = parse_entry(name)?;
-        Some(EntryInfo {
-            name: name.to_owned(),
-            sequence,
-            owner: node.owner.unwrap_or(owner),
-            marker,
-            token: FencingToken(node.czxid),
-            data: node.data.clone(),
-        })
+        entry_of(name, &node.data, node.czxid, node.owner)
     }
 
     /// Arms a watch for the node's deletion; `None` if it does not exist.
@@ -447,7 +581,7 @@ impl Server {
             *self.stats.notifications.entry(session).or_default() += 1;
         }
         let now = Instant::now();
-        let reachable = !rec.cut && !rec.frozen;
+        let reachable = !rec.cut && !rec.frozen && !rec.unheard;
         if reachable && rec.notify_delay.is_zero() && rec.outbox.is_empty() {
             let _ = tx.send(result);
             return;
@@ -473,7 +607,7 @@ impl Server {
         let Some(rec) = self.sessions.get_mut(&session) else {
             return;
         };
-        if rec.cut || rec.frozen {
+        if rec.cut || rec.frozen || rec.unheard {
             return;
         }
         let now = Instant::now();
@@ -503,6 +637,9 @@ impl Server {
                 client_alive: true,
                 frozen: false,
                 cut: false,
+                unheard: false,
+                stale: None,
+                heal_watches: Vec::new(),
                 last_heard: Instant::now(),
                 contact_epoch: 0,
                 expired: false,
@@ -526,7 +663,7 @@ impl Server {
             return;
         }
         let now = Instant::now();
-        let was_hearing = !rec.cut && rec.client_alive && !rec.frozen;
+        let was_hearing = !rec.cut && rec.client_alive && !rec.frozen && !rec.unheard;
         if !was_hearing {
             return;
         }
@@ -545,7 +682,8 @@ impl Server {
                     // Also when the service expired the session meanwhile (an administrator's
                     // forced expiry): the cut-off client cannot know, and notices the silence.
                     let silent = rec.contact_epoch == epoch || rec.expired;
-                    if silent && rec.cut && *rec.state.borrow() == SessionState::Connected {
+                    let cut_off = rec.cut || rec.unheard;
+                    if silent && cut_off && *rec.state.borrow() == SessionState::Connected {
                         rec.state
                             .send_replace(SessionState::Disconnected { last_contact: now });
                     }
@@ -570,6 +708,8 @@ impl Server {
             return;
         };
         rec.cut = false;
+        let was_unheard = std::mem::replace(&mut rec.unheard, false);
+        rec.stale = None;
         if !rec.client_alive || rec.frozen {
             // A client that crashed (or went away) while cut off is not heard again: the expiry
             // its silence started stays due.
@@ -587,6 +727,9 @@ impl Server {
                 *s = SessionState::Connected;
                 changed
             });
+            if was_unheard {
+                self.settle_heal_watches(session);
+            }
             self.flush_outbox(session);
         }
     }
@@ -603,18 +746,35 @@ impl Server {
         }
         rec.expired = true;
         rec.contact_epoch += 1;
-        let tell_client = !rec.cut && !rec.frozen;
-        let final_state = if closed {
-            SessionState::Closed
-        } else {
-            SessionState::Expired
-        };
+        let tell_client = !rec.cut && !rec.frozen && !rec.unheard;
         // The client hears first: a leader leaves its state in the same instant the others learn
-        // its entry is gone.
-        if tell_client || closed {
-            rec.state.send_replace(final_state);
+        // its entry is gone. Closed is the client's own doing; an expiry it learns as ZooKeeper's
+        // clients do: the service drops the connection (Disconnected), and the reconnect is told
+        // the session expired.
+        if closed {
+            rec.state.send_replace(SessionState::Closed);
+        } else if tell_client {
+            let now = Instant::now();
+            rec.state
+                .send_replace(SessionState::Disconnected { last_contact: now });
+            let weak = self.self_ref.clone();
+            let told_at = now + self.config.reconnect_delay;
+            tokio::spawn(async move {
+                sleep_until(told_at).await;
+                let Some(server) = weak.upgrade() else { return };
+                let guard = lock(&server);
+                if let Some(rec) = guard.sessions.get(&session) {
+                    // A client cut off meanwhile learns when contact resumes.
+                    let closed = *rec.state.borrow() == SessionState::Closed;
+                    if !rec.cut && !rec.frozen && !rec.unheard && !closed {
+                        rec.state.send_replace(SessionState::Expired);
+                    }
+                }
+            });
         }
-        for (_, tx) in rec.outbox.drain(..) {
+        let heal_watches = std::mem::take(&mut rec.heal_watches).into_iter();
+        let waiting = rec.outbox.drain(..).map(|(_, tx)| tx);
+        for tx in waiting.chain(heal_watches.map(|(_, tx)| tx)) {
             let _ = tx.send(Err(BackendError::new(
                 ErrorKind::SessionGone,
                 "session ended",
@@ -733,6 +893,25 @@ impl MemCluster {
         s.lose_contact(session, true);
         if let Some(rec) = s.sessions.get_mut(&session) {
             rec.cut = true;
+        }
+    }
+
+    /// The member the client of `session` is connected to loses the service's leader, silently
+    /// (ZooKeeper: a follower cut off from its leader, which goes on serving its clients until
+    /// its `syncLimit` runs out). The service stops hearing of the session and expires it after
+    /// its timeout; the member goes on answering reads, from the tree as it is now; writes get
+    /// no reply (not applied); notifications wait. A client that proves contact through the
+    /// leader reports `Disconnected` after the detection delay, as for a cut. Undone by
+    /// [`heal`](Self::heal), which tells the client if its session expired meanwhile.
+    pub fn isolate_member_of(&self, session: SessionId) {
+        let mut s = self.server();
+        s.lose_contact(session, true);
+        let snapshot = s.snapshot();
+        if let Some(rec) = s.sessions.get_mut(&session) {
+            if !rec.expired && !rec.cut && !rec.frozen {
+                rec.unheard = true;
+                rec.stale = Some(snapshot);
+            }
         }
     }
 
@@ -865,7 +1044,7 @@ impl MemCluster {
             }
             s.sessions
                 .iter()
-                .filter(|(_, r)| r.cut)
+                .filter(|(_, r)| r.cut || r.unheard)
                 .map(|(id, _)| *id)
                 .collect()
         };

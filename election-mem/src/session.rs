@@ -84,17 +84,19 @@ impl BackendSession for MemSession {
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
         self.enter().await;
-        self.cluster
-            .server()
-            .create(self.id, dir.as_str(), marker, data)
+        let mut s = self.cluster.server();
+        s.writable(self.id)?;
+        s.create(self.id, dir.as_str(), marker, data)
     }
 
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
         self.enter().await;
         let mut s = self.cluster.server();
         s.stats.lists += 1;
-        s.session_usable(self.id)?;
-        Ok(s.listing(dir.as_str()))
+        if s.stale_view(self.id).is_none() {
+            s.session_usable(self.id)?;
+        }
+        Ok(s.listing_for(self.id, dir.as_str()))
     }
 
     async fn list_and_watch(
@@ -104,6 +106,11 @@ impl BackendSession for MemSession {
         self.enter().await;
         let mut s = self.cluster.server();
         s.stats.list_watches += 1;
+        if s.stale_view(self.id).is_some() {
+            let listing = s.listing_for(self.id, dir.as_str());
+            let rx = s.watch_on_heal(self.id, None);
+            return Ok((listing, notification(rx)));
+        }
         s.session_usable(self.id)?;
         let listing = s.listing(dir.as_str());
         let rx = s.watch_children(self.id, dir.as_str());
@@ -114,6 +121,14 @@ impl BackendSession for MemSession {
         self.enter().await;
         let mut s = self.cluster.server();
         s.stats.watches += 1;
+        if s.stale_view(self.id).is_some() {
+            return Ok(if s.exists_for(self.id, dir.as_str(), name) {
+                let path = format!("{}/{name}", dir.as_str());
+                Watch::Armed(notification(s.watch_on_heal(self.id, Some(path))))
+            } else {
+                Watch::Gone
+            });
+        }
         s.session_usable(self.id)?;
         Ok(match s.watch_gone(self.id, dir.as_str(), name) {
             Some(rx) => Watch::Armed(notification(rx)),
@@ -129,13 +144,16 @@ impl BackendSession for MemSession {
         self.enter().await;
         let mut s = self.cluster.server();
         s.stats.reads += 1;
-        s.session_usable(self.id)?;
-        Ok(s.read(dir.as_str(), name))
+        if s.stale_view(self.id).is_none() {
+            s.session_usable(self.id)?;
+        }
+        Ok(s.read_for(self.id, dir.as_str(), name))
     }
 
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         self.enter().await;
         let mut s = self.cluster.server();
+        s.writable(self.id)?;
         s.session_usable(self.id)?;
         s.delete(dir.as_str(), name)
     }
@@ -146,7 +164,7 @@ impl BackendSession for MemSession {
         }
         let mut s = self.cluster.server();
         // A cut-off or crashed client cannot reach the service: the session expires by itself.
-        if s.session_usable(self.id).is_ok() {
+        if s.session_usable(self.id).is_ok() && s.writable(self.id).is_ok() {
             s.expire(self.id, true);
         } else if let Some(rec) = s.sessions.get(&self.id) {
             rec.state.send_replace(SessionState::Closed);

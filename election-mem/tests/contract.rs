@@ -315,7 +315,8 @@ async fn l4_without_recandidacy_stops() {
         .unwrap();
     a.wait_for_leadership(T).await.unwrap();
     cluster.expire_session(a.client().session().await.id());
-    sleep(Duration::from_millis(1)).await;
+    // The client learns of the expiry when it reconnects, as ZooKeeper's do.
+    sleep(MemConfig::default().reconnect_delay + Duration::from_millis(1)).await;
     assert_eq!(
         a.current(),
         ElectionState::Stopped(election_core::StopReason::SessionEnded)
@@ -375,4 +376,114 @@ async fn s3_no_claim_with_an_entry_deleted_in_the_same_transaction() {
     for c in &cs {
         c.stop().await;
     }
+}
+
+/// S2, S4 (ZooKeeper ensemble): the member the leader is connected to loses the service's leader
+/// and goes on answering its reads from the tree as it was. The service expires the leader's
+/// session a timeout after it last heard of it, and the follower (on a healthy member) leads
+/// then; the leader, which counts only proofs through the service's leader as contact, has left
+/// the Leader state and ended its work by then. Its stale member still lists its entry at the head
+/// after the expiry: a client that believed such replies would have led on.
+#[tokio::test(start_paused = true)]
+async fn s2_leader_on_an_isolated_member_steps_down_before_expiry() {
+    let cluster = MemCluster::new();
+    let log = WorkLog::new();
+    let mut rec = Recorder::new();
+    let a = join_work(&cluster, "a", &log, Duration::ZERO).await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join_work(&cluster, "b", &log, Duration::ZERO).await;
+    rec.watch(&b);
+    sleep(Duration::from_millis(10)).await;
+    let session = a.client().session().await;
+    let cut = Instant::now();
+    cluster.isolate_member_of(session.id());
+
+    b.wait_for_leadership(T * 2).await.unwrap();
+    let led_at = Instant::now() - cut;
+    assert_eq!(led_at, T, "b leads when the service expires a's session");
+    assert!(!a.is_leader());
+    // a's member still shows a at the head: its reads are stale.
+    let path = election_core::ElectionPath::new(P).unwrap();
+    let stale = session.list(&path).await.unwrap();
+    assert_eq!(stale.entries.len(), 2, "{stale:?}");
+    assert_eq!(stale.entries[0].owner, session.id());
+    assert_eq!(
+        cluster.entries(P).len(),
+        1,
+        "the service has expired a's entry"
+    );
+    // Writes get no reply while isolated.
+    let write = session
+        .create(&path, &election_core::Marker::from_bits(9), b"")
+        .await
+        .unwrap_err();
+    assert_eq!(write.kind(), election_core::ErrorKind::OutcomeUnknown);
+
+    check_leaders(&rec.leader_intervals()).unwrap();
+    check_work(&log.spans()).unwrap();
+    let a_work = log
+        .spans()
+        .into_iter()
+        .find(|s| s.candidate == "a")
+        .unwrap();
+    let budget = T.mul_f64(election_core::DEFAULT_STEP_DOWN_FRACTION);
+    assert!(a_work.end.unwrap() - cut <= budget, "{a_work:?}");
+
+    // Healed: a learns its session expired and rejoins at the tail.
+    cluster.heal(session.id());
+    sleep(Duration::from_millis(100)).await;
+    let queue: Vec<_> = cluster
+        .queue(P)
+        .into_iter()
+        .filter_map(|e| e.candidate)
+        .collect();
+    assert_eq!(queue, ["b", "a"]);
+    a.stop().await;
+    b.stop().await;
+    assert!(cluster.entries(P).is_empty());
+}
+
+/// A connected client whose session the service ends by force hears `Disconnected` first (the
+/// service drops its connection) and `Expired` only once it reconnects, as on ZooKeeper; a
+/// leader so ended leaves the Leader state at the first and aborts its work at the second.
+#[tokio::test(start_paused = true)]
+async fn forced_expiry_is_disconnected_first_then_expired() {
+    let cluster = MemCluster::new();
+    let log = WorkLog::new();
+    let mut rec = Recorder::new();
+    let a = join_work(&cluster, "a", &log, Duration::from_secs(60)).await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let session = a.client().session().await;
+    let mut state = session.state();
+    cluster.expire_session(session.id());
+    assert!(matches!(
+        *state.borrow_and_update(),
+        election_core::SessionState::Disconnected { .. }
+    ));
+    let delay = MemConfig::default().reconnect_delay;
+    sleep(delay - Duration::from_millis(1)).await;
+    assert!(matches!(
+        *state.borrow(),
+        election_core::SessionState::Disconnected { .. }
+    ));
+    sleep(Duration::from_millis(2)).await;
+    assert_eq!(*state.borrow(), election_core::SessionState::Expired);
+    let reasons: Vec<Reason> = rec.transitions("a").into_iter().map(|t| t.reason).collect();
+    assert!(
+        reasons.starts_with(&[Reason::Claimed, Reason::ContactLost, Reason::SessionEnded]),
+        "{reasons:?}"
+    );
+    // Its stubborn work (60 s to stop) was aborted when the expiry was learnt.
+    let span = log
+        .spans()
+        .into_iter()
+        .find(|s| s.candidate == "a")
+        .unwrap();
+    assert!(
+        span.end.is_some_and(|end| end - span.start <= delay * 2),
+        "{span:?}"
+    );
+    a.stop().await;
 }

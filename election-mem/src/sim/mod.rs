@@ -381,6 +381,13 @@ impl Sim {
                     self.cluster.cut(session);
                 }
             }
+            Op::IsolateMember { client } => {
+                if let Some(c) = Self::pick(&self.live_clients(), client) {
+                    let session = self.session_of(c).await;
+                    self.trace.line(format!("  client {c} session {session}"));
+                    self.cluster.isolate_member_of(session);
+                }
+            }
             Op::Heal { client } => {
                 if let Some(c) = Self::pick(&self.live_clients(), client) {
                     let session = self.session_of(c).await;

@@ -116,7 +116,15 @@ pub enum Op {
         /// Client index, among the live ones.
         client: u8,
     },
-    /// A cut client is healed.
+    /// The member a client is connected to loses the service's leader: the service stops
+    /// hearing of the session while the member goes on answering reads (see
+    /// [`MemCluster::isolate_member_of`](crate::MemCluster::isolate_member_of)). Healed by
+    /// `Heal`.
+    IsolateMember {
+        /// Client index, among the live ones.
+        client: u8,
+    },
+    /// A cut (or isolated) client is healed.
     Heal {
         /// Client index, among the live ones.
         client: u8,
@@ -259,7 +267,8 @@ fn op(rng: &mut SplitMix64) -> Op {
         28..=30 => Op::Crash { client },
         31..=34 => Op::Expire { client },
         35..=36 => Op::ForceExpire { client },
-        37..=42 => Op::Cut { client },
+        37..=39 => Op::Cut { client },
+        40..=42 => Op::IsolateMember { client },
         43..=49 => Op::Heal { client },
         50..=53 => Op::LoseCreateReply,
         54..=56 => Op::DelayNotifications {
