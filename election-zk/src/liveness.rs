@@ -57,6 +57,8 @@ use zookeeper_client as zk;
 
 /// Keep-alive syncs per session timeout, at least.
 const SYNCS_PER_TIMEOUT: u32 = 6;
+/// Keep-alive syncs per session timeout, at most.
+const MAX_SYNCS_PER_TIMEOUT: u32 = 20;
 /// Silence, as a fraction (1/N) of the timeout, after which we report `Disconnected`.
 const SILENCE_DIVISOR: u32 = 3;
 /// Proofs kept while they wait to become old enough to count; more are thinned out (which only
@@ -117,10 +119,13 @@ impl Liveness {
         self.timeout / SILENCE_DIVISOR
     }
 
-    /// The keep-alive period: often enough that a proof is never much older than the margin.
+    /// The keep-alive period: half the margin, so that contact lags the newest proof by little
+    /// more than the margin; but no more often than `timeout / 20` (a short tickTime would
+    /// otherwise cost many requests for little), and at least every `timeout / 6`.
     pub(crate) fn period(&self) -> Duration {
-        (self.timeout / SYNCS_PER_TIMEOUT)
-            .min(self.margin / 2)
+        (self.margin / 2)
+            .max(self.timeout / MAX_SYNCS_PER_TIMEOUT)
+            .min(self.timeout / SYNCS_PER_TIMEOUT)
             .max(Duration::from_millis(1))
     }
 
@@ -487,8 +492,12 @@ mod tests {
     #[test]
     fn timing_fractions() {
         let (l, _) = live();
-        // T/6 = 1 s, but the margin asks for a sync every 250 ms.
-        assert_eq!(l.period(), ms(250));
+        // T/6 = 1 s; the margin asks for a sync every 250 ms, but T/20 = 300 ms is the floor.
+        assert_eq!(l.period(), ms(300));
+        let tighter = Liveness::new(SessionId(1), T, ms(1400), Instant::now(), Instant::now());
+        assert_eq!(tighter.period(), ms(700));
+        let short_margin = Liveness::new(SessionId(1), T, ms(10), Instant::now(), Instant::now());
+        assert_eq!(short_margin.period(), T / 20);
         assert_eq!(l.silence(), ms(2000));
         assert_eq!(l.margin(), MARGIN);
         let long_margin = Liveness::new(SessionId(1), T, T, Instant::now(), Instant::now());
