@@ -1,5 +1,5 @@
 //! Every `BackendSession` primitive against a real ZooKeeper 3.8 started by hand (one standalone
-//! server for the whole file, as in `shared/design/zookeeper-notes.md`).
+//! server for the whole file, started as a child JVM on a free loopback port).
 //!
 //! Needs `java` and `/usr/share/java/zookeeper.jar` (Debian's `zookeeper` package): without them
 //! the test fails with a message saying so; it never skips silently. Set
