@@ -34,6 +34,8 @@ enum Step {
     Drop(usize),
     Crash(usize),
     Expire(usize),
+    /// Expired behind a member cut off from the service's leader (stale reads meanwhile).
+    ExpireIsolated(usize),
     ForceExpire(usize),
     DeleteEntry(usize),
 }
@@ -110,6 +112,7 @@ impl ReferenceStateMachine for ElectionModel {
         if c > 0 {
             options.push((1, (0..c).prop_map(Step::Crash).boxed()));
             options.push((1, (0..c).prop_map(Step::Expire).boxed()));
+            options.push((1, (0..c).prop_map(Step::ExpireIsolated).boxed()));
             options.push((1, (0..c).prop_map(Step::ForceExpire).boxed()));
         }
         if q > 0 {
@@ -129,7 +132,7 @@ impl ReferenceStateMachine for ElectionModel {
             Step::Resign(i) | Step::Leave(i) | Step::Stop(i) | Step::Drop(i) => {
                 *i < state.running.len()
             }
-            Step::Crash(i) | Step::Expire(i) | Step::ForceExpire(i) => {
+            Step::Crash(i) | Step::Expire(i) | Step::ExpireIsolated(i) | Step::ForceExpire(i) => {
                 *i < state.live_clients().len()
             }
             Step::DeleteEntry(i) => *i < state.queue.len(),
@@ -163,7 +166,7 @@ impl ReferenceStateMachine for ElectionModel {
                     }
                 }
             }
-            Step::Expire(i) | Step::ForceExpire(i) => {
+            Step::Expire(i) | Step::ExpireIsolated(i) | Step::ForceExpire(i) => {
                 let id = state.live_clients()[*i].clone();
                 if state.running.contains(&id) {
                     state.move_to_tail(&id);
@@ -257,6 +260,10 @@ impl StateMachineTest for ElectionModel {
                 Step::Drop(i) => sim.apply(Op::Drop { who: *i as u8 }).await,
                 Step::Crash(i) => sim.apply(Op::Crash { client: *i as u8 }).await,
                 Step::Expire(i) => sim.apply(Op::Expire { client: *i as u8 }).await,
+                Step::ExpireIsolated(i) => {
+                    sim.apply(Op::ExpireBehindIsolatedMember { client: *i as u8 })
+                        .await
+                }
                 Step::ForceExpire(i) => sim.apply(Op::ForceExpire { client: *i as u8 }).await,
                 Step::DeleteEntry(i) => {
                     sim.apply(Op::DeleteEntry {
@@ -303,7 +310,7 @@ impl StateMachineTest for ElectionModel {
             }
         }
         // L4: an expired candidate that runs says it rejoined.
-        if let Step::Expire(i) | Step::ForceExpire(i) = &step {
+        if let Step::Expire(i) | Step::ExpireIsolated(i) | Step::ForceExpire(i) = &step {
             let id = &model.live_clients()[*i];
             if after.running.contains(id) {
                 let state = sim.state_of(id);

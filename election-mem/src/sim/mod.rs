@@ -360,6 +360,18 @@ impl Sim {
                 self.sleep_recording(t + Duration::from_millis(1)).await;
                 self.cluster.heal(session);
             }
+            Op::ExpireBehindIsolatedMember { client } => {
+                let Some(c) = Self::pick(&self.live_clients(), client) else {
+                    return;
+                };
+                let session = self.session_of(c).await;
+                self.trace.line(format!(
+                    "  client {c}'s member isolated until session {session} expires"
+                ));
+                self.cluster.isolate_member_of(session);
+                self.sleep_recording(t + Duration::from_millis(1)).await;
+                self.cluster.heal(session);
+            }
             Op::ForceExpire { client } => {
                 let Some(c) = Self::pick(&self.live_clients(), client) else {
                     return;

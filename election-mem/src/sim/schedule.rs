@@ -106,6 +106,12 @@ pub enum Op {
         /// Client index, among the live ones.
         client: u8,
     },
+    /// The member a client is connected to loses the service's leader until the service
+    /// expires the session, then hears its leader again (the client learns of the expiry then).
+    ExpireBehindIsolatedMember {
+        /// Client index, among the live ones.
+        client: u8,
+    },
     /// An administrator expires a client's session now (breaks S2's premise: exempted).
     ForceExpire {
         /// Client index, among the live ones.
