@@ -36,6 +36,7 @@ pub(crate) struct Settings {
     pub(crate) auth: Option<DigestAuth>,
     pub(crate) acl: NodeAcl,
     pub(crate) tick_time: Option<Duration>,
+    pub(crate) probe_members: bool,
 }
 
 /// ZooKeeper's default `tickTime`, assumed when [`ZkBackendBuilder::server_tick_time`] is not set.
@@ -106,6 +107,7 @@ impl ZkBackend {
             auth: None,
             acl: None,
             tick_time: None,
+            probe_members: true,
         }
     }
 
@@ -134,6 +136,7 @@ pub struct ZkBackendBuilder {
     auth: Option<DigestAuth>,
     acl: Option<NodeAcl>,
     tick_time: Option<Duration>,
+    probe_members: bool,
 }
 
 impl fmt::Debug for ZkBackendBuilder {
@@ -144,6 +147,7 @@ impl fmt::Debug for ZkBackendBuilder {
             .field("auth", &self.auth)
             .field("acl", &self.acl)
             .field("tick_time", &self.tick_time)
+            .field("probe_members", &self.probe_members)
             .finish()
     }
 }
@@ -159,6 +163,17 @@ impl ZkBackendBuilder {
     /// the real one would let a leader lead on past its session's expiry.
     pub fn server_tick_time(mut self, tick: Duration) -> Self {
         self.tick_time = Some(tick);
+        self
+    }
+
+    /// Whether opening a session first asks each host of the connect string what session
+    /// timeout it grants, and asks for the least (default `true`; only done with two hosts or
+    /// more). ZooKeeper renegotiates the timeout on every reconnect, and a member with a lower
+    /// `maxSessionTimeout` would otherwise shorten the session without the election knowing.
+    /// Turn it off only when every member has the same `maxSessionTimeout` (at least the timeout
+    /// asked for): it costs a short-lived session per member at each session open.
+    pub fn probe_members(mut self, probe: bool) -> Self {
+        self.probe_members = probe;
         self
     }
 
@@ -230,8 +245,79 @@ impl ZkBackendBuilder {
                 auth: self.auth,
                 acl,
                 tick_time: self.tick_time,
+                probe_members: self.probe_members,
             }),
         })
+    }
+}
+
+/// How long asking one member what session timeout it grants may take.
+const PROBE_BOUND: Duration = Duration::from_secs(2);
+
+impl ZkBackend {
+    /// The session timeout to ask for so that every member grants the same one.
+    ///
+    /// ZooKeeper renegotiates a session's timeout whenever the client reconnects, within the
+    /// `minSessionTimeout..=maxSessionTimeout` of the member it reconnects to; and the session's
+    /// deadlines then follow the new value. A member with a lower `maxSessionTimeout` would
+    /// shorten the session behind the election's back (zookeeper-client 0.11 does not report the
+    /// renegotiated value), so that its leader would step down too late. With more than one host
+    /// in the connect string, each member is asked first (a short-lived session each, in
+    /// parallel, bounded by 2 s), and the least it grants is asked for: every member then grants
+    /// it on any reconnect. A member that cannot be asked is skipped, with a warning.
+    async fn timeout_every_member_grants(&self, timeout: Duration) -> Duration {
+        let hosts: Vec<String> = self
+            .settings
+            .connect
+            .hosts
+            .split(',')
+            .map(str::to_owned)
+            .collect();
+        if hosts.len() < 2 || !self.settings.probe_members {
+            return timeout;
+        }
+        let bound = PROBE_BOUND.min(self.settings.connection_timeout.unwrap_or(PROBE_BOUND));
+        let mut probes = tokio::task::JoinSet::new();
+        for host in hosts {
+            // One try: a member that refuses the connection is skipped at once.
+            let mut connector = zk::Client::connector()
+                .with_session_timeout(timeout)
+                .with_fail_eagerly();
+            if let Some(auth) = &self.settings.auth {
+                connector = connector.with_auth("digest", &auth.credentials());
+            }
+            probes.spawn(async move {
+                let granted = match tokio::time::timeout(bound, connector.connect(&host)).await {
+                    // Dropping the client closes its session.
+                    Ok(Ok(client)) => Some(client.session_timeout()),
+                    _ => None,
+                };
+                (host, granted)
+            });
+        }
+        let mut least = timeout;
+        while let Some(probe) = probes.join_next().await {
+            match probe {
+                Ok((host, Some(granted))) => {
+                    if granted < least {
+                        tracing::info!(
+                            host,
+                            granted_ms = granted.as_millis() as u64,
+                            asked_ms = timeout.as_millis() as u64,
+                            "a member grants a shorter session timeout: asking every member for it"
+                        );
+                    }
+                    least = least.min(granted);
+                }
+                Ok((host, None)) => tracing::warn!(
+                    host,
+                    "cannot ask this member what session timeout it grants; if its \
+                     maxSessionTimeout is lower, a reconnect to it would shorten the session"
+                ),
+                Err(e) => tracing::warn!(error = %e, "session timeout probe failed"),
+            }
+        }
+        least
     }
 }
 
@@ -270,6 +356,7 @@ impl CoordinationBackend for ZkBackend {
         }
         let settings = &self.settings;
         let hosts = settings.connect.hosts.as_str();
+        let timeout = self.timeout_every_member_grants(timeout).await;
         let mut connector = zk::Client::connector().with_session_timeout(timeout);
         if let Some(auth) = &settings.auth {
             connector = connector.with_auth("digest", &auth.credentials());

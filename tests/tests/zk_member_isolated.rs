@@ -159,3 +159,93 @@ async fn sync_limit_2_t() {
 async fn sync_limit_1_5_t() {
     isolated_member_leader_steps_down_before_successor(15, Duration::from_secs(2)).await;
 }
+
+/// Point 5: a member with a lower `maxSessionTimeout` shortens a session that reconnects to it.
+/// Member 1 grants at most 1 s, the others 60 s; `a` asks for 4 s and reaches members 0 and 1
+/// through proxies, `b` talks to member 2. `a` leads, loses member 0 (and reconnects to member 1,
+/// which renegotiates the session down to 1 s), then loses member 1 too. The server expires `a`
+/// 1 s after it last heard of it; `a` must have stepped down, its work ended, before `b` leads.
+/// The backend asks every member first and asks for what all grant, so `a`'s deadlines are
+/// counted from 1 s from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_granting_a_shorter_session_timeout_shortens_the_budget() {
+    let ensemble = Arc::new(tokio::task::block_in_place(|| {
+        ZkEnsemble::builder(3)
+            .max_session_timeout(1, Duration::from_secs(1))
+            .start()
+    }));
+    let asked = Duration::from_secs(4);
+    let patience = Duration::from_secs(20);
+    let path = "/renegotiated/leader";
+    let log = WorkLog::new();
+    let mut rec = Recorder::new();
+    let p0 = election_zk::testing::TcpProxy::start(ensemble.member(0).client_addr());
+    let p1 = election_zk::testing::TcpProxy::start(ensemble.member(1).client_addr());
+    let a = Candidate::builder(path, "a")
+        .session_timeout(asked)
+        // Slow to stop: it runs until the budget's end, when it is aborted.
+        .on_leader(log.work("a", Duration::from_secs(60)))
+        .join(member_backend(&format!("{},{}", p0.addr(), p1.addr())))
+        .await
+        .unwrap();
+    rec.watch(&a);
+    wait_state(&a, "leading", patience, |s| s.is_leader()).await;
+    let session = a.client().session().await;
+    eprintln!(
+        "measure: asked {asked:?}, the session's timeout is {:?}",
+        session.timeout()
+    );
+    assert_eq!(
+        session.timeout(),
+        Duration::from_secs(1),
+        "the least any member grants"
+    );
+    let b = Candidate::builder(path, "b")
+        .session_timeout(asked)
+        .on_leader(log.work("b", Duration::ZERO))
+        .join(member_backend(&ensemble.member(2).connect_string()))
+        .await
+        .unwrap();
+    rec.watch(&b);
+    wait_state(&b, "following a", patience, |s| {
+        matches!(
+            s,
+            ElectionState::Follower {
+                leader: Some(_),
+                ..
+            }
+        )
+    })
+    .await;
+
+    // Member 0 goes silent: a reconnects to member 1, which grants at most 1 s.
+    p0.stall();
+    let moved = Instant::now();
+    wait_until("a reconnected through member 1", patience, || async {
+        p1.connection_count() > 0 && a.current().is_leader() && {
+            matches!(
+                a.current(),
+                ElectionState::Leader {
+                    contact: election_core::Contact::Confirmed,
+                    ..
+                }
+            )
+        }
+    })
+    .await;
+    eprintln!(
+        "measure: a confirmed again through member 1 after {:?}",
+        moved.elapsed()
+    );
+    sleep(Duration::from_millis(300)).await;
+    // Then member 1 too: the server expires a's session 1 s after it last heard of it.
+    p1.stall();
+    wait_state(&b, "leading", patience, |s| s.is_leader()).await;
+    sleep(Duration::from_millis(50)).await;
+    check_leaders(&rec.leader_intervals()).unwrap_or_else(|v| panic!("two leaders: {v}"));
+    check_work(&log.spans()).unwrap_or_else(|v| panic!("two works: {v}"));
+    p0.resume();
+    p1.resume();
+    a.stop().await;
+    b.stop().await;
+}
