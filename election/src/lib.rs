@@ -1,0 +1,119 @@
+//! Leader election for services that run in HA pairs or fleets: run several copies, exactly one
+//! is active.
+//!
+//! This is the crate to depend on. It re-exports the public API of `election-core` (candidates,
+//! clients, observers, states and events, the backend contract) and, behind features, the
+//! backends and the test support:
+//!
+//! | feature | gives | default |
+//! |---|---|---|
+//! | `zookeeper` | [`zk`]: the ZooKeeper backend ([`zk::ZkBackend`]) | yes |
+//! | `mem` | `mem`: the in-memory backend (`mem::MemCluster`): virtual time, fault injection | no |
+//! | `testing` | `testing`: conformance suite, transition recorder, work log, invariant checks (turns on `mem`) | no |
+//! | `sim` | `mem::sim`: the seeded, replayable simulation (turns on `testing`) | no |
+//!
+//! A production service uses the default; its tests add `mem` (or `testing`) in
+//! `[dev-dependencies]`:
+//!
+//! ```toml
+//! [dependencies]
+//! election = "0.1"
+//! tokio = { version = "1", features = ["full"] }
+//!
+//! [dev-dependencies]
+//! election = { version = "0.1", features = ["mem"] }
+//! tokio = { version = "1", features = ["full", "test-util"] }
+//! ```
+//!
+//! # A candidate
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use election::{Candidate, CoordinationBackend};
+//!
+//! # #[cfg(feature = "zookeeper")]
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let backend: Arc<dyn CoordinationBackend> =
+//!         Arc::new(election::zk::ZkBackend::builder("zk1:2181,zk2:2181,zk3:2181").build()?);
+//!     let candidate = Candidate::builder("/services/streamer/leader", "streamer-1")
+//!         .session_timeout(Duration::from_secs(10))
+//!         .on_leader(|term| async move {
+//!             // Runs once per term: send term.token() with every write, stop when cancelled.
+//!             term.cancellation().cancelled().await;
+//!         })
+//!         .join(backend)
+//!         .await?;
+//!     let token = candidate.wait_for_leadership(Duration::from_secs(60)).await?;
+//!     println!("leading with token {token}");
+//!     candidate.stop().await; // withdraw before leaving main
+//!     Ok(())
+//! }
+//! # #[cfg(not(feature = "zookeeper"))]
+//! # fn main() {}
+//! ```
+//!
+//! The contract every backend keeps (S1-S5, L1-L5) is in the repository's `docs/contract.md`.
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use election_core::{
+    backend, record, BackendError, BackendSession, Candidate, CandidateBuilder, CandidateConfig,
+    CandidateRecord, Client, ClientBuilder, ConfigError, Contact, CoordinationBackend,
+    ElectionError, ElectionPath, ElectionState, EntryInfo, ErrorKind, Event, FencingToken,
+    LeaderInfo, ListedEntry, Listing, Marker, Notice, Notification, Observer, Participant, Reason,
+    SessionId, SessionState, StopReason, Term, Transition, Watch, DEFAULT_SESSION_TIMEOUT,
+    DEFAULT_STEP_DOWN_FRACTION, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
+};
+
+/// The cancellation signal a [`Term`] carries ([`Term::cancellation`]), from `tokio-util`.
+pub use tokio_util::sync::CancellationToken;
+
+/// For backend authors: [`CoordinationBackend`] and [`BackendSession`] are `async_trait` traits.
+pub use async_trait::async_trait;
+
+/// The ZooKeeper backend (feature `zookeeper`, on by default).
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use election::CoordinationBackend;
+/// use election::zk::ZkBackend;
+///
+/// # fn demo() -> Result<(), election::ConfigError> {
+/// let backend: Arc<dyn CoordinationBackend> = Arc::new(
+///     ZkBackend::builder("zk1:2181,zk2:2181,zk3:2181/chroot").build()?,
+/// );
+/// # let _ = backend;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "zookeeper")]
+#[cfg_attr(docsrs, doc(cfg(feature = "zookeeper")))]
+pub mod zk {
+    pub use election_zk::*;
+}
+
+/// The in-memory backend (feature `mem`): ZooKeeper-like sessions and watches in one process,
+/// deterministic under tokio's paused clock, with fault injection. For testing your own
+/// failover logic without a server.
+#[cfg(feature = "mem")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mem")))]
+pub mod mem {
+    pub use election_mem::*;
+}
+
+/// Test support (feature `testing`): the backend conformance suite, a transition
+/// [`Recorder`](testing::recorder::Recorder), a leader-work
+/// [`WorkLog`](testing::recorder::WorkLog) and the contract's invariant checks.
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing {
+    pub use election_core::conformance_suite;
+    pub use election_core::testing::*;
+}
+
+/// Every Rust code block of the README, compiled (and run, unless marked `no_run`) as a doctest.
+#[cfg(all(doctest, feature = "zookeeper", feature = "testing"))]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
