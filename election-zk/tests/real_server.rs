@@ -306,9 +306,14 @@ async fn every_primitive_against_a_real_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn frozen_server_disconnects_early_then_expires() {
     let server = Server::start();
-    let backend = ZkBackend::builder(server.connect("/t2")).build().unwrap();
+    let backend = ZkBackend::builder(server.connect("/t2"))
+        .server_tick_time(election_zk::testing::TICK_TIME)
+        .build()
+        .unwrap();
     let dir = path("/e");
     let t = Duration::from_secs(2);
+    // Last contact lags the last proof by the margin (3/4 tick) and up to a keep-alive period.
+    let lag = election_zk::testing::TICK_TIME * 3 / 4 + t / 20;
     let watcher = open(&backend, t).await;
     let other = open(&backend, T).await;
     let mine = watcher.create(&dir, &marker(1), b"").await.unwrap();
@@ -339,7 +344,7 @@ async fn frozen_server_disconnects_early_then_expires() {
     );
     let after_contact = seen_at - last_contact;
     assert!(
-        after_contact <= t / 3 + Duration::from_millis(250),
+        after_contact <= t / 3 + lag + Duration::from_millis(250),
         "Disconnected {after_contact:?} after last contact (timeout {t:?})"
     );
     eprintln!(
