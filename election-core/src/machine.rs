@@ -213,6 +213,22 @@ enum Request {
     Delete(String),
 }
 
+/// A kind of backend call, for back-off: each kind backs off on its own failures and is reset
+/// only by its own success (a lookup listing that succeeds says nothing about the create that
+/// keeps failing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    List,
+    Read,
+    Delete,
+    Watch,
+}
+
+impl Op {
+    const COUNT: usize = 5;
+}
+
 /// The election state machine of one candidate in one election.
 pub(crate) struct Machine {
     cfg: MachineConfig,
@@ -229,7 +245,13 @@ pub(crate) struct Machine {
     want_read: Option<String>,
     delete_queue: VecDeque<String>,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    /// The back-off of each kind of call, reset only when that kind succeeds.
+    backoff: [Duration; Op::COUNT],
+    /// The state of the jitter generator, seeded from the marker prefix: deterministic for a
+    /// given candidate, different across a fleet.
+    jitter: u64,
+    /// Our own entry's watch failed: arm it again once the back-off is over.
+    rearm_own: Option<String>,
     step_down_at: Option<Instant>,
     stop_deadline: Option<Instant>,
     timer: Option<Instant>,
@@ -257,6 +279,7 @@ impl Machine {
     ) -> Self {
         let mut m = Self {
             marker_prefix: format!("{:08x}", cfg.marker_prefix),
+            jitter: u64::from(cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908,
             cfg,
             session,
             timeout,
@@ -270,7 +293,8 @@ impl Machine {
             want_read: None,
             delete_queue: VecDeque::new(),
             retry_at: None,
-            backoff: Duration::ZERO,
+            backoff: [Duration::ZERO; Op::COUNT],
+            rearm_own: None,
             step_down_at: None,
             stop_deadline: None,
             timer: None,
@@ -322,7 +346,7 @@ impl Machine {
             Input::Listed(result) => self.on_listed(now, result),
             Input::Read { name, result } => self.on_read(now, name, result),
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
-            Input::PredecessorGone { name, result } => self.on_predecessor_gone(name, result),
+            Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
             Input::WorkDone { aborted } => self.on_work_done(now, aborted),
             Input::Timer => self.on_timer(now),
@@ -362,6 +386,7 @@ impl Machine {
         };
         self.pending = None;
         self.retry_at = None;
+        self.rearm_own = None;
         self.want_list = false;
         self.want_read = None;
         self.delete_queue.clear();
@@ -457,6 +482,7 @@ impl Machine {
         self.want_list = false;
         self.want_read = None;
         self.retry_at = None;
+        self.rearm_own = None;
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
         self.end_term(now);
@@ -502,7 +528,7 @@ impl Machine {
         };
         match result {
             Ok(info) => {
-                self.backoff = Duration::ZERO;
+                self.reset_backoff(Op::Create);
                 self.adopt(now, info);
             }
             Err(e) => match e.kind() {
@@ -510,12 +536,14 @@ impl Machine {
                 ErrorKind::OutcomeUnknown | ErrorKind::Other => {
                     *unknown = true;
                     self.sweep_before_finish = true;
-                    self.retry_later(now, &e);
+                    self.retry_later(now, Op::Create, &e);
                 }
-                ErrorKind::NotFound | ErrorKind::AlreadyExists => self.retry_later(now, &e),
+                ErrorKind::NotFound | ErrorKind::AlreadyExists => {
+                    self.retry_later(now, Op::Create, &e)
+                }
                 // The session's end is on its way as a state change; until then, back off
                 // rather than re-send at once.
-                ErrorKind::SessionGone => self.retry_later(now, &e),
+                ErrorKind::SessionGone => self.retry_later(now, Op::Create, &e),
                 ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, &e),
             },
         }
@@ -570,7 +598,7 @@ impl Machine {
                             role: Role::Verifying,
                         };
                         self.want_list = true;
-                        self.request_failed(now, &e);
+                        self.request_failed(now, Op::Read, &e);
                     }
                 }
                 return;
@@ -583,7 +611,7 @@ impl Machine {
             if adopting.as_deref() == Some(name.as_str()) {
                 match result {
                     Ok(Some(info)) if info.owner == self.session => {
-                        self.backoff = Duration::ZERO;
+                        self.reset_backoff(Op::Read);
                         self.adopt(now, info);
                     }
                     // Gone since the lookup (deleted, or its session ended): register anew.
@@ -591,10 +619,13 @@ impl Machine {
                         *adopting = None;
                         *unknown = false;
                     }
-                    Err(e) => self.request_failed(now, &e),
+                    Err(e) => self.request_failed(now, Op::Read, &e),
                 }
                 return;
             }
+        }
+        if result.is_ok() {
+            self.reset_backoff(Op::Read);
         }
         match result {
             Ok(Some(info)) => {
@@ -629,7 +660,7 @@ impl Machine {
                     self.want_read = None;
                 }
             }
-            Err(e) => self.request_failed(now, &e),
+            Err(e) => self.request_failed(now, Op::Read, &e),
         }
     }
 
@@ -646,11 +677,11 @@ impl Machine {
                 if matches!(self.phase, Phase::Holding { .. }) {
                     self.want_list = true;
                 }
-                self.request_failed(now, &e);
+                self.request_failed(now, Op::List, &e);
                 return;
             }
         };
-        self.backoff = Duration::ZERO;
+        self.reset_backoff(Op::List);
         if listing.foreign != self.foreign {
             self.foreign = listing.foreign.clone();
             if !self.foreign.is_empty() {
@@ -834,7 +865,12 @@ impl Machine {
         self.set_state(now, ElectionState::Leader { token, contact }, reason);
     }
 
-    fn on_predecessor_gone(&mut self, name: String, result: Result<(), BackendError>) {
+    fn on_predecessor_gone(
+        &mut self,
+        now: Instant,
+        name: String,
+        result: Result<(), BackendError>,
+    ) {
         let Phase::Holding {
             entry,
             role:
@@ -854,6 +890,9 @@ impl Machine {
             entry: entry.clone(),
             role: Role::Verifying,
         };
+        if result.is_ok() {
+            self.reset_backoff(Op::Watch);
+        }
         match result {
             // L3 / S3: the head left and we were next: nothing can sort between, so we lead
             // without listing again, once a read shows our own entry still there and ours. Our
@@ -869,8 +908,13 @@ impl Machine {
             }
             // L5: gone, or vanished before the watch was set: list again.
             Ok(()) => self.want_list = true,
-            Err(e) if e.kind() == ErrorKind::SessionGone => {}
-            Err(_) => self.want_list = true,
+            // Whatever the error (a "session gone" can come while the session lives on: its end,
+            // if it is ending, comes as a state change), look again after a back-off: nothing
+            // may wait with nothing armed.
+            Err(e) => {
+                self.want_list = true;
+                self.retry_later(now, Op::Watch, &e);
+            }
         }
     }
 
@@ -882,13 +926,17 @@ impl Machine {
             return;
         }
         match result {
-            Ok(()) => self.entry_lost(now),
-            Err(e) if e.kind() == ErrorKind::SessionGone => {}
-            // The watch failed without telling: arm it again, and verify the place meanwhile
-            // (the claim without listing relies on this watch).
-            Err(_) => {
-                self.out.push(Action::WatchOwn { name });
+            Ok(()) => {
+                self.reset_backoff(Op::Watch);
+                self.entry_lost(now)
+            }
+            // The watch failed without telling (whatever the error: a "session gone" can come
+            // while the session lives on): arm it again after a back-off, and verify the place
+            // meanwhile (a leader relies on this watch to notice its entry deleted).
+            Err(e) => {
+                self.rearm_own = Some(name);
                 self.want_list = true;
+                self.retry_later(now, Op::Watch, &e);
             }
         }
     }
@@ -897,6 +945,7 @@ impl Machine {
     /// was deleted): step down if leading, then register again (L5, CURATOR-171).
     fn entry_lost(&mut self, now: Instant) {
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "our entry was deleted by someone else; registering again");
+        self.rearm_own = None;
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
         self.end_term(now);
@@ -999,22 +1048,25 @@ impl Machine {
         if let Phase::Releasing { entry } = &self.phase {
             if entry.name == name {
                 if done {
+                    self.reset_backoff(Op::Delete);
+                    self.rearm_own = None;
                     self.out.push(Action::UnwatchOwn);
                     self.after_release(now);
                 } else if let Err(e) = result {
-                    self.request_failed(now, &e);
+                    self.request_failed(now, Op::Delete, &e);
                 }
                 return;
             }
         }
         if self.delete_queue.front() == Some(&name) {
             if done {
+                self.reset_backoff(Op::Delete);
                 self.delete_queue.pop_front();
                 info!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "orphan entry removed");
                 self.notice(now, Notice::OrphanRemoved(name));
                 self.sweep_done(now);
             } else if let Err(e) = result {
-                self.request_failed(now, &e);
+                self.request_failed(now, Op::Delete, &e);
             }
         }
     }
@@ -1154,20 +1206,30 @@ impl Machine {
         }
     }
 
-    fn request_failed(&mut self, now: Instant, e: &BackendError) {
+    fn request_failed(&mut self, now: Instant, op: Op, e: &BackendError) {
         match e.kind() {
             ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, e),
-            _ => self.retry_later(now, e),
+            _ => self.retry_later(now, op, e),
         }
     }
 
-    fn retry_later(&mut self, now: Instant, e: &BackendError) {
+    fn reset_backoff(&mut self, op: Op) {
+        self.backoff[op as usize] = Duration::ZERO;
+    }
+
+    /// Holds every request back for the back-off of `op`, which doubles (from T/50 up to T/4)
+    /// with each failure of that kind of call, with jitter: a fleet that failed together (an
+    /// ensemble failover) does not retry in step.
+    fn retry_later(&mut self, now: Instant, op: Op, e: &BackendError) {
         let floor = (self.timeout / 50).max(Duration::from_millis(1));
-        self.backoff = (self.backoff * 2).clamp(floor, self.timeout / 4);
-        debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, backoff = ?self.backoff, "backend call failed; retrying");
+        let backoff = &mut self.backoff[op as usize];
+        *backoff = (*backoff * 2).clamp(floor, self.timeout / 4);
+        let backoff = *backoff;
+        let delay = jittered(backoff, next_random(&mut self.jitter));
+        debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, op = ?op, backoff = ?backoff, delay = ?delay, "backend call failed; retrying");
         self.notice(now, Notice::Retrying(e.to_string()));
         if self.connected() {
-            self.retry_at = Some(now + self.backoff);
+            self.retry_at = Some(now + delay);
         }
     }
 
@@ -1183,8 +1245,15 @@ impl Machine {
                     ..
                 }
             );
-        if (self.pending.is_some() && !preemptible) || !self.connected() || self.retry_at.is_some()
-        {
+        if !self.connected() || self.retry_at.is_some() {
+            return;
+        }
+        if let Some(name) = self.rearm_own.take() {
+            if matches!(&self.phase, Phase::Holding { entry, .. } if entry.name == name) {
+                self.out.push(Action::WatchOwn { name });
+            }
+        }
+        if self.pending.is_some() && !preemptible {
             return;
         }
         let request = match &self.phase {
@@ -1295,6 +1364,25 @@ impl Machine {
         self.out
             .push(Action::Emit(Event::Notice { at: now, notice }));
     }
+}
+
+/// splitmix64: a small, seedable generator (jitter only; nothing here needs to be
+/// unpredictable).
+pub(crate) fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `backoff` with "equal jitter": half of it, plus a random part of the other half
+/// (`random` picks which), so retries spread over `[backoff / 2, backoff]`.
+pub(crate) fn jittered(backoff: Duration, random: u64) -> Duration {
+    let half = backoff / 2;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    let extra = if nanos == 0 { 0 } else { random % (nanos + 1) };
+    backoff - half + Duration::from_nanos(extra)
 }
 
 #[cfg(test)]
@@ -1697,6 +1785,15 @@ mod tests {
                 result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "x")),
             },
         );
+        // Not at once (a watch that keeps failing would spin): after a back-off.
+        let out = m.take_actions();
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::WatchOwn { .. } | Action::List)),
+            "{out:?}"
+        );
+        let at = m.timer.expect("a retry timer");
+        m.handle(at, Input::Timer);
         let out = m.take_actions();
         assert!(
             out.contains(&Action::WatchOwn {
@@ -1705,6 +1802,132 @@ mod tests {
             "{out:?}"
         );
         assert!(out.contains(&Action::List), "{out:?}");
+    }
+
+    fn machine_with_prefix(prefix: u32) -> (Machine, Instant) {
+        let now = Instant::now();
+        let cfg = MachineConfig {
+            marker_prefix: prefix,
+            ..cfg(false)
+        };
+        let mut m = Machine::new(cfg, ME, T, SessionState::Connected, now);
+        m.take_actions();
+        (m, now)
+    }
+
+    /// The delay before the retry the machine has just scheduled.
+    fn retry_delay(m: &Machine, now: Instant) -> Duration {
+        m.retry_at.expect("a retry is scheduled") - now
+    }
+
+    /// Issue 17, point 8: a create failing with `Other` is followed by a lookup listing whose
+    /// success used to reset the back-off, so the create was retried every T/50 for ever. Now
+    /// the create's own back-off keeps doubling.
+    #[test]
+    fn a_create_that_keeps_failing_backs_off_although_its_lookups_succeed() {
+        let (mut m, mut now) = machine(false);
+        let floor = T / 50;
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            m.handle(
+                now,
+                Input::Created(Err(BackendError::new(ErrorKind::Other, "boom"))),
+            );
+            delays.push(retry_delay(&m, now));
+            m.take_actions();
+            now = m.retry_at.unwrap();
+            m.handle(now, Input::Timer);
+            assert_eq!(m.take_actions(), [Action::List, Action::SetTimer(None)]);
+            m.handle(now, Input::Listed(Ok(Listing::default())));
+            let out = m.take_actions();
+            assert!(
+                out.iter().any(|a| matches!(a, Action::Create { .. })),
+                "{out:?}"
+            );
+        }
+        for (k, d) in delays.iter().enumerate() {
+            let backoff = (floor * 2u32.pow(k as u32)).min(T / 4);
+            assert!(
+                *d >= backoff / 2 && *d <= backoff,
+                "retry {k}: {d:?} outside [{:?}, {backoff:?}] ({delays:?})",
+                backoff / 2
+            );
+        }
+    }
+
+    /// Issue 17, point 8: a predecessor watch that keeps failing used to be re-listed and
+    /// re-armed at once, round after round with no delay. Now each round waits a growing
+    /// back-off.
+    #[test]
+    fn a_watch_that_keeps_failing_backs_off() {
+        let (mut m, mut now, _) = placed(false, 1);
+        m.take_actions();
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            m.handle(
+                now,
+                Input::PredecessorGone {
+                    name: "o0".into(),
+                    result: Err(BackendError::new(ErrorKind::Other, "watch failed")),
+                },
+            );
+            let out = m.take_actions();
+            assert!(!out.contains(&Action::List), "re-listed at once: {out:?}");
+            delays.push(retry_delay(&m, now));
+            now = m.retry_at.unwrap();
+            m.handle(now, Input::Timer);
+            assert!(m.take_actions().contains(&Action::List));
+            let l = Listing {
+                entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+                foreign: vec![],
+            };
+            m.handle(now, Input::Listed(Ok(l)));
+            let out = m.take_actions();
+            assert!(
+                out.contains(&Action::WatchPredecessor { name: "o0".into() }),
+                "{out:?}"
+            );
+        }
+        assert!(
+            delays.windows(2).all(|w| w[1] > w[0]),
+            "not growing: {delays:?}"
+        );
+        assert!(delays[4] >= T / 50 * 8, "{delays:?}");
+    }
+
+    /// Issue 17, point 8: retries are jittered, deterministically per candidate: two
+    /// candidates that fail at the same instant retry at different ones, and the same
+    /// candidate (the same seed) always at the same one.
+    #[test]
+    fn retries_are_jittered_by_candidate() {
+        let first_delay = |prefix| {
+            let (mut m, now) = machine_with_prefix(prefix);
+            m.handle(
+                now,
+                Input::Created(Err(BackendError::new(ErrorKind::Other, "boom"))),
+            );
+            retry_delay(&m, now)
+        };
+        let delays: Vec<Duration> = (1..=8).map(first_delay).collect();
+        let mut distinct = delays.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() >= 6, "{delays:?}");
+        assert_eq!(first_delay(3), delays[2]);
+        for d in delays {
+            assert!(d >= T / 100 && d <= T / 50, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_full_backoff() {
+        let b = Duration::from_millis(100);
+        let mut state = 1;
+        for _ in 0..1000 {
+            let d = jittered(b, next_random(&mut state));
+            assert!(d >= b / 2 && d <= b, "{d:?}");
+        }
+        assert_eq!(jittered(Duration::ZERO, 7), Duration::ZERO);
     }
 
     #[test]

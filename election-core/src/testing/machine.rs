@@ -92,8 +92,11 @@ pub enum Step {
     LeaveAndDisconnect(u8),
     /// An administrator deletes our entry.
     DeleteOwn,
-    /// The armed predecessor watch fails (`kind` as for [`Step::Fail`]) while the session
-    /// lives: the predecessor must be looked at again.
+    /// An armed watch fails while the session lives and stays connected: the predecessor's,
+    /// or with the high bit set our own entry's. The low bits pick the error kind as for
+    /// [`Step::Fail`], plus `SessionGone` (a client can report one without the session
+    /// ending: a watch torn down with its task, a session moved to another server). The
+    /// machine must look again or re-arm: nothing may wait with nothing armed.
     WatchFail(u8),
     /// Leader work returns by itself (or, once cancelled, stops in time).
     WorkDone,
@@ -210,6 +213,15 @@ fn kind_of(k: u8) -> ErrorKind {
     }
 }
 
+/// The failures a watch can report while its session lives: those of [`kind_of`], plus
+/// `SessionGone`.
+fn watch_kind_of(k: u8) -> ErrorKind {
+    match k % 6 {
+        5 => ErrorKind::SessionGone,
+        k => kind_of(k),
+    }
+}
+
 impl Run {
     fn new(setup: &Setup) -> Self {
         let fraction = f64::from(setup.fraction_pct.clamp(5, 95)) / 100.0;
@@ -283,7 +295,39 @@ impl Run {
         while let Some(input) = self.inbox.pop_front() {
             self.input(input)?;
         }
-        self.check()
+        self.check()?;
+        self.check_armed()
+    }
+
+    /// Nothing waits with nothing armed: a running candidate whose session is connected always
+    /// has a request under way, a timer set, work that will report its end, a new session
+    /// coming, or the watch its state relies on (a follower its predecessor's, a leader its
+    /// own entry's; any watch otherwise). Out of contact, the session's next state is what it
+    /// waits for.
+    fn check_armed(&self) -> Result<(), Violation> {
+        if self.finished || !self.connected || !self.server_alive || self.opening {
+            return Ok(());
+        }
+        let busy = self.pending.is_some()
+            || self.timer.is_some()
+            || !self.inbox.is_empty()
+            || matches!(self.work, Work::Cancelled(_));
+        let watching = match self.state {
+            ElectionState::Follower { .. } => self.pred_watch.is_some(),
+            ElectionState::Leader { .. } => self.own_watch.is_some(),
+            _ => self.pred_watch.is_some() || self.own_watch.is_some(),
+        };
+        if busy || watching {
+            Ok(())
+        } else {
+            Err(Violation::new(
+                "L1",
+                format!(
+                    "waiting in {:?} with no request, watch, timer or listing wanted",
+                    self.state
+                ),
+            ))
+        }
     }
 
     fn remove(&mut self, name: &str) -> bool {
@@ -567,12 +611,13 @@ impl Run {
                 }
             }
             Step::WatchFail(k) => {
-                if let Some(name) = self.pred_watch.take() {
-                    let input = Input::PredecessorGone {
-                        name,
-                        result: Err(err(kind_of(*k), "watch failed")),
-                    };
-                    self.input(input)?;
+                let result = Err(err(watch_kind_of(k & 0x7f), "watch failed"));
+                if k & 0x80 != 0 {
+                    if let Some(name) = self.own_watch.take() {
+                        self.input(Input::OwnGone { name, result })?;
+                    }
+                } else if let Some(name) = self.pred_watch.take() {
+                    self.input(Input::PredecessorGone { name, result })?;
                 }
             }
             Step::WorkDone => match self.work {
@@ -1064,6 +1109,33 @@ mod tests {
             Step::Reply,
             Step::Reply,
             Step::WatchFail(1),
+        ];
+        holds(no_work(), &steps);
+    }
+
+    /// Issue 17, point 6: a predecessor watch that fails with "session gone" while the session
+    /// stays connected left the follower with nothing armed, waiting for ever.
+    #[test]
+    fn a_predecessor_watch_lost_with_session_gone_is_looked_at_again() {
+        let steps = [
+            Step::Join,
+            Step::Reply,
+            Step::Reply,
+            Step::Reply,
+            Step::WatchFail(5),
+        ];
+        holds(no_work(), &steps);
+    }
+
+    /// Issue 17, point 6: a leader whose own watch failed with "session gone" while connected
+    /// was left with nothing armed: an administrator deleting its entry would go unnoticed.
+    #[test]
+    fn a_leader_whose_own_watch_is_lost_arms_it_again() {
+        let steps = [
+            Step::Reply,
+            Step::Reply,
+            Step::WatchFail(0x85),
+            Step::DeleteOwn,
         ];
         holds(no_work(), &steps);
     }
