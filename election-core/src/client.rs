@@ -16,7 +16,7 @@ use crate::candidate::Candidate;
 use crate::config::{validate_session_timeout, CandidateConfig, DEFAULT_SESSION_TIMEOUT};
 use crate::driver::{Driver, Outlets};
 use crate::error::{ElectionError, ErrorKind};
-use crate::machine::{Machine, MachineConfig};
+use crate::machine::{jittered, next_random, Machine, MachineConfig};
 use crate::observer::Observer;
 use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
@@ -50,6 +50,9 @@ struct ClientInner {
     timeout: Duration,
     session: tokio::sync::Mutex<Arc<dyn BackendSession>>,
     rng: Mutex<u64>,
+    /// Jitter for the retries of drivers and observers: a stream apart from the markers', so
+    /// that retries do not change which markers a seeded run uses.
+    jitter: Jitter,
     members: Mutex<BTreeSet<(ElectionPath, String)>>,
     crashed: std::sync::atomic::AtomicBool,
 }
@@ -102,6 +105,7 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 session: tokio::sync::Mutex::new(session),
                 rng: Mutex::new(seed),
+                jitter: Jitter::new(seed),
                 members: Mutex::new(BTreeSet::new()),
                 crashed: Default::default(),
             }),
@@ -151,12 +155,14 @@ impl Client {
 
     fn next_random(&self) -> u64 {
         // splitmix64: small, seedable, good enough for unique markers.
-        let mut state = self.inner.rng.lock().expect("rng lock");
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        next_random(&mut self.inner.rng.lock().expect("rng lock"))
+    }
+
+    /// `backoff` with jitter (between half of it and all of it), for the retries of this
+    /// client's drivers and observers: a fleet that failed together does not retry in step.
+    /// Seeded with the client, so a seeded simulation replays.
+    pub(crate) fn jittered(&self, backoff: Duration) -> Duration {
+        self.inner.jitter.delay(backoff)
     }
 
     /// Joins the election `config` names, on this client's session. Checks the configuration
@@ -189,7 +195,10 @@ impl Client {
             has_work: config.work.is_some(),
             marker_prefix: self.next_random() as u32,
         };
-        let state_now = *session.state().borrow();
+        // One receiver, read and kept: the driver goes on from this very value, so a change
+        // published after it (an expiry) is one the driver still sees.
+        let mut session_state = session.state();
+        let state_now = *session_state.borrow_and_update();
         let machine = Machine::new(
             machine_config,
             session.id(),
@@ -207,6 +216,7 @@ impl Client {
             config.path.clone(),
             record,
             session,
+            session_state,
             commands_rx,
             config.work,
             Outlets {
@@ -304,5 +314,41 @@ impl Client {
     /// end.
     pub async fn close(&self) {
         self.session().await.close().await;
+    }
+}
+
+/// A seeded source of retry jitter.
+struct Jitter(Mutex<u64>);
+
+impl Jitter {
+    fn new(seed: u64) -> Self {
+        Self(Mutex::new(seed ^ 0xbb67_ae85_84ca_a73b))
+    }
+
+    /// `backoff` with "equal jitter": somewhere in `[backoff / 2, backoff]`.
+    fn delay(&self, backoff: Duration) -> Duration {
+        jittered(
+            backoff,
+            next_random(&mut self.0.lock().expect("jitter lock")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17, point 8: the retries of drivers (new sessions) and observers are jittered per
+    /// client, reproducibly for a seed.
+    #[test]
+    fn retry_delays_are_jittered_per_client_seed() {
+        let b = Duration::from_millis(100);
+        let delays = |j: Jitter| (0..4).map(|_| j.delay(b)).collect::<Vec<_>>();
+        let one = delays(Jitter::new(1));
+        assert_eq!(one, delays(Jitter::new(1)));
+        let two = delays(Jitter::new(2));
+        assert_ne!(one, two);
+        assert!(one.iter().chain(&two).all(|d| *d >= b / 2 && *d <= b));
+        assert!(one.windows(2).any(|w| w[0] != w[1]), "{one:?}");
     }
 }

@@ -70,12 +70,13 @@ impl Driver {
         path: ElectionPath,
         record: Vec<u8>,
         session: Arc<dyn BackendSession>,
+        session_state: watch::Receiver<SessionState>,
         commands: mpsc::UnboundedReceiver<Command>,
         work_fn: Option<LeaderWork>,
         outlets: Outlets,
     ) -> Self {
-        let mut session_state = session.state();
-        session_state.mark_unchanged();
+        // `session_state` is the receiver the machine's first state was read from (marked
+        // seen then): a change published since is still to come.
         Self {
             machine,
             client,
@@ -199,8 +200,9 @@ impl Driver {
                         match client.renew_session(old).await {
                             Ok(session) => return session,
                             Err(e) => {
-                                warn!(error = %e, backoff = ?backoff, "could not open a new session; retrying");
-                                sleep(backoff).await;
+                                let delay = client.jittered(backoff);
+                                warn!(error = %e, backoff = ?backoff, delay = ?delay, "could not open a new session; retrying");
+                                sleep(delay).await;
                                 backoff = (backoff * 2).min(Duration::from_secs(5));
                             }
                         }
