@@ -209,6 +209,10 @@ impl Driver {
                     }
                 }));
             }
+            Action::CloseSession => {
+                // Not awaited here: its end comes back through the session's state.
+                tokio::spawn(async move { s.close().await });
+            }
             Action::Create { marker } => {
                 let record = self.record.clone();
                 self.request = Some(Box::pin(async move {

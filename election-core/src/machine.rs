@@ -98,6 +98,9 @@ pub(crate) enum Action {
     /// Replace the session (the old one ended); answer with [`Input::SessionOpened`]. Every
     /// request and watch of the old session is to be dropped.
     OpenSession,
+    /// Close the session (its end deletes an entry of ours that cannot be deleted otherwise);
+    /// its end comes back as [`Input::Session`].
+    CloseSession,
     Create {
         marker: Marker,
     },
@@ -262,6 +265,9 @@ pub(crate) struct Machine {
     foreign: Vec<String>,
     /// A create on this session had an unknown outcome: sweep before finishing a stop.
     sweep_before_finish: bool,
+    /// The session is being closed (an entry of ours could not be deleted): no more requests
+    /// on it; its end decides what comes next.
+    closing: bool,
     /// `cfg.marker_prefix` as the 8 hex digits that start our markers.
     marker_prefix: String,
     state: ElectionState,
@@ -303,6 +309,7 @@ impl Machine {
             leader: None,
             foreign: Vec::new(),
             sweep_before_finish: false,
+            closing: false,
             state: ElectionState::Joining,
             out: Vec::new(),
         };
@@ -378,6 +385,7 @@ impl Machine {
         self.timeout = timeout;
         self.session_over = false;
         self.sweep_before_finish = false;
+        self.closing = false;
         self.last_contact = match state {
             SessionState::Connected => None,
             SessionState::Disconnected { last_contact } => Some(last_contact),
@@ -488,7 +496,13 @@ impl Machine {
         self.end_term(now);
         self.step_down_at = None;
         match self.goal.clone() {
-            Goal::Stop(reason) => self.finish(now, reason, Reason::SessionEnded),
+            Goal::Stop(reason) => {
+                if reason == StopReason::Resigned {
+                    // The entry is gone with the session: the resignation is complete.
+                    self.out.push(Action::ResignDone);
+                }
+                self.finish(now, reason, Reason::SessionEnded)
+            }
             Goal::Rejoin | Goal::Run if self.cfg.rejoin_on_expiry => {
                 if self.goal == Goal::Rejoin {
                     self.goal = Goal::Run;
@@ -598,7 +612,8 @@ impl Machine {
                             role: Role::Verifying,
                         };
                         self.want_list = true;
-                        self.request_failed(now, Op::Read, &e);
+                        // Only a confirmation: the listing decides, whatever the error.
+                        self.retry_later(now, Op::Read, &e);
                     }
                 }
                 return;
@@ -652,6 +667,14 @@ impl Machine {
                     Err(e) => {
                         warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, error = %e, "leader record unreadable");
                     }
+                }
+            }
+            // The leader's record only informs: one we may not read (or cannot) is unknown, not
+            // a reason to stop.
+            Err(e) if matches!(e.kind(), ErrorKind::NotPermitted | ErrorKind::Invalid) => {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, error = %e, "leader record cannot be read; the leader stays unknown");
+                if self.want_read.as_deref() == Some(name.as_str()) {
+                    self.want_read = None;
                 }
             }
             // The head left already; the next listing tells who leads.
@@ -1053,7 +1076,7 @@ impl Machine {
                     self.out.push(Action::UnwatchOwn);
                     self.after_release(now);
                 } else if let Err(e) = result {
-                    self.request_failed(now, Op::Delete, &e);
+                    self.delete_failed(now, &e);
                 }
                 return;
             }
@@ -1066,9 +1089,56 @@ impl Machine {
                 self.notice(now, Notice::OrphanRemoved(name));
                 self.sweep_done(now);
             } else if let Err(e) = result {
-                self.request_failed(now, Op::Delete, &e);
+                self.delete_failed(now, &e);
             }
         }
+    }
+
+    /// A delete of an entry of ours failed. Refused (no permission, or for good): the entry
+    /// would stay for as long as the session lives, ahead of others for ever if it reaches the
+    /// head; close the session instead, whose end deletes it. Anything else is retried.
+    fn delete_failed(&mut self, now: Instant, e: &BackendError) {
+        match e.kind() {
+            ErrorKind::NotPermitted | ErrorKind::Invalid => self.close_session(now, e),
+            _ => self.retry_later(now, Op::Delete, e),
+        }
+    }
+
+    /// Closes the session so that the service deletes our entries; its end (a state change)
+    /// decides what comes next, as for an expiry.
+    fn close_session(&mut self, now: Instant, e: &BackendError) {
+        if self.session_over || self.closing {
+            return;
+        }
+        tracing::error!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, error = %e, "an entry of ours cannot be deleted: closing the session so that the service deletes it");
+        self.closing = true;
+        self.pending = None;
+        self.retry_at = None;
+        self.rearm_own = None;
+        self.end_term(now);
+        if self.state.is_leader() {
+            self.set_state(now, ElectionState::Suspended, Reason::Failed);
+        }
+        self.notice(now, Notice::ClosingSession(e.to_string()));
+        self.out.push(Action::CloseSession);
+    }
+
+    /// Whether an entry of ours may exist on the live session.
+    fn may_hold_entry(&self) -> bool {
+        !self.session_over
+            && (matches!(
+                self.phase,
+                Phase::Holding { .. }
+                    | Phase::Releasing { .. }
+                    | Phase::Sweeping { .. }
+                    | Phase::Registering { unknown: true, .. }
+                    | Phase::Registering {
+                        adopting: Some(_),
+                        ..
+                    }
+            ) || !self.delete_queue.is_empty()
+                || self.sweep_before_finish
+                || self.pending == Some(Request::Create))
     }
 
     /// The entry is given up (or never was registered): rejoin at the tail, or stop.
@@ -1140,6 +1210,11 @@ impl Machine {
     fn fail(&mut self, now: Instant, e: &BackendError) {
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, "backend refused; candidate stops");
         self.end_term(now);
+        if self.may_hold_entry() && !self.closing {
+            // Never leave an entry behind on a session that lives on.
+            self.notice(now, Notice::ClosingSession(e.to_string()));
+            self.out.push(Action::CloseSession);
+        }
         self.finish(now, StopReason::Failed(e.to_string()), Reason::Failed);
     }
 
@@ -1245,7 +1320,7 @@ impl Machine {
                     ..
                 }
             );
-        if !self.connected() || self.retry_at.is_some() {
+        if !self.connected() || self.retry_at.is_some() || self.closing {
             return;
         }
         if let Some(name) = self.rearm_own.take() {
@@ -2063,6 +2138,104 @@ mod tests {
         // The state change then ends the session as usual.
         m.handle(now, Input::Session(SessionState::Expired));
         assert!(m.take_actions().contains(&Action::OpenSession));
+    }
+
+    /// Issue 17, point 7: a leader whose release delete was refused (NoAuth) stopped with its
+    /// entry still at the head and its session alive: every follower waited for as long as the
+    /// process lived. Now it closes the session, whose end deletes the entry.
+    #[test]
+    fn a_refused_release_delete_closes_the_session() {
+        let (mut m, now, _) = placed(false, 0);
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: false });
+        assert!(m.take_actions().contains(&Action::Delete {
+            name: "mine".into()
+        }));
+        m.handle(
+            now,
+            Input::Deleted {
+                name: "mine".into(),
+                result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+            },
+        );
+        let out = m.take_actions();
+        assert!(out.contains(&Action::CloseSession), "{out:?}");
+        assert!(!out.contains(&Action::Finished), "{out:?}");
+        assert!(!m.state().is_leader());
+        m.handle(now, Input::Session(SessionState::Closed));
+        let out = m.take_actions();
+        assert!(out.contains(&Action::ResignDone), "{out:?}");
+        assert!(out.contains(&Action::Finished), "{out:?}");
+        assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Resigned));
+    }
+
+    /// Issue 17, point 7: a follower whose read of the leader's record (information only) was
+    /// refused stopped for good. Now the leader stays unknown and the follower follows.
+    #[test]
+    fn an_unreadable_leader_record_is_unknown_not_fatal() {
+        let (mut m, now, out) = placed(false, 1);
+        assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+        m.handle(
+            now,
+            Input::Read {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+            },
+        );
+        let out = m.take_actions();
+        assert!(!out.contains(&Action::Finished), "{out:?}");
+        assert!(
+            matches!(
+                m.state(),
+                ElectionState::Follower {
+                    position: 1,
+                    leader: None
+                }
+            ),
+            "{:?}",
+            m.state()
+        );
+        // And it still takes over when the head leaves.
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Ok(()),
+            },
+        );
+        m.handle(
+            now,
+            Input::Read {
+                name: "mine".into(),
+                result: Ok(Some(info("mine", 1, marker_of_entry()))),
+            },
+        );
+        assert!(m.state().is_leader());
+    }
+
+    /// Issue 17, point 7: a candidate that fails while it holds an entry closes its session,
+    /// so that the entry does not outlive it on a session others keep alive.
+    #[test]
+    fn failing_while_holding_an_entry_closes_the_session() {
+        let (mut m, now, _) = placed(false, 1);
+        m.take_actions();
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "x")),
+            },
+        );
+        let at = m.retry_at.unwrap();
+        m.handle(at, Input::Timer);
+        assert!(m.take_actions().contains(&Action::List));
+        m.handle(
+            at,
+            Input::Listed(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+        );
+        let out = m.take_actions();
+        assert!(out.contains(&Action::CloseSession), "{out:?}");
+        assert!(out.contains(&Action::Finished), "{out:?}");
     }
 
     #[test]

@@ -179,6 +179,11 @@ pub enum Notice {
     WorkFinished(FencingToken),
     /// A backend call failed and will be retried.
     Retrying(String),
+    /// An entry of ours could not be deleted (the error says why, such as no permission), or
+    /// the candidate failed while it may hold one: the session is closed so that the service
+    /// deletes it, rather than leave it in the queue for as long as the session lives. Other
+    /// candidates on the same client move to a new session.
+    ClosingSession(String),
 }
 
 /// An item of a candidate's event stream ([`Candidate::events`](crate::Candidate::events)).

@@ -62,6 +62,20 @@ pub struct QueuedEntry {
     pub candidate: Option<String>,
 }
 
+/// A kind of request that an administrator's ACL can refuse on the entries of one directory
+/// ([`MemCluster::deny`]), as ZooKeeper answers `NoAuth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    /// Creating entries in the directory (ZooKeeper's CREATE on the parent).
+    Create,
+    /// Deleting entries from the directory (ZooKeeper's DELETE on the parent).
+    Delete,
+    /// Reading an entry's data and owner (ZooKeeper's READ on the entry).
+    Read,
+    /// Listing the directory (ZooKeeper's READ on the parent).
+    List,
+}
+
 /// Settings of a [`MemCluster`].
 #[derive(Clone, Debug)]
 pub struct MemConfig {
@@ -197,6 +211,8 @@ pub(crate) struct Server {
     pub self_ref: Weak<Mutex<Server>>,
     /// Watches on directories none of whose ancestors exist yet.
     pub pending_root_watchers: Vec<(SessionId, Waiter)>,
+    /// Requests refused on a directory's entries (`MemCluster::deny`).
+    pub denied: std::collections::BTreeSet<(String, Permission)>,
 }
 
 fn parent_of(path: &str) -> Option<&str> {
@@ -668,6 +684,19 @@ impl Server {
     }
 }
 
+impl Server {
+    /// `NotPermitted` when an administrator denied `permission` on `dir`'s entries.
+    pub(crate) fn permitted(&self, dir: &str, permission: Permission) -> Result<(), BackendError> {
+        if self.denied.contains(&(dir.to_owned(), permission)) {
+            return Err(BackendError::new(
+                ErrorKind::NotPermitted,
+                format!("{dir}: no {permission:?} permission (injected ACL)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn lock(server: &Mutex<Server>) -> MutexGuard<'_, Server> {
     server.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -698,6 +727,7 @@ impl MemCluster {
                 latency: Duration::ZERO,
                 self_ref: weak.clone(),
                 pending_root_watchers: Vec::new(),
+                denied: Default::default(),
             })
         });
         Self { inner }
@@ -792,6 +822,18 @@ impl MemCluster {
         s.nodes
             .insert(child_path(dir, name), Node::new(Vec::new(), z, None));
         s.fire_children(dir);
+    }
+
+    /// Refuses `permission` on the entries of `dir` from now on, as a ZooKeeper ACL that does
+    /// not grant it: the request fails with [`ErrorKind::NotPermitted`]. Faults and inspection
+    /// (`delete_entry`, `queue`, ...) are not affected. Undo with [`allow`](Self::allow).
+    pub fn deny(&self, dir: &str, permission: Permission) {
+        self.server().denied.insert((dir.to_owned(), permission));
+    }
+
+    /// Grants `permission` on the entries of `dir` again.
+    pub fn allow(&self, dir: &str, permission: Permission) {
+        self.server().denied.remove(&(dir.to_owned(), permission));
     }
 
     // ----- inspection ----------------------------------------------------------------------

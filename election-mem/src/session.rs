@@ -10,7 +10,7 @@ use election_core::{
 };
 use tokio::sync::{oneshot, watch};
 
-use crate::server::MemCluster;
+use crate::server::{MemCluster, Permission};
 
 /// A session on a [`MemCluster`]. Dropping it without [`close`](BackendSession::close) is a
 /// client that went away: the service expires the session after its timeout.
@@ -84,9 +84,11 @@ impl BackendSession for MemSession {
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
         self.enter().await;
-        self.cluster
-            .server()
-            .create(self.id, dir.as_str(), marker, data)
+        let mut s = self.cluster.server();
+        if s.session_usable(self.id).is_ok() {
+            s.permitted(dir.as_str(), Permission::Create)?;
+        }
+        s.create(self.id, dir.as_str(), marker, data)
     }
 
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
@@ -94,6 +96,7 @@ impl BackendSession for MemSession {
         let mut s = self.cluster.server();
         s.stats.lists += 1;
         s.session_usable(self.id)?;
+        s.permitted(dir.as_str(), Permission::List)?;
         Ok(s.listing(dir.as_str()))
     }
 
@@ -105,6 +108,7 @@ impl BackendSession for MemSession {
         let mut s = self.cluster.server();
         s.stats.list_watches += 1;
         s.session_usable(self.id)?;
+        s.permitted(dir.as_str(), Permission::List)?;
         let listing = s.listing(dir.as_str());
         let rx = s.watch_children(self.id, dir.as_str());
         Ok((listing, notification(rx)))
@@ -130,6 +134,7 @@ impl BackendSession for MemSession {
         let mut s = self.cluster.server();
         s.stats.reads += 1;
         s.session_usable(self.id)?;
+        s.permitted(dir.as_str(), Permission::Read)?;
         Ok(s.read(dir.as_str(), name))
     }
 
@@ -137,6 +142,7 @@ impl BackendSession for MemSession {
         self.enter().await;
         let mut s = self.cluster.server();
         s.session_usable(self.id)?;
+        s.permitted(dir.as_str(), Permission::Delete)?;
         s.delete(dir.as_str(), name)
     }
 

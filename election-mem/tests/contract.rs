@@ -7,7 +7,7 @@ use std::time::Duration;
 use election_core::testing::invariants::{check_leaders, check_work};
 use election_core::testing::recorder::{Recorder, WorkLog};
 use election_core::{Candidate, Contact, ElectionState, Event, Notice, Reason};
-use election_mem::{MemCluster, MemConfig};
+use election_mem::{MemCluster, MemConfig, Permission};
 use tokio::time::{sleep, Instant};
 
 const T: Duration = Duration::from_secs(3);
@@ -375,4 +375,60 @@ async fn s3_no_claim_with_an_entry_deleted_in_the_same_transaction() {
     for c in &cs {
         c.stop().await;
     }
+}
+
+/// Issue 17, point 7: a leader whose release delete is refused (an administrator's ACL) used
+/// to stop with its entry at the head and its session alive: the follower waited for as long
+/// as the process lived. Now the leader closes its session, whose end deletes the entry, and
+/// the follower takes over.
+#[tokio::test(start_paused = true)]
+async fn a_refused_release_delete_closes_the_session_and_hands_over() {
+    let cluster = MemCluster::new();
+    let (a, b, mut rec) = leader_and_follower(&cluster).await;
+    cluster.deny(P, Permission::Delete);
+    let left = tokio::time::timeout(T, a.leave()).await;
+    assert!(left.is_ok(), "leave hung");
+    b.wait_for_leadership(T).await.unwrap();
+    assert_eq!(cluster.queue(P).len(), 1, "{:?}", cluster.queue(P));
+    let notices: Vec<Notice> = rec
+        .events()
+        .into_iter()
+        .filter_map(|(id, e)| match e {
+            Event::Notice { notice, .. } if id == "a" => Some(notice),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| matches!(n, Notice::ClosingSession(_))),
+        "{notices:?}"
+    );
+    check_leaders(&rec.leader_intervals()).unwrap();
+    cluster.allow(P, Permission::Delete);
+    b.stop().await;
+}
+
+/// Issue 17, point 7: a follower whose read of the leader's record (information only) is
+/// refused used to stop for good. Now the leader stays unknown, and the follower takes over
+/// when the leader leaves.
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_leader_record_does_not_stop_a_follower() {
+    let cluster = MemCluster::new();
+    cluster.deny(P, Permission::Read);
+    let a = join(&cluster, "a").await;
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join(&cluster, "b").await;
+    sleep(Duration::from_millis(100)).await;
+    assert!(
+        matches!(
+            *b.state().borrow(),
+            ElectionState::Follower { leader: None, .. }
+        ),
+        "{:?}",
+        *b.state().borrow()
+    );
+    a.leave().await.unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    b.stop().await;
 }

@@ -761,6 +761,20 @@ impl Run {
                 self.pred_watch = None;
                 self.own_watch = None;
             }
+            Action::CloseSession => {
+                if !self.told_over {
+                    // Closed from this side: the service deletes the session's entries (if it
+                    // can be reached; else they go when it expires), and the client reports the
+                    // session closed at once.
+                    if self.connected && self.server_alive {
+                        self.expire_server();
+                    }
+                    self.told_over = true;
+                    self.pending = None;
+                    self.deferred.clear();
+                    self.inbox.push_back(Input::Session(SessionState::Closed));
+                }
+            }
             Action::Create { marker } => {
                 if let Some(e) = self.ours_known().next() {
                     return Err(Violation::new(
