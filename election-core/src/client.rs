@@ -238,6 +238,28 @@ impl Client {
         ))
     }
 
+    /// Deletes, once `session` has contact, every entry in `path` that it owns under a marker
+    /// starting with `prefix`: what a stopped candidate may have left on a session that lives
+    /// on (a create still queued when its stop ran out of time, an entry it could not delete).
+    /// One listing sent after the candidate stopped is enough: a session's requests are
+    /// applied in order. Ends when done, when the session ends (its entries went with it), or
+    /// when the client is gone (it closes the session).
+    pub(crate) fn sweep_later(
+        &self,
+        path: ElectionPath,
+        session: &Arc<dyn BackendSession>,
+        prefix: u32,
+    ) {
+        info!(path = %path, session = %session.id(), prefix = %format_args!("{prefix:08x}"), "sweeping a stopped candidate's entries when the session has contact");
+        tokio::spawn(sweep(
+            Arc::downgrade(&self.inner),
+            path,
+            Arc::downgrade(session),
+            session.state(),
+            format!("{prefix:08x}"),
+        ));
+    }
+
     pub(crate) fn release_member(&self, path: &ElectionPath, id: &str) {
         self.inner
             .members
@@ -314,6 +336,68 @@ impl Client {
     /// end.
     pub async fn close(&self) {
         self.session().await.close().await;
+    }
+}
+
+async fn sweep(
+    client: std::sync::Weak<ClientInner>,
+    path: ElectionPath,
+    session: std::sync::Weak<dyn BackendSession>,
+    mut state: watch::Receiver<crate::SessionState>,
+    prefix: String,
+) {
+    use crate::SessionState;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        loop {
+            match *state.borrow_and_update() {
+                SessionState::Connected => break,
+                SessionState::Expired | SessionState::Closed => return,
+                SessionState::Disconnected { .. } => {}
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+        // Held only for one attempt: a sweep neither keeps the client alive nor the session
+        // open (a client that went away without closing it is a crash, as it should be).
+        let (Some(client), Some(session)) = (client.upgrade(), session.upgrade()) else {
+            return;
+        };
+        let result = async {
+            let listing = session.list(&path).await?;
+            let ours = listing
+                .entries
+                .iter()
+                .filter(|e| e.owner == session.id() && e.marker.as_str().starts_with(&prefix));
+            for e in ours {
+                match session.delete(&path, &e.name).await {
+                    Ok(()) => {
+                        info!(path = %path, session = %session.id(), entry = %e.name, "entry of a stopped candidate removed")
+                    }
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) if e.kind() == ErrorKind::SessionGone => return,
+            Err(e) if matches!(e.kind(), ErrorKind::NotPermitted | ErrorKind::Invalid) => {
+                tracing::error!(path = %path, session = %session.id(), error = %e, "an entry of a stopped candidate cannot be deleted: closing the session so that the service deletes it");
+                session.close().await;
+                return;
+            }
+            Err(e) => {
+                let delay = client.jitter.delay(backoff);
+                tracing::warn!(path = %path, session = %session.id(), error = %e, delay = ?delay, "sweep failed; retrying");
+                drop((client, session));
+                tokio::time::sleep(delay).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
     }
 }
 

@@ -209,6 +209,10 @@ impl Driver {
                     }
                 }));
             }
+            Action::SweepLater => {
+                let prefix = self.machine.marker_prefix();
+                self.client.sweep_later(path, &s, prefix);
+            }
             Action::CloseSession => {
                 // Not awaited here: its end comes back through the session's state.
                 tokio::spawn(async move { s.close().await });

@@ -101,6 +101,11 @@ pub(crate) enum Action {
     /// Close the session (its end deletes an entry of ours that cannot be deleted otherwise);
     /// its end comes back as [`Input::Session`].
     CloseSession,
+    /// The machine finishes with something of ours left uncertain on its live session (a create
+    /// under way or unknown, an entry not yet deleted): the session belongs to the client and
+    /// may live on, so the client sweeps this candidate's entries (its marker prefix) the next
+    /// time the session has contact.
+    SweepLater,
     Create {
         marker: Marker,
     },
@@ -327,6 +332,11 @@ impl Machine {
     /// The candidate id.
     pub(crate) fn id(&self) -> &str {
         &self.cfg.id
+    }
+
+    /// The high 32 bits of every marker this candidate uses.
+    pub(crate) fn marker_prefix(&self) -> u32 {
+        self.cfg.marker_prefix
     }
 
     /// Takes the actions produced so far.
@@ -1272,11 +1282,16 @@ impl Machine {
             self.retry_at = None;
         }
         if self.stop_deadline.is_some_and(|t| t <= now) {
-            warn!(path = %self.cfg.path, candidate = %self.cfg.id, "stop could not withdraw the entry in time; it ends with the session");
+            warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "stop could not withdraw the entry in time; the client sweeps it when the session next has contact");
             let reason = match &self.goal {
                 Goal::Stop(r) => r.clone(),
                 _ => StopReason::Stopped,
             };
+            if self.may_hold_entry() && !self.closing {
+                // S5: the session is the client's, and others may keep it alive; a request the
+                // driver drops may still be applied (a client sends what it queued).
+                self.out.push(Action::SweepLater);
+            }
             self.finish(now, reason, Reason::Stopped);
         }
     }

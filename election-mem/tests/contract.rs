@@ -432,3 +432,63 @@ async fn an_unreadable_leader_record_does_not_stop_a_follower() {
     b.wait_for_leadership(T).await.unwrap();
     b.stop().await;
 }
+
+/// Issue 17, point 2: a stop that hits its deadline with its create's outcome unknown used to
+/// drop it, assuming the entry would end with the session; but the session is the client's, and
+/// a second candidate keeps it alive. The entry applied for the stopped candidate stayed for
+/// good (once at the head, nobody would lead). Now the client sweeps the stopped candidate's
+/// entries when the session has contact again.
+///
+/// Timeline (T = 3 s, latency 1 s, grace T/6): the create is applied at 1 s and its reply lost;
+/// the stop is asked at 1.01 s and waits for the lookup; the lookup is in flight when the
+/// session is cut at 1.6 s, so it fails; the stop gives up at its deadline (1.01 + T + grace =
+/// 4.51 s), before the service would expire the cut session (1.6 + T = 4.6 s); heal at 4.55 s.
+#[tokio::test(start_paused = true)]
+async fn s5_a_stop_out_of_time_leaves_nothing_on_a_shared_session() {
+    let cluster = MemCluster::new();
+    let client = election_core::Client::connect(cluster.backend(), T)
+        .await
+        .unwrap();
+    let b = client
+        .join(Candidate::builder(P, "b").build().unwrap())
+        .await
+        .unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    let start = Instant::now();
+    cluster.set_latency(Duration::from_secs(1));
+    cluster.lose_create_replies(1);
+    let a = client
+        .join(Candidate::builder(P, "a").build().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep_until(start + Duration::from_millis(1010)).await;
+    let stopping = tokio::spawn(async move {
+        a.stop().await;
+        Instant::now()
+    });
+    tokio::time::sleep_until(start + Duration::from_millis(1600)).await;
+    let session = client.session().await.id();
+    cluster.cut(session);
+    let stopped = stopping.await.unwrap();
+    assert_eq!(stopped - start, Duration::from_millis(4510));
+    assert!(
+        cluster
+            .queue(P)
+            .iter()
+            .any(|e| e.candidate.as_deref() == Some("a")),
+        "the setup must leave a's entry: {:?}",
+        cluster.queue(P)
+    );
+    tokio::time::sleep_until(start + Duration::from_millis(4550)).await;
+    cluster.heal(session);
+    assert!(cluster.session_alive(session));
+    sleep(Duration::from_secs(5)).await;
+    let queue = cluster.queue(P);
+    assert!(
+        queue.iter().all(|e| e.candidate.as_deref() == Some("b")),
+        "a's entry is left: {queue:?}"
+    );
+    cluster.set_latency(Duration::ZERO);
+    b.wait_for_leadership(T).await.unwrap();
+    b.stop().await;
+}

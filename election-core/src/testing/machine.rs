@@ -169,6 +169,9 @@ struct Run {
     rejoin: bool,
     late_marker: Option<Marker>,
     resigns_pending: usize,
+    /// The machine handed a sweep of its entries to the client: done once the session has
+    /// contact.
+    sweep_pending: bool,
     trace: String,
 }
 
@@ -266,6 +269,7 @@ impl Run {
             rejoin: setup.rejoin,
             late_marker: None,
             resigns_pending: 0,
+            sweep_pending: false,
             trace: String::new(),
         }
     }
@@ -552,6 +556,7 @@ impl Run {
                 if !self.connected && !self.told_over {
                     self.connected = true;
                     if self.server_alive {
+                        self.client_sweep();
                         self.input(Input::Session(SessionState::Connected))?;
                         let deferred = std::mem::take(&mut self.deferred);
                         self.inbox.extend(deferred);
@@ -649,6 +654,18 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// The client's sweep of a stopped machine's entries, once the session has contact.
+    fn client_sweep(&mut self) {
+        if !self.sweep_pending || !self.connected || !self.server_alive {
+            return;
+        }
+        self.sweep_pending = false;
+        let mine: Vec<String> = self.ours().map(|e| e.name.clone()).collect();
+        for name in mine {
+            self.remove(&name);
+        }
     }
 
     fn expire_server(&mut self) {
@@ -760,6 +777,10 @@ impl Run {
                 self.pending = None;
                 self.pred_watch = None;
                 self.own_watch = None;
+            }
+            Action::SweepLater => {
+                self.sweep_pending = true;
+                self.client_sweep();
             }
             Action::CloseSession => {
                 if !self.told_over {
@@ -962,7 +983,7 @@ impl Run {
         self.drain()?;
         for _ in 0..500 {
             if self.finished {
-                return Ok(());
+                break;
             }
             if let ElectionState::Leader {
                 contact: crate::Contact::Confirmed,
@@ -984,6 +1005,16 @@ impl Run {
             };
             self.step(&step)?;
             self.drain()?;
+        }
+        if self.finished && self.server_alive && !self.told_over {
+            // S5: whatever a finished machine leaves on a session that lives on is swept by the
+            // client (or went with the session it closed).
+            if let Some(e) = self.ours().next() {
+                return Err(Violation::new(
+                    "S5",
+                    format!("finished leaving {} on a live session", e.name),
+                ));
+            }
         }
         if self.finished || self.state.is_leader() {
             let ours = self.ours_known().count();
@@ -1152,6 +1183,35 @@ mod tests {
             Step::DeleteOwn,
         ];
         holds(no_work(), &steps);
+    }
+
+    /// Issue 17, point 2: a stop that runs out of time while out of contact finishes with its
+    /// entry (or a create) still on a session that may live on (others share it): the client
+    /// sweeps it when contact resumes.
+    #[test]
+    fn a_stop_that_hits_its_deadline_leaves_a_sweep_behind() {
+        for steps in [
+            &[
+                Step::Reply,
+                Step::Reply,
+                Step::Disconnect,
+                Step::Stop,
+                Step::Timer,
+                Step::Timer,
+                Step::Timer,
+            ][..],
+            &[
+                Step::LoseReply,
+                Step::Disconnect,
+                Step::Stop,
+                Step::Timer,
+                Step::Timer,
+                Step::Timer,
+            ][..],
+        ] {
+            let trace = run_steps(&no_work(), steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+            assert!(trace.contains("-> stopped"), "{trace}");
+        }
     }
 
     #[test]
