@@ -240,14 +240,20 @@ impl Driver {
             }
             Action::WatchPredecessor { name } => {
                 self.predecessor = Some(Box::pin(async move {
-                    let result = watch_gone(&*s, &path, &name).await;
-                    Input::PredecessorGone { name, result }
+                    match watch_gone(&*s, &path, &name).await {
+                        Gone::NotAnEntry => Input::PredecessorNotAnEntry { name },
+                        Gone::Done(result) => Input::PredecessorGone { name, result },
+                    }
                 }));
             }
             Action::UnwatchPredecessor => self.predecessor = None,
             Action::WatchOwn { name } => {
                 self.own = Some(Box::pin(async move {
-                    let result = watch_gone(&*s, &path, &name).await;
+                    // Our own entry is never a look-alike: if it were, it is not ours to hold.
+                    let result = match watch_gone(&*s, &path, &name).await {
+                        Gone::NotAnEntry => Ok(()),
+                        Gone::Done(result) => result,
+                    };
                     Input::OwnGone { name, result }
                 }));
             }
@@ -288,14 +294,20 @@ impl Driver {
     }
 }
 
-async fn watch_gone(
-    session: &dyn BackendSession,
-    path: &ElectionPath,
-    name: &str,
-) -> Result<(), crate::BackendError> {
-    match session.watch_gone(path, name).await? {
-        Watch::Gone => Ok(()),
-        Watch::Armed(notification) => notification.await,
+/// How a watched entry's watch ended.
+enum Gone {
+    /// Gone (`Ok`), or the watch failed.
+    Done(Result<(), crate::BackendError>),
+    /// The node is a look-alike, not a live session's entry.
+    NotAnEntry,
+}
+
+async fn watch_gone(session: &dyn BackendSession, path: &ElectionPath, name: &str) -> Gone {
+    match session.watch_gone(path, name).await {
+        Err(e) => Gone::Done(Err(e)),
+        Ok(Watch::Gone) => Gone::Done(Ok(())),
+        Ok(Watch::NotAnEntry) => Gone::NotAnEntry,
+        Ok(Watch::Armed(notification)) => Gone::Done(notification.await),
     }
 }
 

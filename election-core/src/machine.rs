@@ -73,6 +73,11 @@ pub(crate) enum Input {
         name: String,
         result: Result<(), BackendError>,
     },
+    /// The predecessor is a look-alike: a node named like an entry that is not a live
+    /// session's (persistent, or owned by another session than its name claims).
+    PredecessorNotAnEntry {
+        name: String,
+    },
     /// Our own entry's watch fired (`Ok`: it is gone).
     OwnGone {
         name: String,
@@ -268,6 +273,11 @@ pub(crate) struct Machine {
     head: Option<String>,
     leader: Option<LeaderInfo>,
     foreign: Vec<String>,
+    /// Nodes named like entries that are no live session's (persistent or ownerless): left out
+    /// of every listing, as foreign nodes are.
+    lookalikes: std::collections::BTreeSet<String>,
+    /// The owner of the head of our last listing, as its name claims.
+    head_owner: Option<SessionId>,
     /// A create on this session had an unknown outcome: sweep before finishing a stop.
     sweep_before_finish: bool,
     /// The session is being closed (an entry of ours could not be deleted): no more requests
@@ -313,6 +323,8 @@ impl Machine {
             head: None,
             leader: None,
             foreign: Vec::new(),
+            lookalikes: Default::default(),
+            head_owner: None,
             sweep_before_finish: false,
             closing: false,
             state: ElectionState::Joining,
@@ -364,6 +376,7 @@ impl Machine {
             Input::Read { name, result } => self.on_read(now, name, result),
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
             Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
+            Input::PredecessorNotAnEntry { name } => self.on_predecessor_not_an_entry(now, name),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
             Input::WorkDone { aborted } => self.on_work_done(now, aborted),
             Input::Timer => self.on_timer(now),
@@ -660,6 +673,13 @@ impl Machine {
                 if self.head.as_deref() != Some(name.as_str()) {
                     return;
                 }
+                if info.owner == SessionId(0) || Some(info.owner) != self.head_owner {
+                    // A look-alike at the head (persistent, or not owned by the session its
+                    // name claims): nobody leads with it; whoever it is ahead of learns so from
+                    // its watch.
+                    self.found_lookalike(now, name);
+                    return;
+                }
                 match CandidateRecord::decode(&info.data) {
                     Ok(record) => {
                         self.leader = Some(LeaderInfo {
@@ -704,7 +724,7 @@ impl Machine {
             return;
         }
         self.pending = None;
-        let listing = match result {
+        let mut listing = match result {
             Ok(l) => l,
             Err(e) => {
                 if matches!(self.phase, Phase::Holding { .. }) {
@@ -715,6 +735,12 @@ impl Machine {
             }
         };
         self.reset_backoff(Op::List);
+        // Look-alikes found earlier are no candidates; forget those that are gone.
+        self.lookalikes
+            .retain(|name| listing.entries.iter().any(|e| e.name == *name));
+        listing
+            .entries
+            .retain(|e| !self.lookalikes.contains(&e.name));
         if listing.foreign != self.foreign {
             self.foreign = listing.foreign.clone();
             if !self.foreign.is_empty() {
@@ -818,6 +844,7 @@ impl Machine {
         let head = listing.entries[0].name.clone();
         if self.head.as_deref() != Some(head.as_str()) {
             self.head = Some(head.clone());
+            self.head_owner = Some(listing.entries[0].owner);
             self.leader = None;
             self.want_read = Some(head);
         }
@@ -949,6 +976,43 @@ impl Machine {
                 self.retry_later(now, Op::Watch, &e);
             }
         }
+    }
+
+    /// Our predecessor is a look-alike that would never go away: leave it out and place
+    /// ourselves again.
+    fn on_predecessor_not_an_entry(&mut self, now: Instant, name: String) {
+        let Phase::Holding {
+            entry,
+            role: Role::Following { predecessor, .. },
+        } = &self.phase
+        else {
+            return;
+        };
+        if *predecessor != name {
+            return;
+        }
+        self.phase = Phase::Holding {
+            entry: entry.clone(),
+            role: Role::Verifying,
+        };
+        self.found_lookalike(now, name);
+        self.want_list = true;
+    }
+
+    fn found_lookalike(&mut self, now: Instant, name: String) {
+        if !self.lookalikes.insert(name.clone()) {
+            return;
+        }
+        warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "a node named like an entry is no live session's (persistent or ownerless): ignored as foreign");
+        if self.head.as_deref() == Some(name.as_str()) {
+            self.head = None;
+            self.head_owner = None;
+            self.leader = None;
+        }
+        if self.want_read.as_deref() == Some(name.as_str()) {
+            self.want_read = None;
+        }
+        self.notice(now, Notice::ForeignEntries(vec![name]));
     }
 
     fn on_own_gone(&mut self, now: Instant, name: String, result: Result<(), BackendError>) {
@@ -2251,6 +2315,57 @@ mod tests {
         let out = m.take_actions();
         assert!(out.contains(&Action::CloseSession), "{out:?}");
         assert!(out.contains(&Action::Finished), "{out:?}");
+    }
+
+    /// Issue 17, point 3: a persistent node with our entry format (a restored tree) was taken
+    /// for a live candidate's entry: it never goes away, and nobody behind it ever led. Its
+    /// watch now says it is not an entry: it is ignored, and the next listing places us
+    /// without it.
+    #[test]
+    fn a_lookalike_predecessor_is_ignored() {
+        let (mut m, now, out) = placed(false, 1);
+        assert!(out.contains(&Action::WatchPredecessor { name: "o0".into() }));
+        m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
+        let out = m.take_actions();
+        assert!(out.contains(&Action::List), "{out:?}");
+        assert!(
+            out.iter().any(|a| matches!(
+                a,
+                Action::Emit(Event::Notice {
+                    notice: Notice::ForeignEntries(_),
+                    ..
+                })
+            )),
+            "{out:?}"
+        );
+        let l = Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+        };
+        m.handle(now, Input::Listed(Ok(l)));
+        assert!(m.state().is_leader(), "{:?}", m.state());
+    }
+
+    /// Issue 17, point 3: the head read shows a persistent node (owner 0): the leader is
+    /// unknown, not the look-alike's record.
+    #[test]
+    fn a_lookalike_head_is_not_reported_as_leader() {
+        let (mut m, now, _) = placed(false, 2);
+        m.take_actions();
+        let mut persistent = info("o0", 0, Marker::from_bits(0));
+        persistent.owner = SessionId(0);
+        m.handle(
+            now,
+            Input::Read {
+                name: "o0".into(),
+                result: Ok(Some(persistent)),
+            },
+        );
+        assert!(
+            matches!(m.state(), ElectionState::Follower { leader: None, .. }),
+            "{:?}",
+            m.state()
+        );
     }
 
     #[test]

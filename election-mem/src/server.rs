@@ -323,19 +323,19 @@ impl Server {
         })
     }
 
+    /// By name alone, as ZooKeeper's `getChildren`: a look-alike (a persistent node named like
+    /// an entry) is listed as an entry; only its stat tells.
     pub(crate) fn listing(&self, dir: &str) -> Listing {
         let mut listing = Listing::default();
-        for (name, node) in self.children(dir) {
-            match (parse_entry(name), node.owner) {
-                (Some((marker, owner, sequence)), Some(real)) if owner == real => {
-                    listing.entries.push(ListedEntry {
-                        name: name.to_owned(),
-                        sequence,
-                        owner,
-                        marker,
-                    })
-                }
-                _ => listing.foreign.push(name.to_owned()),
+        for (name, _) in self.children(dir) {
+            match parse_entry(name) {
+                Some((marker, owner, sequence)) => listing.entries.push(ListedEntry {
+                    name: name.to_owned(),
+                    sequence,
+                    owner,
+                    marker,
+                }),
+                None => listing.foreign.push(name.to_owned()),
             }
         }
         listing.entries.sort_by_key(|e| e.sequence);
@@ -345,13 +345,23 @@ impl Server {
     pub(crate) fn read(&self, dir: &str, name: &str) -> Option<EntryInfo> {
         let node = self.nodes.get(&child_path(dir, name))?;
         let (marker, owner, sequence) = parse_entry(name)?;
+        let _ = owner;
         Some(EntryInfo {
             name: name.to_owned(),
             sequence,
-            owner: node.owner.unwrap_or(owner),
+            // The service's record, as ZooKeeper's `ephemeralOwner`: 0 for a persistent node.
+            owner: node.owner.unwrap_or(SessionId(0)),
             marker,
             token: FencingToken(node.czxid),
             data: node.data.clone(),
+        })
+    }
+
+    /// Whether the node `name` in `dir` exists but is not the entry of the session its name
+    /// claims (a persistent look-alike, or another session's node).
+    pub(crate) fn is_lookalike(&self, dir: &str, name: &str) -> bool {
+        self.nodes.get(&child_path(dir, name)).is_some_and(|node| {
+            parse_entry(name).map(|(_, owner, _)| owner) != node.owner || node.owner.is_none()
         })
     }
 
@@ -814,6 +824,24 @@ impl MemCluster {
         s.delete(dir, name).is_ok()
     }
 
+    /// Creates a persistent node named like an election entry, as a tree restored or copied by
+    /// a tool would hold: it never goes away by itself, and only its stat (no owner) tells it
+    /// from a live candidate's entry. It takes the next sequence of `dir`. Returns its name.
+    pub fn create_lookalike(&self, dir: &str, claimed_owner: SessionId) -> String {
+        let mut s = self.server();
+        s.ensure_parents(dir);
+        let parent = s.nodes.get_mut(dir).expect("parent just ensured");
+        let seq = parent.next_seq;
+        parent.next_seq += 1;
+        let marker = Marker::from_bits(0x00c0_ffee_0000_0000 | seq);
+        let name = format!("{}{seq:010}", entry_prefix(&marker, claimed_owner));
+        let z = s.bump();
+        s.nodes
+            .insert(child_path(dir, &name), Node::new(Vec::new(), z, None));
+        s.fire_children(dir);
+        name
+    }
+
     /// Creates a persistent node that is not an election entry (a foreign node).
     pub fn create_foreign(&self, dir: &str, name: &str) {
         let mut s = self.server();
@@ -844,7 +872,9 @@ impl MemCluster {
     }
 
     /// The election entries under `dir`, in order, with their tokens and the candidate id of
-    /// their records (`None` when the data is not a candidate record).
+    /// their records (`None` when the data is not a candidate record). Only live sessions'
+    /// entries: look-alikes ([`create_lookalike`](Self::create_lookalike)) are left out
+    /// ([`entries`](Self::entries) lists by name, as a candidate's listing does).
     pub fn queue(&self, dir: &str) -> Vec<QueuedEntry> {
         let s = self.server();
         s.listing(dir)
@@ -852,6 +882,9 @@ impl MemCluster {
             .into_iter()
             .filter_map(|e| {
                 let node = s.nodes.get(&child_path(dir, &e.name))?;
+                if node.owner != Some(e.owner) {
+                    return None;
+                }
                 Some(QueuedEntry {
                     candidate: election_core::CandidateRecord::decode(&node.data)
                         .ok()

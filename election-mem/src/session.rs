@@ -119,6 +119,9 @@ impl BackendSession for MemSession {
         let mut s = self.cluster.server();
         s.stats.watches += 1;
         s.session_usable(self.id)?;
+        if s.is_lookalike(dir.as_str(), name) {
+            return Ok(Watch::NotAnEntry);
+        }
         Ok(match s.watch_gone(self.id, dir.as_str(), name) {
             Some(rx) => Watch::Armed(notification(rx)),
             None => Watch::Gone,

@@ -492,3 +492,40 @@ async fn s5_a_stop_out_of_time_leaves_nothing_on_a_shared_session() {
     b.wait_for_leadership(T).await.unwrap();
     b.stop().await;
 }
+
+/// Issue 17, point 3: look-alike persistent entries (a tree restored or copied by a tool) at
+/// the head and in the middle of the queue were taken for live candidates: they never go away,
+/// and nobody behind them ever led. They are reported as foreign and ignored.
+#[tokio::test(start_paused = true)]
+async fn lookalike_persistent_entries_do_not_block_the_election() {
+    let cluster = MemCluster::new();
+    let head = cluster.create_lookalike(P, election_core::SessionId(0x1234));
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let middle = cluster.create_lookalike(P, election_core::SessionId(0x5678));
+    let b = join(&cluster, "b").await;
+    rec.watch(&b);
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(cluster.entries(P).len(), 4);
+    a.leave().await.unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    check_leaders(&rec.leader_intervals()).unwrap();
+    let foreign: Vec<String> = rec
+        .events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Notice {
+                notice: Notice::ForeignEntries(names),
+                ..
+            } => Some(names),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(foreign.contains(&head), "{foreign:?}");
+    assert!(foreign.contains(&middle), "{foreign:?}");
+    b.stop().await;
+    assert_eq!(cluster.entries(P).len(), 2, "only the look-alikes stay");
+}

@@ -335,16 +335,22 @@ impl BackendSession for ZkSession {
     async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError> {
         let path = self.entry_path(dir, name)?;
         let p = &path;
+        let claimed = EntryName::parse(name).map(|n| n.owner);
         let armed = self
             .request("watch", p, |client| async move {
                 let (stat, watcher) = client.check_and_watch_stat(p).await?;
-                Ok(stat.map(|_| watcher))
+                Ok(stat.map(|stat| (stat.ephemeral_owner, watcher)))
             })
             .await?;
         Ok(match armed {
             // Dropping the watcher removes the creation watch the client set on the missing node.
             None => Watch::Gone,
-            Some(watcher) => Watch::Armed(notify::on_deleted(
+            // A persistent node (ephemeralOwner 0) or one not owned by the session its name
+            // claims: a look-alike that would never go away.
+            Some((owner, _)) if owner == 0 || claimed != Some(SessionId(owner as u64)) => {
+                Watch::NotAnEntry
+            }
+            Some((_, watcher)) => Watch::Armed(notify::on_deleted(
                 watcher,
                 Arc::downgrade(&self.client),
                 path,

@@ -473,3 +473,43 @@ async fn an_existing_ancestor_under_a_read_only_parent_does_not_stop_a_candidate
         }
     }
 }
+
+/// Issue 17, point 3: a persistent node named like an entry (a tree restored or copied by a
+/// tool) has `ephemeralOwner` 0 and never goes away; taken for a live candidate's entry, nobody
+/// behind it ever led. Its `exists` stat tells it apart: `watch_gone` answers `NotAnEntry`, and
+/// a candidate behind it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_lookalike_entry_does_not_block_the_election() {
+    let server = Server::start();
+    let admin = zk::Client::connect(&server.connect("")).await.unwrap();
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for p in ["/la", "/la/leader"] {
+        admin.create(p, &[], &open).await.unwrap();
+    }
+    let lookalike = format!(
+        "{}0000000000",
+        EntryName::prefix(&marker(0xc0ffee), election_core::SessionId(0x1234))
+    );
+    admin
+        .create(&format!("/la/leader/{lookalike}"), b"restored", &open)
+        .await
+        .unwrap();
+    let backend: Arc<dyn CoordinationBackend> =
+        Arc::new(ZkBackend::builder(server.connect("")).build().unwrap());
+    let s = backend.open_session(T).await.unwrap();
+    let dir = path("/la/leader");
+    assert_eq!(s.list(&dir).await.unwrap().entries[0].name, lookalike);
+    assert!(matches!(
+        s.watch_gone(&dir, &lookalike).await.unwrap(),
+        Watch::NotAnEntry
+    ));
+    s.close().await;
+    let c = election_core::Candidate::builder("/la/leader", "a")
+        .session_timeout(T)
+        .join(backend)
+        .await
+        .unwrap();
+    let led = c.wait_for_leadership(WAIT).await;
+    assert!(led.is_ok(), "{:?}", *c.state().borrow());
+    c.stop().await;
+}
