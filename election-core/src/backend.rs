@@ -249,8 +249,10 @@ impl fmt::Debug for Marker {
 }
 
 /// The term token (fencing token) of a leadership term: strictly increases with each new term of
-/// an election path, across sessions, restarts and re-creation of the path. Downstream systems
-/// reject writes that carry a token older than one they have seen.
+/// an election path, across sessions, restarts and re-creation of the path, as long as the
+/// service keeps its data (a ZooKeeper rebuilt from nothing starts its zxids again; a candidate
+/// that sees a token go back reports [`Notice::TokenWentBack`](crate::Notice::TokenWentBack)).
+/// Downstream systems reject writes that carry a token older than one they have seen.
 ///
 /// On ZooKeeper it is the `czxid` of the leader's entry; on etcd its create revision.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -11,7 +11,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::backend::{BackendSession, CoordinationBackend, SessionId};
+use crate::backend::{BackendSession, CoordinationBackend, FencingToken, SessionId};
 use crate::candidate::Candidate;
 use crate::config::{validate_session_timeout, CandidateConfig, DEFAULT_SESSION_TIMEOUT};
 use crate::driver::{Driver, Outlets};
@@ -54,6 +54,8 @@ struct ClientInner {
     /// that retries do not change which markers a seeded run uses.
     jitter: Jitter,
     members: Mutex<BTreeSet<(ElectionPath, String)>>,
+    /// The highest term token seen in each election (claims and leaders read).
+    tokens: Mutex<std::collections::BTreeMap<ElectionPath, FencingToken>>,
     crashed: std::sync::atomic::AtomicBool,
 }
 
@@ -107,6 +109,7 @@ impl ClientBuilder {
                 rng: Mutex::new(seed),
                 jitter: Jitter::new(seed),
                 members: Mutex::new(BTreeSet::new()),
+                tokens: Mutex::new(Default::default()),
                 crashed: Default::default(),
             }),
         })
@@ -258,6 +261,26 @@ impl Client {
             session.state(),
             format!("{prefix:08x}"),
         ));
+    }
+
+    /// Records a term token seen in `path`; the highest one seen before when `token` is lower
+    /// (tokens only go back when the service lost its data), after which `token` is the new
+    /// reference, so that one regression is reported once.
+    pub(crate) fn note_token(
+        &self,
+        path: &ElectionPath,
+        token: FencingToken,
+    ) -> Option<FencingToken> {
+        let mut tokens = self.inner.tokens.lock().expect("tokens lock");
+        let last = tokens.insert(path.clone(), token);
+        match last {
+            Some(last) if token < last => Some(last),
+            Some(last) => {
+                tokens.insert(path.clone(), last.max(token));
+                None
+            }
+            None => None,
+        }
     }
 
     pub(crate) fn release_member(&self, path: &ElectionPath, id: &str) {

@@ -11,13 +11,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, warn};
 
+use crate::backend::FencingToken;
 use crate::backend::{BackendSession, SessionState, Watch};
 use crate::client::Client;
 use crate::machine::{Action, Input, Machine};
 use crate::path::ElectionPath;
-use crate::state::{ElectionState, Event};
+use crate::state::{ElectionState, Event, Notice, Transition};
 use crate::term::{LeaderWork, Term};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -274,13 +275,20 @@ impl Driver {
             Action::SetTimer(at) => self.timer = at,
             Action::Emit(event) => {
                 // The event first: whoever sees the new state can already find its transition.
-                let state = match &event {
-                    Event::Transition(t) => Some(t.to.clone()),
-                    Event::Notice { .. } => None,
+                let (state, seen) = match &event {
+                    Event::Transition(t) => (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k))),
+                    Event::Notice { .. } => (None, None),
                 };
                 let _ = self.outlets.events.send(event);
                 if let Some(state) = state {
                     self.outlets.state.send_replace(state);
+                }
+                if let Some((at, token)) = seen {
+                    if let Some(last) = self.client.note_token(&self.path, token) {
+                        error!(path = %self.path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
+                        let notice = Notice::TokenWentBack { token, last };
+                        let _ = self.outlets.events.send(Event::Notice { at, notice });
+                    }
                 }
             }
             Action::ResignDone => {
@@ -308,6 +316,18 @@ async fn watch_gone(session: &dyn BackendSession, path: &ElectionPath, name: &st
         Ok(Watch::Gone) => Gone::Done(Ok(())),
         Ok(Watch::NotAnEntry) => Gone::NotAnEntry,
         Ok(Watch::Armed(notification)) => Gone::Done(notification.await),
+    }
+}
+
+/// The term token a transition shows: our own claim, or the leader a follower read.
+fn token_seen(t: &Transition) -> Option<FencingToken> {
+    match &t.to {
+        ElectionState::Leader { token, .. } if !t.from.is_leader() => Some(*token),
+        ElectionState::Follower {
+            leader: Some(leader),
+            ..
+        } => Some(leader.token),
+        _ => None,
     }
 }
 

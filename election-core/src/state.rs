@@ -184,6 +184,15 @@ pub enum Notice {
     /// deletes it, rather than leave it in the queue for as long as the session lives. Other
     /// candidates on the same client move to a new session.
     ClosingSession(String),
+    /// A term token lower than one this client saw before in the same election: the service
+    /// lost its data and was rebuilt (ZooKeeper's zxids start again from small numbers), and
+    /// downstream systems that fence will reject the new leader's writes until they are told.
+    TokenWentBack {
+        /// The token just seen (a claim, or the leader a follower read).
+        token: FencingToken,
+        /// The highest token this client had seen in the election.
+        last: FencingToken,
+    },
 }
 
 /// An item of a candidate's event stream ([`Candidate::events`](crate::Candidate::events)).

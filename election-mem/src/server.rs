@@ -824,6 +824,27 @@ impl MemCluster {
         s.delete(dir, name).is_ok()
     }
 
+    /// The service loses its data and is rebuilt empty, as a ZooKeeper ensemble restored with
+    /// no snapshot: every session ends (its clients learn it as an expiry), every node goes,
+    /// and the creation counter starts again from 0, so term tokens go back.
+    pub fn lose_data(&self) {
+        let mut s = self.server();
+        let sessions: Vec<SessionId> = s.sessions.keys().copied().collect();
+        for id in sessions {
+            s.expire(id, false);
+        }
+        let tops: Vec<String> = s
+            .nodes
+            .keys()
+            .filter(|k| k.rfind('/') == Some(0))
+            .cloned()
+            .collect();
+        for top in tops {
+            s.delete_tree(&top);
+        }
+        s.zxid = 0;
+    }
+
     /// Creates a persistent node named like an election entry, as a tree restored or copied by
     /// a tool would hold: it never goes away by itself, and only its stat (no owner) tells it
     /// from a live candidate's entry. It takes the next sequence of `dir`. Returns its name.

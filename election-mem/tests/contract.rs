@@ -529,3 +529,48 @@ async fn lookalike_persistent_entries_do_not_block_the_election() {
     b.stop().await;
     assert_eq!(cluster.entries(P).len(), 2, "only the look-alikes stay");
 }
+
+/// Issue 17, point 10: when the service loses its data and is rebuilt, tokens (ZooKeeper's
+/// czxids) start again from small numbers: downstream fencing would reject every new leader.
+/// A candidate whose new term's token is lower than the last one its client saw says so,
+/// loudly, with a notice (and an error-level log).
+#[tokio::test(start_paused = true)]
+async fn a_token_lower_than_the_last_one_seen_is_reported() {
+    let cluster = MemCluster::new();
+    for i in 0..20 {
+        cluster.create_foreign("/busy", &format!("n{i}"));
+    }
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let before = a.current().token().unwrap();
+    cluster.lose_data();
+    let after = loop {
+        a.wait_for_leadership(T * 2).await.unwrap();
+        match a.current().token() {
+            Some(t) if t != before => break t,
+            _ => sleep(Duration::from_millis(10)).await,
+        }
+    };
+    assert!(after < before, "{after} < {before}");
+    let went_back: Vec<Notice> = rec
+        .events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Notice {
+                notice: notice @ Notice::TokenWentBack { .. },
+                ..
+            } => Some(notice),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        went_back,
+        [Notice::TokenWentBack {
+            token: after,
+            last: before
+        }]
+    );
+    a.stop().await;
+}
