@@ -113,7 +113,11 @@ pub trait BackendSession: Send + Sync + 'static {
     /// Arms a one-shot notification that fires when the entry `name` in `dir` is deleted (or its
     /// session ends). Data changes do not fire it. When the entry does not exist at the time the
     /// watch is set, returns [`Watch::Gone`] at once: the caller never waits on an entry that
-    /// vanished between its listing and its watch.
+    /// vanished between its listing and its watch. When a node of that name exists but is not a
+    /// live session's entry (a persistent node, or one owned by another session than the one
+    /// its name claims: a look-alike, restored or copied by a tool), returns
+    /// [`Watch::NotAnEntry`] (on ZooKeeper, from the `exists` stat's `ephemeralOwner`): it would
+    /// never go away, and nobody behind it would ever lead.
     ///
     /// The notification resolves `Ok(())` when the entry is gone, and
     /// `Err(`[`SessionGone`](crate::ErrorKind::SessionGone)`)` when this session ends first. It
@@ -148,6 +152,9 @@ pub enum Watch {
     Gone,
     /// The entry existed; the notification fires when it is gone.
     Armed(Notification),
+    /// A node of that name exists, but it is not an entry of a live session (persistent, or
+    /// owned by another session than its name claims): a look-alike, to be ignored.
+    NotAnEntry,
 }
 
 impl fmt::Debug for Watch {
@@ -155,6 +162,7 @@ impl fmt::Debug for Watch {
         f.write_str(match self {
             Self::Gone => "Gone",
             Self::Armed(_) => "Armed(..)",
+            Self::NotAnEntry => "NotAnEntry",
         })
     }
 }
@@ -241,8 +249,10 @@ impl fmt::Debug for Marker {
 }
 
 /// The term token (fencing token) of a leadership term: strictly increases with each new term of
-/// an election path, across sessions, restarts and re-creation of the path. Downstream systems
-/// reject writes that carry a token older than one they have seen.
+/// an election path, across sessions, restarts and re-creation of the path, as long as the
+/// service keeps its data (a ZooKeeper rebuilt from nothing starts its zxids again; a candidate
+/// that sees a token go back reports [`Notice::TokenWentBack`](crate::Notice::TokenWentBack)).
+/// Downstream systems reject writes that carry a token older than one they have seen.
 ///
 /// On ZooKeeper it is the `czxid` of the leader's entry; on etcd its create revision.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

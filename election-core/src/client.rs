@@ -11,12 +11,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::backend::{BackendSession, CoordinationBackend, SessionId};
+use crate::backend::{BackendSession, CoordinationBackend, FencingToken, SessionId};
 use crate::candidate::Candidate;
 use crate::config::{validate_session_timeout, CandidateConfig, DEFAULT_SESSION_TIMEOUT};
 use crate::driver::{Driver, Outlets};
 use crate::error::{ElectionError, ErrorKind};
-use crate::machine::{Machine, MachineConfig};
+use crate::machine::{jittered, next_random, Machine, MachineConfig};
 use crate::observer::Observer;
 use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
@@ -50,7 +50,12 @@ struct ClientInner {
     timeout: Duration,
     session: tokio::sync::Mutex<Arc<dyn BackendSession>>,
     rng: Mutex<u64>,
+    /// Jitter for the retries of drivers and observers: a stream apart from the markers', so
+    /// that retries do not change which markers a seeded run uses.
+    jitter: Jitter,
     members: Mutex<BTreeSet<(ElectionPath, String)>>,
+    /// The highest term token seen in each election (claims and leaders read).
+    tokens: Mutex<std::collections::BTreeMap<ElectionPath, FencingToken>>,
     crashed: std::sync::atomic::AtomicBool,
 }
 
@@ -102,7 +107,9 @@ impl ClientBuilder {
                 timeout: self.timeout,
                 session: tokio::sync::Mutex::new(session),
                 rng: Mutex::new(seed),
+                jitter: Jitter::new(seed),
                 members: Mutex::new(BTreeSet::new()),
+                tokens: Mutex::new(Default::default()),
                 crashed: Default::default(),
             }),
         })
@@ -151,12 +158,14 @@ impl Client {
 
     fn next_random(&self) -> u64 {
         // splitmix64: small, seedable, good enough for unique markers.
-        let mut state = self.inner.rng.lock().expect("rng lock");
-        *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        next_random(&mut self.inner.rng.lock().expect("rng lock"))
+    }
+
+    /// `backoff` with jitter (between half of it and all of it), for the retries of this
+    /// client's drivers and observers: a fleet that failed together does not retry in step.
+    /// Seeded with the client, so a seeded simulation replays.
+    pub(crate) fn jittered(&self, backoff: Duration) -> Duration {
+        self.inner.jitter.delay(backoff)
     }
 
     /// Joins the election `config` names, on this client's session. Checks the configuration
@@ -189,7 +198,10 @@ impl Client {
             has_work: config.work.is_some(),
             marker_prefix: self.next_random() as u32,
         };
-        let state_now = *session.state().borrow();
+        // One receiver, read and kept: the driver goes on from this very value, so a change
+        // published after it (an expiry) is one the driver still sees.
+        let mut session_state = session.state();
+        let state_now = *session_state.borrow_and_update();
         let machine = Machine::new(
             machine_config,
             session.id(),
@@ -207,6 +219,7 @@ impl Client {
             config.path.clone(),
             record,
             session,
+            session_state,
             commands_rx,
             config.work,
             Outlets {
@@ -226,6 +239,48 @@ impl Client {
             done_rx,
             task,
         ))
+    }
+
+    /// Deletes, once `session` has contact, every entry in `path` that it owns under a marker
+    /// starting with `prefix`: what a stopped candidate may have left on a session that lives
+    /// on (a create still queued when its stop ran out of time, an entry it could not delete).
+    /// One listing sent after the candidate stopped is enough: a session's requests are
+    /// applied in order. Ends when done, when the session ends (its entries went with it), or
+    /// when the client is gone (it closes the session).
+    pub(crate) fn sweep_later(
+        &self,
+        path: ElectionPath,
+        session: &Arc<dyn BackendSession>,
+        prefix: u32,
+    ) {
+        info!(path = %path, session = %session.id(), prefix = %format_args!("{prefix:08x}"), "sweeping a stopped candidate's entries when the session has contact");
+        tokio::spawn(sweep(
+            Arc::downgrade(&self.inner),
+            path,
+            Arc::downgrade(session),
+            session.state(),
+            format!("{prefix:08x}"),
+        ));
+    }
+
+    /// Records a term token seen in `path`; the highest one seen before when `token` is lower
+    /// (tokens only go back when the service lost its data), after which `token` is the new
+    /// reference, so that one regression is reported once.
+    pub(crate) fn note_token(
+        &self,
+        path: &ElectionPath,
+        token: FencingToken,
+    ) -> Option<FencingToken> {
+        let mut tokens = self.inner.tokens.lock().expect("tokens lock");
+        let last = tokens.insert(path.clone(), token);
+        match last {
+            Some(last) if token < last => Some(last),
+            Some(last) => {
+                tokens.insert(path.clone(), last.max(token));
+                None
+            }
+            None => None,
+        }
     }
 
     pub(crate) fn release_member(&self, path: &ElectionPath, id: &str) {
@@ -304,5 +359,103 @@ impl Client {
     /// end.
     pub async fn close(&self) {
         self.session().await.close().await;
+    }
+}
+
+async fn sweep(
+    client: std::sync::Weak<ClientInner>,
+    path: ElectionPath,
+    session: std::sync::Weak<dyn BackendSession>,
+    mut state: watch::Receiver<crate::SessionState>,
+    prefix: String,
+) {
+    use crate::SessionState;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        loop {
+            match *state.borrow_and_update() {
+                SessionState::Connected => break,
+                SessionState::Expired | SessionState::Closed => return,
+                SessionState::Disconnected { .. } => {}
+            }
+            if state.changed().await.is_err() {
+                return;
+            }
+        }
+        // Held only for one attempt: a sweep neither keeps the client alive nor the session
+        // open (a client that went away without closing it is a crash, as it should be).
+        let (Some(client), Some(session)) = (client.upgrade(), session.upgrade()) else {
+            return;
+        };
+        let result = async {
+            let listing = session.list(&path).await?;
+            let ours = listing
+                .entries
+                .iter()
+                .filter(|e| e.owner == session.id() && e.marker.as_str().starts_with(&prefix));
+            for e in ours {
+                match session.delete(&path, &e.name).await {
+                    Ok(()) => {
+                        info!(path = %path, session = %session.id(), entry = %e.name, "entry of a stopped candidate removed")
+                    }
+                    Err(err) if err.kind() == ErrorKind::NotFound => {}
+                    Err(err) => return Err(err),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => return,
+            Err(e) if e.kind() == ErrorKind::SessionGone => return,
+            Err(e) if matches!(e.kind(), ErrorKind::NotPermitted | ErrorKind::Invalid) => {
+                tracing::error!(path = %path, session = %session.id(), error = %e, "an entry of a stopped candidate cannot be deleted: closing the session so that the service deletes it");
+                session.close().await;
+                return;
+            }
+            Err(e) => {
+                let delay = client.jitter.delay(backoff);
+                tracing::warn!(path = %path, session = %session.id(), error = %e, delay = ?delay, "sweep failed; retrying");
+                drop((client, session));
+                tokio::time::sleep(delay).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// A seeded source of retry jitter.
+struct Jitter(Mutex<u64>);
+
+impl Jitter {
+    fn new(seed: u64) -> Self {
+        Self(Mutex::new(seed ^ 0xbb67_ae85_84ca_a73b))
+    }
+
+    /// `backoff` with "equal jitter": somewhere in `[backoff / 2, backoff]`.
+    fn delay(&self, backoff: Duration) -> Duration {
+        jittered(
+            backoff,
+            next_random(&mut self.0.lock().expect("jitter lock")),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 17, point 8: the retries of drivers (new sessions) and observers are jittered per
+    /// client, reproducibly for a seed.
+    #[test]
+    fn retry_delays_are_jittered_per_client_seed() {
+        let b = Duration::from_millis(100);
+        let delays = |j: Jitter| (0..4).map(|_| j.delay(b)).collect::<Vec<_>>();
+        let one = delays(Jitter::new(1));
+        assert_eq!(one, delays(Jitter::new(1)));
+        let two = delays(Jitter::new(2));
+        assert_ne!(one, two);
+        assert!(one.iter().chain(&two).all(|d| *d >= b / 2 && *d <= b));
+        assert!(one.windows(2).any(|w| w[0] != w[1]), "{one:?}");
     }
 }

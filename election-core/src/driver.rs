@@ -11,13 +11,14 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{error, warn};
 
+use crate::backend::FencingToken;
 use crate::backend::{BackendSession, SessionState, Watch};
 use crate::client::Client;
 use crate::machine::{Action, Input, Machine};
 use crate::path::ElectionPath;
-use crate::state::{ElectionState, Event};
+use crate::state::{ElectionState, Event, Notice, Transition};
 use crate::term::{LeaderWork, Term};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -70,12 +71,13 @@ impl Driver {
         path: ElectionPath,
         record: Vec<u8>,
         session: Arc<dyn BackendSession>,
+        session_state: watch::Receiver<SessionState>,
         commands: mpsc::UnboundedReceiver<Command>,
         work_fn: Option<LeaderWork>,
         outlets: Outlets,
     ) -> Self {
-        let mut session_state = session.state();
-        session_state.mark_unchanged();
+        // `session_state` is the receiver the machine's first state was read from (marked
+        // seen then): a change published since is still to come.
         Self {
             machine,
             client,
@@ -199,13 +201,22 @@ impl Driver {
                         match client.renew_session(old).await {
                             Ok(session) => return session,
                             Err(e) => {
-                                warn!(error = %e, backoff = ?backoff, "could not open a new session; retrying");
-                                sleep(backoff).await;
+                                let delay = client.jittered(backoff);
+                                warn!(error = %e, backoff = ?backoff, delay = ?delay, "could not open a new session; retrying");
+                                sleep(delay).await;
                                 backoff = (backoff * 2).min(Duration::from_secs(5));
                             }
                         }
                     }
                 }));
+            }
+            Action::SweepLater => {
+                let prefix = self.machine.marker_prefix();
+                self.client.sweep_later(path, &s, prefix);
+            }
+            Action::CloseSession => {
+                // Not awaited here: its end comes back through the session's state.
+                tokio::spawn(async move { s.close().await });
             }
             Action::Create { marker } => {
                 let record = self.record.clone();
@@ -230,14 +241,20 @@ impl Driver {
             }
             Action::WatchPredecessor { name } => {
                 self.predecessor = Some(Box::pin(async move {
-                    let result = watch_gone(&*s, &path, &name).await;
-                    Input::PredecessorGone { name, result }
+                    match watch_gone(&*s, &path, &name).await {
+                        Gone::NotAnEntry => Input::PredecessorNotAnEntry { name },
+                        Gone::Done(result) => Input::PredecessorGone { name, result },
+                    }
                 }));
             }
             Action::UnwatchPredecessor => self.predecessor = None,
             Action::WatchOwn { name } => {
                 self.own = Some(Box::pin(async move {
-                    let result = watch_gone(&*s, &path, &name).await;
+                    // Our own entry is never a look-alike: if it were, it is not ours to hold.
+                    let result = match watch_gone(&*s, &path, &name).await {
+                        Gone::NotAnEntry => Ok(()),
+                        Gone::Done(result) => result,
+                    };
                     Input::OwnGone { name, result }
                 }));
             }
@@ -258,13 +275,20 @@ impl Driver {
             Action::SetTimer(at) => self.timer = at,
             Action::Emit(event) => {
                 // The event first: whoever sees the new state can already find its transition.
-                let state = match &event {
-                    Event::Transition(t) => Some(t.to.clone()),
-                    Event::Notice { .. } => None,
+                let (state, seen) = match &event {
+                    Event::Transition(t) => (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k))),
+                    Event::Notice { .. } => (None, None),
                 };
                 let _ = self.outlets.events.send(event);
                 if let Some(state) = state {
                     self.outlets.state.send_replace(state);
+                }
+                if let Some((at, token)) = seen {
+                    if let Some(last) = self.client.note_token(&self.path, token) {
+                        error!(path = %self.path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
+                        let notice = Notice::TokenWentBack { token, last };
+                        let _ = self.outlets.events.send(Event::Notice { at, notice });
+                    }
                 }
             }
             Action::ResignDone => {
@@ -278,14 +302,32 @@ impl Driver {
     }
 }
 
-async fn watch_gone(
-    session: &dyn BackendSession,
-    path: &ElectionPath,
-    name: &str,
-) -> Result<(), crate::BackendError> {
-    match session.watch_gone(path, name).await? {
-        Watch::Gone => Ok(()),
-        Watch::Armed(notification) => notification.await,
+/// How a watched entry's watch ended.
+enum Gone {
+    /// Gone (`Ok`), or the watch failed.
+    Done(Result<(), crate::BackendError>),
+    /// The node is a look-alike, not a live session's entry.
+    NotAnEntry,
+}
+
+async fn watch_gone(session: &dyn BackendSession, path: &ElectionPath, name: &str) -> Gone {
+    match session.watch_gone(path, name).await {
+        Err(e) => Gone::Done(Err(e)),
+        Ok(Watch::Gone) => Gone::Done(Ok(())),
+        Ok(Watch::NotAnEntry) => Gone::NotAnEntry,
+        Ok(Watch::Armed(notification)) => Gone::Done(notification.await),
+    }
+}
+
+/// The term token a transition shows: our own claim, or the leader a follower read.
+fn token_seen(t: &Transition) -> Option<FencingToken> {
+    match &t.to {
+        ElectionState::Leader { token, .. } if !t.from.is_leader() => Some(*token),
+        ElectionState::Follower {
+            leader: Some(leader),
+            ..
+        } => Some(leader.token),
+        _ => None,
     }
 }
 

@@ -73,6 +73,11 @@ pub(crate) enum Input {
         name: String,
         result: Result<(), BackendError>,
     },
+    /// The predecessor is a look-alike: a node named like an entry that is not a live
+    /// session's (persistent, or owned by another session than its name claims).
+    PredecessorNotAnEntry {
+        name: String,
+    },
     /// Our own entry's watch fired (`Ok`: it is gone).
     OwnGone {
         name: String,
@@ -98,6 +103,14 @@ pub(crate) enum Action {
     /// Replace the session (the old one ended); answer with [`Input::SessionOpened`]. Every
     /// request and watch of the old session is to be dropped.
     OpenSession,
+    /// Close the session (its end deletes an entry of ours that cannot be deleted otherwise);
+    /// its end comes back as [`Input::Session`].
+    CloseSession,
+    /// The machine finishes with something of ours left uncertain on its live session (a create
+    /// under way or unknown, an entry not yet deleted): the session belongs to the client and
+    /// may live on, so the client sweeps this candidate's entries (its marker prefix) the next
+    /// time the session has contact.
+    SweepLater,
     Create {
         marker: Marker,
     },
@@ -213,6 +226,22 @@ enum Request {
     Delete(String),
 }
 
+/// A kind of backend call, for back-off: each kind backs off on its own failures and is reset
+/// only by its own success (a lookup listing that succeeds says nothing about the create that
+/// keeps failing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create,
+    List,
+    Read,
+    Delete,
+    Watch,
+}
+
+impl Op {
+    const COUNT: usize = 5;
+}
+
 /// The election state machine of one candidate in one election.
 pub(crate) struct Machine {
     cfg: MachineConfig,
@@ -229,7 +258,13 @@ pub(crate) struct Machine {
     want_read: Option<String>,
     delete_queue: VecDeque<String>,
     retry_at: Option<Instant>,
-    backoff: Duration,
+    /// The back-off of each kind of call, reset only when that kind succeeds.
+    backoff: [Duration; Op::COUNT],
+    /// The state of the jitter generator, seeded from the marker prefix: deterministic for a
+    /// given candidate, different across a fleet.
+    jitter: u64,
+    /// Our own entry's watch failed: arm it again once the back-off is over.
+    rearm_own: Option<String>,
     step_down_at: Option<Instant>,
     stop_deadline: Option<Instant>,
     timer: Option<Instant>,
@@ -238,8 +273,16 @@ pub(crate) struct Machine {
     head: Option<String>,
     leader: Option<LeaderInfo>,
     foreign: Vec<String>,
+    /// Nodes named like entries that are no live session's (persistent or ownerless): left out
+    /// of every listing, as foreign nodes are.
+    lookalikes: std::collections::BTreeSet<String>,
+    /// The owner of the head of our last listing, as its name claims.
+    head_owner: Option<SessionId>,
     /// A create on this session had an unknown outcome: sweep before finishing a stop.
     sweep_before_finish: bool,
+    /// The session is being closed (an entry of ours could not be deleted): no more requests
+    /// on it; its end decides what comes next.
+    closing: bool,
     /// `cfg.marker_prefix` as the 8 hex digits that start our markers.
     marker_prefix: String,
     state: ElectionState,
@@ -257,6 +300,7 @@ impl Machine {
     ) -> Self {
         let mut m = Self {
             marker_prefix: format!("{:08x}", cfg.marker_prefix),
+            jitter: u64::from(cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908,
             cfg,
             session,
             timeout,
@@ -270,7 +314,8 @@ impl Machine {
             want_read: None,
             delete_queue: VecDeque::new(),
             retry_at: None,
-            backoff: Duration::ZERO,
+            backoff: [Duration::ZERO; Op::COUNT],
+            rearm_own: None,
             step_down_at: None,
             stop_deadline: None,
             timer: None,
@@ -278,7 +323,10 @@ impl Machine {
             head: None,
             leader: None,
             foreign: Vec::new(),
+            lookalikes: Default::default(),
+            head_owner: None,
             sweep_before_finish: false,
+            closing: false,
             state: ElectionState::Joining,
             out: Vec::new(),
         };
@@ -296,6 +344,11 @@ impl Machine {
     /// The candidate id.
     pub(crate) fn id(&self) -> &str {
         &self.cfg.id
+    }
+
+    /// The high 32 bits of every marker this candidate uses.
+    pub(crate) fn marker_prefix(&self) -> u32 {
+        self.cfg.marker_prefix
     }
 
     /// Takes the actions produced so far.
@@ -322,7 +375,8 @@ impl Machine {
             Input::Listed(result) => self.on_listed(now, result),
             Input::Read { name, result } => self.on_read(now, name, result),
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
-            Input::PredecessorGone { name, result } => self.on_predecessor_gone(name, result),
+            Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
+            Input::PredecessorNotAnEntry { name } => self.on_predecessor_not_an_entry(now, name),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
             Input::WorkDone { aborted } => self.on_work_done(now, aborted),
             Input::Timer => self.on_timer(now),
@@ -354,6 +408,7 @@ impl Machine {
         self.timeout = timeout;
         self.session_over = false;
         self.sweep_before_finish = false;
+        self.closing = false;
         self.last_contact = match state {
             SessionState::Connected => None,
             SessionState::Disconnected { last_contact } => Some(last_contact),
@@ -362,6 +417,7 @@ impl Machine {
         };
         self.pending = None;
         self.retry_at = None;
+        self.rearm_own = None;
         self.want_list = false;
         self.want_read = None;
         self.delete_queue.clear();
@@ -457,6 +513,7 @@ impl Machine {
         self.want_list = false;
         self.want_read = None;
         self.retry_at = None;
+        self.rearm_own = None;
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
         self.end_term(now);
@@ -468,7 +525,13 @@ impl Machine {
         }
         self.step_down_at = None;
         match self.goal.clone() {
-            Goal::Stop(reason) => self.finish(now, reason, Reason::SessionEnded),
+            Goal::Stop(reason) => {
+                if reason == StopReason::Resigned {
+                    // The entry is gone with the session: the resignation is complete.
+                    self.out.push(Action::ResignDone);
+                }
+                self.finish(now, reason, Reason::SessionEnded)
+            }
             Goal::Rejoin | Goal::Run if self.cfg.rejoin_on_expiry => {
                 if self.goal == Goal::Rejoin {
                     self.goal = Goal::Run;
@@ -508,7 +571,7 @@ impl Machine {
         };
         match result {
             Ok(info) => {
-                self.backoff = Duration::ZERO;
+                self.reset_backoff(Op::Create);
                 self.adopt(now, info);
             }
             Err(e) => match e.kind() {
@@ -516,12 +579,14 @@ impl Machine {
                 ErrorKind::OutcomeUnknown | ErrorKind::Other => {
                     *unknown = true;
                     self.sweep_before_finish = true;
-                    self.retry_later(now, &e);
+                    self.retry_later(now, Op::Create, &e);
                 }
-                ErrorKind::NotFound | ErrorKind::AlreadyExists => self.retry_later(now, &e),
+                ErrorKind::NotFound | ErrorKind::AlreadyExists => {
+                    self.retry_later(now, Op::Create, &e)
+                }
                 // The session's end is on its way as a state change; until then, back off
                 // rather than re-send at once.
-                ErrorKind::SessionGone => self.retry_later(now, &e),
+                ErrorKind::SessionGone => self.retry_later(now, Op::Create, &e),
                 ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, &e),
             },
         }
@@ -576,7 +641,8 @@ impl Machine {
                             role: Role::Verifying,
                         };
                         self.want_list = true;
-                        self.request_failed(now, &e);
+                        // Only a confirmation: the listing decides, whatever the error.
+                        self.retry_later(now, Op::Read, &e);
                     }
                 }
                 return;
@@ -589,7 +655,7 @@ impl Machine {
             if adopting.as_deref() == Some(name.as_str()) {
                 match result {
                     Ok(Some(info)) if info.owner == self.session => {
-                        self.backoff = Duration::ZERO;
+                        self.reset_backoff(Op::Read);
                         self.adopt(now, info);
                     }
                     // Gone since the lookup (deleted, or its session ended): register anew.
@@ -597,10 +663,13 @@ impl Machine {
                         *adopting = None;
                         *unknown = false;
                     }
-                    Err(e) => self.request_failed(now, &e),
+                    Err(e) => self.request_failed(now, Op::Read, &e),
                 }
                 return;
             }
+        }
+        if result.is_ok() {
+            self.reset_backoff(Op::Read);
         }
         match result {
             Ok(Some(info)) => {
@@ -608,6 +677,13 @@ impl Machine {
                     self.want_read = None;
                 }
                 if self.head.as_deref() != Some(name.as_str()) {
+                    return;
+                }
+                if info.owner == SessionId(0) || Some(info.owner) != self.head_owner {
+                    // A look-alike at the head (persistent, or not owned by the session its
+                    // name claims): nobody leads with it; whoever it is ahead of learns so from
+                    // its watch.
+                    self.found_lookalike(now, name);
                     return;
                 }
                 match CandidateRecord::decode(&info.data) {
@@ -629,13 +705,21 @@ impl Machine {
                     }
                 }
             }
+            // The leader's record only informs: one we may not read (or cannot) is unknown, not
+            // a reason to stop.
+            Err(e) if matches!(e.kind(), ErrorKind::NotPermitted | ErrorKind::Invalid) => {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, error = %e, "leader record cannot be read; the leader stays unknown");
+                if self.want_read.as_deref() == Some(name.as_str()) {
+                    self.want_read = None;
+                }
+            }
             // The head left already; the next listing tells who leads.
             Ok(None) => {
                 if self.want_read.as_deref() == Some(name.as_str()) {
                     self.want_read = None;
                 }
             }
-            Err(e) => self.request_failed(now, &e),
+            Err(e) => self.request_failed(now, Op::Read, &e),
         }
     }
 
@@ -646,17 +730,23 @@ impl Machine {
             return;
         }
         self.pending = None;
-        let listing = match result {
+        let mut listing = match result {
             Ok(l) => l,
             Err(e) => {
                 if matches!(self.phase, Phase::Holding { .. }) {
                     self.want_list = true;
                 }
-                self.request_failed(now, &e);
+                self.request_failed(now, Op::List, &e);
                 return;
             }
         };
-        self.backoff = Duration::ZERO;
+        self.reset_backoff(Op::List);
+        // Look-alikes found earlier are no candidates; forget those that are gone.
+        self.lookalikes
+            .retain(|name| listing.entries.iter().any(|e| e.name == *name));
+        listing
+            .entries
+            .retain(|e| !self.lookalikes.contains(&e.name));
         if listing.foreign != self.foreign {
             self.foreign = listing.foreign.clone();
             if !self.foreign.is_empty() {
@@ -760,6 +850,7 @@ impl Machine {
         let head = listing.entries[0].name.clone();
         if self.head.as_deref() != Some(head.as_str()) {
             self.head = Some(head.clone());
+            self.head_owner = Some(listing.entries[0].owner);
             self.leader = None;
             self.want_read = Some(head);
         }
@@ -840,7 +931,12 @@ impl Machine {
         self.set_state(now, ElectionState::Leader { token, contact }, reason);
     }
 
-    fn on_predecessor_gone(&mut self, name: String, result: Result<(), BackendError>) {
+    fn on_predecessor_gone(
+        &mut self,
+        now: Instant,
+        name: String,
+        result: Result<(), BackendError>,
+    ) {
         let Phase::Holding {
             entry,
             role:
@@ -860,6 +956,9 @@ impl Machine {
             entry: entry.clone(),
             role: Role::Verifying,
         };
+        if result.is_ok() {
+            self.reset_backoff(Op::Watch);
+        }
         match result {
             // L3 / S3: the head left and we were next: nothing can sort between, so we lead
             // without listing again, once a read shows our own entry still there and ours. Our
@@ -875,9 +974,51 @@ impl Machine {
             }
             // L5: gone, or vanished before the watch was set: list again.
             Ok(()) => self.want_list = true,
-            Err(e) if e.kind() == ErrorKind::SessionGone => {}
-            Err(_) => self.want_list = true,
+            // Whatever the error (a "session gone" can come while the session lives on: its end,
+            // if it is ending, comes as a state change), look again after a back-off: nothing
+            // may wait with nothing armed.
+            Err(e) => {
+                self.want_list = true;
+                self.retry_later(now, Op::Watch, &e);
+            }
         }
+    }
+
+    /// Our predecessor is a look-alike that would never go away: leave it out and place
+    /// ourselves again.
+    fn on_predecessor_not_an_entry(&mut self, now: Instant, name: String) {
+        let Phase::Holding {
+            entry,
+            role: Role::Following { predecessor, .. },
+        } = &self.phase
+        else {
+            return;
+        };
+        if *predecessor != name {
+            return;
+        }
+        self.phase = Phase::Holding {
+            entry: entry.clone(),
+            role: Role::Verifying,
+        };
+        self.found_lookalike(now, name);
+        self.want_list = true;
+    }
+
+    fn found_lookalike(&mut self, now: Instant, name: String) {
+        if !self.lookalikes.insert(name.clone()) {
+            return;
+        }
+        warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "a node named like an entry is no live session's (persistent or ownerless): ignored as foreign");
+        if self.head.as_deref() == Some(name.as_str()) {
+            self.head = None;
+            self.head_owner = None;
+            self.leader = None;
+        }
+        if self.want_read.as_deref() == Some(name.as_str()) {
+            self.want_read = None;
+        }
+        self.notice(now, Notice::ForeignEntries(vec![name]));
     }
 
     fn on_own_gone(&mut self, now: Instant, name: String, result: Result<(), BackendError>) {
@@ -888,13 +1029,17 @@ impl Machine {
             return;
         }
         match result {
-            Ok(()) => self.entry_lost(now),
-            Err(e) if e.kind() == ErrorKind::SessionGone => {}
-            // The watch failed without telling: arm it again, and verify the place meanwhile
-            // (the claim without listing relies on this watch).
-            Err(_) => {
-                self.out.push(Action::WatchOwn { name });
+            Ok(()) => {
+                self.reset_backoff(Op::Watch);
+                self.entry_lost(now)
+            }
+            // The watch failed without telling (whatever the error: a "session gone" can come
+            // while the session lives on): arm it again after a back-off, and verify the place
+            // meanwhile (a leader relies on this watch to notice its entry deleted).
+            Err(e) => {
+                self.rearm_own = Some(name);
                 self.want_list = true;
+                self.retry_later(now, Op::Watch, &e);
             }
         }
     }
@@ -903,6 +1048,7 @@ impl Machine {
     /// was deleted): step down if leading, then register again (L5, CURATOR-171).
     fn entry_lost(&mut self, now: Instant) {
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "our entry was deleted by someone else; registering again");
+        self.rearm_own = None;
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
         self.end_term(now);
@@ -1005,24 +1151,74 @@ impl Machine {
         if let Phase::Releasing { entry } = &self.phase {
             if entry.name == name {
                 if done {
+                    self.reset_backoff(Op::Delete);
+                    self.rearm_own = None;
                     self.out.push(Action::UnwatchOwn);
                     self.after_release(now);
                 } else if let Err(e) = result {
-                    self.request_failed(now, &e);
+                    self.delete_failed(now, &e);
                 }
                 return;
             }
         }
         if self.delete_queue.front() == Some(&name) {
             if done {
+                self.reset_backoff(Op::Delete);
                 self.delete_queue.pop_front();
                 info!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "orphan entry removed");
                 self.notice(now, Notice::OrphanRemoved(name));
                 self.sweep_done(now);
             } else if let Err(e) = result {
-                self.request_failed(now, &e);
+                self.delete_failed(now, &e);
             }
         }
+    }
+
+    /// A delete of an entry of ours failed. Refused (no permission, or for good): the entry
+    /// would stay for as long as the session lives, ahead of others for ever if it reaches the
+    /// head; close the session instead, whose end deletes it. Anything else is retried.
+    fn delete_failed(&mut self, now: Instant, e: &BackendError) {
+        match e.kind() {
+            ErrorKind::NotPermitted | ErrorKind::Invalid => self.close_session(now, e),
+            _ => self.retry_later(now, Op::Delete, e),
+        }
+    }
+
+    /// Closes the session so that the service deletes our entries; its end (a state change)
+    /// decides what comes next, as for an expiry.
+    fn close_session(&mut self, now: Instant, e: &BackendError) {
+        if self.session_over || self.closing {
+            return;
+        }
+        tracing::error!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, error = %e, "an entry of ours cannot be deleted: closing the session so that the service deletes it");
+        self.closing = true;
+        self.pending = None;
+        self.retry_at = None;
+        self.rearm_own = None;
+        self.end_term(now);
+        if self.state.is_leader() {
+            self.set_state(now, ElectionState::Suspended, Reason::Failed);
+        }
+        self.notice(now, Notice::ClosingSession(e.to_string()));
+        self.out.push(Action::CloseSession);
+    }
+
+    /// Whether an entry of ours may exist on the live session.
+    fn may_hold_entry(&self) -> bool {
+        !self.session_over
+            && (matches!(
+                self.phase,
+                Phase::Holding { .. }
+                    | Phase::Releasing { .. }
+                    | Phase::Sweeping { .. }
+                    | Phase::Registering { unknown: true, .. }
+                    | Phase::Registering {
+                        adopting: Some(_),
+                        ..
+                    }
+            ) || !self.delete_queue.is_empty()
+                || self.sweep_before_finish
+                || self.pending == Some(Request::Create))
     }
 
     /// The entry is given up (or never was registered): rejoin at the tail, or stop.
@@ -1094,6 +1290,11 @@ impl Machine {
     fn fail(&mut self, now: Instant, e: &BackendError) {
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, "backend refused; candidate stops");
         self.end_term(now);
+        if self.may_hold_entry() && !self.closing {
+            // Never leave an entry behind on a session that lives on.
+            self.notice(now, Notice::ClosingSession(e.to_string()));
+            self.out.push(Action::CloseSession);
+        }
         self.finish(now, StopReason::Failed(e.to_string()), Reason::Failed);
     }
 
@@ -1151,29 +1352,44 @@ impl Machine {
             self.retry_at = None;
         }
         if self.stop_deadline.is_some_and(|t| t <= now) {
-            warn!(path = %self.cfg.path, candidate = %self.cfg.id, "stop could not withdraw the entry in time; it ends with the session");
+            warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "stop could not withdraw the entry in time; the client sweeps it when the session next has contact");
             let reason = match &self.goal {
                 Goal::Stop(r) => r.clone(),
                 _ => StopReason::Stopped,
             };
+            if self.may_hold_entry() && !self.closing {
+                // S5: the session is the client's, and others may keep it alive; a request the
+                // driver drops may still be applied (a client sends what it queued).
+                self.out.push(Action::SweepLater);
+            }
             self.finish(now, reason, Reason::Stopped);
         }
     }
 
-    fn request_failed(&mut self, now: Instant, e: &BackendError) {
+    fn request_failed(&mut self, now: Instant, op: Op, e: &BackendError) {
         match e.kind() {
             ErrorKind::NotPermitted | ErrorKind::Invalid => self.fail(now, e),
-            _ => self.retry_later(now, e),
+            _ => self.retry_later(now, op, e),
         }
     }
 
-    fn retry_later(&mut self, now: Instant, e: &BackendError) {
+    fn reset_backoff(&mut self, op: Op) {
+        self.backoff[op as usize] = Duration::ZERO;
+    }
+
+    /// Holds every request back for the back-off of `op`, which doubles (from T/50 up to T/4)
+    /// with each failure of that kind of call, with jitter: a fleet that failed together (an
+    /// ensemble failover) does not retry in step.
+    fn retry_later(&mut self, now: Instant, op: Op, e: &BackendError) {
         let floor = (self.timeout / 50).max(Duration::from_millis(1));
-        self.backoff = (self.backoff * 2).clamp(floor, self.timeout / 4);
-        debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, backoff = ?self.backoff, "backend call failed; retrying");
+        let backoff = &mut self.backoff[op as usize];
+        *backoff = (*backoff * 2).clamp(floor, self.timeout / 4);
+        let backoff = *backoff;
+        let delay = jittered(backoff, next_random(&mut self.jitter));
+        debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, op = ?op, backoff = ?backoff, delay = ?delay, "backend call failed; retrying");
         self.notice(now, Notice::Retrying(e.to_string()));
         if self.connected() {
-            self.retry_at = Some(now + self.backoff);
+            self.retry_at = Some(now + delay);
         }
     }
 
@@ -1189,8 +1405,15 @@ impl Machine {
                     ..
                 }
             );
-        if (self.pending.is_some() && !preemptible) || !self.connected() || self.retry_at.is_some()
-        {
+        if !self.connected() || self.retry_at.is_some() || self.closing {
+            return;
+        }
+        if let Some(name) = self.rearm_own.take() {
+            if matches!(&self.phase, Phase::Holding { entry, .. } if entry.name == name) {
+                self.out.push(Action::WatchOwn { name });
+            }
+        }
+        if self.pending.is_some() && !preemptible {
             return;
         }
         let request = match &self.phase {
@@ -1301,6 +1524,25 @@ impl Machine {
         self.out
             .push(Action::Emit(Event::Notice { at: now, notice }));
     }
+}
+
+/// splitmix64: a small, seedable generator (jitter only; nothing here needs to be
+/// unpredictable).
+pub(crate) fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// `backoff` with "equal jitter": half of it, plus a random part of the other half
+/// (`random` picks which), so retries spread over `[backoff / 2, backoff]`.
+pub(crate) fn jittered(backoff: Duration, random: u64) -> Duration {
+    let half = backoff / 2;
+    let nanos = u64::try_from(half.as_nanos()).unwrap_or(u64::MAX);
+    let extra = if nanos == 0 { 0 } else { random % (nanos + 1) };
+    backoff - half + Duration::from_nanos(extra)
 }
 
 #[cfg(test)]
@@ -1703,6 +1945,15 @@ mod tests {
                 result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "x")),
             },
         );
+        // Not at once (a watch that keeps failing would spin): after a back-off.
+        let out = m.take_actions();
+        assert!(
+            !out.iter()
+                .any(|a| matches!(a, Action::WatchOwn { .. } | Action::List)),
+            "{out:?}"
+        );
+        let at = m.timer.expect("a retry timer");
+        m.handle(at, Input::Timer);
         let out = m.take_actions();
         assert!(
             out.contains(&Action::WatchOwn {
@@ -1711,6 +1962,132 @@ mod tests {
             "{out:?}"
         );
         assert!(out.contains(&Action::List), "{out:?}");
+    }
+
+    fn machine_with_prefix(prefix: u32) -> (Machine, Instant) {
+        let now = Instant::now();
+        let cfg = MachineConfig {
+            marker_prefix: prefix,
+            ..cfg(false)
+        };
+        let mut m = Machine::new(cfg, ME, T, SessionState::Connected, now);
+        m.take_actions();
+        (m, now)
+    }
+
+    /// The delay before the retry the machine has just scheduled.
+    fn retry_delay(m: &Machine, now: Instant) -> Duration {
+        m.retry_at.expect("a retry is scheduled") - now
+    }
+
+    /// Issue 17, point 8: a create failing with `Other` is followed by a lookup listing whose
+    /// success used to reset the back-off, so the create was retried every T/50 for ever. Now
+    /// the create's own back-off keeps doubling.
+    #[test]
+    fn a_create_that_keeps_failing_backs_off_although_its_lookups_succeed() {
+        let (mut m, mut now) = machine(false);
+        let floor = T / 50;
+        let mut delays = Vec::new();
+        for _ in 0..6 {
+            m.handle(
+                now,
+                Input::Created(Err(BackendError::new(ErrorKind::Other, "boom"))),
+            );
+            delays.push(retry_delay(&m, now));
+            m.take_actions();
+            now = m.retry_at.unwrap();
+            m.handle(now, Input::Timer);
+            assert_eq!(m.take_actions(), [Action::List, Action::SetTimer(None)]);
+            m.handle(now, Input::Listed(Ok(Listing::default())));
+            let out = m.take_actions();
+            assert!(
+                out.iter().any(|a| matches!(a, Action::Create { .. })),
+                "{out:?}"
+            );
+        }
+        for (k, d) in delays.iter().enumerate() {
+            let backoff = (floor * 2u32.pow(k as u32)).min(T / 4);
+            assert!(
+                *d >= backoff / 2 && *d <= backoff,
+                "retry {k}: {d:?} outside [{:?}, {backoff:?}] ({delays:?})",
+                backoff / 2
+            );
+        }
+    }
+
+    /// Issue 17, point 8: a predecessor watch that keeps failing used to be re-listed and
+    /// re-armed at once, round after round with no delay. Now each round waits a growing
+    /// back-off.
+    #[test]
+    fn a_watch_that_keeps_failing_backs_off() {
+        let (mut m, mut now, _) = placed(false, 1);
+        m.take_actions();
+        let mut delays = Vec::new();
+        for _ in 0..5 {
+            m.handle(
+                now,
+                Input::PredecessorGone {
+                    name: "o0".into(),
+                    result: Err(BackendError::new(ErrorKind::Other, "watch failed")),
+                },
+            );
+            let out = m.take_actions();
+            assert!(!out.contains(&Action::List), "re-listed at once: {out:?}");
+            delays.push(retry_delay(&m, now));
+            now = m.retry_at.unwrap();
+            m.handle(now, Input::Timer);
+            assert!(m.take_actions().contains(&Action::List));
+            let l = Listing {
+                entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+                foreign: vec![],
+            };
+            m.handle(now, Input::Listed(Ok(l)));
+            let out = m.take_actions();
+            assert!(
+                out.contains(&Action::WatchPredecessor { name: "o0".into() }),
+                "{out:?}"
+            );
+        }
+        assert!(
+            delays.windows(2).all(|w| w[1] > w[0]),
+            "not growing: {delays:?}"
+        );
+        assert!(delays[4] >= T / 50 * 8, "{delays:?}");
+    }
+
+    /// Issue 17, point 8: retries are jittered, deterministically per candidate: two
+    /// candidates that fail at the same instant retry at different ones, and the same
+    /// candidate (the same seed) always at the same one.
+    #[test]
+    fn retries_are_jittered_by_candidate() {
+        let first_delay = |prefix| {
+            let (mut m, now) = machine_with_prefix(prefix);
+            m.handle(
+                now,
+                Input::Created(Err(BackendError::new(ErrorKind::Other, "boom"))),
+            );
+            retry_delay(&m, now)
+        };
+        let delays: Vec<Duration> = (1..=8).map(first_delay).collect();
+        let mut distinct = delays.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() >= 6, "{delays:?}");
+        assert_eq!(first_delay(3), delays[2]);
+        for d in delays {
+            assert!(d >= T / 100 && d <= T / 50, "{d:?}");
+        }
+    }
+
+    #[test]
+    fn jitter_stays_within_half_to_full_backoff() {
+        let b = Duration::from_millis(100);
+        let mut state = 1;
+        for _ in 0..1000 {
+            let d = jittered(b, next_random(&mut state));
+            assert!(d >= b / 2 && d <= b, "{d:?}");
+        }
+        assert_eq!(jittered(Duration::ZERO, 7), Duration::ZERO);
     }
 
     #[test]
@@ -1873,6 +2250,155 @@ mod tests {
         // The state change then ends the session as usual.
         m.handle(now, Input::Session(SessionState::Expired));
         assert!(m.take_actions().contains(&Action::OpenSession));
+    }
+
+    /// Issue 17, point 7: a leader whose release delete was refused (NoAuth) stopped with its
+    /// entry still at the head and its session alive: every follower waited for as long as the
+    /// process lived. Now it closes the session, whose end deletes the entry.
+    #[test]
+    fn a_refused_release_delete_closes_the_session() {
+        let (mut m, now, _) = placed(false, 0);
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: false });
+        assert!(m.take_actions().contains(&Action::Delete {
+            name: "mine".into()
+        }));
+        m.handle(
+            now,
+            Input::Deleted {
+                name: "mine".into(),
+                result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+            },
+        );
+        let out = m.take_actions();
+        assert!(out.contains(&Action::CloseSession), "{out:?}");
+        assert!(!out.contains(&Action::Finished), "{out:?}");
+        assert!(!m.state().is_leader());
+        m.handle(now, Input::Session(SessionState::Closed));
+        let out = m.take_actions();
+        assert!(out.contains(&Action::ResignDone), "{out:?}");
+        assert!(out.contains(&Action::Finished), "{out:?}");
+        assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Resigned));
+    }
+
+    /// Issue 17, point 7: a follower whose read of the leader's record (information only) was
+    /// refused stopped for good. Now the leader stays unknown and the follower follows.
+    #[test]
+    fn an_unreadable_leader_record_is_unknown_not_fatal() {
+        let (mut m, now, out) = placed(false, 1);
+        assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+        m.handle(
+            now,
+            Input::Read {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+            },
+        );
+        let out = m.take_actions();
+        assert!(!out.contains(&Action::Finished), "{out:?}");
+        assert!(
+            matches!(
+                m.state(),
+                ElectionState::Follower {
+                    position: 1,
+                    leader: None
+                }
+            ),
+            "{:?}",
+            m.state()
+        );
+        // And it still takes over when the head leaves.
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Ok(()),
+            },
+        );
+        m.handle(
+            now,
+            Input::Read {
+                name: "mine".into(),
+                result: Ok(Some(info("mine", 1, marker_of_entry()))),
+            },
+        );
+        assert!(m.state().is_leader());
+    }
+
+    /// Issue 17, point 7: a candidate that fails while it holds an entry closes its session,
+    /// so that the entry does not outlive it on a session others keep alive.
+    #[test]
+    fn failing_while_holding_an_entry_closes_the_session() {
+        let (mut m, now, _) = placed(false, 1);
+        m.take_actions();
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "x")),
+            },
+        );
+        let at = m.retry_at.unwrap();
+        m.handle(at, Input::Timer);
+        assert!(m.take_actions().contains(&Action::List));
+        m.handle(
+            at,
+            Input::Listed(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+        );
+        let out = m.take_actions();
+        assert!(out.contains(&Action::CloseSession), "{out:?}");
+        assert!(out.contains(&Action::Finished), "{out:?}");
+    }
+
+    /// Issue 17, point 3: a persistent node with our entry format (a restored tree) was taken
+    /// for a live candidate's entry: it never goes away, and nobody behind it ever led. Its
+    /// watch now says it is not an entry: it is ignored, and the next listing places us
+    /// without it.
+    #[test]
+    fn a_lookalike_predecessor_is_ignored() {
+        let (mut m, now, out) = placed(false, 1);
+        assert!(out.contains(&Action::WatchPredecessor { name: "o0".into() }));
+        m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
+        let out = m.take_actions();
+        assert!(out.contains(&Action::List), "{out:?}");
+        assert!(
+            out.iter().any(|a| matches!(
+                a,
+                Action::Emit(Event::Notice {
+                    notice: Notice::ForeignEntries(_),
+                    ..
+                })
+            )),
+            "{out:?}"
+        );
+        let l = Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+        };
+        m.handle(now, Input::Listed(Ok(l)));
+        assert!(m.state().is_leader(), "{:?}", m.state());
+    }
+
+    /// Issue 17, point 3: the head read shows a persistent node (owner 0): the leader is
+    /// unknown, not the look-alike's record.
+    #[test]
+    fn a_lookalike_head_is_not_reported_as_leader() {
+        let (mut m, now, _) = placed(false, 2);
+        m.take_actions();
+        let mut persistent = info("o0", 0, Marker::from_bits(0));
+        persistent.owner = SessionId(0);
+        m.handle(
+            now,
+            Input::Read {
+                name: "o0".into(),
+                result: Ok(Some(persistent)),
+            },
+        );
+        assert!(
+            matches!(m.state(), ElectionState::Follower { leader: None, .. }),
+            "{:?}",
+            m.state()
+        );
     }
 
     #[test]

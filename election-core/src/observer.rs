@@ -85,7 +85,8 @@ async fn follow(client: Client, path: ElectionPath, tx: watch::Sender<Option<Lea
                 } else {
                     debug!(path = %path, error = %e, "observer listing failed; retrying");
                 }
-                sleep(backoff).await;
+                // Jittered: observers that failed together (an ensemble failover) spread out.
+                sleep(client.jittered(backoff)).await;
                 backoff = (backoff * 2).min(Duration::from_secs(2));
                 continue;
             }

@@ -179,6 +179,20 @@ pub enum Notice {
     WorkFinished(FencingToken),
     /// A backend call failed and will be retried.
     Retrying(String),
+    /// An entry of ours could not be deleted (the error says why, such as no permission), or
+    /// the candidate failed while it may hold one: the session is closed so that the service
+    /// deletes it, rather than leave it in the queue for as long as the session lives. Other
+    /// candidates on the same client move to a new session.
+    ClosingSession(String),
+    /// A term token lower than one this client saw before in the same election: the service
+    /// lost its data and was rebuilt (ZooKeeper's zxids start again from small numbers), and
+    /// downstream systems that fence will reject the new leader's writes until they are told.
+    TokenWentBack {
+        /// The token just seen (a claim, or the leader a follower read).
+        token: FencingToken,
+        /// The highest token this client had seen in the election.
+        last: FencingToken,
+    },
 }
 
 /// An item of a candidate's event stream ([`Candidate::events`](crate::Candidate::events)).

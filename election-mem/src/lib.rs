@@ -32,5 +32,5 @@ mod session;
 #[cfg(feature = "sim")]
 pub mod sim;
 
-pub use server::{MemBackend, MemCluster, MemConfig, QueuedEntry, Stats};
+pub use server::{MemBackend, MemCluster, MemConfig, Permission, QueuedEntry, Stats};
 pub use session::MemSession;

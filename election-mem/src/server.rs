@@ -62,6 +62,20 @@ pub struct QueuedEntry {
     pub candidate: Option<String>,
 }
 
+/// A kind of request that an administrator's ACL can refuse on the entries of one directory
+/// ([`MemCluster::deny`]), as ZooKeeper answers `NoAuth`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Permission {
+    /// Creating entries in the directory (ZooKeeper's CREATE on the parent).
+    Create,
+    /// Deleting entries from the directory (ZooKeeper's DELETE on the parent).
+    Delete,
+    /// Reading an entry's data and owner (ZooKeeper's READ on the entry).
+    Read,
+    /// Listing the directory (ZooKeeper's READ on the parent).
+    List,
+}
+
 /// Settings of a [`MemCluster`].
 #[derive(Clone, Debug)]
 pub struct MemConfig {
@@ -222,6 +236,8 @@ pub(crate) struct Server {
     pub self_ref: Weak<Mutex<Server>>,
     /// Watches on directories none of whose ancestors exist yet.
     pub pending_root_watchers: Vec<(SessionId, Waiter)>,
+    /// Requests refused on a directory's entries (`MemCluster::deny`).
+    pub denied: std::collections::BTreeSet<(String, Permission)>,
 }
 
 fn parent_of(path: &str) -> Option<&str> {
@@ -252,20 +268,20 @@ fn children_in<'a, N>(
         })
 }
 
-/// The election entries and foreign names among `children` (name, owner).
-fn listing_of<'a>(children: impl Iterator<Item = (&'a str, Option<SessionId>)>) -> Listing {
+/// The election entries and foreign names among `names`, by name alone, as ZooKeeper's
+/// `getChildren`: a look-alike (a persistent node named like an entry) is listed as an entry;
+/// only its stat tells.
+fn listing_of<'a>(names: impl Iterator<Item = &'a str>) -> Listing {
     let mut listing = Listing::default();
-    for (name, real_owner) in children {
-        match (parse_entry(name), real_owner) {
-            (Some((marker, owner, sequence)), Some(real)) if owner == real => {
-                listing.entries.push(ListedEntry {
-                    name: name.to_owned(),
-                    sequence,
-                    owner,
-                    marker,
-                })
-            }
-            _ => listing.foreign.push(name.to_owned()),
+    for name in names {
+        match parse_entry(name) {
+            Some((marker, owner, sequence)) => listing.entries.push(ListedEntry {
+                name: name.to_owned(),
+                sequence,
+                owner,
+                marker,
+            }),
+            None => listing.foreign.push(name.to_owned()),
         }
     }
     listing.entries.sort_by_key(|e| e.sequence);
@@ -274,11 +290,12 @@ fn listing_of<'a>(children: impl Iterator<Item = (&'a str, Option<SessionId>)>) 
 
 /// An entry read from a node's `data`, `czxid` and owner.
 fn entry_of(name: &str, data: &[u8], czxid: u64, owner: Option<SessionId>) -> Option<EntryInfo> {
-    let (marker, named_owner, sequence) = parse_entry(name)?;
+    let (marker, _, sequence) = parse_entry(name)?;
     Some(EntryInfo {
         name: name.to_owned(),
         sequence,
-        owner: owner.unwrap_or(named_owner),
+        // The service's record, as ZooKeeper's `ephemeralOwner`: 0 for a persistent node.
+        owner: owner.unwrap_or(SessionId(0)),
         marker,
         token: FencingToken(czxid),
         data: data.to_vec(),
@@ -328,7 +345,7 @@ impl Server {
     /// `listing` as `session` sees it (stale when its member lost its leader).
     pub(crate) fn listing_for(&self, session: SessionId, dir: &str) -> Listing {
         match self.stale_view(session) {
-            Some(view) => listing_of(children_in(view, dir).map(|(name, n)| (name, n.owner))),
+            Some(view) => listing_of(children_in(view, dir).map(|(name, _)| name)),
             None => self.listing(dir),
         }
     }
@@ -464,13 +481,23 @@ impl Server {
         })
     }
 
+    /// By name alone, as ZooKeeper's `getChildren`: a look-alike (a persistent node named like
+    /// an entry) is listed as an entry; only its stat tells.
     pub(crate) fn listing(&self, dir: &str) -> Listing {
-        listing_of(self.children(dir).map(|(name, n)| (name, n.owner)))
+        listing_of(self.children(dir).map(|(name, _)| name))
     }
 
     pub(crate) fn read(&self, dir: &str, name: &str) -> Option<EntryInfo> {
         let node = self.nodes.get(&child_path(dir, name))?;
         entry_of(name, &node.data, node.czxid, node.owner)
+    }
+
+    /// Whether the node `name` in `dir` exists but is not the entry of the session its name
+    /// claims (a persistent look-alike, or another session's node).
+    pub(crate) fn is_lookalike(&self, dir: &str, name: &str) -> bool {
+        self.nodes.get(&child_path(dir, name)).is_some_and(|node| {
+            parse_entry(name).map(|(_, owner, _)| owner) != node.owner || node.owner.is_none()
+        })
     }
 
     /// Arms a watch for the node's deletion; `None` if it does not exist.
@@ -828,6 +855,19 @@ impl Server {
     }
 }
 
+impl Server {
+    /// `NotPermitted` when an administrator denied `permission` on `dir`'s entries.
+    pub(crate) fn permitted(&self, dir: &str, permission: Permission) -> Result<(), BackendError> {
+        if self.denied.contains(&(dir.to_owned(), permission)) {
+            return Err(BackendError::new(
+                ErrorKind::NotPermitted,
+                format!("{dir}: no {permission:?} permission (injected ACL)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 pub(crate) fn lock(server: &Mutex<Server>) -> MutexGuard<'_, Server> {
     server.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -858,6 +898,7 @@ impl MemCluster {
                 latency: Duration::ZERO,
                 self_ref: weak.clone(),
                 pending_root_watchers: Vec::new(),
+                denied: Default::default(),
             })
         });
         Self { inner }
@@ -963,6 +1004,45 @@ impl MemCluster {
         s.delete(dir, name).is_ok()
     }
 
+    /// The service loses its data and is rebuilt empty, as a ZooKeeper ensemble restored with
+    /// no snapshot: every session ends (its clients learn it as an expiry), every node goes,
+    /// and the creation counter starts again from 0, so term tokens go back.
+    pub fn lose_data(&self) {
+        let mut s = self.server();
+        let sessions: Vec<SessionId> = s.sessions.keys().copied().collect();
+        for id in sessions {
+            s.expire(id, false);
+        }
+        let tops: Vec<String> = s
+            .nodes
+            .keys()
+            .filter(|k| k.rfind('/') == Some(0))
+            .cloned()
+            .collect();
+        for top in tops {
+            s.delete_tree(&top);
+        }
+        s.zxid = 0;
+    }
+
+    /// Creates a persistent node named like an election entry, as a tree restored or copied by
+    /// a tool would hold: it never goes away by itself, and only its stat (no owner) tells it
+    /// from a live candidate's entry. It takes the next sequence of `dir`. Returns its name.
+    pub fn create_lookalike(&self, dir: &str, claimed_owner: SessionId) -> String {
+        let mut s = self.server();
+        s.ensure_parents(dir);
+        let parent = s.nodes.get_mut(dir).expect("parent just ensured");
+        let seq = parent.next_seq;
+        parent.next_seq += 1;
+        let marker = Marker::from_bits(0x00c0_ffee_0000_0000 | seq);
+        let name = format!("{}{seq:010}", entry_prefix(&marker, claimed_owner));
+        let z = s.bump();
+        s.nodes
+            .insert(child_path(dir, &name), Node::new(Vec::new(), z, None));
+        s.fire_children(dir);
+        name
+    }
+
     /// Creates a persistent node that is not an election entry (a foreign node).
     pub fn create_foreign(&self, dir: &str, name: &str) {
         let mut s = self.server();
@@ -973,6 +1053,18 @@ impl MemCluster {
         s.fire_children(dir);
     }
 
+    /// Refuses `permission` on the entries of `dir` from now on, as a ZooKeeper ACL that does
+    /// not grant it: the request fails with [`ErrorKind::NotPermitted`]. Faults and inspection
+    /// (`delete_entry`, `queue`, ...) are not affected. Undo with [`allow`](Self::allow).
+    pub fn deny(&self, dir: &str, permission: Permission) {
+        self.server().denied.insert((dir.to_owned(), permission));
+    }
+
+    /// Grants `permission` on the entries of `dir` again.
+    pub fn allow(&self, dir: &str, permission: Permission) {
+        self.server().denied.remove(&(dir.to_owned(), permission));
+    }
+
     // ----- inspection ----------------------------------------------------------------------
 
     /// The election entries under `dir`, in order, as the service has them now.
@@ -981,7 +1073,9 @@ impl MemCluster {
     }
 
     /// The election entries under `dir`, in order, with their tokens and the candidate id of
-    /// their records (`None` when the data is not a candidate record).
+    /// their records (`None` when the data is not a candidate record). Only live sessions'
+    /// entries: look-alikes ([`create_lookalike`](Self::create_lookalike)) are left out
+    /// ([`entries`](Self::entries) lists by name, as a candidate's listing does).
     pub fn queue(&self, dir: &str) -> Vec<QueuedEntry> {
         let s = self.server();
         s.listing(dir)
@@ -989,6 +1083,9 @@ impl MemCluster {
             .into_iter()
             .filter_map(|e| {
                 let node = s.nodes.get(&child_path(dir, &e.name))?;
+                if node.owner != Some(e.owner) {
+                    return None;
+                }
                 Some(QueuedEntry {
                     candidate: election_core::CandidateRecord::decode(&node.data)
                         .ok()

@@ -10,7 +10,7 @@ use election_core::{
 };
 use tokio::sync::{oneshot, watch};
 
-use crate::server::MemCluster;
+use crate::server::{MemCluster, Permission};
 
 /// A session on a [`MemCluster`]. Dropping it without [`close`](BackendSession::close) is a
 /// client that went away: the service expires the session after its timeout.
@@ -86,6 +86,9 @@ impl BackendSession for MemSession {
         self.enter().await;
         let mut s = self.cluster.server();
         s.writable(self.id)?;
+        if s.session_usable(self.id).is_ok() {
+            s.permitted(dir.as_str(), Permission::Create)?;
+        }
         s.create(self.id, dir.as_str(), marker, data)
     }
 
@@ -95,6 +98,7 @@ impl BackendSession for MemSession {
         s.stats.lists += 1;
         if s.stale_view(self.id).is_none() {
             s.session_usable(self.id)?;
+            s.permitted(dir.as_str(), Permission::List)?;
         }
         Ok(s.listing_for(self.id, dir.as_str()))
     }
@@ -112,6 +116,7 @@ impl BackendSession for MemSession {
             return Ok((listing, notification(rx)));
         }
         s.session_usable(self.id)?;
+        s.permitted(dir.as_str(), Permission::List)?;
         let listing = s.listing(dir.as_str());
         let rx = s.watch_children(self.id, dir.as_str());
         Ok((listing, notification(rx)))
@@ -130,6 +135,9 @@ impl BackendSession for MemSession {
             });
         }
         s.session_usable(self.id)?;
+        if s.is_lookalike(dir.as_str(), name) {
+            return Ok(Watch::NotAnEntry);
+        }
         Ok(match s.watch_gone(self.id, dir.as_str(), name) {
             Some(rx) => Watch::Armed(notification(rx)),
             None => Watch::Gone,
@@ -146,6 +154,7 @@ impl BackendSession for MemSession {
         s.stats.reads += 1;
         if s.stale_view(self.id).is_none() {
             s.session_usable(self.id)?;
+            s.permitted(dir.as_str(), Permission::Read)?;
         }
         Ok(s.read_for(self.id, dir.as_str(), name))
     }
@@ -155,6 +164,7 @@ impl BackendSession for MemSession {
         let mut s = self.cluster.server();
         s.writable(self.id)?;
         s.session_usable(self.id)?;
+        s.permitted(dir.as_str(), Permission::Delete)?;
         s.delete(dir.as_str(), name)
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use election_core::testing::invariants::{check_leaders, check_work};
 use election_core::testing::recorder::{Recorder, WorkLog};
 use election_core::{Candidate, Contact, ElectionState, Event, Notice, Reason};
-use election_mem::{MemCluster, MemConfig};
+use election_mem::{MemCluster, MemConfig, Permission};
 use tokio::time::{sleep, Instant};
 
 const T: Duration = Duration::from_secs(3);
@@ -484,6 +484,204 @@ async fn forced_expiry_is_disconnected_first_then_expired() {
     assert!(
         span.end.is_some_and(|end| end - span.start <= delay * 2),
         "{span:?}"
+    );
+    a.stop().await;
+}
+
+/// Issue 17, point 7: a leader whose release delete is refused (an administrator's ACL) used
+/// to stop with its entry at the head and its session alive: the follower waited for as long
+/// as the process lived. Now the leader closes its session, whose end deletes the entry, and
+/// the follower takes over.
+#[tokio::test(start_paused = true)]
+async fn a_refused_release_delete_closes_the_session_and_hands_over() {
+    let cluster = MemCluster::new();
+    let (a, b, mut rec) = leader_and_follower(&cluster).await;
+    cluster.deny(P, Permission::Delete);
+    let left = tokio::time::timeout(T, a.leave()).await;
+    assert!(left.is_ok(), "leave hung");
+    b.wait_for_leadership(T).await.unwrap();
+    assert_eq!(cluster.queue(P).len(), 1, "{:?}", cluster.queue(P));
+    let notices: Vec<Notice> = rec
+        .events()
+        .into_iter()
+        .filter_map(|(id, e)| match e {
+            Event::Notice { notice, .. } if id == "a" => Some(notice),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        notices
+            .iter()
+            .any(|n| matches!(n, Notice::ClosingSession(_))),
+        "{notices:?}"
+    );
+    check_leaders(&rec.leader_intervals()).unwrap();
+    cluster.allow(P, Permission::Delete);
+    b.stop().await;
+}
+
+/// Issue 17, point 7: a follower whose read of the leader's record (information only) is
+/// refused used to stop for good. Now the leader stays unknown, and the follower takes over
+/// when the leader leaves.
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_leader_record_does_not_stop_a_follower() {
+    let cluster = MemCluster::new();
+    cluster.deny(P, Permission::Read);
+    let a = join(&cluster, "a").await;
+    a.wait_for_leadership(T).await.unwrap();
+    let b = join(&cluster, "b").await;
+    sleep(Duration::from_millis(100)).await;
+    assert!(
+        matches!(
+            *b.state().borrow(),
+            ElectionState::Follower { leader: None, .. }
+        ),
+        "{:?}",
+        *b.state().borrow()
+    );
+    a.leave().await.unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    b.stop().await;
+}
+
+/// Issue 17, point 2: a stop that hits its deadline with its create's outcome unknown used to
+/// drop it, assuming the entry would end with the session; but the session is the client's, and
+/// a second candidate keeps it alive. The entry applied for the stopped candidate stayed for
+/// good (once at the head, nobody would lead). Now the client sweeps the stopped candidate's
+/// entries when the session has contact again.
+///
+/// Timeline (T = 3 s, latency 1 s, grace T/6): the create is applied at 1 s and its reply lost;
+/// the stop is asked at 1.01 s and waits for the lookup; the lookup is in flight when the
+/// session is cut at 1.6 s, so it fails; the stop gives up at its deadline (1.01 + T + grace =
+/// 4.51 s), before the service would expire the cut session (1.6 + T = 4.6 s); heal at 4.55 s.
+#[tokio::test(start_paused = true)]
+async fn s5_a_stop_out_of_time_leaves_nothing_on_a_shared_session() {
+    let cluster = MemCluster::new();
+    let client = election_core::Client::connect(cluster.backend(), T)
+        .await
+        .unwrap();
+    let b = client
+        .join(Candidate::builder(P, "b").build().unwrap())
+        .await
+        .unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    let start = Instant::now();
+    cluster.set_latency(Duration::from_secs(1));
+    cluster.lose_create_replies(1);
+    let a = client
+        .join(Candidate::builder(P, "a").build().unwrap())
+        .await
+        .unwrap();
+    tokio::time::sleep_until(start + Duration::from_millis(1010)).await;
+    let stopping = tokio::spawn(async move {
+        a.stop().await;
+        Instant::now()
+    });
+    tokio::time::sleep_until(start + Duration::from_millis(1600)).await;
+    let session = client.session().await.id();
+    cluster.cut(session);
+    let stopped = stopping.await.unwrap();
+    assert_eq!(stopped - start, Duration::from_millis(4510));
+    assert!(
+        cluster
+            .queue(P)
+            .iter()
+            .any(|e| e.candidate.as_deref() == Some("a")),
+        "the setup must leave a's entry: {:?}",
+        cluster.queue(P)
+    );
+    tokio::time::sleep_until(start + Duration::from_millis(4550)).await;
+    cluster.heal(session);
+    assert!(cluster.session_alive(session));
+    sleep(Duration::from_secs(5)).await;
+    let queue = cluster.queue(P);
+    assert!(
+        queue.iter().all(|e| e.candidate.as_deref() == Some("b")),
+        "a's entry is left: {queue:?}"
+    );
+    cluster.set_latency(Duration::ZERO);
+    b.wait_for_leadership(T).await.unwrap();
+    b.stop().await;
+}
+
+/// Issue 17, point 3: look-alike persistent entries (a tree restored or copied by a tool) at
+/// the head and in the middle of the queue were taken for live candidates: they never go away,
+/// and nobody behind them ever led. They are reported as foreign and ignored.
+#[tokio::test(start_paused = true)]
+async fn lookalike_persistent_entries_do_not_block_the_election() {
+    let cluster = MemCluster::new();
+    let head = cluster.create_lookalike(P, election_core::SessionId(0x1234));
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let middle = cluster.create_lookalike(P, election_core::SessionId(0x5678));
+    let b = join(&cluster, "b").await;
+    rec.watch(&b);
+    sleep(Duration::from_millis(100)).await;
+    assert_eq!(cluster.entries(P).len(), 4);
+    a.leave().await.unwrap();
+    b.wait_for_leadership(T).await.unwrap();
+    check_leaders(&rec.leader_intervals()).unwrap();
+    let foreign: Vec<String> = rec
+        .events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Notice {
+                notice: Notice::ForeignEntries(names),
+                ..
+            } => Some(names),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(foreign.contains(&head), "{foreign:?}");
+    assert!(foreign.contains(&middle), "{foreign:?}");
+    b.stop().await;
+    assert_eq!(cluster.entries(P).len(), 2, "only the look-alikes stay");
+}
+
+/// Issue 17, point 10: when the service loses its data and is rebuilt, tokens (ZooKeeper's
+/// czxids) start again from small numbers: downstream fencing would reject every new leader.
+/// A candidate whose new term's token is lower than the last one its client saw says so,
+/// loudly, with a notice (and an error-level log).
+#[tokio::test(start_paused = true)]
+async fn a_token_lower_than_the_last_one_seen_is_reported() {
+    let cluster = MemCluster::new();
+    for i in 0..20 {
+        cluster.create_foreign("/busy", &format!("n{i}"));
+    }
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    a.wait_for_leadership(T).await.unwrap();
+    let before = a.current().token().unwrap();
+    cluster.lose_data();
+    let after = loop {
+        a.wait_for_leadership(T * 2).await.unwrap();
+        match a.current().token() {
+            Some(t) if t != before => break t,
+            _ => sleep(Duration::from_millis(10)).await,
+        }
+    };
+    assert!(after < before, "{after} < {before}");
+    let went_back: Vec<Notice> = rec
+        .events()
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            Event::Notice {
+                notice: notice @ Notice::TokenWentBack { .. },
+                ..
+            } => Some(notice),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        went_back,
+        [Notice::TokenWentBack {
+            token: after,
+            last: before
+        }]
     );
     a.stop().await;
 }

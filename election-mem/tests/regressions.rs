@@ -455,3 +455,132 @@ fn foreign_nodes_are_reported_once() {
         a.stop().await;
     });
 }
+
+/// A backend whose first session expires right after a candidate has read its state: at the
+/// second subscription to the session's state (where `join` used to subscribe again for the
+/// driver), or else at the first create. Models an `Expired` published between `join` reading
+/// the state and the driver starting to watch it (a race on a multi-threaded runtime).
+mod expiry_during_join {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use election_core::{
+        BackendError, BackendSession, CoordinationBackend, ElectionPath, EntryInfo, Listing,
+        Marker, SessionId, SessionState, Watch,
+    };
+    use election_mem::MemCluster;
+    use tokio::sync::watch;
+
+    pub struct Backend {
+        pub cluster: MemCluster,
+        pub fired: Arc<AtomicBool>,
+    }
+
+    struct Session {
+        inner: Arc<dyn BackendSession>,
+        cluster: MemCluster,
+        fired: Arc<AtomicBool>,
+        subscriptions: AtomicUsize,
+    }
+
+    impl Session {
+        fn expire_once(&self) {
+            if !self.fired.swap(true, Ordering::SeqCst) {
+                self.cluster.expire_session(self.inner.id());
+            }
+        }
+    }
+
+    #[async_trait]
+    impl CoordinationBackend for Backend {
+        async fn open_session(
+            &self,
+            timeout: Duration,
+        ) -> Result<Arc<dyn BackendSession>, BackendError> {
+            let inner = self.cluster.backend().open_session(timeout).await?;
+            Ok(Arc::new(Session {
+                inner,
+                cluster: self.cluster.clone(),
+                fired: self.fired.clone(),
+                subscriptions: AtomicUsize::new(0),
+            }))
+        }
+    }
+
+    #[async_trait]
+    impl BackendSession for Session {
+        fn id(&self) -> SessionId {
+            self.inner.id()
+        }
+        fn timeout(&self) -> Duration {
+            self.inner.timeout()
+        }
+        fn state(&self) -> watch::Receiver<SessionState> {
+            if self.subscriptions.fetch_add(1, Ordering::SeqCst) == 1 {
+                self.expire_once();
+            }
+            self.inner.state()
+        }
+        async fn create(
+            &self,
+            dir: &ElectionPath,
+            marker: &Marker,
+            data: &[u8],
+        ) -> Result<EntryInfo, BackendError> {
+            self.expire_once();
+            self.inner.create(dir, marker, data).await
+        }
+        async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
+            self.inner.list(dir).await
+        }
+        async fn list_and_watch(
+            &self,
+            dir: &ElectionPath,
+        ) -> Result<(Listing, election_core::Notification), BackendError> {
+            self.inner.list_and_watch(dir).await
+        }
+        async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError> {
+            self.inner.watch_gone(dir, name).await
+        }
+        async fn read(
+            &self,
+            dir: &ElectionPath,
+            name: &str,
+        ) -> Result<Option<EntryInfo>, BackendError> {
+            self.inner.read(dir, name).await
+        }
+        async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
+            self.inner.delete(dir, name).await
+        }
+        async fn close(&self) {
+            self.inner.close().await
+        }
+    }
+}
+
+/// Issue 17, point 9: `join` read the session's state, then the driver subscribed again and
+/// marked it seen; an `Expired` published in between was lost, and the candidate retried
+/// "session gone" in Joining for ever without asking for a new session. Now the driver keeps
+/// the receiver `join` read from: the expiry is seen, and the candidate rejoins on a new
+/// session and leads.
+#[tokio::test(start_paused = true)]
+async fn an_expiry_right_after_join_read_the_state_is_not_lost() {
+    let cluster = MemCluster::new();
+    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backend = std::sync::Arc::new(expiry_during_join::Backend {
+        cluster: cluster.clone(),
+        fired: fired.clone(),
+    });
+    let t = Duration::from_secs(3);
+    let a = Candidate::builder("/join/race", "a")
+        .session_timeout(t)
+        .join(backend)
+        .await
+        .unwrap();
+    let led = a.wait_for_leadership(t * 3).await;
+    assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(led.is_ok(), "never led: {:?}", *a.state().borrow());
+    a.stop().await;
+}

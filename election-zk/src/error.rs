@@ -2,8 +2,13 @@
 //!
 //! | zookeeper-client | [`ErrorKind`] |
 //! |---|---|
-//! | `ConnectionLoss`, `Timeout`, `Custom(..)` (request timeouts come back this way), our own request timeout | `OutcomeUnknown` |
-//! | `SessionExpired`, `SessionMoved`, `ClientClosed`, `AuthFailed` | `SessionGone` |
+//! | `ConnectionLoss`, `Timeout`, `Custom(..)` (request timeouts come back this way), `SessionMoved`, our own request timeout | `OutcomeUnknown` |
+//! | `SessionExpired`, `ClientClosed`, `AuthFailed` | `SessionGone` |
+//!
+//! `SessionMoved` is not the end of the session: the server refuses a request that reached it
+//! over a connection the session has since left (the client reconnected to another server). The
+//! session lives on, so the election retries (a create is looked up first, as after any lost
+//! reply); mapping it to `SessionGone` left a follower with no watch on its predecessor.
 //! | `NoNode` | `NotFound` |
 //! | `NodeExists` | `AlreadyExists` |
 //! | `NoAuth` | `NotPermitted` |
@@ -19,10 +24,10 @@ use zookeeper_client as zk;
 pub(crate) fn classify(err: &zk::Error) -> ErrorKind {
     use zk::Error as E;
     match err {
-        E::ConnectionLoss | E::Timeout | E::Custom(_) => ErrorKind::OutcomeUnknown,
-        E::SessionExpired | E::SessionMoved | E::ClientClosed | E::AuthFailed => {
-            ErrorKind::SessionGone
+        E::ConnectionLoss | E::Timeout | E::Custom(_) | E::SessionMoved => {
+            ErrorKind::OutcomeUnknown
         }
+        E::SessionExpired | E::ClientClosed | E::AuthFailed => ErrorKind::SessionGone,
         E::NoNode => ErrorKind::NotFound,
         E::NodeExists => ErrorKind::AlreadyExists,
         E::NoAuth => ErrorKind::NotPermitted,
@@ -62,7 +67,8 @@ mod tests {
             (E::ConnectionLoss, ErrorKind::OutcomeUnknown),
             (E::Timeout, ErrorKind::OutcomeUnknown),
             (E::SessionExpired, ErrorKind::SessionGone),
-            (E::SessionMoved, ErrorKind::SessionGone),
+            // Issue 17, point 5: the session lives on; retried, not taken for its end.
+            (E::SessionMoved, ErrorKind::OutcomeUnknown),
             (E::ClientClosed, ErrorKind::SessionGone),
             (E::AuthFailed, ErrorKind::SessionGone),
             (E::NoNode, ErrorKind::NotFound),

@@ -178,10 +178,14 @@ impl ZkSession {
         }
     }
 
-    /// Creates `path` and its missing ancestors as persistent nodes; existing ones are fine.
+    /// Creates the missing ones among `path` and its ancestors, as persistent nodes.
     ///
-    /// All creates are sent before the first reply is awaited (the client sends in call order
-    /// and the server applies one session's requests in order), so this is one round trip.
+    /// Only what is missing (as Curator's `mkdirs`): ZooKeeper checks the parent's ACL before it
+    /// checks for existence, so a create of an ancestor that exists under a parent that denies
+    /// CREATE (an administrator's read-only `/svc` holding a provisioned `/svc/app`) answers
+    /// `NoAuth`, not `NodeExists`. Two round trips: every existence check is sent before the
+    /// first reply is awaited, then every create of a missing node (the client sends in call
+    /// order and the server applies one session's requests in order).
     async fn create_parents(&self, path: &str) -> Result<(), BackendError> {
         let ancestors: Vec<&str> = path
             .char_indices()
@@ -191,8 +195,15 @@ impl ZkSession {
             .collect();
         let acl = self.settings.acl;
         self.request("create parents", path, |client| async move {
+            let checks: Vec<_> = ancestors.iter().map(|p| client.check_stat(p)).collect();
+            let mut missing = Vec::new();
+            for (p, check) in ancestors.iter().zip(checks) {
+                if check.await?.is_none() {
+                    missing.push(*p);
+                }
+            }
             let options = acl.options(zk::CreateMode::Persistent);
-            let pending: Vec<_> = ancestors
+            let pending: Vec<_> = missing
                 .iter()
                 .map(|p| client.create(p, &[], &options))
                 .collect();
@@ -360,16 +371,22 @@ impl BackendSession for ZkSession {
     async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError> {
         let path = self.entry_path(dir, name)?;
         let p = &path;
+        let claimed = EntryName::parse(name).map(|n| n.owner);
         let armed = self
             .request("watch", p, |client| async move {
                 let (stat, watcher) = client.check_and_watch_stat(p).await?;
-                Ok(stat.map(|_| watcher))
+                Ok(stat.map(|stat| (stat.ephemeral_owner, watcher)))
             })
             .await?;
         Ok(match armed {
             // Dropping the watcher removes the creation watch the client set on the missing node.
             None => Watch::Gone,
-            Some(watcher) => Watch::Armed(notify::on_deleted(
+            // A persistent node (ephemeralOwner 0) or one not owned by the session its name
+            // claims: a look-alike that would never go away.
+            Some((owner, _)) if owner == 0 || claimed != Some(SessionId(owner as u64)) => {
+                Watch::NotAnEntry
+            }
+            Some((_, watcher)) => Watch::Armed(notify::on_deleted(
                 watcher,
                 Arc::downgrade(&self.client),
                 path,

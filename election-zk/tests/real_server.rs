@@ -433,3 +433,88 @@ async fn digest_auth_and_creator_all_acl() {
     a2.close().await;
     a.close().await;
 }
+
+/// Issue 17, point 1 (reproduced on 3.8): ZooKeeper checks the parent's ACL before existence,
+/// so creating an ancestor that exists under a parent that denies CREATE answers `NoAuth`. With
+/// an administrator's `/svc` (world: read only) holding an open `/svc/app`, the first join on
+/// `/svc/app/leader` used to stop with "not authorized" (although it had created the
+/// directory), under a chroot too, and again whenever the directory was deleted. Only missing
+/// ancestors are created now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_existing_ancestor_under_a_read_only_parent_does_not_stop_a_candidate() {
+    let server = Server::start();
+    let admin = zk::Client::connect(&server.connect("")).await.unwrap();
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for p in ["/svc", "/svc/app", "/ch", "/ch/svc", "/ch/svc/app"] {
+        admin.create(p, &[], &open).await.unwrap();
+    }
+    for p in ["/svc", "/ch/svc"] {
+        admin
+            .set_acl(p, &zk::Acls::anyone_read(), None)
+            .await
+            .unwrap();
+    }
+    for chroot in ["", "/ch"] {
+        let backend: Arc<dyn CoordinationBackend> =
+            Arc::new(ZkBackend::builder(server.connect(chroot)).build().unwrap());
+        for round in 0..2 {
+            let c = election_core::Candidate::builder("/svc/app/leader", "a")
+                .session_timeout(T)
+                .join(backend.clone())
+                .await
+                .unwrap();
+            let led = c.wait_for_leadership(WAIT).await;
+            assert!(
+                led.is_ok(),
+                "chroot {chroot:?}, round {round}: {:?}",
+                *c.state().borrow()
+            );
+            c.stop().await;
+            // An administrator deletes the (empty) directory; the next join creates it again.
+            admin
+                .delete(&format!("{chroot}/svc/app/leader"), None)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Issue 17, point 3: a persistent node named like an entry (a tree restored or copied by a
+/// tool) has `ephemeralOwner` 0 and never goes away; taken for a live candidate's entry, nobody
+/// behind it ever led. Its `exists` stat tells it apart: `watch_gone` answers `NotAnEntry`, and
+/// a candidate behind it leads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_lookalike_entry_does_not_block_the_election() {
+    let server = Server::start();
+    let admin = zk::Client::connect(&server.connect("")).await.unwrap();
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for p in ["/la", "/la/leader"] {
+        admin.create(p, &[], &open).await.unwrap();
+    }
+    let lookalike = format!(
+        "{}0000000000",
+        EntryName::prefix(&marker(0xc0ffee), election_core::SessionId(0x1234))
+    );
+    admin
+        .create(&format!("/la/leader/{lookalike}"), b"restored", &open)
+        .await
+        .unwrap();
+    let backend: Arc<dyn CoordinationBackend> =
+        Arc::new(ZkBackend::builder(server.connect("")).build().unwrap());
+    let s = backend.open_session(T).await.unwrap();
+    let dir = path("/la/leader");
+    assert_eq!(s.list(&dir).await.unwrap().entries[0].name, lookalike);
+    assert!(matches!(
+        s.watch_gone(&dir, &lookalike).await.unwrap(),
+        Watch::NotAnEntry
+    ));
+    s.close().await;
+    let c = election_core::Candidate::builder("/la/leader", "a")
+        .session_timeout(T)
+        .join(backend)
+        .await
+        .unwrap();
+    let led = c.wait_for_leadership(WAIT).await;
+    assert!(led.is_ok(), "{:?}", *c.state().borrow());
+    c.stop().await;
+}

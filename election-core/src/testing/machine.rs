@@ -92,8 +92,11 @@ pub enum Step {
     LeaveAndDisconnect(u8),
     /// An administrator deletes our entry.
     DeleteOwn,
-    /// The armed predecessor watch fails (`kind` as for [`Step::Fail`]) while the session
-    /// lives: the predecessor must be looked at again.
+    /// An armed watch fails while the session lives and stays connected: the predecessor's,
+    /// or with the high bit set our own entry's. The low bits pick the error kind as for
+    /// [`Step::Fail`], plus `SessionGone` (a client can report one without the session
+    /// ending: a watch torn down with its task, a session moved to another server). The
+    /// machine must look again or re-arm: nothing may wait with nothing armed.
     WatchFail(u8),
     /// Leader work returns by itself (or, once cancelled, stops in time).
     WorkDone,
@@ -166,6 +169,9 @@ struct Run {
     rejoin: bool,
     late_marker: Option<Marker>,
     resigns_pending: usize,
+    /// The machine handed a sweep of its entries to the client: done once the session has
+    /// contact.
+    sweep_pending: bool,
     trace: String,
 }
 
@@ -207,6 +213,15 @@ fn kind_of(k: u8) -> ErrorKind {
         2 => ErrorKind::AlreadyExists,
         3 => ErrorKind::NotPermitted,
         _ => ErrorKind::Invalid,
+    }
+}
+
+/// The failures a watch can report while its session lives: those of [`kind_of`], plus
+/// `SessionGone`.
+fn watch_kind_of(k: u8) -> ErrorKind {
+    match k % 6 {
+        5 => ErrorKind::SessionGone,
+        k => kind_of(k),
     }
 }
 
@@ -254,6 +269,7 @@ impl Run {
             rejoin: setup.rejoin,
             late_marker: None,
             resigns_pending: 0,
+            sweep_pending: false,
             trace: String::new(),
         }
     }
@@ -283,7 +299,39 @@ impl Run {
         while let Some(input) = self.inbox.pop_front() {
             self.input(input)?;
         }
-        self.check()
+        self.check()?;
+        self.check_armed()
+    }
+
+    /// Nothing waits with nothing armed: a running candidate whose session is connected always
+    /// has a request under way, a timer set, work that will report its end, a new session
+    /// coming, or the watch its state relies on (a follower its predecessor's, a leader its
+    /// own entry's; any watch otherwise). Out of contact, the session's next state is what it
+    /// waits for.
+    fn check_armed(&self) -> Result<(), Violation> {
+        if self.finished || !self.connected || !self.server_alive || self.opening {
+            return Ok(());
+        }
+        let busy = self.pending.is_some()
+            || self.timer.is_some()
+            || !self.inbox.is_empty()
+            || matches!(self.work, Work::Cancelled(_));
+        let watching = match self.state {
+            ElectionState::Follower { .. } => self.pred_watch.is_some(),
+            ElectionState::Leader { .. } => self.own_watch.is_some(),
+            _ => self.pred_watch.is_some() || self.own_watch.is_some(),
+        };
+        if busy || watching {
+            Ok(())
+        } else {
+            Err(Violation::new(
+                "L1",
+                format!(
+                    "waiting in {:?} with no request, watch, timer or listing wanted",
+                    self.state
+                ),
+            ))
+        }
     }
 
     fn remove(&mut self, name: &str) -> bool {
@@ -508,6 +556,7 @@ impl Run {
                 if !self.connected && !self.told_over {
                     self.connected = true;
                     if self.server_alive {
+                        self.client_sweep();
                         self.input(Input::Session(SessionState::Connected))?;
                         let deferred = std::mem::take(&mut self.deferred);
                         self.inbox.extend(deferred);
@@ -567,12 +616,13 @@ impl Run {
                 }
             }
             Step::WatchFail(k) => {
-                if let Some(name) = self.pred_watch.take() {
-                    let input = Input::PredecessorGone {
-                        name,
-                        result: Err(err(kind_of(*k), "watch failed")),
-                    };
-                    self.input(input)?;
+                let result = Err(err(watch_kind_of(k & 0x7f), "watch failed"));
+                if k & 0x80 != 0 {
+                    if let Some(name) = self.own_watch.take() {
+                        self.input(Input::OwnGone { name, result })?;
+                    }
+                } else if let Some(name) = self.pred_watch.take() {
+                    self.input(Input::PredecessorGone { name, result })?;
                 }
             }
             Step::WorkDone => match self.work {
@@ -604,6 +654,18 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// The client's sweep of a stopped machine's entries, once the session has contact.
+    fn client_sweep(&mut self) {
+        if !self.sweep_pending || !self.connected || !self.server_alive {
+            return;
+        }
+        self.sweep_pending = false;
+        let mine: Vec<String> = self.ours().map(|e| e.name.clone()).collect();
+        for name in mine {
+            self.remove(&name);
+        }
     }
 
     fn expire_server(&mut self) {
@@ -715,6 +777,24 @@ impl Run {
                 self.pending = None;
                 self.pred_watch = None;
                 self.own_watch = None;
+            }
+            Action::SweepLater => {
+                self.sweep_pending = true;
+                self.client_sweep();
+            }
+            Action::CloseSession => {
+                if !self.told_over {
+                    // Closed from this side: the service deletes the session's entries (if it
+                    // can be reached; else they go when it expires), and the client reports the
+                    // session closed at once.
+                    if self.connected && self.server_alive {
+                        self.expire_server();
+                    }
+                    self.told_over = true;
+                    self.pending = None;
+                    self.deferred.clear();
+                    self.inbox.push_back(Input::Session(SessionState::Closed));
+                }
             }
             Action::Create { marker } => {
                 if let Some(e) = self.ours_known().next() {
@@ -903,7 +983,7 @@ impl Run {
         self.drain()?;
         for _ in 0..500 {
             if self.finished {
-                return Ok(());
+                break;
             }
             if let ElectionState::Leader {
                 contact: crate::Contact::Confirmed,
@@ -925,6 +1005,16 @@ impl Run {
             };
             self.step(&step)?;
             self.drain()?;
+        }
+        if self.finished && self.server_alive && !self.told_over {
+            // S5: whatever a finished machine leaves on a session that lives on is swept by the
+            // client (or went with the session it closed).
+            if let Some(e) = self.ours().next() {
+                return Err(Violation::new(
+                    "S5",
+                    format!("finished leaving {} on a live session", e.name),
+                ));
+            }
         }
         if self.finished || self.state.is_leader() {
             let ours = self.ours_known().count();
@@ -1066,6 +1156,62 @@ mod tests {
             Step::WatchFail(1),
         ];
         holds(no_work(), &steps);
+    }
+
+    /// Issue 17, point 6: a predecessor watch that fails with "session gone" while the session
+    /// stays connected left the follower with nothing armed, waiting for ever.
+    #[test]
+    fn a_predecessor_watch_lost_with_session_gone_is_looked_at_again() {
+        let steps = [
+            Step::Join,
+            Step::Reply,
+            Step::Reply,
+            Step::Reply,
+            Step::WatchFail(5),
+        ];
+        holds(no_work(), &steps);
+    }
+
+    /// Issue 17, point 6: a leader whose own watch failed with "session gone" while connected
+    /// was left with nothing armed: an administrator deleting its entry would go unnoticed.
+    #[test]
+    fn a_leader_whose_own_watch_is_lost_arms_it_again() {
+        let steps = [
+            Step::Reply,
+            Step::Reply,
+            Step::WatchFail(0x85),
+            Step::DeleteOwn,
+        ];
+        holds(no_work(), &steps);
+    }
+
+    /// Issue 17, point 2: a stop that runs out of time while out of contact finishes with its
+    /// entry (or a create) still on a session that may live on (others share it): the client
+    /// sweeps it when contact resumes.
+    #[test]
+    fn a_stop_that_hits_its_deadline_leaves_a_sweep_behind() {
+        for steps in [
+            &[
+                Step::Reply,
+                Step::Reply,
+                Step::Disconnect,
+                Step::Stop,
+                Step::Timer,
+                Step::Timer,
+                Step::Timer,
+            ][..],
+            &[
+                Step::LoseReply,
+                Step::Disconnect,
+                Step::Stop,
+                Step::Timer,
+                Step::Timer,
+                Step::Timer,
+            ][..],
+        ] {
+            let trace = run_steps(&no_work(), steps).unwrap_or_else(|(v, t)| panic!("{v}\n{t}"));
+            assert!(trace.contains("-> stopped"), "{trace}");
+        }
     }
 
     #[test]

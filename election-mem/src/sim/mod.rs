@@ -448,6 +448,13 @@ impl Sim {
                 self.sleep_recording(Duration::from_millis(u64::from(ms)))
                     .await
             }
+            Op::Lookalike { path } => {
+                let p = usize::from(path) % self.paths.len();
+                let name = self
+                    .cluster
+                    .create_lookalike(&self.paths[p], election_core::SessionId(0x0bad_cafe));
+                self.trace.line(format!("  {name}"));
+            }
         }
     }
 

@@ -166,6 +166,12 @@ pub enum Op {
         /// Milliseconds.
         ms: u16,
     },
+    /// A tool restores a persistent node named like an entry into an election (a look-alike:
+    /// it never goes away, and must never be taken for a candidate).
+    Lookalike {
+        /// Path index.
+        path: u8,
+    },
 }
 
 impl fmt::Display for Op {
@@ -297,6 +303,7 @@ fn op(rng: &mut SplitMix64) -> Op {
             path: rng.index(),
             index: rng.index(),
         },
+        62 => Op::Lookalike { path: rng.index() },
         _ => Op::Advance {
             ms: match rng.below(10) {
                 0..=5 => rng.below(200) as u16,
