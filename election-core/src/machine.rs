@@ -593,6 +593,8 @@ impl Machine {
     }
 
     fn adopt(&mut self, now: Instant, info: EntryInfo) {
+        // Registered, whether by the create's reply or by its lookup: the create succeeded.
+        self.reset_backoff(Op::Create);
         debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, entry = %info.name, token = %info.token, "entry registered");
         let entry = OwnEntry {
             name: info.name,

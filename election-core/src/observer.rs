@@ -108,7 +108,20 @@ async fn follow(client: Client, path: ElectionPath, tx: watch::Sender<Option<Lea
                         })
                 }
                 // Gone already: its notification has fired; list again.
-                _ => continue,
+                Ok(None) => continue,
+                // A record we may not read (or cannot) is an unknown leader, until the head
+                // changes: not a reason to read it again at once, for ever.
+                Err(e) if matches!(e.kind(), ErrorKind::NotPermitted | ErrorKind::Invalid) => {
+                    warn!(path = %path, entry = %head.name, error = %e, "observer cannot read the leader's record; the leader stays unknown");
+                    head_name = Some(head.name.clone());
+                    None
+                }
+                Err(e) => {
+                    debug!(path = %path, error = %e, "observer read failed; retrying");
+                    sleep(client.jittered(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
             },
         };
         if listing.entries.is_empty() {

@@ -685,3 +685,30 @@ async fn a_token_lower_than_the_last_one_seen_is_reported() {
     );
     a.stop().await;
 }
+
+/// Issue 17, points 7 and 8, for observers: an observer that may not read the leader's record
+/// used to list and read again at once, for ever (a busy loop). The leader is now unknown
+/// until the head changes.
+#[tokio::test(start_paused = true)]
+async fn an_observer_that_cannot_read_the_leader_does_not_spin() {
+    let cluster = MemCluster::new();
+    cluster.set_latency(Duration::from_millis(1));
+    let a = join(&cluster, "a").await;
+    a.wait_for_leadership(T).await.unwrap();
+    cluster.deny(P, Permission::Read);
+    let client = election_core::Client::connect(cluster.backend(), T)
+        .await
+        .unwrap();
+    let observer = client.observe(&election_core::ElectionPath::new(P).unwrap());
+    sleep(Duration::from_millis(100)).await;
+    cluster.reset_stats();
+    sleep(Duration::from_secs(1)).await;
+    let stats = cluster.stats();
+    assert!(
+        stats.reads + stats.list_watches <= 4,
+        "observer spins: {stats:?}"
+    );
+    assert_eq!(*observer.leader().borrow(), None);
+    drop(observer);
+    a.stop().await;
+}

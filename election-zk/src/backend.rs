@@ -17,6 +17,16 @@ use crate::error::{backend_error, connect_error};
 use crate::session::ZkSession;
 
 /// The ACL given to the nodes this backend creates (entries and missing parents).
+///
+/// # The rule
+/// Every candidate of an election needs CREATE and DELETE on the election's directory (ZooKeeper
+/// checks both on the parent of the entry), and READ to list it; and whichever candidate finds
+/// the directory missing (first join, or after an administrator deleted it) creates it, with
+/// this ACL. So every candidate of one election must use the same `NodeAcl` and, with
+/// [`CreatorAll`](Self::CreatorAll), the same digest identity: a directory re-created by one
+/// identity refuses the others. A directory provisioned by an administrator must grant them
+/// CREATE, DELETE and READ. A join that is refused says which node refused and its ACL; an
+/// entry that cannot be deleted is never left behind (the session is closed, which deletes it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NodeAcl {
@@ -24,7 +34,9 @@ pub enum NodeAcl {
     #[default]
     Open,
     /// Every permission for the authenticated creator only (`auth::` with all permissions);
-    /// needs [`ZkBackendBuilder::digest_auth`]. Other identities cannot even read the entries.
+    /// needs [`ZkBackendBuilder::digest_auth`]. Other identities cannot even read the entries,
+    /// nor join: every candidate of the election must use the same identity (see the rule
+    /// above).
     CreatorAll,
 }
 
@@ -62,6 +74,10 @@ pub(crate) struct DigestAuth {
 }
 
 impl DigestAuth {
+    pub(crate) fn user(&self) -> &str {
+        &self.user
+    }
+
     fn credentials(&self) -> Vec<u8> {
         format!("{}:{}", self.user, self.password).into_bytes()
     }

@@ -221,6 +221,56 @@ impl ZkSession {
         .await
     }
 
+    /// A `NoAuth` on creating `node` (or its missing ancestors), explained: which node refused
+    /// (the nearest existing ancestor, where ZooKeeper checked CREATE), its ACL, and who this
+    /// backend authenticates as. Other errors are returned as they are.
+    async fn explain_refusal(&self, node: &str, e: BackendError) -> BackendError {
+        if e.kind() != ErrorKind::NotPermitted {
+            return e;
+        }
+        let Ok(client) = self.client() else {
+            return e;
+        };
+        let mut detail = String::from("the refusing node could not be found");
+        let mut cur = node.rfind('/').map(|i| &node[..i]);
+        while let Some(p) = cur.filter(|p| !p.is_empty()) {
+            match tokio::time::timeout(self.timeout, client.get_acl(p)).await {
+                Ok(Ok((acls, _))) => {
+                    let acls: Vec<String> = acls
+                        .iter()
+                        .map(|a| format!("{}:{}={}", a.scheme(), a.id(), a.permission()))
+                        .collect();
+                    detail = format!("{p} refused, with ACL [{}]", acls.join(", "));
+                    break;
+                }
+                Ok(Err(zk::Error::NoNode)) => cur = p.rfind('/').map(|i| &p[..i]),
+                Ok(Err(err)) => {
+                    detail = format!(
+                        "{p} refused, with an ACL this identity cannot even read ({err}): \
+                         another identity's, such as its creator's with NodeAcl::CreatorAll"
+                    );
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        let who = match &self.settings.auth {
+            Some(auth) => format!("digest user {:?}", auth.user()),
+            None => "no identity (world:anyone)".to_owned(),
+        };
+        tracing::error!(session = %self.id, node, detail = %detail, who = %who, "zookeeper refused to create an election entry");
+        BackendError::with_source(
+            ErrorKind::NotPermitted,
+            format!(
+                "create {node}: {detail}; this backend authenticates as {who} \
+                 with node ACL {:?}. Every candidate of an election needs CREATE, DELETE and READ \
+                 on its directory (with NodeAcl::CreatorAll, all must use the same identity)",
+                self.settings.acl
+            ),
+            e,
+        )
+    }
+
     fn listing(children: Vec<String>) -> Listing {
         let mut listing = Listing::default();
         for child in children {
@@ -306,9 +356,11 @@ impl BackendSession for ZkSession {
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
-                    self.create_parents(&dir_path).await?;
+                    if let Err(e) = self.create_parents(&dir_path).await {
+                        return Err(self.explain_refusal(p, e).await);
+                    }
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(self.explain_refusal(p, e).await),
             }
         }
         unreachable!("the last attempt returns")

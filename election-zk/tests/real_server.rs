@@ -518,3 +518,119 @@ async fn a_persistent_lookalike_entry_does_not_block_the_election() {
     assert!(led.is_ok(), "{:?}", *c.state().borrow());
     c.stop().await;
 }
+
+/// Issue 17, point 4: with `NodeAcl::CreatorAll`, a candidate that (re-)creates the election
+/// directory owns it, and a candidate with other credentials is refused. The refusal says which
+/// node refused, its ACL and who we are, so the misconfiguration (the rule: one identity per
+/// election) is plain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_join_names_the_node_and_its_acl() {
+    let server = Server::start();
+    let creator_all = |user: &str| -> Arc<dyn CoordinationBackend> {
+        Arc::new(
+            ZkBackend::builder(server.connect(""))
+                .digest_auth(user, "secret")
+                .node_acl(election_zk::NodeAcl::CreatorAll)
+                .build()
+                .unwrap(),
+        )
+    };
+    let alice = election_core::Candidate::builder("/acl/leader", "alice")
+        .session_timeout(T)
+        .join(creator_all("alice"))
+        .await
+        .unwrap();
+    alice.wait_for_leadership(WAIT).await.unwrap();
+    let bob = election_core::Candidate::builder("/acl/leader", "bob")
+        .session_timeout(T)
+        .join(creator_all("bob"))
+        .await
+        .unwrap();
+    let why = failure(&bob).await;
+    for part in ["/acl/leader refused", "\"bob\"", "CreatorAll"] {
+        assert!(why.contains(part), "{part:?} missing from {why:?}");
+    }
+    alice.stop().await;
+
+    // A directory whose ACL can be read is quoted.
+    let admin = zk::Client::connect(&server.connect("")).await.unwrap();
+    let read_only = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_read());
+    admin.create("/ro", &[], &read_only).await.unwrap();
+    let open: Arc<dyn CoordinationBackend> =
+        Arc::new(ZkBackend::builder(server.connect("")).build().unwrap());
+    let c = election_core::Candidate::builder("/ro/leader", "c")
+        .session_timeout(T)
+        .join(open)
+        .await
+        .unwrap();
+    let why = failure(&c).await;
+    for part in ["/ro refused, with ACL [world:anyone=", "no identity"] {
+        assert!(why.contains(part), "{part:?} missing from {why:?}");
+    }
+}
+
+/// Waits until `c` stops, and returns why it failed.
+async fn failure(c: &election_core::Candidate) -> String {
+    let end = timeout(WAIT, async {
+        let mut state = c.state();
+        loop {
+            if let election_core::ElectionState::Stopped(why) = state.borrow_and_update().clone() {
+                return why;
+            }
+            state.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the candidate stops");
+    let election_core::StopReason::Failed(why) = end else {
+        panic!("{end:?}")
+    };
+    eprintln!("measure: refusal message: {why}");
+    why
+}
+
+/// Issue 17, points 4 and 7 on a real server: an administrator's directory that grants no
+/// DELETE refuses the leader's release; the leader closes its session instead, whose end
+/// deletes the entry (before: the entry stayed at the head for as long as the process lived),
+/// and the follower takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delete_never_leaves_the_entry() {
+    let server = Server::start();
+    let admin = zk::Client::connect(&server.connect("")).await.unwrap();
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    admin.create("/nodel", &[], &open).await.unwrap();
+    let no_delete = [zk::Acl::new(
+        zk::Permission::READ
+            | zk::Permission::WRITE
+            | zk::Permission::CREATE
+            | zk::Permission::ADMIN,
+        zk::AuthId::anyone(),
+    )];
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::new(&no_delete));
+    admin.create("/nodel/leader", &[], &mode).await.unwrap();
+    let backend: Arc<dyn CoordinationBackend> =
+        Arc::new(ZkBackend::builder(server.connect("")).build().unwrap());
+    let join = |id: &'static str| {
+        election_core::Candidate::builder("/nodel/leader", id)
+            .session_timeout(T)
+            .join(backend.clone())
+    };
+    let a = join("a").await.unwrap();
+    a.wait_for_leadership(WAIT).await.unwrap();
+    let b = join("b").await.unwrap();
+    timeout(WAIT, async {
+        while admin.list_children("/nodel/leader").await.unwrap().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let _ = timeout(WAIT, a.leave()).await.expect("leave returns");
+    b.wait_for_leadership(WAIT).await.unwrap();
+    let left = admin.list_children("/nodel/leader").await.unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    b.stop().await;
+    let left = admin.list_children("/nodel/leader").await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    drop(a);
+}

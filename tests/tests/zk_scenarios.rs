@@ -959,3 +959,69 @@ async fn malformed_or_unreachable_ensemble_is_a_typed_error() {
         assert!(took <= bound + SLACK, "took {took:?}");
     }
 }
+
+/// Issue 17, point 10, on a real server: ZooKeeper's data is lost (the data dir wiped while the
+/// server is down) and the server comes back empty. The sessions are gone, the candidate
+/// rejoins, and its new term's token (a czxid) is far lower than the one before: tokens do not
+/// increase across such a loss. The candidate says so, with a notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_going_back_after_data_loss_are_reported() {
+    let zk = Arc::new(ZkServer::start());
+    let connect = zk.connect_string();
+    let admin = raw(&connect, T).await;
+    // Some history, so that the term's czxid is well above what an empty server starts from.
+    for i in 0..30 {
+        admin
+            .create(&format!("/history-{i}"), &[], &persistent())
+            .await
+            .unwrap();
+    }
+    drop(admin);
+    let backend = direct(&connect);
+    let a = join(&backend, "/scen/lost/leader", "a").await;
+    let mut events = a.events();
+    let before = lead(&a).await;
+    let server = zk.clone();
+    tokio::task::spawn_blocking(move || {
+        server.kill();
+        let data = server.data_dir();
+        for entry in std::fs::read_dir(&data).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).unwrap();
+            } else if path.file_name().is_some_and(|n| n != "myid") {
+                std::fs::remove_file(&path).unwrap();
+            }
+        }
+        server.restart();
+    })
+    .await
+    .unwrap();
+    wait_until(
+        "a leads again, with a new token",
+        patience() * 2,
+        || async { a.current().token().is_some_and(|t| t != before) },
+    )
+    .await;
+    let after = a.current().token().unwrap();
+    eprintln!("measure: token {before} before the data loss, {after} after");
+    assert!(after < before, "{after} < {before}");
+    let mut went_back = None;
+    while let Ok(event) = events.try_recv() {
+        if let Event::Notice {
+            notice: notice @ Notice::TokenWentBack { .. },
+            ..
+        } = event
+        {
+            went_back = Some(notice);
+        }
+    }
+    assert_eq!(
+        went_back,
+        Some(Notice::TokenWentBack {
+            token: after,
+            last: before
+        })
+    );
+    a.stop().await;
+}
