@@ -29,10 +29,11 @@ use tokio::time::Instant;
 use crate::backend::SessionState;
 use crate::backend::{EntryInfo, FencingToken, ListedEntry, Listing, Marker, SessionId};
 use crate::error::{BackendError, ErrorKind};
-use crate::machine::{Action, Input, Machine, MachineConfig};
+use crate::machine::{Action, Input, Machine, MachineConfig, WorkEnd};
 use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
 use crate::state::{ElectionState, Event, StopReason};
+use crate::term::WorkEnded;
 
 use super::invariants::Violation;
 
@@ -48,6 +49,8 @@ pub struct Setup {
     pub rejoin: bool,
     /// Whether the candidate has leader work.
     pub has_work: bool,
+    /// What the candidate does when its work ends by itself while leading.
+    pub when_work_ends: WorkEnded,
 }
 
 impl Default for Setup {
@@ -57,6 +60,7 @@ impl Default for Setup {
             grace_pct: 25,
             rejoin: true,
             has_work: true,
+            when_work_ends: WorkEnded::Resign,
         }
     }
 }
@@ -100,6 +104,9 @@ pub enum Step {
     WatchFail(u8),
     /// Leader work returns by itself (or, once cancelled, stops in time).
     WorkDone,
+    /// Leader work ends by itself while it runs: fails (`0`), panics (`1`), or hands over with
+    /// `Term::resign` and returns (otherwise). Once cancelled, as [`Step::WorkDone`].
+    WorkEnds(u8),
     /// Time advances to the machine's next deadline, which fires.
     Timer,
     /// Time advances by this many milliseconds (deadlines on the way fire).
@@ -237,6 +244,7 @@ impl Run {
             grace,
             rejoin_on_expiry: setup.rejoin,
             has_work: setup.has_work,
+            when_work_ends: setup.when_work_ends,
             marker_prefix: 0x5eed,
         };
         let now = Instant::now();
@@ -628,7 +636,22 @@ impl Run {
             Step::WorkDone => match self.work {
                 Work::Running(_) | Work::Cancelled(_) => {
                     self.work = Work::Idle;
-                    self.inbox.push_back(Input::WorkDone { aborted: false });
+                    self.inbox.push_back(Input::WorkDone {
+                        end: WorkEnd::Returned,
+                        handover: false,
+                    });
+                }
+                Work::Idle => {}
+            },
+            Step::WorkEnds(k) => match self.work {
+                Work::Running(_) | Work::Cancelled(_) => {
+                    self.work = Work::Idle;
+                    let (end, handover) = match k % 3 {
+                        0 => (WorkEnd::Failed("failed".into()), false),
+                        1 => (WorkEnd::Panicked("panicked".into()), false),
+                        _ => (WorkEnd::Returned, true),
+                    };
+                    self.inbox.push_back(Input::WorkDone { end, handover });
                 }
                 Work::Idle => {}
             },
@@ -850,7 +873,10 @@ impl Run {
             Action::AbortWork => {
                 if self.work != Work::Idle {
                     self.work = Work::Idle;
-                    self.inbox.push_back(Input::WorkDone { aborted: true });
+                    self.inbox.push_back(Input::WorkDone {
+                        end: WorkEnd::Aborted,
+                        handover: false,
+                    });
                 }
             }
             Action::SetTimer(at) => self.timer = at,
