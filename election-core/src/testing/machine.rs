@@ -176,6 +176,8 @@ struct Run {
     rejoin: bool,
     late_marker: Option<Marker>,
     resigns_pending: usize,
+    /// The machine has work and a policy by which the term ends with it.
+    leads_only_with_work: bool,
     /// The machine handed a sweep of its entries to the client: done once the session has
     /// contact.
     sweep_pending: bool,
@@ -275,6 +277,7 @@ impl Run {
             last_term: None,
             stop_at: None,
             rejoin: setup.rejoin,
+            leads_only_with_work: setup.has_work && setup.when_work_ends != WorkEnded::KeepLeading,
             late_marker: None,
             resigns_pending: 0,
             sweep_pending: false,
@@ -963,6 +966,14 @@ impl Run {
 
     /// The invariants that hold at every instant.
     fn check(&self) -> Result<(), Violation> {
+        // Leader work owns its term: unless the candidate keeps leading when its work ends, it
+        // never leads with no work running.
+        if self.leads_only_with_work && self.state.is_leader() && self.work == Work::Idle {
+            return Err(Violation::new(
+                "S4",
+                "leading after the term's work ended (policy: the work owns its term)",
+            ));
+        }
         // (Two entries of ours can exist for a round trip: a create applied late is found by the
         // next listing and deleted. A second create while one is known, and an orphan left once
         // everything settled, are checked where they happen.)
