@@ -120,10 +120,11 @@ impl Driver {
     /// with it, before [`Candidate::stop`](crate::Candidate::stop) does).
     pub(crate) async fn run(mut self) {
         let outcome = AssertUnwindSafe(self.run_machine()).catch_unwind().await;
+        // S4: the work ends before anything of ours is given up.
+        self.end_work().await;
         if let Err(panic) = outcome {
             self.died(&panic_message(&*panic));
         }
-        self.end_work().await;
         self.client.release_member(&self.path, self.machine.id());
     }
 
@@ -152,8 +153,8 @@ impl Driver {
         while self.work.join_next().await.is_some() {}
     }
 
-    /// The driver failed: publish `Stopped(Failed)` and withdraw whatever entry the candidate
-    /// holds (deleted by marker once the session has contact).
+    /// The driver failed (its work already ended): publish `Stopped(Failed)` and withdraw
+    /// whatever entry the candidate holds (deleted by marker once the session has contact).
     fn died(&mut self, panic: &str) {
         let reason = format!("the candidate's driver failed: {panic}");
         error!(path = %self.path, candidate = %self.machine.id(), session = %self.session.id(), panic = %panic, "candidate driver failed; withdrawing its entry");
