@@ -166,15 +166,23 @@ impl Candidate {
 
     /// Gives up leadership (its work is stopped and awaited first) and rejoins at the tail of the
     /// queue. A follower also moves to the tail. Returns once the old entry is gone.
+    ///
+    /// Called from this candidate's own leader work (or a task of its
+    /// [`Term::spawn`](crate::Term::spawn)), it returns at once: the term's cancellation fires,
+    /// and the resignation completes once the work has returned (waiting for it there would
+    /// wait for itself).
     pub async fn resign(&self) -> Result<(), ElectionError> {
         self.send_resign(true).await
     }
 
     /// Gives up leadership and leaves the election for good (the entry is deleted). Returns once
-    /// the entry is gone.
+    /// the entry is gone; from this candidate's own leader work, at once (as for
+    /// [`resign`](Self::resign)).
     pub async fn leave(&self) -> Result<(), ElectionError> {
         self.send_resign(false).await?;
-        self.drain().await;
+        if !self.in_own_work() {
+            self.drain().await;
+        }
         Ok(())
     }
 
@@ -183,14 +191,28 @@ impl Candidate {
         self.commands
             .send(Command::Resign { rejoin, done })
             .map_err(|_| ElectionError::Stopped)?;
+        if self.in_own_work() {
+            return Ok(());
+        }
         wait.await.map_err(|_| ElectionError::Stopped)
     }
 
-    /// Withdraws: stops leader work (awaited, bounded by the grace), deletes the entry, and waits
-    /// until all of that is done. Idempotent.
+    /// Withdraws: stops leader work (awaited, bounded by the grace, then aborted and awaited),
+    /// deletes the entry, and waits until all of that is done. Idempotent. Called from this
+    /// candidate's own leader work, it returns at once, and the withdrawal goes on once the
+    /// work has returned.
     pub async fn stop(&self) {
         let _ = self.commands.send(Command::Stop);
-        self.drain().await;
+        if !self.in_own_work() {
+            self.drain().await;
+        }
+    }
+
+    /// Whether the caller runs in this candidate's own leader work (or one of its term's tasks).
+    fn in_own_work(&self) -> bool {
+        crate::term::WORK_OF
+            .try_with(|owner| owner.same_channel(&self.done))
+            .unwrap_or(false)
     }
 
     async fn drain(&self) {

@@ -196,6 +196,7 @@ impl Client {
             grace,
             rejoin_on_expiry: config.rejoin_on_expiry,
             has_work: config.work.is_some(),
+            when_work_ends: config.when_work_ends,
             marker_prefix: self.next_random() as u32,
         };
         // One receiver, read and kept: the driver goes on from this very value, so a change

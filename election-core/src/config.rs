@@ -9,7 +9,7 @@ use crate::candidate::Candidate;
 use crate::client::Client;
 use crate::error::{ConfigError, ElectionError};
 use crate::path::ElectionPath;
-use crate::term::{LeaderWork, Term};
+use crate::term::{LeaderWork, Term, WorkEnded, WorkResult};
 
 /// Longest candidate id, in bytes.
 pub const MAX_ID_LEN: usize = 256;
@@ -52,6 +52,7 @@ pub struct CandidateConfig {
     pub(crate) grace: Option<Duration>,
     pub(crate) rejoin_on_expiry: bool,
     pub(crate) work: Option<LeaderWork>,
+    pub(crate) when_work_ends: WorkEnded,
 }
 
 impl CandidateConfig {
@@ -100,6 +101,7 @@ impl std::fmt::Debug for CandidateConfig {
             .field("grace", &self.grace)
             .field("rejoin_on_expiry", &self.rejoin_on_expiry)
             .field("has_leader_work", &self.work.is_some())
+            .field("when_work_ends", &self.when_work_ends)
             .finish()
     }
 }
@@ -134,6 +136,7 @@ pub struct CandidateBuilder {
     grace: Option<Duration>,
     rejoin_on_expiry: bool,
     work: Option<LeaderWork>,
+    when_work_ends: WorkEnded,
 }
 
 impl CandidateBuilder {
@@ -147,6 +150,7 @@ impl CandidateBuilder {
             grace: None,
             rejoin_on_expiry: true,
             work: None,
+            when_work_ends: WorkEnded::default(),
         }
     }
 
@@ -186,13 +190,30 @@ impl CandidateBuilder {
     }
 
     /// Work to run while leading: called once per term with the [`Term`] (its token and its
-    /// cancellation). The candidate waits for it, at most the grace, before giving up its entry.
+    /// cancellation), in a task of its own. The candidate waits for it, at most the grace,
+    /// before giving up its entry.
+    ///
+    /// The work may return `()` or `Result<(), E>` for any `E: Display` ([`WorkResult`]). A
+    /// panic in it (or in the closure itself) is caught: it ends the work, never the candidate.
+    /// When the work ends by itself while its term is live, the term ends as
+    /// [`when_work_ends`](Self::when_work_ends) says (by default: resign and rejoin at the tail).
     pub fn on_leader<F, Fut>(mut self, work: F) -> Self
     where
         F: Fn(Term) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: WorkResult,
     {
-        self.work = Some(Arc::new(move |term| Box::pin(work(term))));
+        self.work = Some(Arc::new(move |term| {
+            let work = work(term);
+            Box::pin(async move { work.await.into_outcome() })
+        }));
+        self
+    }
+
+    /// What to do when the leader work ends by itself (returns, fails or panics) while its term
+    /// is live; default [`WorkEnded::Resign`].
+    pub fn when_work_ends(mut self, policy: WorkEnded) -> Self {
+        self.when_work_ends = policy;
         self
     }
 
@@ -224,6 +245,7 @@ impl CandidateBuilder {
             grace: self.grace,
             rejoin_on_expiry: self.rejoin_on_expiry,
             work: self.work,
+            when_work_ends: self.when_work_ends,
         })
     }
 

@@ -2,10 +2,15 @@
 //! machine's actions (requests, watches, timers, leader work) and feeds their outcomes back as
 //! inputs, one at a time. It decides nothing itself.
 
+use std::any::Any;
 use std::future::{pending, Future};
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -16,10 +21,10 @@ use tracing::{error, warn};
 use crate::backend::FencingToken;
 use crate::backend::{BackendSession, SessionState, Watch};
 use crate::client::Client;
-use crate::machine::{Action, Input, Machine};
+use crate::machine::{Action, Input, Machine, WorkEnd};
 use crate::path::ElectionPath;
-use crate::state::{ElectionState, Event, Notice, Transition};
-use crate::term::{LeaderWork, Term};
+use crate::state::{ElectionState, Event, Notice, Reason, StopReason, Transition};
+use crate::term::{LeaderWork, Term, WORK_OF};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -56,8 +61,14 @@ pub(crate) struct Driver {
     own: Option<BoxFuture<Input>>,
     opening: Option<BoxFuture<Arc<dyn BackendSession>>>,
     work_fn: Option<LeaderWork>,
-    work: JoinSet<()>,
+    /// The running term's work (at most one): its task ends with how the work ended, once the
+    /// tasks it spawned with [`Term::spawn`] have ended too.
+    work: JoinSet<WorkEnd>,
     work_cancel: Option<CancellationToken>,
+    /// Aborts the work at its next await point (the task then still waits for its tasks).
+    work_abort: Option<CancellationToken>,
+    /// Set by [`Term::resign`].
+    work_handover: Option<Arc<AtomicBool>>,
     timer: Option<Instant>,
     resign_waiters: Vec<oneshot::Sender<()>>,
     outlets: Outlets,
@@ -95,14 +106,29 @@ impl Driver {
             work_fn,
             work: JoinSet::new(),
             work_cancel: None,
+            work_abort: None,
+            work_handover: None,
             timer: None,
             resign_waiters: Vec::new(),
             outlets,
         }
     }
 
-    /// Runs until the machine finishes.
+    /// Runs until the machine finishes. If the driver itself fails (a panic in a backend call
+    /// it polls), the candidate stops with [`StopReason::Failed`] and its entry is withdrawn.
+    /// Either way, leader work still running is aborted and awaited before this returns (and
+    /// with it, before [`Candidate::stop`](crate::Candidate::stop) does).
     pub(crate) async fn run(mut self) {
+        let outcome = AssertUnwindSafe(self.run_machine()).catch_unwind().await;
+        // S4: the work ends before anything of ours is given up.
+        self.end_work().await;
+        if let Err(panic) = outcome {
+            self.died(&panic_message(&*panic));
+        }
+        self.client.release_member(&self.path, self.machine.id());
+    }
+
+    async fn run_machine(&mut self) {
         loop {
             let mut finished = false;
             for action in self.machine.take_actions() {
@@ -114,8 +140,42 @@ impl Driver {
             let input = self.next_input().await;
             self.machine.handle(Instant::now(), input);
         }
-        // Dropping the JoinSet aborts any work still running; watches and requests go with self.
-        self.client.release_member(&self.path, self.machine.id());
+    }
+
+    /// Aborts the work, if any, and waits until it (and its tasks) ended.
+    async fn end_work(&mut self) {
+        if let Some(cancel) = self.work_cancel.take() {
+            cancel.cancel();
+        }
+        if let Some(abort) = self.work_abort.take() {
+            abort.cancel();
+        }
+        while self.work.join_next().await.is_some() {}
+    }
+
+    /// The driver failed (its work already ended): publish `Stopped(Failed)` and withdraw
+    /// whatever entry the candidate holds (deleted by marker once the session has contact).
+    fn died(&mut self, panic: &str) {
+        let reason = format!("the candidate's driver failed: {panic}");
+        error!(path = %self.path, candidate = %self.machine.id(), session = %self.session.id(), panic = %panic, "candidate driver failed; withdrawing its entry");
+        self.client.sweep_later(
+            self.path.clone(),
+            &self.session,
+            self.machine.marker_prefix(),
+        );
+        let from = self.outlets.state.borrow().clone();
+        if !from.is_stopped() {
+            let to = ElectionState::Stopped(StopReason::Failed(reason));
+            let _ = self.outlets.events.send(Event::Transition(Transition {
+                at: Instant::now(),
+                from,
+                to: to.clone(),
+                reason: Reason::Failed,
+            }));
+            self.outlets.state.send_replace(to);
+        }
+        // Resignations waiting on it fail (`Stopped`) as their senders go.
+        self.resign_waiters.clear();
     }
 
     async fn next_input(&mut self) -> Input {
@@ -133,6 +193,7 @@ impl Driver {
             predecessor,
             request,
             work,
+            work_handover,
             commands,
             commands_open,
             ..
@@ -156,10 +217,18 @@ impl Driver {
             input = take(own) => Wake::Input(input),
             input = take(predecessor) => Wake::Input(input),
             input = take(request) => Wake::Input(input),
-            Some(done) = work.join_next(), if !work.is_empty() => {
-                Wake::Input(Input::WorkDone { aborted: done.is_err_and(|e| e.is_cancelled()) })
-            }
+            // Before the work: a call the work made before it returned (a resign from inside
+            // the work) is handled before its end.
             command = commands.recv(), if *commands_open => Wake::Command(command),
+            Some(done) = work.join_next(), if !work.is_empty() => {
+                let end = match done {
+                    Ok(end) => end,
+                    Err(e) if e.is_panic() => WorkEnd::Panicked(panic_message(&*e.into_panic())),
+                    Err(_) => WorkEnd::Aborted,
+                };
+                let handover = work_handover.take().is_some_and(|h| h.load(Ordering::SeqCst));
+                Wake::Input(Input::WorkDone { end, handover })
+            }
         };
         match wake {
             Wake::Input(input) => input,
@@ -262,8 +331,13 @@ impl Driver {
             Action::StartWork { token } => {
                 if let Some(work_fn) = &self.work_fn {
                     let cancel = CancellationToken::new();
-                    self.work.spawn(work_fn(Term::new(token, cancel.clone())));
+                    let abort = CancellationToken::new();
+                    let term = Term::new(token, cancel.clone(), self.outlets.done.subscribe());
+                    self.work_handover = Some(term.handover_flag());
+                    self.work
+                        .spawn(run_work(work_fn.clone(), term, abort.clone()));
                     self.work_cancel = Some(cancel);
+                    self.work_abort = Some(abort);
                 }
             }
             Action::CancelWork => {
@@ -271,7 +345,11 @@ impl Driver {
                     cancel.cancel();
                 }
             }
-            Action::AbortWork => self.work.abort_all(),
+            Action::AbortWork => {
+                if let Some(abort) = self.work_abort.take() {
+                    abort.cancel();
+                }
+            }
             Action::SetTimer(at) => self.timer = at,
             Action::Emit(event) => {
                 // The event first: whoever sees the new state can already find its transition.
@@ -299,6 +377,42 @@ impl Driver {
             Action::Finished => return true,
         }
         false
+    }
+}
+
+/// One term's leader work, in its own task: the user's closure is called here (never in the
+/// driver's task), panics are caught, and the tasks the work spawned with [`Term::spawn`] are
+/// cancelled and awaited before the task ends.
+async fn run_work(work_fn: LeaderWork, term: Term, abort: CancellationToken) -> WorkEnd {
+    // Cancels the term's tasks even if this task is dropped (the driver gone).
+    let _tasks_guard = term.tasks_guard();
+    let tasks = term.clone();
+    let owner = term.owner();
+    let user = WORK_OF.scope(
+        owner,
+        AssertUnwindSafe(async move { work_fn(term).await }).catch_unwind(),
+    );
+    let end = tokio::select! {
+        biased;
+        () = abort.cancelled() => WorkEnd::Aborted,
+        out = user => match out {
+            Ok(Ok(())) => WorkEnd::Returned,
+            Ok(Err(e)) => WorkEnd::Failed(e),
+            Err(panic) => WorkEnd::Panicked(panic_message(&*panic)),
+        },
+    };
+    tasks.end_tasks().await;
+    end
+}
+
+/// The message of a panic payload (`panic!` with a literal or a formatted message).
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-text payload".to_owned()
     }
 }
 

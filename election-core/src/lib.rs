@@ -63,4 +63,4 @@ pub use record::CandidateRecord;
 pub use state::{
     Contact, ElectionState, Event, LeaderInfo, Notice, Participant, Reason, StopReason, Transition,
 };
-pub use term::Term;
+pub use term::{Term, WorkEnded, WorkResult};

@@ -33,6 +33,20 @@ use crate::record::CandidateRecord;
 use crate::state::{
     Contact, ElectionState, Event, LeaderInfo, Notice, Reason, StopReason, Transition,
 };
+use crate::term::WorkEnded;
+
+/// How a term's leader work ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum WorkEnd {
+    /// It returned (`()` or `Ok`).
+    Returned,
+    /// It returned an error: the error's text.
+    Failed(String),
+    /// It panicked (the work or the closure that makes it): the panic's message.
+    Panicked(String),
+    /// It was aborted (after the grace, or with the candidate).
+    Aborted,
+}
 
 /// What the machine needs to know about its candidate; fixed for its life.
 #[derive(Clone, Debug)]
@@ -43,6 +57,8 @@ pub(crate) struct MachineConfig {
     pub grace: Duration,
     pub rejoin_on_expiry: bool,
     pub has_work: bool,
+    /// What to do when the work ends by itself while its term is live.
+    pub when_work_ends: WorkEnded,
     /// High 32 bits of every marker this candidate uses: entries with it are ours.
     pub marker_prefix: u32,
 }
@@ -83,9 +99,11 @@ pub(crate) enum Input {
         name: String,
         result: Result<(), BackendError>,
     },
-    /// Leader work ended; `aborted` when it had to be aborted after the grace.
+    /// Leader work ended, as `end` says; `handover`: it asked to hand over
+    /// ([`Term::resign`](crate::Term::resign)).
     WorkDone {
-        aborted: bool,
+        end: WorkEnd,
+        handover: bool,
     },
     /// The deadline set by the last [`Action::SetTimer`] has come.
     Timer,
@@ -287,6 +305,15 @@ pub(crate) struct Machine {
     marker_prefix: String,
     state: ElectionState,
     out: Vec<Action>,
+    /// When the current term's work started.
+    term_started: Option<Instant>,
+    /// The back-off before rejoining after work that ended by itself; doubles while terms keep
+    /// ending soon after they start.
+    work_backoff: Duration,
+    /// Rejoin no sooner than this long after the release (work that ended by itself).
+    rejoin_delay: Option<Duration>,
+    /// A user's resignation waits for [`Action::ResignDone`].
+    resign_asked: bool,
 }
 
 impl Machine {
@@ -329,6 +356,10 @@ impl Machine {
             closing: false,
             state: ElectionState::Joining,
             out: Vec::new(),
+            term_started: None,
+            work_backoff: Duration::ZERO,
+            rejoin_delay: None,
+            resign_asked: false,
         };
         info!(path = %m.cfg.path, candidate = %m.cfg.id, session = %session, "candidate starting");
         m.start_session(session, timeout, session_state, now);
@@ -378,9 +409,11 @@ impl Machine {
             Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
             Input::PredecessorNotAnEntry { name } => self.on_predecessor_not_an_entry(now, name),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
-            Input::WorkDone { aborted } => self.on_work_done(now, aborted),
+            Input::WorkDone { end, handover } => self.on_work_done(now, end, handover),
             Input::Timer => self.on_timer(now),
             Input::Resign { rejoin } => {
+                self.rejoin_delay = None;
+                self.resign_asked = true;
                 let goal = if rejoin {
                     Goal::Rejoin
                 } else {
@@ -506,6 +539,7 @@ impl Machine {
 
     fn on_session_over(&mut self, now: Instant) {
         self.session_over = true;
+        self.rejoin_delay = None;
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "session ended");
         // Every entry of the session is gone: there is nothing left to delete or watch.
         self.pending = None;
@@ -528,14 +562,14 @@ impl Machine {
             Goal::Stop(reason) => {
                 if reason == StopReason::Resigned {
                     // The entry is gone with the session: the resignation is complete.
-                    self.out.push(Action::ResignDone);
+                    self.resign_done();
                 }
                 self.finish(now, reason, Reason::SessionEnded)
             }
             Goal::Rejoin | Goal::Run if self.cfg.rejoin_on_expiry => {
                 if self.goal == Goal::Rejoin {
                     self.goal = Goal::Run;
-                    self.out.push(Action::ResignDone);
+                    self.resign_done();
                 }
                 self.phase = Phase::AwaitingSession;
                 // Reported even when already suspended: the session ending is news.
@@ -544,7 +578,7 @@ impl Machine {
             }
             Goal::Rejoin | Goal::Run => {
                 if self.goal == Goal::Rejoin {
-                    self.out.push(Action::ResignDone);
+                    self.resign_done();
                 }
                 self.finish(now, StopReason::SessionEnded, Reason::SessionEnded)
             }
@@ -923,6 +957,7 @@ impl Machine {
         }
         if self.cfg.has_work {
             self.work = Work::Running;
+            self.term_started = Some(now);
             self.out.push(Action::StartWork { token });
         }
         let reason = if matches!(self.state, ElectionState::Suspended) {
@@ -1229,7 +1264,7 @@ impl Machine {
             Goal::Run => {}
             Goal::Rejoin => {
                 self.goal = Goal::Run;
-                self.out.push(Action::ResignDone);
+                self.resign_done();
                 if self.phase == Phase::AwaitingSession {
                     // No session to register on yet: the new one registers us at the tail when
                     // it opens (registering now would make us ignore it, and hang).
@@ -1237,6 +1272,11 @@ impl Machine {
                 }
                 self.phase = self.new_registration();
                 self.set_state(now, ElectionState::Joining, Reason::Resigned);
+                if let Some(delay) = self.rejoin_delay.take() {
+                    // Work that ended at once: the others lead meanwhile, and nothing spins.
+                    debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, delay = ?delay, "rejoining after a back-off: the leader work ended by itself");
+                    self.retry_at = Some(now + delay);
+                }
             }
             Goal::Stop(reason) => {
                 if self.sweep_before_finish && !self.session_over {
@@ -1253,7 +1293,7 @@ impl Machine {
 
     fn stop_now(&mut self, now: Instant, reason: StopReason) {
         if reason == StopReason::Resigned {
-            self.out.push(Action::ResignDone);
+            self.resign_done();
         }
         let why = if reason == StopReason::Resigned {
             Reason::Resigned
@@ -1302,20 +1342,16 @@ impl Machine {
 
     // ----- work and time -------------------------------------------------------------------
 
-    fn on_work_done(&mut self, now: Instant, aborted: bool) {
+    fn on_work_done(&mut self, now: Instant, end: WorkEnd, handover: bool) {
         let token = self.state.token();
-        match self.work {
+        let live = match self.work {
             Work::Idle => return,
-            Work::Running => {
-                if let Some(token) = token {
-                    self.notice(now, Notice::WorkFinished(token));
-                }
-            }
-            Work::Stopping { .. } | Work::Aborting => {}
-        }
-        if aborted {
+            Work::Running => true,
+            Work::Stopping { .. } | Work::Aborting => false,
+        };
+        if end == WorkEnd::Aborted {
             if let Some(token) = token.or(self.last_token()) {
-                warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = %token, "leader work overran its grace and was aborted");
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = %token, session = %self.session, "leader work overran its grace and was aborted");
                 self.notice(now, Notice::WorkOverranGrace(token));
             }
         }
@@ -1326,6 +1362,72 @@ impl Machine {
         } = self.phase
         {
             self.want_list = true;
+        }
+        if live {
+            self.work_ended_in_term(now, end, handover, token);
+        }
+    }
+
+    /// The work ended by itself while its term was live: the term ends as the policy says.
+    fn work_ended_in_term(
+        &mut self,
+        now: Instant,
+        end: WorkEnd,
+        handover: bool,
+        token: Option<FencingToken>,
+    ) {
+        let reason = match &end {
+            _ if handover => Reason::Resigned,
+            WorkEnd::Returned | WorkEnd::Aborted => Reason::WorkReturned,
+            WorkEnd::Failed(e) => Reason::WorkFailed(e.clone()),
+            WorkEnd::Panicked(m) => Reason::WorkPanicked(m.clone()),
+        };
+        match &end {
+            WorkEnd::Failed(e) => {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = ?token, session = %self.session, error = %e, "leader work failed")
+            }
+            WorkEnd::Panicked(m) => {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = ?token, session = %self.session, panic = %m, "leader work panicked")
+            }
+            _ => {
+                info!(path = %self.cfg.path, candidate = %self.cfg.id, token = ?token, session = %self.session, handover, "leader work returned")
+            }
+        }
+        let policy = if handover {
+            WorkEnded::Resign
+        } else {
+            self.cfg.when_work_ends
+        };
+        match policy {
+            WorkEnded::KeepLeading => {
+                if let Some(token) = token {
+                    self.notice(now, Notice::WorkFinished(token));
+                }
+            }
+            WorkEnded::Leave => {
+                self.begin_release(now, Goal::Stop(StopReason::Resigned), reason);
+            }
+            WorkEnded::Resign => {
+                let lasted = self
+                    .term_started
+                    .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
+                if lasted >= self.timeout / 2 {
+                    self.work_backoff = Duration::ZERO;
+                }
+                let floor = (self.timeout / 20).max(Duration::from_millis(1));
+                self.work_backoff = (self.work_backoff * 2).clamp(floor, self.timeout * 4);
+                let delay = jittered(self.work_backoff, next_random(&mut self.jitter));
+                self.rejoin_delay = Some(delay);
+                self.begin_release(now, Goal::Rejoin, reason);
+            }
+        }
+    }
+
+    /// A resignation is complete: tell the user's, if one was asked (the work's own
+    /// hand-over and the [`WorkEnded`] policy resign with nobody waiting).
+    fn resign_done(&mut self) {
+        if std::mem::take(&mut self.resign_asked) {
+            self.out.push(Action::ResignDone);
         }
     }
 
@@ -1563,6 +1665,7 @@ mod tests {
             grace: Duration::from_millis(500),
             rejoin_on_expiry: true,
             has_work,
+            when_work_ends: WorkEnded::Resign,
             marker_prefix: 0xabcd,
         }
     }
@@ -2126,7 +2229,13 @@ mod tests {
             "deleted before the work ended: {out:?}"
         );
         assert_eq!(m.state(), &ElectionState::Suspended);
-        m.handle(now, Input::WorkDone { aborted: false });
+        m.handle(
+            now,
+            Input::WorkDone {
+                end: WorkEnd::Returned,
+                handover: false,
+            },
+        );
         assert!(m.take_actions().contains(&Action::Delete {
             name: "mine".into()
         }));
@@ -2143,6 +2252,142 @@ mod tests {
             out.iter().any(|a| matches!(a, Action::Create { .. })),
             "{out:?}"
         );
+    }
+
+    /// A leader whose work ends by itself at `after` (as `end`): the actions that follow.
+    fn work_ends(m: &mut Machine, at: Instant, end: WorkEnd, handover: bool) -> Vec<Action> {
+        m.handle(at, Input::WorkDone { end, handover });
+        m.take_actions()
+    }
+
+    /// Deletes our entry as asked; the actions after.
+    fn deleted(m: &mut Machine, at: Instant) -> Vec<Action> {
+        m.handle(
+            at,
+            Input::Deleted {
+                name: "mine".into(),
+                result: Ok(()),
+            },
+        );
+        m.take_actions()
+    }
+
+    fn last_transition(out: &[Action]) -> Option<&Transition> {
+        out.iter().rev().find_map(|a| match a {
+            Action::Emit(Event::Transition(t)) => Some(t),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn work_that_ends_by_itself_resigns_and_rejoins_after_a_growing_backoff() {
+        let (mut m, mut now, out) = placed(true, 0);
+        assert!(out.iter().any(|a| matches!(a, Action::StartWork { .. })));
+        let mut delays = Vec::new();
+        for round in 0..6u64 {
+            let out = work_ends(&mut m, now, WorkEnd::Failed(format!("boom {round}")), false);
+            let t = last_transition(&out).expect("a transition");
+            assert_eq!(t.reason, Reason::WorkFailed(format!("boom {round}")));
+            assert_eq!(t.to, ElectionState::Suspended);
+            assert!(
+                out.contains(&Action::Delete {
+                    name: "mine".into()
+                }),
+                "{out:?}"
+            );
+            assert!(
+                !out.contains(&Action::CancelWork),
+                "the work has ended: {out:?}"
+            );
+            let out = deleted(&mut m, now);
+            assert!(!out.contains(&Action::ResignDone), "nobody asked: {out:?}");
+            assert_eq!(m.state(), &ElectionState::Joining);
+            // No create before the back-off is over.
+            assert!(
+                !out.iter().any(|a| matches!(a, Action::Create { .. })),
+                "{out:?}"
+            );
+            let at = out
+                .iter()
+                .find_map(|a| match a {
+                    Action::SetTimer(Some(at)) => Some(*at),
+                    _ => None,
+                })
+                .expect("a timer for the back-off");
+            delays.push(at - now);
+            now = at;
+            m.handle(now, Input::Timer);
+            let out = m.take_actions();
+            let Some(Action::Create { marker }) =
+                out.iter().find(|a| matches!(a, Action::Create { .. }))
+            else {
+                panic!("no create after the back-off: {out:?}");
+            };
+            // Alone: leads again at once, and the work fails again at once.
+            m.handle(
+                now,
+                Input::Created(Ok(info("mine", round + 1, marker.clone()))),
+            );
+            m.take_actions();
+            let l = Listing {
+                entries: vec![entry("mine", round + 1, ME, marker.clone())],
+                foreign: vec![],
+            };
+            m.handle(now, Input::Listed(Ok(l)));
+            assert!(m
+                .take_actions()
+                .iter()
+                .any(|a| matches!(a, Action::StartWork { .. })));
+        }
+        // Doubling (with jitter in [b/2, b]) from T/20, capped at 4 T.
+        for (k, d) in delays.iter().enumerate() {
+            let b = (T / 20 * 2u32.pow(k as u32)).min(T * 4);
+            assert!(
+                *d >= b / 2 && *d <= b,
+                "round {k}: {d:?} for {b:?} ({delays:?})"
+            );
+        }
+        // A term that lasted resets it.
+        now += T;
+        work_ends(&mut m, now, WorkEnd::Returned, false);
+        let out = deleted(&mut m, now);
+        let at = out
+            .iter()
+            .find_map(|a| match a {
+                Action::SetTimer(Some(at)) => Some(*at),
+                _ => None,
+            })
+            .unwrap();
+        assert!(at - now <= T / 20, "{:?}", at - now);
+    }
+
+    #[test]
+    fn work_end_policies_leave_keep_leading_and_handover() {
+        // Leave: stops for good, with the panic's message in the reason.
+        let (mut m, now, _) = placed(true, 0);
+        m.cfg.when_work_ends = WorkEnded::Leave;
+        let out = work_ends(&mut m, now, WorkEnd::Panicked("oops".into()), false);
+        assert_eq!(
+            last_transition(&out).unwrap().reason,
+            Reason::WorkPanicked("oops".into())
+        );
+        deleted(&mut m, now);
+        assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Resigned));
+
+        // KeepLeading: today's behaviour, a notice and nothing else.
+        let (mut m, now, _) = placed(true, 0);
+        m.cfg.when_work_ends = WorkEnded::KeepLeading;
+        let out = work_ends(&mut m, now, WorkEnd::Returned, false);
+        assert!(m.state().is_leader(), "{out:?}");
+        assert!(!out.iter().any(|a| matches!(a, Action::Delete { .. })));
+        // ... but a hand-over (Term::resign) resigns whatever the policy.
+        let (mut m, now, _) = placed(true, 0);
+        m.cfg.when_work_ends = WorkEnded::KeepLeading;
+        let out = work_ends(&mut m, now, WorkEnd::Returned, true);
+        assert_eq!(last_transition(&out).unwrap().reason, Reason::Resigned);
+        assert!(out.contains(&Action::Delete {
+            name: "mine".into()
+        }));
     }
 
     #[test]

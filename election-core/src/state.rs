@@ -112,11 +112,13 @@ pub struct Participant {
 pub enum StopReason {
     /// [`Candidate::stop`](crate::Candidate::stop) was called or the handle was dropped.
     Stopped,
-    /// [`Candidate::leave`](crate::Candidate::leave) was called.
+    /// [`Candidate::leave`](crate::Candidate::leave) was called, or the leader work ended under
+    /// [`WorkEnded::Leave`](crate::WorkEnded::Leave).
     Resigned,
     /// The session ended and re-candidacy is off.
     SessionEnded,
-    /// The backend refused for good (no permission, a rejected request): the message says why.
+    /// The backend refused for good (no permission, a rejected request), or the candidate's
+    /// driver failed (a panic in a backend call): the message says why.
     Failed(String),
 }
 
@@ -148,8 +150,15 @@ pub enum Reason {
     Rejoining,
     /// The candidate was stopped.
     Stopped,
-    /// The backend refused for good.
+    /// The backend refused for good, or the candidate's driver failed (its
+    /// [`StopReason::Failed`] says why).
     Failed,
+    /// The leader work returned while its term was live.
+    WorkReturned,
+    /// The leader work failed while its term was live: the error's text.
+    WorkFailed(String),
+    /// The leader work panicked while its term was live: the panic's message.
+    WorkPanicked(String),
 }
 
 /// A change of state.

@@ -4,6 +4,7 @@
 #![cfg(feature = "testing")]
 
 use election_core::testing::machine::{run_steps, Setup, Step};
+use election_core::WorkEnded;
 use proptest::prelude::*;
 
 fn step() -> impl Strategy<Value = Step> {
@@ -20,6 +21,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => Just(Step::DeleteOwn),
         1 => any::<u8>().prop_map(Step::WatchFail),
         1 => Just(Step::WorkDone),
+        1 => any::<u8>().prop_map(Step::WorkEnds),
         1 => Just(Step::Timer),
         1 => (0u16..3000).prop_map(Step::Advance),
         1 => any::<bool>().prop_map(Step::Resign),
@@ -29,12 +31,18 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn setup() -> impl Strategy<Value = Setup> {
-    (5u8..=95, 1u8..=90, any::<bool>(), any::<bool>()).prop_map(
-        |(fraction_pct, grace_pct, rejoin, has_work)| Setup {
+    let policy = prop_oneof![
+        Just(WorkEnded::Resign),
+        Just(WorkEnded::Leave),
+        Just(WorkEnded::KeepLeading),
+    ];
+    (5u8..=95, 1u8..=90, any::<bool>(), any::<bool>(), policy).prop_map(
+        |(fraction_pct, grace_pct, rejoin, has_work, when_work_ends)| Setup {
             fraction_pct,
             grace_pct,
             rejoin,
             has_work,
+            when_work_ends,
         },
     )
 }

@@ -584,3 +584,32 @@ async fn an_expiry_right_after_join_read_the_state_is_not_lost() {
     assert!(led.is_ok(), "never led: {:?}", *a.state().borrow());
     a.stop().await;
 }
+
+/// Issue 8: a candidate whose leader work fails at once on every term, at the head of the
+/// queue, does not starve the others: it resigns each time (after a back-off that grows), the
+/// next candidate leads and keeps leading, and the failing one waits behind it. L1 is checked by
+/// the run's liveness check (among the candidates whose work does not fail), S1/S4 over the
+/// whole history; a busy loop would stall virtual time and be reported as a livelock.
+#[test]
+fn work_failing_at_once_does_not_starve_the_others() {
+    rt().block_on(async {
+        let mut sim = Sim::new(setup()).await;
+        let a = sim.join_alone(0, WorkKind::FailsAtOnce).await;
+        sim.apply(Op::Advance { ms: 3 * T }).await.unwrap();
+        let b = sim.join_alone(0, WorkKind::Quick).await;
+        let c = sim.join_alone(0, WorkKind::Quick).await;
+        sim.apply(Op::Advance { ms: 2 * T }).await.unwrap();
+        assert_eq!(sim.leaders(0), std::slice::from_ref(&b));
+        assert_eq!(sim.queue(0), [b.clone(), c.clone(), a.clone()]);
+        sim.apply(Op::Resign { who: 1 }).await.unwrap();
+        sim.apply(Op::Advance { ms: T }).await.unwrap();
+        assert_eq!(sim.leaders(0), [c]);
+        let report = sim.finish().await;
+        report.check();
+        assert!(
+            report.trace.contains("WorkFailed(\"fails at once\")"),
+            "{}",
+            report.trace
+        );
+    });
+}

@@ -895,3 +895,385 @@ pub async fn follower_keeps_place_across_reconnect(h: &dyn Harness) {
         c.stop().await;
     }
 }
+
+/// How the first term's work of [`work_ending_case`] ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ending {
+    Returns,
+    Fails,
+    Panics,
+    ClosurePanics,
+}
+
+/// Waits (bounded) for a transition of `events` that `want` accepts.
+async fn transition_where(
+    h: &dyn Harness,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+    what: &str,
+    want: impl Fn(&crate::Transition) -> bool,
+) -> crate::Transition {
+    use tokio::sync::broadcast::error::RecvError;
+    let wait = async {
+        loop {
+            match events.recv().await {
+                Ok(Event::Transition(t)) if want(&t) => return t,
+                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => panic!("events closed before {what}"),
+            }
+        }
+    };
+    timeout(patience(h), wait)
+        .await
+        .unwrap_or_else(|_| panic!("no transition: {what}"))
+}
+
+/// Waits (bounded) until the queue, as `c` reads it, is `ids`.
+async fn wait_queue(h: &dyn Harness, c: &Candidate, ids: &[&str]) {
+    let deadline = Instant::now() + patience(h);
+    loop {
+        let got = ids_in_order(c).await;
+        if got == ids {
+            return;
+        }
+        assert!(Instant::now() < deadline, "queue {got:?}, expected {ids:?}");
+        sleep(Duration::from_millis(10) + h.slack() / 4).await;
+    }
+}
+
+/// `b` leads first; `a`, next in line, has work whose first term ends at once as `ending` says
+/// (later terms run until cancelled). When `b` resigns, `a` leads, its work ends, and with it
+/// the term: `a` resigns with the reason naming how, `b` leads again, `a` rejoins behind it.
+async fn work_ending_case(h: &dyn Harness, case: &str, ending: Ending) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let p = path(h, case);
+    let mut rec = Recorder::new();
+    let b = join(h, &p, "b").await;
+    rec.watch(&b);
+    let t0 = lead(h, &b).await;
+    let terms = Arc::new(AtomicUsize::new(0));
+    let n = terms.clone();
+    let a = Candidate::builder(p.as_str(), "a")
+        .session_timeout(h.session_timeout())
+        .on_leader(move |term: crate::Term| {
+            let first = n.fetch_add(1, Ordering::SeqCst) == 0;
+            if first && ending == Ending::ClosurePanics {
+                panic!("closure panicked");
+            }
+            async move {
+                if first {
+                    match ending {
+                        Ending::Returns => return Ok(()),
+                        Ending::Fails => return Err("disk full".to_owned()),
+                        Ending::Panics => panic!("work panicked"),
+                        Ending::ClosurePanics => unreachable!(),
+                    }
+                }
+                term.cancelled().await;
+                Ok(())
+            }
+        })
+        .join(h.backend().await)
+        .await
+        .expect("join");
+    rec.watch(&a);
+    let mut events = a.events();
+    wait_entries(h, &p, 2).await;
+    b.resign().await.expect("resign");
+    // a's term may be over before its state could be read: follow its transitions.
+    let claimed = transition_where(h, &mut events, "a leads", |t| t.to.is_leader()).await;
+    let t1 = claimed.to.token().expect("a token");
+    assert!(t1 > t0);
+    let expected = match ending {
+        Ending::Returns => Reason::WorkReturned,
+        Ending::Fails => Reason::WorkFailed("disk full".into()),
+        Ending::Panics => Reason::WorkPanicked("work panicked".into()),
+        Ending::ClosurePanics => Reason::WorkPanicked("closure panicked".into()),
+    };
+    let t = transition_where(h, &mut events, "a's term ends with its work", |t| {
+        t.from.is_leader()
+    })
+    .await;
+    assert_eq!(t.reason, expected, "{t:?}");
+    let t2 = lead(h, &b).await;
+    assert!(t2 > t1, "b leads after a with a larger token");
+    // `a` goes on as a candidate: it rejoins at the tail, behind b.
+    wait_queue(h, &b, &["b", "a"]).await;
+    assert!(!a.current().is_stopped(), "{:?}", a.current());
+    assert_eq!(terms.load(Ordering::SeqCst), 1, "a led once");
+    check_leaders(&rec.leader_intervals()).unwrap();
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(entry_count(h, &p).await, 0);
+}
+
+/// S4, leader work owns its term: work that returns while its term is live ends the term (the
+/// default policy resigns, [`Reason::WorkReturned`]); the successor leads; the candidate rejoins
+/// at the tail.
+pub async fn work_that_returns_ends_its_term(h: &dyn Harness) {
+    work_ending_case(h, "work-returns", Ending::Returns).await;
+}
+
+/// S4: work that fails ends its term with the error's text ([`Reason::WorkFailed`]).
+pub async fn work_that_fails_ends_its_term(h: &dyn Harness) {
+    work_ending_case(h, "work-fails", Ending::Fails).await;
+}
+
+/// S4: work that panics ends its term with the panic's message ([`Reason::WorkPanicked`]); the
+/// candidate goes on. A panic in the `on_leader` closure itself (not its future) is the same:
+/// it never takes the candidate down with its entry at the head of the queue.
+pub async fn work_that_panics_ends_its_term(h: &dyn Harness) {
+    work_ending_case(h, "work-panics", Ending::Panics).await;
+    work_ending_case(h, "work-closure-panics", Ending::ClosurePanics).await;
+}
+
+/// L1 with failing work: a candidate whose work fails at once on every term does not starve the
+/// others (they lead) and does not spin (its terms come at a back-off that grows).
+pub async fn work_failing_at_once_does_not_starve_the_others(h: &dyn Harness) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let p = path(h, "work-fails-at-once");
+    let mut rec = Recorder::new();
+    let t = h.session_timeout();
+    let terms = Arc::new(AtomicUsize::new(0));
+    let n = terms.clone();
+    let a = Candidate::builder(p.as_str(), "a")
+        .session_timeout(t)
+        .on_leader(move |_term| {
+            n.fetch_add(1, Ordering::SeqCst);
+            async { Err::<(), _>("no disk") }
+        })
+        .join(h.backend().await)
+        .await
+        .expect("join");
+    rec.watch(&a);
+    // Alone, it leads and fails again and again, but no faster than its back-off (from T/20,
+    // doubling): a handful of terms in 3 T, not thousands.
+    sleep(t * 3).await;
+    let alone = terms.load(Ordering::SeqCst);
+    assert!(
+        (2..=12).contains(&alone),
+        "{alone} terms in 3 T: the back-off does not hold"
+    );
+    let log = WorkLog::new();
+    let b = join_with_work(h, &p, "b", &log, Duration::ZERO).await;
+    rec.watch(&b);
+    lead(h, &b).await;
+    // b keeps leading: a waits behind it.
+    let before = terms.load(Ordering::SeqCst);
+    sleep(t * 2).await;
+    assert!(b.is_leader(), "b lost leadership: {:?}", b.current());
+    assert_eq!(terms.load(Ordering::SeqCst), before, "a led while b did");
+    wait_queue(h, &b, &["b", "a"]).await;
+    check_leaders(&rec.leader_intervals()).unwrap();
+    a.stop().await;
+    b.stop().await;
+    check_work(&log.spans()).unwrap();
+    assert_eq!(entry_count(h, &p).await, 0);
+}
+
+/// The work hands over by itself with [`Term::resign`](crate::Term::resign): it returns at
+/// once, and the candidate resigns as the work returns, whatever the policy.
+pub async fn work_hands_over_with_term_resign(h: &dyn Harness) {
+    let p = path(h, "work-hands-over");
+    let (go, ready) = tokio::sync::watch::channel(false);
+    let a = Candidate::builder(p.as_str(), "a")
+        .session_timeout(h.session_timeout())
+        .when_work_ends(crate::WorkEnded::KeepLeading)
+        .on_leader(move |term: crate::Term| {
+            let mut ready = ready.clone();
+            async move {
+                if !*ready.borrow_and_update() {
+                    let _ = ready.wait_for(|go| *go).await;
+                    term.resign();
+                    return;
+                }
+                term.cancelled().await;
+            }
+        })
+        .join(h.backend().await)
+        .await
+        .expect("join");
+    let mut events = a.events();
+    let t0 = lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    wait_entries(h, &p, 2).await;
+    go.send_replace(true);
+    let t = transition_where(h, &mut events, "a hands over", |t| t.from.is_leader()).await;
+    assert_eq!(t.reason, Reason::Resigned);
+    assert!(lead(h, &b).await > t0);
+    wait_queue(h, &b, &["b", "a"]).await;
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(entry_count(h, &p).await, 0);
+}
+
+/// `resign()` and `stop()` called from inside the candidate's own leader work return at once
+/// (they would otherwise wait for the work, which waits for them, until the grace ran out and
+/// the work was aborted) and take effect as the work returns.
+pub async fn resign_and_stop_from_inside_the_work(h: &dyn Harness) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let p = path(h, "resign-from-work");
+    let grace = h.session_timeout() / 4;
+    let (handle_tx, handle_rx) = tokio::sync::watch::channel(None::<Arc<Candidate>>);
+    // For each term: how long the call took, and whether the work went on after it.
+    let calls: Arc<Mutex<Vec<(Duration, bool)>>> = Arc::default();
+    let terms = Arc::new(AtomicUsize::new(0));
+    let (calls2, terms2) = (calls.clone(), terms.clone());
+    let a = Candidate::builder(p.as_str(), "a")
+        .session_timeout(h.session_timeout())
+        .leader_grace(grace)
+        .on_leader(move |term: crate::Term| {
+            let mut handle = handle_rx.clone();
+            let (calls, n) = (calls2.clone(), terms2.fetch_add(1, Ordering::SeqCst));
+            async move {
+                let me = handle
+                    .wait_for(Option::is_some)
+                    .await
+                    .expect("handle")
+                    .clone()
+                    .expect("set");
+                let started = Instant::now();
+                if n == 0 {
+                    me.resign().await.expect("resign from the work");
+                } else {
+                    me.stop().await;
+                }
+                let took = started.elapsed();
+                calls.lock().unwrap().push((took, false));
+                // The call took effect: the term is over.
+                term.cancelled().await;
+                calls.lock().unwrap().last_mut().unwrap().1 = true;
+            }
+        })
+        .join(h.backend().await)
+        .await
+        .expect("join");
+    let a = Arc::new(a);
+    let mut events = a.events();
+    lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    wait_entries(h, &p, 2).await;
+    handle_tx.send_replace(Some(a.clone()));
+    lead(h, &b).await;
+    wait_queue(h, &b, &["b", "a"]).await;
+    // Second term: stop from inside.
+    b.resign().await.unwrap();
+    let stopped = async {
+        let mut state = a.state();
+        while !state.borrow_and_update().is_stopped() {
+            state.changed().await.expect("state");
+        }
+    };
+    timeout(patience(h), stopped).await.expect("a stops");
+    lead(h, &b).await;
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    for (took, went_on) in &calls {
+        assert!(*took <= h.slack(), "the call from the work took {took:?}");
+        assert!(went_on, "the work was aborted: {calls:?}");
+    }
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(
+                e,
+                Event::Notice {
+                    notice: Notice::WorkOverranGrace(_),
+                    ..
+                }
+            ),
+            "the work overran its grace"
+        );
+    }
+    assert_eq!(
+        a.current(),
+        ElectionState::Stopped(crate::StopReason::Stopped)
+    );
+    handle_tx.send_replace(None);
+    b.stop().await;
+    assert_eq!(entry_count(h, &p).await, 0);
+}
+
+/// Tasks the work spawns with [`Term::spawn`](crate::Term::spawn) end with the work: cancelled
+/// and awaited before the entry is given up, whether the work stops on cancellation, returns
+/// by itself, or is aborted after the grace.
+pub async fn term_tasks_end_with_the_work(h: &dyn Harness) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    /// Counts live tasks: one more while it exists.
+    struct Alive(Arc<AtomicUsize>);
+    impl Drop for Alive {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let p = path(h, "term-tasks");
+    let alive = Arc::new(AtomicUsize::new(0));
+    let spawned = Arc::new(AtomicUsize::new(0));
+    let (alive2, spawned2) = (alive.clone(), spawned.clone());
+    let grace = h.session_timeout() / 10;
+    let a = Candidate::builder(p.as_str(), "a")
+        .session_timeout(h.session_timeout())
+        .leader_grace(grace)
+        .on_leader(move |term: crate::Term| {
+            let (alive, spawned) = (alive2.clone(), spawned2.clone());
+            async move {
+                for _ in 0..3 {
+                    alive.fetch_add(1, Ordering::SeqCst);
+                    spawned.fetch_add(1, Ordering::SeqCst);
+                    let guard = Alive(alive.clone());
+                    term.spawn(async move {
+                        let _guard = guard;
+                        // Ignores the term's cancellation: only Term::spawn's ends it.
+                        loop {
+                            sleep(Duration::from_millis(5)).await;
+                        }
+                    });
+                }
+                term.cancelled().await;
+            }
+        })
+        .join(h.backend().await)
+        .await
+        .expect("join");
+    lead(h, &a).await;
+    let b = join(h, &p, "b").await;
+    wait_entries(h, &p, 2).await;
+    while spawned.load(Ordering::SeqCst) < 3 {
+        sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(alive.load(Ordering::SeqCst), 3);
+    a.resign().await.unwrap();
+    assert_eq!(
+        alive.load(Ordering::SeqCst),
+        0,
+        "tasks of the term outlived its resignation"
+    );
+    lead(h, &b).await;
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+    assert_eq!(entry_count(h, &p).await, 0);
+}
+
+/// `stop()` returns only once the leader work has ended, also when the work was aborted with
+/// the candidate (the session ended while it led, and the candidate does not rejoin).
+pub async fn stop_returns_after_aborted_work_ended(h: &dyn Harness) {
+    let p = path(h, "stop-awaits-work");
+    let log = WorkLog::new();
+    let a = Candidate::builder(p.as_str(), "a")
+        .session_timeout(h.session_timeout())
+        .rejoin_on_expiry(false)
+        .on_leader(log.work("a", Duration::from_secs(3600)))
+        .join(h.backend().await)
+        .await
+        .expect("join");
+    lead(h, &a).await;
+    let session = a.client().session().await.id();
+    h.expire(session).await;
+    a.stop().await;
+    assert!(a.current().is_stopped(), "{:?}", a.current());
+    assert!(
+        log.spans().iter().all(|s| s.end.is_some()),
+        "stop returned while the work ran: {:?}",
+        log.spans()
+    );
+}

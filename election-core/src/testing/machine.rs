@@ -29,10 +29,11 @@ use tokio::time::Instant;
 use crate::backend::SessionState;
 use crate::backend::{EntryInfo, FencingToken, ListedEntry, Listing, Marker, SessionId};
 use crate::error::{BackendError, ErrorKind};
-use crate::machine::{Action, Input, Machine, MachineConfig};
+use crate::machine::{Action, Input, Machine, MachineConfig, WorkEnd};
 use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
 use crate::state::{ElectionState, Event, StopReason};
+use crate::term::WorkEnded;
 
 use super::invariants::Violation;
 
@@ -48,6 +49,8 @@ pub struct Setup {
     pub rejoin: bool,
     /// Whether the candidate has leader work.
     pub has_work: bool,
+    /// What the candidate does when its work ends by itself while leading.
+    pub when_work_ends: WorkEnded,
 }
 
 impl Default for Setup {
@@ -57,6 +60,7 @@ impl Default for Setup {
             grace_pct: 25,
             rejoin: true,
             has_work: true,
+            when_work_ends: WorkEnded::Resign,
         }
     }
 }
@@ -100,6 +104,9 @@ pub enum Step {
     WatchFail(u8),
     /// Leader work returns by itself (or, once cancelled, stops in time).
     WorkDone,
+    /// Leader work ends by itself while it runs: fails (`0`), panics (`1`), or hands over with
+    /// `Term::resign` and returns (otherwise). Once cancelled, as [`Step::WorkDone`].
+    WorkEnds(u8),
     /// Time advances to the machine's next deadline, which fires.
     Timer,
     /// Time advances by this many milliseconds (deadlines on the way fire).
@@ -169,9 +176,14 @@ struct Run {
     rejoin: bool,
     late_marker: Option<Marker>,
     resigns_pending: usize,
+    /// The machine has work and a policy by which the term ends with it.
+    leads_only_with_work: bool,
     /// The machine handed a sweep of its entries to the client: done once the session has
     /// contact.
     sweep_pending: bool,
+    /// Sessions the machine closed while the service could not be reached: the service expires
+    /// them (and deletes their entries) a timeout later, which `calm` lets happen.
+    closed_unreachable: Vec<u64>,
     trace: String,
 }
 
@@ -237,6 +249,7 @@ impl Run {
             grace,
             rejoin_on_expiry: setup.rejoin,
             has_work: setup.has_work,
+            when_work_ends: setup.when_work_ends,
             marker_prefix: 0x5eed,
         };
         let now = Instant::now();
@@ -267,9 +280,11 @@ impl Run {
             last_term: None,
             stop_at: None,
             rejoin: setup.rejoin,
+            leads_only_with_work: setup.has_work && setup.when_work_ends != WorkEnded::KeepLeading,
             late_marker: None,
             resigns_pending: 0,
             sweep_pending: false,
+            closed_unreachable: Vec::new(),
             trace: String::new(),
         }
     }
@@ -628,7 +643,22 @@ impl Run {
             Step::WorkDone => match self.work {
                 Work::Running(_) | Work::Cancelled(_) => {
                     self.work = Work::Idle;
-                    self.inbox.push_back(Input::WorkDone { aborted: false });
+                    self.inbox.push_back(Input::WorkDone {
+                        end: WorkEnd::Returned,
+                        handover: false,
+                    });
+                }
+                Work::Idle => {}
+            },
+            Step::WorkEnds(k) => match self.work {
+                Work::Running(_) | Work::Cancelled(_) => {
+                    self.work = Work::Idle;
+                    let (end, handover) = match k % 3 {
+                        0 => (WorkEnd::Failed("failed".into()), false),
+                        1 => (WorkEnd::Panicked("panicked".into()), false),
+                        _ => (WorkEnd::Returned, true),
+                    };
+                    self.inbox.push_back(Input::WorkDone { end, handover });
                 }
                 Work::Idle => {}
             },
@@ -789,6 +819,8 @@ impl Run {
                     // session closed at once.
                     if self.connected && self.server_alive {
                         self.expire_server();
+                    } else if self.server_alive {
+                        self.closed_unreachable.push(self.session);
                     }
                     self.told_over = true;
                     self.pending = None;
@@ -850,7 +882,10 @@ impl Run {
             Action::AbortWork => {
                 if self.work != Work::Idle {
                     self.work = Work::Idle;
-                    self.inbox.push_back(Input::WorkDone { aborted: true });
+                    self.inbox.push_back(Input::WorkDone {
+                        end: WorkEnd::Aborted,
+                        handover: false,
+                    });
                 }
             }
             Action::SetTimer(at) => self.timer = at,
@@ -937,6 +972,14 @@ impl Run {
 
     /// The invariants that hold at every instant.
     fn check(&self) -> Result<(), Violation> {
+        // Leader work owns its term: unless the candidate keeps leading when its work ends, it
+        // never leads with no work running.
+        if self.leads_only_with_work && self.state.is_leader() && self.work == Work::Idle {
+            return Err(Violation::new(
+                "S4",
+                "leading after the term's work ended (policy: the work owns its term)",
+            ));
+        }
         // (Two entries of ours can exist for a round trip: a create applied late is found by the
         // next listing and deleted. A second create while one is known, and an orphan left once
         // everything settled, are checked where they happen.)
@@ -970,6 +1013,23 @@ impl Run {
     /// number of steps.
     fn calm(&mut self) -> Result<(), Violation> {
         self.step(&Step::Reconnect)?;
+        self.drain()?;
+        // Sessions closed while the service could not be reached expire there now.
+        for session in std::mem::take(&mut self.closed_unreachable) {
+            if session == self.session && self.server_alive {
+                self.expire_server();
+            } else {
+                let gone: Vec<String> = self
+                    .entries
+                    .iter()
+                    .filter(|e| e.owner == session)
+                    .map(|e| e.name.clone())
+                    .collect();
+                for name in gone {
+                    self.remove(&name);
+                }
+            }
+        }
         self.drain()?;
         let others: Vec<String> = self
             .entries

@@ -97,6 +97,14 @@ macro_rules! conformance_suite {
             cut_leader_steps_down_before_expiry,
             short_cut_keeps_leadership,
             follower_keeps_place_across_reconnect,
+            work_that_returns_ends_its_term,
+            work_that_fails_ends_its_term,
+            work_that_panics_ends_its_term,
+            work_failing_at_once_does_not_starve_the_others,
+            work_hands_over_with_term_resign,
+            resign_and_stop_from_inside_the_work,
+            term_tasks_end_with_the_work,
+            stop_returns_after_aborted_work_ended,
         );
     };
     (@cases [$attr:meta] $harness:expr; $($case:ident),* $(,)?) => {
@@ -134,4 +142,12 @@ pub async fn run_all(h: &dyn Harness) {
     cut_leader_steps_down_before_expiry(h).await;
     short_cut_keeps_leadership(h).await;
     follower_keeps_place_across_reconnect(h).await;
+    work_that_returns_ends_its_term(h).await;
+    work_that_fails_ends_its_term(h).await;
+    work_that_panics_ends_its_term(h).await;
+    work_failing_at_once_does_not_starve_the_others(h).await;
+    work_hands_over_with_term_resign(h).await;
+    resign_and_stop_from_inside_the_work(h).await;
+    term_tasks_end_with_the_work(h).await;
+    stop_returns_after_aborted_work_ended(h).await;
 }

@@ -182,6 +182,37 @@ impl WorkLog {
         }
     }
 
+    /// Work for candidate `id` that fails at once on every term (an `Err` with the text
+    /// `"fails at once"`), each term recorded as a span.
+    pub fn failing(
+        &self,
+        id: &str,
+    ) -> impl Fn(Term) -> std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>
+           + Send
+           + Sync
+           + 'static {
+        let spans = self.spans.clone();
+        let id = id.to_owned();
+        move |term: Term| {
+            let spans = spans.clone();
+            let id = id.clone();
+            Box::pin(async move {
+                let index = {
+                    let mut s = spans.lock().expect("work log");
+                    s.push(WorkSpan {
+                        candidate: id,
+                        token: term.token(),
+                        start: Instant::now(),
+                        end: None,
+                    });
+                    s.len() - 1
+                };
+                let _guard = SpanGuard { spans, index };
+                Err("fails at once".to_owned())
+            })
+        }
+    }
+
     /// The spans so far.
     pub fn spans(&self) -> Vec<WorkSpan> {
         self.spans.lock().expect("work log").clone()

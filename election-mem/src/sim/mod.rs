@@ -159,6 +159,8 @@ struct SimCandidate {
     path: usize,
     handle: Option<Candidate>,
     status: Status,
+    /// Its leader work fails at once on every term: it is not expected to hold leadership.
+    fails_at_once: bool,
 }
 
 struct SimClient {
@@ -521,6 +523,7 @@ impl Sim {
             WorkKind::Quick => builder.on_leader(self.work.work(&id, Duration::ZERO)),
             WorkKind::Slow => builder.on_leader(self.work.work(&id, grace / 2)),
             WorkKind::Stubborn => builder.on_leader(self.work.work(&id, Duration::from_secs(3600))),
+            WorkKind::FailsAtOnce => builder.on_leader(self.work.failing(&id)),
         };
         let config = builder
             .build()
@@ -540,6 +543,7 @@ impl Sim {
             path: p,
             handle: Some(handle),
             status: Status::Running,
+            fails_at_once: work == WorkKind::FailsAtOnce,
         });
     }
 
@@ -686,6 +690,8 @@ impl Sim {
                 .candidates
                 .iter()
                 .filter(|c| c.path == p && c.status == Status::Running)
+                // Work that fails at once gives every term up: the others must lead, not it.
+                .filter(|c| !c.fails_at_once)
                 .filter(|c| {
                     c.handle
                         .as_ref()

@@ -59,6 +59,9 @@ pub enum WorkKind {
     Slow,
     /// Ignores cancellation: aborted after the grace.
     Stubborn,
+    /// Fails at once on every term: the candidate resigns each time (after a growing back-off)
+    /// and must not starve the others.
+    FailsAtOnce,
 }
 
 /// One operation of a schedule.
@@ -255,11 +258,12 @@ impl Schedule {
 }
 
 fn join(rng: &mut SplitMix64) -> Op {
-    let work = match rng.below(4) {
+    let work = match rng.below(5) {
         0 => WorkKind::None,
         1 => WorkKind::Quick,
         2 => WorkKind::Slow,
-        _ => WorkKind::Stubborn,
+        3 => WorkKind::Stubborn,
+        _ => WorkKind::FailsAtOnce,
     };
     Op::Join {
         client: rng.index(),
