@@ -13,7 +13,10 @@
 //!   created later always sort after ours, so nothing can have come between; the read, not our
 //!   own watch, rules out our entry having gone in the same transaction).
 //! - **S4**: leader work is cancelled when the term ends and awaited (at most the grace, then
-//!   aborted) before our entry is deleted or a new term of ours starts.
+//!   aborted) before our entry is deleted or a new term of ours starts. The other way round,
+//!   work that ends by itself (returns, fails, panics) while its term is live ends the term as
+//!   the candidate's [`WorkEnded`] policy says: resign and rejoin at the tail after a back-off
+//!   that grows while terms keep ending at once, leave, or keep leading.
 //! - **S5**: a create whose outcome is unknown is looked up by its marker before anything else;
 //!   entries of ours that are not our current one are deleted when a listing shows them.
 //! - **L3**: a follower watches only its direct predecessor; **L4**: after the session ends we

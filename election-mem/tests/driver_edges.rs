@@ -182,3 +182,70 @@ async fn stop_returns_only_after_aborted_work_has_ended() {
         );
     }
 }
+
+/// Issue 18, point 5: `leave()` called from the candidate's own leader work returns at once
+/// (it waited for the work, which waited for it, until the grace ran out and the work was
+/// aborted) and takes effect as the work returns: the candidate leaves for good, nothing stays.
+#[tokio::test(start_paused = true)]
+async fn leave_from_inside_the_work_returns_at_once_and_takes_effect() {
+    let cluster = MemCluster::new();
+    let (handle_tx, handle_rx) = watch::channel(None::<Arc<Candidate>>);
+    let went_on = Arc::new(AtomicBool::new(false));
+    let flag = went_on.clone();
+    let a = Candidate::builder(P, "a")
+        .session_timeout(T)
+        .on_leader(move |term| {
+            let (mut handle, flag) = (handle_rx.clone(), flag.clone());
+            async move {
+                let me = handle
+                    .wait_for(Option::is_some)
+                    .await
+                    .unwrap()
+                    .clone()
+                    .unwrap();
+                let started = tokio::time::Instant::now();
+                me.leave().await.expect("leave from the work");
+                assert_eq!(started.elapsed(), Duration::ZERO, "leave waited");
+                term.cancelled().await;
+                flag.store(true, Ordering::SeqCst);
+            }
+        })
+        .join(cluster.backend())
+        .await
+        .unwrap();
+    let a = Arc::new(a);
+    let mut events = a.events();
+    a.wait_for_leadership(T).await.unwrap();
+    let b = Candidate::builder(P, "b")
+        .session_timeout(T)
+        .join(cluster.backend())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    handle_tx.send_replace(Some(a.clone()));
+    b.wait_for_leadership(T).await.expect("b leads");
+    assert!(went_on.load(Ordering::SeqCst), "the work was aborted");
+    assert_eq!(a.current(), ElectionState::Stopped(StopReason::Resigned));
+    while let Ok(e) = events.try_recv() {
+        assert!(
+            !matches!(
+                e,
+                election_core::Event::Notice {
+                    notice: election_core::Notice::WorkOverranGrace(_),
+                    ..
+                }
+            ),
+            "the work overran its grace"
+        );
+    }
+    let ids: Vec<String> = b
+        .participants()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(ids, ["b"]);
+    handle_tx.send_replace(None);
+    b.stop().await;
+}
