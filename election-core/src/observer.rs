@@ -91,7 +91,6 @@ async fn follow(client: Client, path: ElectionPath, tx: watch::Sender<Option<Lea
                 continue;
             }
         };
-        backoff = Duration::from_millis(10);
         let leader = match listing.entries.first() {
             None => None,
             Some(head) if head_name.as_deref() == Some(head.name.as_str()) => tx.borrow().clone(),
@@ -108,9 +107,18 @@ async fn follow(client: Client, path: ElectionPath, tx: watch::Sender<Option<Lea
                         })
                 }
                 // Gone already: its notification has fired; list again.
-                _ => continue,
+                Ok(None) => continue,
+                // Issue 18, point 7: a read that fails (no permission, a service in trouble)
+                // backs off like a failed listing, never lists again at once.
+                Err(e) => {
+                    warn!(path = %path, entry = %head.name, error = %e, "observer could not read the head's entry; retrying");
+                    sleep(client.jittered(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
             },
         };
+        backoff = Duration::from_millis(10);
         if listing.entries.is_empty() {
             head_name = None;
         }
