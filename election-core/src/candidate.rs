@@ -18,6 +18,12 @@ use crate::state::{ElectionState, Event, LeaderInfo, Participant};
 /// Dropping the handle withdraws the candidate in the background, as [`stop`](Self::stop)
 /// does; `stop` also waits until that is done.
 ///
+/// **Shutting down**: withdrawal runs on the tokio runtime, so a runtime that shuts down (the
+/// end of `main`, a panic) withdraws nothing: the entry stays until the service expires the
+/// session, and a successor waits up to the session timeout. Call `stop().await` on every
+/// candidate (or [`Client::close`](crate::Client::close)) before leaving `main`. A handle
+/// dropped after its runtime is gone does not panic.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
