@@ -61,6 +61,7 @@ pub use observer::Observer;
 pub use path::{ElectionPath, MAX_PATH_LEN};
 pub use record::CandidateRecord;
 pub use state::{
-    Contact, ElectionState, Event, LeaderInfo, Notice, Participant, Reason, StopReason, Transition,
+    Contact, ElectionState, Event, LeaderInfo, LeaderView, Notice, Participant, Reason, StopReason,
+    Transition,
 };
 pub use term::Term;

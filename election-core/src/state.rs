@@ -93,6 +93,34 @@ pub struct LeaderInfo {
     pub session: SessionId,
 }
 
+/// What an [`Observer`](crate::Observer) knows of who leads an election.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum LeaderView {
+    /// Not known yet: the observer has not listed the election since it started (or cannot
+    /// read the head's record). Not the same as [`LeaderView::Nobody`].
+    #[default]
+    Unknown,
+    /// The observer's last listing found the election empty: nobody leads.
+    Nobody,
+    /// This candidate leads, as of the observer's last listing.
+    Leader(LeaderInfo),
+}
+
+impl LeaderView {
+    /// The leader, if one is known.
+    pub fn leader(&self) -> Option<&LeaderInfo> {
+        match self {
+            Self::Leader(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// `false` while [`LeaderView::Unknown`].
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Unknown)
+    }
+}
+
 /// One participant of an election, in queue order
 /// ([`Client::participants`](crate::Client::participants)).
 #[derive(Clone, Debug, PartialEq, Eq)]

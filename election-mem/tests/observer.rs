@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use election_core::{Candidate, Client, ElectionPath};
+use election_core::{Candidate, Client, ElectionPath, LeaderView};
 use election_mem::{MemCluster, Permission};
 
 const T: Duration = Duration::from_secs(3);
@@ -40,4 +40,50 @@ async fn an_observer_that_cannot_read_backs_off() {
     cluster.allow("/obs/read-error", Permission::Read);
     drop(observer);
     leader.stop().await;
+}
+
+/// Issue 8, point 3: before its first listing an observer says "not known yet", not "nobody
+/// leads", while someone does; then it knows the leader, and "nobody" once the election empties.
+#[tokio::test(start_paused = true)]
+async fn an_observer_tells_unknown_from_nobody() {
+    let cluster = MemCluster::new();
+    let path = ElectionPath::new("/obs/unknown").unwrap();
+    let a = Candidate::builder(path.as_str(), "a")
+        .session_timeout(T)
+        .join(cluster.backend())
+        .await
+        .unwrap();
+    a.wait_for_leadership(T).await.unwrap();
+    let client = Client::connect(cluster.backend(), T).await.unwrap();
+    cluster.set_latency(Duration::from_millis(50));
+    let observer = client.observe(&path);
+    assert_eq!(observer.current(), LeaderView::Unknown);
+    assert!(!observer.current().is_known());
+    let leader = tokio::time::timeout(T, observer.wait_for_leader())
+        .await
+        .expect("a leader within T")
+        .unwrap();
+    assert_eq!(leader.id, "a");
+    assert_eq!(observer.current().leader(), Some(&leader));
+    a.stop().await;
+    let mut view = observer.leader();
+    tokio::time::timeout(T, view.wait_for(|v| *v == LeaderView::Nobody))
+        .await
+        .expect("nobody leads once a stopped")
+        .unwrap();
+}
+
+/// An observer of an empty election knows, after its first listing, that nobody leads.
+#[tokio::test(start_paused = true)]
+async fn an_observer_of_an_empty_election_sees_nobody() {
+    let cluster = MemCluster::new();
+    let client = Client::connect(cluster.backend(), T).await.unwrap();
+    let observer = client.observe(&ElectionPath::new("/obs/empty").unwrap());
+    assert_eq!(observer.current(), LeaderView::Unknown);
+    let mut view = observer.leader();
+    tokio::time::timeout(T, view.wait_for(LeaderView::is_known))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(observer.current(), LeaderView::Nobody);
 }

@@ -62,9 +62,10 @@ pub use election_core::{
     backend, record, BackendError, BackendSession, Candidate, CandidateBuilder, CandidateConfig,
     CandidateRecord, Client, ClientBuilder, ConfigError, Contact, CoordinationBackend,
     ElectionError, ElectionPath, ElectionState, EntryInfo, ErrorKind, Event, FencingToken,
-    LeaderInfo, ListedEntry, Listing, Marker, Notice, Notification, Observer, Participant, Reason,
-    SessionId, SessionState, StopReason, Term, Transition, Watch, DEFAULT_SESSION_TIMEOUT,
-    DEFAULT_STEP_DOWN_FRACTION, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
+    LeaderInfo, LeaderView, ListedEntry, Listing, Marker, Notice, Notification, Observer,
+    Participant, Reason, SessionId, SessionState, StopReason, Term, Transition, Watch,
+    DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN,
+    MAX_SESSION_TIMEOUT,
 };
 
 /// The cancellation signal a [`Term`] carries ([`Term::cancellation`]), from `tokio-util`.

@@ -605,23 +605,23 @@ pub async fn observer_follows_the_leader(h: &dyn Harness) {
     let observer = watcher.observe(&p);
     let a = join(h, &p, "a").await;
     let ta = lead(h, &a).await;
-    let seen = observer
-        .next_leader(None, patience(h))
+    let seen = tokio::time::timeout(patience(h), observer.next_leader(None))
         .await
-        .expect("observer sees a");
+        .expect("observer sees a")
+        .unwrap();
     assert_eq!((seen.id.as_str(), seen.token), ("a", ta));
     let b = join(h, &p, "b").await;
     wait_entries(h, &p, 2).await;
     a.leave().await.unwrap();
     let tb = lead(h, &b).await;
-    let seen = observer
-        .next_leader(Some(ta), patience(h))
+    let seen = tokio::time::timeout(patience(h), observer.next_leader(Some(ta)))
         .await
-        .expect("observer sees b");
+        .expect("observer sees b")
+        .unwrap();
     assert_eq!((seen.id.as_str(), seen.token), ("b", tb));
     b.stop().await;
     let deadline = Instant::now() + patience(h);
-    while observer.leader().borrow().is_some() {
+    while observer.current() != crate::LeaderView::Nobody {
         assert!(Instant::now() < deadline, "observer still shows a leader");
         settle(h).await;
     }
