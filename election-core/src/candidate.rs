@@ -146,8 +146,8 @@ impl Candidate {
                     if let Some(token) = now.token() {
                         return Ok(token);
                     }
-                    if now.is_stopped() {
-                        return Err(ElectionError::Stopped);
+                    if let ElectionState::Stopped(reason) = &*now {
+                        return Err(stopped_error(reason));
                     }
                 }
                 if state.changed().await.is_err() {
@@ -207,7 +207,8 @@ impl Candidate {
     /// Ends the candidate at once, as if its process had crashed: no withdrawal, no session
     /// close, leader work aborted. Its entry stays until its session ends; for a candidate with
     /// its own session ([`CandidateBuilder::join`]) that is when the backend expires it. For crash
-    /// tests.
+    /// tests only (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn abort(mut self) {
         self.client.mark_crashed();
         if let Some(task) = self.task.take() {
@@ -231,5 +232,13 @@ impl std::fmt::Debug for Candidate {
             .field("id", &self.id)
             .field("state", &*self.state.borrow())
             .finish()
+    }
+}
+
+/// The error a wait on a stopped candidate ends with.
+fn stopped_error(reason: &crate::StopReason) -> ElectionError {
+    match reason {
+        crate::StopReason::ClientClosed => ElectionError::ClientClosed,
+        _ => ElectionError::Stopped,
     }
 }

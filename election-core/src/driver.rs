@@ -15,9 +15,9 @@ use tracing::{error, warn};
 
 use crate::backend::FencingToken;
 use crate::backend::{BackendSession, SessionState, Watch};
-use crate::client::Client;
 use crate::machine::{Action, Input, Machine};
 use crate::path::ElectionPath;
+use crate::session::Session;
 use crate::state::{ElectionState, Event, Notice, Transition};
 use crate::term::{LeaderWork, Term};
 
@@ -30,6 +30,8 @@ pub(crate) enum Command {
         done: oneshot::Sender<()>,
     },
     Stop,
+    /// The client is closing: withdraw as on `Stop`, with its own reason.
+    Close,
 }
 
 /// The channels a driver publishes on.
@@ -43,7 +45,7 @@ pub(crate) struct Outlets {
 
 pub(crate) struct Driver {
     machine: Machine,
-    client: Client,
+    session_owner: Session,
     path: ElectionPath,
     record: Arc<[u8]>,
     session: Arc<dyn BackendSession>,
@@ -67,7 +69,7 @@ impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         machine: Machine,
-        client: Client,
+        session_owner: Session,
         path: ElectionPath,
         record: Vec<u8>,
         session: Arc<dyn BackendSession>,
@@ -80,7 +82,7 @@ impl Driver {
         // seen then): a change published since is still to come.
         Self {
             machine,
-            client,
+            session_owner,
             path,
             record: record.into(),
             session,
@@ -115,7 +117,8 @@ impl Driver {
             self.machine.handle(Instant::now(), input);
         }
         // Dropping the JoinSet aborts any work still running; watches and requests go with self.
-        self.client.release_member(&self.path, self.machine.id());
+        self.session_owner
+            .release_member(&self.path, self.machine.id());
     }
 
     async fn next_input(&mut self) -> Input {
@@ -176,6 +179,7 @@ impl Driver {
                 Input::Resign { rejoin }
             }
             Wake::Command(Some(Command::Stop)) => Input::Stop,
+            Wake::Command(Some(Command::Close)) => Input::Close,
             // The handle was dropped: withdraw, as `stop` would.
             Wake::Command(None) => {
                 self.commands_open = false;
@@ -193,15 +197,18 @@ impl Driver {
                 self.request = None;
                 self.predecessor = None;
                 self.own = None;
-                let client = self.client.clone();
+                let owner = self.session_owner.clone();
                 let old = s.id();
                 self.opening = Some(Box::pin(async move {
                     let mut backoff = Duration::from_millis(50);
                     loop {
-                        match client.renew_session(old).await {
+                        match owner.renew(old).await {
                             Ok(session) => return session,
+                            // The client is closing: it stops this candidate (`Command::Close`);
+                            // nothing reopens a closed client's session.
+                            Err(crate::ElectionError::ClientClosed) => pending().await,
                             Err(e) => {
-                                let delay = client.jittered(backoff);
+                                let delay = owner.jittered(backoff);
                                 warn!(error = %e, backoff = ?backoff, delay = ?delay, "could not open a new session; retrying");
                                 sleep(delay).await;
                                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -212,7 +219,7 @@ impl Driver {
             }
             Action::SweepLater => {
                 let prefix = self.machine.marker_prefix();
-                self.client.sweep_later(path, &s, prefix);
+                self.session_owner.sweep_later(path, &s, prefix);
             }
             Action::CloseSession => {
                 // Not awaited here: its end comes back through the session's state.
@@ -284,7 +291,7 @@ impl Driver {
                     self.outlets.state.send_replace(state);
                 }
                 if let Some((at, token)) = seen {
-                    if let Some(last) = self.client.note_token(&self.path, token) {
+                    if let Some(last) = self.session_owner.note_token(&self.path, token) {
                         error!(path = %self.path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
                         let notice = Notice::TokenWentBack { token, last };
                         let _ = self.outlets.events.send(Event::Notice { at, notice });

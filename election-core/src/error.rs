@@ -183,6 +183,10 @@ pub enum ElectionError {
     /// A wait ran out of time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The client was closed ([`Client::close`](crate::Client::close)): nothing runs on it
+    /// any more, and it does not reopen its session.
+    #[error("the client was closed")]
+    ClientClosed,
     /// A second candidate was asked for on the same session and path under the same id.
     #[error("candidate {id:?} already runs in election {path}")]
     Duplicate {

@@ -41,6 +41,7 @@ mod machine;
 mod observer;
 mod path;
 pub mod record;
+pub(crate) mod session;
 mod state;
 mod term;
 #[cfg(feature = "testing")]

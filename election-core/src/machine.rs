@@ -95,6 +95,8 @@ pub(crate) enum Input {
     },
     /// Withdraw and finish.
     Stop,
+    /// Withdraw and finish because the client is closing (it closes the session after).
+    Close,
 }
 
 /// What the driver must do.
@@ -390,6 +392,9 @@ impl Machine {
             }
             Input::Stop => {
                 self.begin_release(now, Goal::Stop(StopReason::Stopped), Reason::Stopped)
+            }
+            Input::Close => {
+                self.begin_release(now, Goal::Stop(StopReason::ClientClosed), Reason::Stopped)
             }
         }
         self.finish_step(now);

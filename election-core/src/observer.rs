@@ -9,10 +9,10 @@ use tokio::time::sleep;
 use tracing::{debug, warn};
 
 use crate::backend::FencingToken;
-use crate::client::Client;
 use crate::error::{ElectionError, ErrorKind};
 use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
+use crate::session::Session;
 use crate::state::{LeaderInfo, LeaderView};
 
 /// Follows the leader of one election. Made by [`Client::observe`]; stops when dropped.
@@ -40,15 +40,38 @@ use crate::state::{LeaderInfo, LeaderView};
 #[must_use = "an observer stops following when dropped"]
 pub struct Observer {
     path: ElectionPath,
+    session: Session,
     leader: watch::Receiver<LeaderView>,
     task: JoinHandle<()>,
 }
 
 impl Observer {
-    pub(crate) fn spawn(client: Client, path: ElectionPath) -> Self {
+    pub(crate) fn spawn(session: Session, path: ElectionPath) -> Self {
         let (tx, leader) = watch::channel(LeaderView::Unknown);
-        let task = tokio::spawn(follow(client, path.clone(), tx));
-        Self { path, leader, task }
+        let closing = session.closing();
+        let owner = session.clone();
+        let watched = path.clone();
+        // A closing client stops its observers first: the follower is dropped, nothing of it
+        // can reopen the session, and the view goes back to Unknown.
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                () = closing.cancelled() => {}
+                () = follow(owner, watched, &tx) => {}
+            }
+            tx.send_replace(LeaderView::Unknown);
+        });
+        Self {
+            path,
+            session,
+            leader,
+            task,
+        }
+    }
+
+    /// `true` once the observer follows no more: its client was closed.
+    pub fn is_stopped(&self) -> bool {
+        self.session.is_closed()
     }
 
     /// The election path.
@@ -71,7 +94,7 @@ impl Observer {
     /// Waits until someone leads (at once if someone does), and returns the leader.
     ///
     /// No timeout of its own: wrap it in `tokio::time::timeout` to bound it. Fails with
-    /// [`ElectionError::Stopped`] if the observer stops first.
+    /// [`ElectionError::ClientClosed`] if the client is closed first.
     pub async fn wait_for_leader(&self) -> Result<LeaderInfo, ElectionError> {
         self.next_leader(None).await
     }
@@ -80,20 +103,27 @@ impl Observer {
     /// `None`), and returns the new leader.
     ///
     /// No timeout of its own: wrap it in `tokio::time::timeout` to bound it. Fails with
-    /// [`ElectionError::Stopped`] if the observer stops first.
+    /// [`ElectionError::ClientClosed`] if the client is closed first.
     pub async fn next_leader(
         &self,
         not: Option<FencingToken>,
     ) -> Result<LeaderInfo, ElectionError> {
         let mut rx = self.leader.clone();
         loop {
+            if self.session.is_closed() {
+                return Err(ElectionError::ClientClosed);
+            }
             if let LeaderView::Leader(l) = &*rx.borrow_and_update() {
                 if Some(l.token) != not {
                     return Ok(l.clone());
                 }
             }
-            if rx.changed().await.is_err() {
-                return Err(ElectionError::Stopped);
+            if self.session.is_closed() || rx.changed().await.is_err() {
+                return Err(if self.session.is_closed() {
+                    ElectionError::ClientClosed
+                } else {
+                    ElectionError::Stopped
+                });
             }
         }
     }
@@ -114,17 +144,20 @@ impl std::fmt::Debug for Observer {
     }
 }
 
-async fn follow(client: Client, path: ElectionPath, tx: watch::Sender<LeaderView>) {
+async fn follow(client: Session, path: ElectionPath, tx: &watch::Sender<LeaderView>) {
     let mut backoff = Duration::from_millis(10);
     // The head entry the published leader was read from: re-read only when the head changes.
     let mut head_name: Option<String> = None;
     loop {
-        let session = client.session().await;
+        let session = client.current();
         let (listing, changed) = match session.list_and_watch(&path).await {
             Ok(x) => x,
             Err(e) => {
                 if e.kind() == ErrorKind::SessionGone {
-                    if let Err(e) = client.renew_session(session.id()).await {
+                    if let Err(e) = client.renew(session.id()).await {
+                        if matches!(e, ElectionError::ClientClosed) {
+                            return;
+                        }
                         warn!(path = %path, error = %e, "observer could not open a new session");
                     }
                 } else {

@@ -146,6 +146,9 @@ pub enum StopReason {
     SessionEnded,
     /// The backend refused for good (no permission, a rejected request): the message says why.
     Failed(String),
+    /// [`Client::close`](crate::Client::close) was called on the client this candidate runs
+    /// on: it withdrew as on `stop`, and the closed client does not rejoin.
+    ClientClosed,
 }
 
 /// Why a state changed.

@@ -425,6 +425,79 @@ pub async fn leader_work_ends_before_successor_starts(h: &dyn Harness) {
     );
 }
 
+/// S4 across [`Client::close`] (issue 18, point 1): closing the client of a leader stops its
+/// candidates first (their work ended and awaited, their entries deleted), then closes the
+/// session, so the successor's work starts only after ours ended; and the client stays closed:
+/// no rejoin, no observer reopening a session, no join.
+pub async fn close_while_leading_stops_work_before_successor(h: &dyn Harness) {
+    let p = path(h, "close-leading");
+    let log = WorkLog::new();
+    let stop_delay = h.session_timeout() / 10;
+    let client = Client::connect(h.backend().await, h.session_timeout())
+        .await
+        .unwrap();
+    let a = client
+        .join(
+            Candidate::builder(p.as_str(), "a")
+                .on_leader(log.work("a", stop_delay))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    lead(h, &a).await;
+    let observer = client.observe(&p);
+    let b = join_with_work(h, &p, "b", &log, stop_delay).await;
+    wait_entries(h, &p, 2).await;
+    let closed_session = client.session_id();
+    let closing_at = Instant::now();
+    client.close().await;
+    lead(h, &b).await;
+    settle(h).await;
+    let spans = log.spans();
+    check_work(&spans).unwrap();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    // a's work was stopped as `stop` stops it, given its time to wind down, not aborted by the
+    // session's end.
+    let a_end = spans[0].end.expect("a's work ended");
+    assert!(
+        a_end >= closing_at + stop_delay,
+        "a's work was cut short: {spans:?}"
+    );
+    assert_eq!(
+        a.current(),
+        ElectionState::Stopped(crate::StopReason::ClientClosed)
+    );
+    // Closed stays closed.
+    sleep(h.session_timeout() * 2).await;
+    assert_eq!(
+        a.current(),
+        ElectionState::Stopped(crate::StopReason::ClientClosed)
+    );
+    assert_eq!(
+        client.session_id(),
+        closed_session,
+        "the session was reopened"
+    );
+    assert_eq!(entry_count(h, &p).await, 1);
+    assert!(observer.is_stopped());
+    assert!(matches!(
+        observer.wait_for_leader().await,
+        Err(ElectionError::ClientClosed)
+    ));
+    assert!(matches!(
+        client
+            .join(Candidate::builder(p.as_str(), "c").build().unwrap())
+            .await,
+        Err(ElectionError::ClientClosed)
+    ));
+    assert!(matches!(
+        client.current_leader(&p).await,
+        Err(ElectionError::ClientClosed)
+    ));
+    b.stop().await;
+}
+
 /// S4: work that ignores cancellation is aborted after the grace, reported, and the successor
 /// leads only after that.
 pub async fn slow_leader_work_is_aborted_after_grace(h: &dyn Harness) {
