@@ -13,6 +13,11 @@ use crate::error::ElectionError;
 use crate::path::ElectionPath;
 use crate::state::{ElectionState, Event, LeaderInfo, Participant};
 
+/// How many events a receiver of [`Candidate::events`] may fall behind before it loses the
+/// oldest: a candidate emits a handful per change of leader, so tens are plenty for a reader
+/// that keeps up; allocated up front for every candidate.
+pub const EVENTS_CAPACITY: usize = 64;
+
 /// A running candidate.
 ///
 /// Dropping the handle withdraws the candidate in the background, as [`stop`](Self::stop)
@@ -114,8 +119,14 @@ impl Candidate {
         self.state.borrow().clone()
     }
 
-    /// A stream of transitions (with reasons) and notices, from now on. A receiver that falls
-    /// more than 1024 events behind loses the oldest (and is told so by `Lagged`).
+    /// A stream of transitions (with reasons) and notices, from now on.
+    ///
+    /// A receiver that falls more than [`EVENTS_CAPACITY`] events behind loses the oldest: its
+    /// next `recv` says `Lagged(n)` with how many were lost, and goes on from the oldest kept.
+    /// What it lost is gone for it (the transitions, with their reasons and notices); the
+    /// current state is never lost: [`state`](Self::state) always holds it. Events share the
+    /// leader payloads they carry ([`LeaderInfo::payload`] is an `Arc`), so a lagging receiver
+    /// holds at most [`EVENTS_CAPACITY`] events, not that many copies of each payload.
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }

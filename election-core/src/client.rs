@@ -157,7 +157,7 @@ impl Client {
             Instant::now(),
         );
         let (state_tx, state_rx) = watch::channel(machine.state().clone());
-        let (events_tx, _) = broadcast::channel(1024);
+        let (events_tx, _) = broadcast::channel(crate::candidate::EVENTS_CAPACITY);
         let (done_tx, done_rx) = watch::channel(());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let driver = Driver::new(
@@ -226,7 +226,7 @@ impl Client {
                 match CandidateRecord::decode(&info.data) {
                     Ok(record) => Ok(Some(Some(LeaderInfo {
                         id: record.id,
-                        payload: record.payload,
+                        payload: record.payload.into(),
                         token: info.token,
                         session: info.owner,
                     }))),

@@ -51,7 +51,7 @@ pub use backend::{
     BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedEntry, Listing, Marker,
     Notification, SessionId, SessionState, Watch,
 };
-pub use candidate::Candidate;
+pub use candidate::{Candidate, EVENTS_CAPACITY};
 pub use client::{Client, ClientBuilder};
 pub use config::{
     CandidateBuilder, CandidateConfig, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,

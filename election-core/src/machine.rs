@@ -695,7 +695,7 @@ impl Machine {
                     Ok(record) => {
                         self.leader = Some(LeaderInfo {
                             id: record.id,
-                            payload: record.payload,
+                            payload: record.payload.into(),
                             token: info.token,
                             session: info.owner,
                         });

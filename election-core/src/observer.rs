@@ -178,7 +178,7 @@ async fn follow(client: Session, path: ElectionPath, tx: &watch::Sender<LeaderVi
                         head_name = Some(head.name.clone());
                         LeaderView::Leader(LeaderInfo {
                             id: r.id,
-                            payload: r.payload,
+                            payload: r.payload.into(),
                             token: info.token,
                             session: info.owner,
                         })

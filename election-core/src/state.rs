@@ -1,5 +1,7 @@
 //! What a user sees of a candidate: its state, the reasons it changes, and notices.
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 
 use crate::backend::{FencingToken, SessionId};
@@ -85,8 +87,8 @@ pub enum Contact {
 pub struct LeaderInfo {
     /// The leader's candidate id.
     pub id: String,
-    /// The leader's payload.
-    pub payload: Vec<u8>,
+    /// The leader's payload, shared by every copy of this value (states and events).
+    pub payload: Arc<[u8]>,
     /// The leader's term token.
     pub token: FencingToken,
     /// The leader's session.

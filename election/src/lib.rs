@@ -64,8 +64,8 @@ pub use election_core::{
     ElectionError, ElectionPath, ElectionState, EntryInfo, ErrorKind, Event, FencingToken,
     LeaderInfo, LeaderView, ListedEntry, Listing, Marker, Notice, Notification, Observer,
     Participant, Reason, SessionId, SessionState, StopReason, Term, Transition, Watch,
-    DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN,
-    MAX_SESSION_TIMEOUT,
+    DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, EVENTS_CAPACITY, MAX_ID_LEN, MAX_PATH_LEN,
+    MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
 };
 
 /// The cancellation signal a [`Term`] carries ([`Term::cancellation`]), from `tokio-util`.

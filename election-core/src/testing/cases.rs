@@ -264,7 +264,7 @@ pub async fn first_joiner_leads_with_its_entry_token(h: &dyn Harness) {
     let b = join(h, &p, "b").await;
     let leader = b.current_leader().await.unwrap().expect("a leads");
     assert_eq!((leader.id.as_str(), leader.token), ("a", token));
-    assert_eq!(leader.payload, b"payload-of-a");
+    assert_eq!(&*leader.payload, b"payload-of-a");
     settle(h).await;
     assert!(!b.is_leader());
     assert!(
