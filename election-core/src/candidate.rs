@@ -1,7 +1,4 @@
 //! The candidate handle: what a user holds while running in an election.
-
-use std::time::Duration;
-
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -47,7 +44,7 @@ pub const EVENTS_CAPACITY: usize = 64;
 ///     })
 ///     .join(backend)
 ///     .await?;
-/// let token = candidate.wait_for_leadership(Duration::from_secs(5)).await?;
+/// let token = tokio::time::timeout(Duration::from_secs(5), candidate.wait_for_leadership()).await??;
 /// assert!(candidate.is_leader());
 /// println!("leading with token {token}");
 /// candidate.stop().await;
@@ -141,34 +138,29 @@ impl Candidate {
         self.state.borrow().token()
     }
 
-    /// Waits until this candidate leads, and returns its term token.
+    /// Waits until this candidate leads (at once if it does), and returns its term token.
     ///
-    /// Fails with [`ElectionError::Timeout`] after `timeout`, and with
-    /// [`ElectionError::Stopped`] if the candidate stops first.
-    pub async fn wait_for_leadership(
-        &self,
-        timeout: Duration,
-    ) -> Result<FencingToken, ElectionError> {
+    /// No timeout of its own, like every tokio future: bound it with
+    /// `tokio::time::timeout(limit, candidate.wait_for_leadership())` where it must be (its
+    /// `Elapsed` converts into [`ElectionError::Timeout`]). Fails with
+    /// [`ElectionError::Stopped`] if the candidate stops first, and with
+    /// [`ElectionError::ClientClosed`] if its client is closed.
+    pub async fn wait_for_leadership(&self) -> Result<FencingToken, ElectionError> {
         let mut state = self.state.clone();
-        let wait = async {
-            loop {
-                {
-                    let now = state.borrow_and_update();
-                    if let Some(token) = now.token() {
-                        return Ok(token);
-                    }
-                    if let ElectionState::Stopped(reason) = &*now {
-                        return Err(stopped_error(reason));
-                    }
+        loop {
+            {
+                let now = state.borrow_and_update();
+                if let Some(token) = now.token() {
+                    return Ok(token);
                 }
-                if state.changed().await.is_err() {
-                    return Err(ElectionError::Stopped);
+                if let ElectionState::Stopped(reason) = &*now {
+                    return Err(stopped_error(reason));
                 }
             }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .unwrap_or(Err(ElectionError::Timeout(timeout)))
+            if state.changed().await.is_err() {
+                return Err(ElectionError::Stopped);
+            }
+        }
     }
 
     /// Who leads now, read fresh from the backend.

@@ -180,9 +180,11 @@ pub enum ElectionError {
     /// The candidate has stopped (it was stopped, or its session ended and re-candidacy is off).
     #[error("the candidate has stopped")]
     Stopped,
-    /// A wait ran out of time.
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
+    /// A wait bounded with `tokio::time::timeout` ran out of time (converted from its
+    /// `Elapsed`, so that `timeout(limit, candidate.wait_for_leadership()).await??` works in a
+    /// function returning `ElectionError`).
+    #[error("timed out")]
+    Timeout,
     /// The client was closed ([`Client::close`](crate::Client::close)): nothing runs on it
     /// any more, and it does not reopen its session.
     #[error("the client was closed")]
@@ -195,6 +197,12 @@ pub enum ElectionError {
         /// The candidate id.
         id: String,
     },
+}
+
+impl From<tokio::time::error::Elapsed> for ElectionError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        Self::Timeout
+    }
 }
 
 #[cfg(test)]

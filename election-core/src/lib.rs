@@ -22,9 +22,9 @@
 //! let cluster = MemCluster::new();
 //! let a = Candidate::builder("/svc/leader", "a").join(cluster.backend()).await?;
 //! let b = Candidate::builder("/svc/leader", "b").join(cluster.backend()).await?;
-//! let token = a.wait_for_leadership(Duration::from_secs(1)).await?;
+//! let token = tokio::time::timeout(Duration::from_secs(1), a.wait_for_leadership()).await??;
 //! a.resign().await?; // b leads next, with a larger token; a rejoins behind b
-//! let next = b.wait_for_leadership(Duration::from_secs(1)).await?;
+//! let next = tokio::time::timeout(Duration::from_secs(1), b.wait_for_leadership()).await??;
 //! assert!(next > token);
 //! # Ok(()) }
 //! ```

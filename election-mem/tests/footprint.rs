@@ -38,8 +38,9 @@ fn memory_per_candidate() {
             .join(Candidate::builder("/footprint/warm", "w").build().unwrap())
             .await
             .unwrap();
-        warm.wait_for_leadership(Duration::from_secs(1))
+        tokio::time::timeout(Duration::from_secs(1), warm.wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .unwrap();
         let Some(before) = resident_bytes() else {
             eprintln!("no /proc/self/statm: nothing measured");
@@ -58,7 +59,10 @@ fn memory_per_candidate() {
             candidates.push(c);
         }
         for c in &candidates {
-            c.wait_for_leadership(Duration::from_secs(1)).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(1), c.wait_for_leadership())
+                .await
+                .unwrap_or_else(|e| Err(e.into()))
+                .unwrap();
         }
         let after = resident_bytes().unwrap();
         let per = after.saturating_sub(before) / N as u64;

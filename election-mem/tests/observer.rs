@@ -18,7 +18,10 @@ async fn an_observer_that_cannot_read_backs_off() {
         .join(cluster.backend())
         .await
         .unwrap();
-    leader.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, leader.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     cluster.deny("/obs/read-error", Permission::Read);
     let client = Client::connect(cluster.backend(), T).await.unwrap();
     cluster.reset_stats();
@@ -53,7 +56,10 @@ async fn an_observer_tells_unknown_from_nobody() {
         .join(cluster.backend())
         .await
         .unwrap();
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let client = Client::connect(cluster.backend(), T).await.unwrap();
     cluster.set_latency(Duration::from_millis(50));
     let observer = client.observe(&path);

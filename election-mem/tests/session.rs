@@ -18,7 +18,10 @@ async fn a_query_only_client_renews_its_session_after_expiry() {
         .join(cluster.backend())
         .await
         .unwrap();
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let client = Client::connect(cluster.backend(), T).await.unwrap();
     let first = client.session_id();
     assert_eq!(client.current_leader(&path).await.unwrap().unwrap().id, "a");
@@ -54,7 +57,10 @@ async fn close_is_not_undone_by_candidates_or_observers() {
         )
         .await
         .unwrap();
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let observer = client.observe(&path);
     tokio::time::timeout(T, observer.wait_for_leader())
         .await
@@ -71,7 +77,9 @@ async fn close_is_not_undone_by_candidates_or_observers() {
     assert!(!cluster.session_alive(session));
     assert!(cluster.entries(path.as_str()).is_empty());
     assert!(matches!(
-        a.wait_for_leadership(T).await,
+        tokio::time::timeout(T, a.wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into())),
         Err(ElectionError::ClientClosed)
     ));
     assert!(matches!(

@@ -40,7 +40,10 @@ fn dropping_a_candidate_after_its_runtime_is_gone_does_not_panic() {
             .join(cluster.backend())
             .await
             .unwrap();
-        c.wait_for_leadership(Duration::from_secs(3)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(3), c.wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
+            .unwrap();
         c
     });
     let id = rt.block_on(candidate.client().session()).id();

@@ -463,7 +463,9 @@ async fn an_existing_ancestor_under_a_read_only_parent_does_not_stop_a_candidate
                 .join(backend.clone())
                 .await
                 .unwrap();
-            let led = c.wait_for_leadership(WAIT).await;
+            let led = tokio::time::timeout(WAIT, c.wait_for_leadership())
+                .await
+                .unwrap_or_else(|e| Err(e.into()));
             assert!(
                 led.is_ok(),
                 "chroot {chroot:?}, round {round}: {:?}",
@@ -514,7 +516,9 @@ async fn a_persistent_lookalike_entry_does_not_block_the_election() {
         .join(backend)
         .await
         .unwrap();
-    let led = c.wait_for_leadership(WAIT).await;
+    let led = tokio::time::timeout(WAIT, c.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()));
     assert!(led.is_ok(), "{:?}", *c.state().borrow());
     c.stop().await;
 }

@@ -45,7 +45,8 @@
 //!         })
 //!         .join(backend)
 //!         .await?;
-//!     let token = candidate.wait_for_leadership(Duration::from_secs(60)).await?;
+//!     // No timeout of its own: bound it with tokio::time::timeout where it must be.
+//!     let token = tokio::time::timeout(Duration::from_secs(60), candidate.wait_for_leadership()).await??;
 //!     println!("leading with token {token}");
 //!     candidate.stop().await; // withdraw before leaving main
 //!     Ok(())
