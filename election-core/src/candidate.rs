@@ -50,12 +50,16 @@ pub const EVENTS_CAPACITY: usize = 64;
 /// candidate.stop().await;
 /// # Ok(()) }
 /// ```
+#[must_use = "a candidate withdraws from the election when its handle is dropped"]
 pub struct Candidate {
     path: ElectionPath,
     id: String,
     client: Client,
     state: watch::Receiver<ElectionState>,
     events: broadcast::Sender<Event>,
+    /// Subscribed before the driver started: handed to the first `events()` call, so that it
+    /// sees the first transitions.
+    first_events: std::sync::Mutex<Option<broadcast::Receiver<Event>>>,
     commands: mpsc::UnboundedSender<Command>,
     done: watch::Receiver<()>,
     task: Option<JoinHandle<()>>,
@@ -74,6 +78,7 @@ impl Candidate {
         client: Client,
         state: watch::Receiver<ElectionState>,
         events: broadcast::Sender<Event>,
+        first_events: broadcast::Receiver<Event>,
         commands: mpsc::UnboundedSender<Command>,
         done: watch::Receiver<()>,
         task: JoinHandle<()>,
@@ -84,6 +89,7 @@ impl Candidate {
             client,
             state,
             events,
+            first_events: std::sync::Mutex::new(Some(first_events)),
             commands,
             done,
             task: Some(task),
@@ -105,6 +111,12 @@ impl Candidate {
         &self.client
     }
 
+    /// The id of the session this candidate runs on: its client's current session (a new one
+    /// after the old one ended and the candidate rejoined).
+    pub fn session_id(&self) -> crate::SessionId {
+        self.client.session_id()
+    }
+
     /// The state as a watch channel: follower with position and known leader, leader with its
     /// token, suspended, stopped.
     pub fn state(&self) -> watch::Receiver<ElectionState> {
@@ -116,7 +128,9 @@ impl Candidate {
         self.state.borrow().clone()
     }
 
-    /// A stream of transitions (with reasons) and notices, from now on.
+    /// A stream of transitions (with reasons) and notices. The first call gets every event
+    /// since the candidate started (its receiver was subscribed before the candidate ran, so
+    /// the first transitions cannot be missed); later calls get the events from the call on.
     ///
     /// A receiver that falls more than [`EVENTS_CAPACITY`] events behind loses the oldest: its
     /// next `recv` says `Lagged(n)` with how many were lost, and goes on from the oldest kept.
@@ -125,7 +139,11 @@ impl Candidate {
     /// leader payloads they carry ([`LeaderInfo::payload`] is an `Arc`), so a lagging receiver
     /// holds at most [`EVENTS_CAPACITY`] events, not that many copies of each payload.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.first_events
+            .lock()
+            .expect("events lock")
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 
     /// `true` while this candidate leads.

@@ -157,7 +157,9 @@ impl Client {
             Instant::now(),
         );
         let (state_tx, state_rx) = watch::channel(machine.state().clone());
-        let (events_tx, _) = broadcast::channel(crate::candidate::EVENTS_CAPACITY);
+        // Subscribed before the driver starts: the first `events()` call sees its first
+        // transitions.
+        let (events_tx, first_events) = broadcast::channel(crate::candidate::EVENTS_CAPACITY);
         let (done_tx, done_rx) = watch::channel(());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let driver = Driver::new(
@@ -188,6 +190,7 @@ impl Client {
             self.clone(),
             state_rx,
             events_tx,
+            first_events,
             commands_tx,
             done_rx,
             task,

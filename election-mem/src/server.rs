@@ -1188,8 +1188,33 @@ impl MemCluster {
 }
 
 /// The [`CoordinationBackend`] of a [`MemCluster`].
+#[derive(Debug)]
 pub struct MemBackend {
     cluster: MemCluster,
+}
+
+/// A cluster is usable wherever an `Arc<dyn CoordinationBackend>` is wanted (its
+/// [`backend`](MemCluster::backend)): `Candidate::builder(..).join(cluster.clone())`.
+impl From<MemCluster> for Arc<dyn CoordinationBackend> {
+    fn from(cluster: MemCluster) -> Self {
+        cluster.backend()
+    }
+}
+
+impl From<&MemCluster> for Arc<dyn CoordinationBackend> {
+    fn from(cluster: &MemCluster) -> Self {
+        cluster.backend()
+    }
+}
+
+impl std::fmt::Debug for MemCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.server();
+        f.debug_struct("MemCluster")
+            .field("sessions", &s.sessions.len())
+            .field("stats", &s.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait::async_trait]

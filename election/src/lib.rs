@@ -28,15 +28,14 @@
 //! # A candidate
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use std::time::Duration;
-//! use election::{Candidate, CoordinationBackend};
+//! use election::Candidate;
 //!
 //! # #[cfg(feature = "zookeeper")]
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let backend: Arc<dyn CoordinationBackend> =
-//!         Arc::new(election::zk::ZkBackend::builder("zk1:2181,zk2:2181,zk3:2181").build()?);
+//!     // A ZkBackend converts into the Arc<dyn CoordinationBackend> that `join` takes.
+//!     let backend = election::zk::ZkBackend::builder("zk1:2181,zk2:2181,zk3:2181").build()?;
 //!     let candidate = Candidate::builder("/services/streamer/leader", "streamer-1")
 //!         .session_timeout(Duration::from_secs(10))
 //!         .on_leader(|term| async move {
@@ -57,6 +56,7 @@
 //!
 //! The contract every backend keeps (S1-S5, L1-L5) is in the repository's `docs/contract.md`.
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use election_core::{

@@ -948,7 +948,7 @@ async fn malformed_or_unreachable_ensemble_is_a_typed_error() {
         let started = Instant::now();
         let err = Candidate::builder("/scen/unreachable", "a")
             .session_timeout(T)
-            .join(Arc::new(backend))
+            .join(backend)
             .await
             .unwrap_err();
         let took = started.elapsed();
