@@ -45,7 +45,8 @@ pub(crate) struct Outlets {
 
 pub(crate) struct Driver {
     machine: Machine,
-    session_owner: Session,
+    /// The client's shared session: renewal, sweeps, tokens seen, the member registry.
+    client: Session,
     path: ElectionPath,
     record: Arc<[u8]>,
     session: Arc<dyn BackendSession>,
@@ -69,7 +70,7 @@ impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         machine: Machine,
-        session_owner: Session,
+        client: Session,
         path: ElectionPath,
         record: Vec<u8>,
         session: Arc<dyn BackendSession>,
@@ -82,7 +83,7 @@ impl Driver {
         // seen then): a change published since is still to come.
         Self {
             machine,
-            session_owner,
+            client,
             path,
             record: record.into(),
             session,
@@ -117,8 +118,7 @@ impl Driver {
             self.machine.handle(Instant::now(), input);
         }
         // Dropping the JoinSet aborts any work still running; watches and requests go with self.
-        self.session_owner
-            .release_member(&self.path, self.machine.id());
+        self.client.release_member(&self.path, self.machine.id());
     }
 
     async fn next_input(&mut self) -> Input {
@@ -197,18 +197,18 @@ impl Driver {
                 self.request = None;
                 self.predecessor = None;
                 self.own = None;
-                let owner = self.session_owner.clone();
+                let client = self.client.clone();
                 let old = s.id();
                 self.opening = Some(Box::pin(async move {
                     let mut backoff = Duration::from_millis(50);
                     loop {
-                        match owner.renew(old).await {
+                        match client.renew(old).await {
                             Ok(session) => return session,
                             // The client is closing: it stops this candidate (`Command::Close`);
                             // nothing reopens a closed client's session.
                             Err(crate::ElectionError::ClientClosed) => pending().await,
                             Err(e) => {
-                                let delay = owner.jittered(backoff);
+                                let delay = client.jittered(backoff);
                                 warn!(error = %e, backoff = ?backoff, delay = ?delay, "could not open a new session; retrying");
                                 sleep(delay).await;
                                 backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -219,7 +219,7 @@ impl Driver {
             }
             Action::SweepLater => {
                 let prefix = self.machine.marker_prefix();
-                self.session_owner.sweep_later(path, &s, prefix);
+                self.client.sweep_later(path, &s, prefix);
             }
             Action::CloseSession => {
                 // Not awaited here: its end comes back through the session's state.
@@ -291,7 +291,7 @@ impl Driver {
                     self.outlets.state.send_replace(state);
                 }
                 if let Some((at, token)) = seen {
-                    if let Some(last) = self.session_owner.note_token(&self.path, token) {
+                    if let Some(last) = self.client.note_token(&self.path, token) {
                         error!(path = %self.path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
                         let notice = Notice::TokenWentBack { token, last };
                         let _ = self.outlets.events.send(Event::Notice { at, notice });
