@@ -80,5 +80,45 @@ fn memory_per_candidate() {
         }
         warm.stop().await;
         client.close().await;
+
+        // A receiver that lags: w's events are never read while the lead passes back and forth
+        // between w and a leader with the largest payload, 200 times. Each hand-over gives w
+        // events that carry that leader's info (a fresh read of its record each time).
+        let big = vec![7u8; election_core::MAX_PAYLOAD_LEN];
+        let l = Candidate::builder("/footprint/lag", "l")
+            .payload(big)
+            .join(cluster.clone())
+            .await
+            .unwrap();
+        l.wait_for_leadership().await.unwrap();
+        let w = Candidate::builder("/footprint/lag", "w")
+            .join(cluster.clone())
+            .await
+            .unwrap();
+        let lagging = w.events();
+        let before = resident_bytes().unwrap();
+        for _ in 0..200 {
+            l.resign().await.unwrap();
+            w.wait_for_leadership().await.unwrap();
+            w.resign().await.unwrap();
+            l.wait_for_leadership().await.unwrap();
+        }
+        let mut w_state = w.state();
+        w_state
+            .wait_for(|s| matches!(s, election_core::ElectionState::Follower { leader: Some(_), .. }))
+            .await
+            .unwrap();
+        let after = resident_bytes().unwrap();
+        println!(
+            "a receiver lagging {} events behind (it keeps the last {}) a follower of a {} KiB payload: \
+             resident memory grew by {:.1} MiB",
+            lagging.len(),
+            election_core::EVENTS_CAPACITY,
+            election_core::MAX_PAYLOAD_LEN / 1024,
+            after.saturating_sub(before) as f64 / (1024.0 * 1024.0),
+        );
+        drop(lagging);
+        w.stop().await;
+        l.stop().await;
     });
 }
