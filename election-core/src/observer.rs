@@ -15,7 +15,7 @@ use crate::record::CandidateRecord;
 use crate::session::Session;
 use crate::state::{LeaderInfo, LeaderView};
 
-/// Follows the leader of one election. Made by [`Client::observe`]; stops when dropped.
+/// Follows the leader of one election. Made by [`Client::observe`](crate::Client::observe); stops when dropped.
 ///
 /// Its view starts [`LeaderView::Unknown`] and becomes [`LeaderView::Nobody`] or
 /// [`LeaderView::Leader`] with its first listing: "not known yet" is never mistaken for
