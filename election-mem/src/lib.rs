@@ -17,7 +17,7 @@
 //! tokio::time::timeout(Duration::from_secs(1), a.wait_for_leadership()).await??;
 //!
 //! // Cut the leader off: it steps down, the service expires its session, b takes over.
-//! let session = a.client().session().await.id();
+//! let session = a.session_id();
 //! cluster.cut(session);
 //! tokio::time::timeout(Duration::from_secs(5), b.wait_for_leadership()).await??;
 //! assert!(!a.is_leader());
