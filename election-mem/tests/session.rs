@@ -94,3 +94,68 @@ async fn close_is_not_undone_by_candidates_or_observers() {
     assert!(late.is_stopped());
     client.close().await; // idempotent
 }
+
+/// A backend whose sessions after the first take a second to open.
+struct SlowRenewal {
+    cluster: MemCluster,
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl election_core::CoordinationBackend for SlowRenewal {
+    async fn open_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<std::sync::Arc<dyn election_core::BackendSession>, election_core::BackendError>
+    {
+        if self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            > 0
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        self.cluster.backend().open_session(timeout).await
+    }
+}
+
+/// A close that comes while a candidate is moving to a new session (its old one expired)
+/// still stops it at once, and leaves no session open.
+#[tokio::test(start_paused = true)]
+async fn close_during_a_renewal_stops_the_candidate() {
+    let cluster = MemCluster::new();
+    let path = ElectionPath::new("/session/close-renewing").unwrap();
+    let backend: std::sync::Arc<dyn election_core::CoordinationBackend> =
+        std::sync::Arc::new(SlowRenewal {
+            cluster: cluster.clone(),
+            opened: Default::default(),
+        });
+    let client = Client::connect(backend, T).await.unwrap();
+    let a = client
+        .join(Candidate::builder(path.as_str(), "a").build().unwrap())
+        .await
+        .unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    cluster.expire_session(client.session_id());
+    let mut state = a.state();
+    tokio::time::timeout(T, state.wait_for(|s| *s == ElectionState::Suspended))
+        .await
+        .unwrap()
+        .unwrap();
+    let closing = tokio::time::Instant::now();
+    client.close().await;
+    assert!(
+        closing.elapsed() < Duration::from_secs(1),
+        "close waited for the renewal"
+    );
+    assert_eq!(
+        a.current(),
+        ElectionState::Stopped(StopReason::ClientClosed)
+    );
+    tokio::time::sleep(T * 2).await;
+    assert!(!cluster.session_alive(client.session_id()));
+    assert!(cluster.entries(path.as_str()).is_empty());
+}
