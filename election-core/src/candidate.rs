@@ -1,7 +1,4 @@
 //! The candidate handle: what a user holds while running in an election.
-
-use std::time::Duration;
-
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -13,10 +10,21 @@ use crate::error::ElectionError;
 use crate::path::ElectionPath;
 use crate::state::{ElectionState, Event, LeaderInfo, Participant};
 
+/// How many events a receiver of [`Candidate::events`] may fall behind before it loses the
+/// oldest: a candidate emits a handful per change of leader, so tens are plenty for a reader
+/// that keeps up; allocated up front for every candidate.
+pub const EVENTS_CAPACITY: usize = 64;
+
 /// A running candidate.
 ///
 /// Dropping the handle withdraws the candidate in the background, as [`stop`](Self::stop)
 /// does; `stop` also waits until that is done.
+///
+/// **Shutting down**: withdrawal runs on the tokio runtime, so a runtime that shuts down (the
+/// end of `main`, a panic) withdraws nothing: the entry stays until the service expires the
+/// session, and a successor waits up to the session timeout. Call `stop().await` on every
+/// candidate (or [`Client::close`](crate::Client::close)) before leaving `main`. A handle
+/// dropped after its runtime is gone does not panic.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -36,18 +44,22 @@ use crate::state::{ElectionState, Event, LeaderInfo, Participant};
 ///     })
 ///     .join(backend)
 ///     .await?;
-/// let token = candidate.wait_for_leadership(Duration::from_secs(5)).await?;
+/// let token = tokio::time::timeout(Duration::from_secs(5), candidate.wait_for_leadership()).await??;
 /// assert!(candidate.is_leader());
 /// println!("leading with token {token}");
 /// candidate.stop().await;
 /// # Ok(()) }
 /// ```
+#[must_use = "a candidate withdraws from the election when its handle is dropped"]
 pub struct Candidate {
     path: ElectionPath,
     id: String,
     client: Client,
     state: watch::Receiver<ElectionState>,
     events: broadcast::Sender<Event>,
+    /// Subscribed before the driver started: handed to the first `events()` call, so that it
+    /// sees the first transitions.
+    first_events: std::sync::Mutex<Option<broadcast::Receiver<Event>>>,
     commands: mpsc::UnboundedSender<Command>,
     done: watch::Receiver<()>,
     task: Option<JoinHandle<()>>,
@@ -66,6 +78,7 @@ impl Candidate {
         client: Client,
         state: watch::Receiver<ElectionState>,
         events: broadcast::Sender<Event>,
+        first_events: broadcast::Receiver<Event>,
         commands: mpsc::UnboundedSender<Command>,
         done: watch::Receiver<()>,
         task: JoinHandle<()>,
@@ -76,6 +89,7 @@ impl Candidate {
             client,
             state,
             events,
+            first_events: std::sync::Mutex::new(Some(first_events)),
             commands,
             done,
             task: Some(task),
@@ -97,6 +111,12 @@ impl Candidate {
         &self.client
     }
 
+    /// The id of the session this candidate runs on: its client's current session (a new one
+    /// after the old one ended and the candidate rejoined).
+    pub fn session_id(&self) -> crate::SessionId {
+        self.client.session_id()
+    }
+
     /// The state as a watch channel: follower with position and known leader, leader with its
     /// token, suspended, stopped.
     pub fn state(&self) -> watch::Receiver<ElectionState> {
@@ -108,10 +128,22 @@ impl Candidate {
         self.state.borrow().clone()
     }
 
-    /// A stream of transitions (with reasons) and notices, from now on. A receiver that falls
-    /// more than 1024 events behind loses the oldest (and is told so by `Lagged`).
+    /// A stream of transitions (with reasons) and notices. The first call gets every event
+    /// since the candidate started (its receiver was subscribed before the candidate ran, so
+    /// the first transitions cannot be missed); later calls get the events from the call on.
+    ///
+    /// A receiver that falls more than [`EVENTS_CAPACITY`] events behind loses the oldest: its
+    /// next `recv` says `Lagged(n)` with how many were lost, and goes on from the oldest kept.
+    /// What it lost is gone for it (the transitions, with their reasons and notices); the
+    /// current state is never lost: [`state`](Self::state) always holds it. Events share the
+    /// leader payloads they carry ([`LeaderInfo::payload`] is an `Arc`), so a lagging receiver
+    /// holds at most [`EVENTS_CAPACITY`] events, not that many copies of each payload.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.first_events
+            .lock()
+            .expect("events lock")
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 
     /// `true` while this candidate leads.
@@ -124,34 +156,29 @@ impl Candidate {
         self.state.borrow().token()
     }
 
-    /// Waits until this candidate leads, and returns its term token.
+    /// Waits until this candidate leads (at once if it does), and returns its term token.
     ///
-    /// Fails with [`ElectionError::Timeout`] after `timeout`, and with
-    /// [`ElectionError::Stopped`] if the candidate stops first.
-    pub async fn wait_for_leadership(
-        &self,
-        timeout: Duration,
-    ) -> Result<FencingToken, ElectionError> {
+    /// No timeout of its own, like every tokio future: bound it with
+    /// `tokio::time::timeout(limit, candidate.wait_for_leadership())` where it must be (its
+    /// `Elapsed` converts into [`ElectionError::Timeout`]). Fails with
+    /// [`ElectionError::Stopped`] if the candidate stops first, and with
+    /// [`ElectionError::ClientClosed`] if its client is closed.
+    pub async fn wait_for_leadership(&self) -> Result<FencingToken, ElectionError> {
         let mut state = self.state.clone();
-        let wait = async {
-            loop {
-                {
-                    let now = state.borrow_and_update();
-                    if let Some(token) = now.token() {
-                        return Ok(token);
-                    }
-                    if now.is_stopped() {
-                        return Err(ElectionError::Stopped);
-                    }
+        loop {
+            {
+                let now = state.borrow_and_update();
+                if let Some(token) = now.token() {
+                    return Ok(token);
                 }
-                if state.changed().await.is_err() {
-                    return Err(ElectionError::Stopped);
+                if let ElectionState::Stopped(reason) = &*now {
+                    return Err(stopped_error(reason));
                 }
             }
-        };
-        tokio::time::timeout(timeout, wait)
-            .await
-            .unwrap_or(Err(ElectionError::Timeout(timeout)))
+            if state.changed().await.is_err() {
+                return Err(ElectionError::Stopped);
+            }
+        }
     }
 
     /// Who leads now, read fresh from the backend.
@@ -223,7 +250,8 @@ impl Candidate {
     /// Ends the candidate at once, as if its process had crashed: no withdrawal, no session
     /// close, leader work aborted. Its entry stays until its session ends; for a candidate with
     /// its own session ([`CandidateBuilder::join`]) that is when the backend expires it. For crash
-    /// tests.
+    /// tests only (feature `testing`).
+    #[cfg(feature = "testing")]
     pub fn abort(mut self) {
         self.client.mark_crashed();
         if let Some(task) = self.task.take() {
@@ -247,5 +275,13 @@ impl std::fmt::Debug for Candidate {
             .field("id", &self.id)
             .field("state", &*self.state.borrow())
             .finish()
+    }
+}
+
+/// The error a wait on a stopped candidate ends with.
+fn stopped_error(reason: &crate::StopReason) -> ElectionError {
+    match reason {
+        crate::StopReason::ClientClosed => ElectionError::ClientClosed,
+        _ => ElectionError::Stopped,
     }
 }

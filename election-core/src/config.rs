@@ -139,6 +139,21 @@ pub struct CandidateBuilder {
     when_work_ends: WorkEnded,
 }
 
+impl std::fmt::Debug for CandidateBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CandidateBuilder")
+            .field("path", &self.path)
+            .field("id", &self.id)
+            .field("payload_len", &self.payload.len())
+            .field("session_timeout", &self.session_timeout)
+            .field("step_down_fraction", &self.step_down_fraction)
+            .field("grace", &self.grace)
+            .field("rejoin_on_expiry", &self.rejoin_on_expiry)
+            .field("has_leader_work", &self.work.is_some())
+            .finish()
+    }
+}
+
 impl CandidateBuilder {
     pub(crate) fn new(path: impl Into<String>, id: impl Into<String>) -> Self {
         Self {
@@ -249,11 +264,13 @@ impl CandidateBuilder {
         })
     }
 
-    /// Checks every setting, opens a session of its own on `backend` and joins the election.
-    /// Stopping (or dropping) the candidate closes that session.
+    /// Checks every setting, opens a session of its own on `backend` (an
+    /// `Arc<dyn CoordinationBackend>`, or a backend that converts into one, such as a
+    /// `ZkBackend` or a `MemCluster`) and joins the election. Stopping (or dropping) the
+    /// candidate closes that session.
     pub async fn join(
         self,
-        backend: Arc<dyn CoordinationBackend>,
+        backend: impl Into<Arc<dyn CoordinationBackend>>,
     ) -> Result<Candidate, ElectionError> {
         let config = self.build()?;
         let client = Client::builder(backend)

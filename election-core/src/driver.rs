@@ -20,9 +20,9 @@ use tracing::{error, warn};
 
 use crate::backend::FencingToken;
 use crate::backend::{BackendSession, SessionState, Watch};
-use crate::client::Client;
 use crate::machine::{Action, Input, Machine, WorkEnd};
 use crate::path::ElectionPath;
+use crate::session::Session;
 use crate::state::{ElectionState, Event, Notice, Reason, StopReason, Transition};
 use crate::term::{LeaderWork, Term, WORK_OF};
 
@@ -35,6 +35,8 @@ pub(crate) enum Command {
         done: oneshot::Sender<()>,
     },
     Stop,
+    /// The client is closing: withdraw as on `Stop`, with its own reason.
+    Close,
 }
 
 /// The channels a driver publishes on.
@@ -48,7 +50,8 @@ pub(crate) struct Outlets {
 
 pub(crate) struct Driver {
     machine: Machine,
-    client: Client,
+    /// The client's shared session: renewal, sweeps, tokens seen, the member registry.
+    client: Session,
     path: ElectionPath,
     record: Arc<[u8]>,
     session: Arc<dyn BackendSession>,
@@ -78,7 +81,7 @@ impl Driver {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         machine: Machine,
-        client: Client,
+        client: Session,
         path: ElectionPath,
         record: Vec<u8>,
         session: Arc<dyn BackendSession>,
@@ -245,6 +248,7 @@ impl Driver {
                 Input::Resign { rejoin }
             }
             Wake::Command(Some(Command::Stop)) => Input::Stop,
+            Wake::Command(Some(Command::Close)) => Input::Close,
             // The handle was dropped: withdraw, as `stop` would.
             Wake::Command(None) => {
                 self.commands_open = false;
@@ -267,8 +271,11 @@ impl Driver {
                 self.opening = Some(Box::pin(async move {
                     let mut backoff = Duration::from_millis(50);
                     loop {
-                        match client.renew_session(old).await {
+                        match client.renew(old).await {
                             Ok(session) => return session,
+                            // The client is closing: it stops this candidate (`Command::Close`);
+                            // nothing reopens a closed client's session.
+                            Err(crate::ElectionError::ClientClosed) => pending().await,
                             Err(e) => {
                                 let delay = client.jittered(backoff);
                                 warn!(error = %e, backoff = ?backoff, delay = ?delay, "could not open a new session; retrying");

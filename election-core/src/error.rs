@@ -30,6 +30,15 @@ pub enum ErrorKind {
     Other,
 }
 
+impl ErrorKind {
+    /// Whether trying again can help: a request whose outcome is unknown, a session that ended
+    /// (a new one can be opened), or an unclassified failure. Not a missing or existing entry,
+    /// a refusal for lack of permission, or a malformed request.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::OutcomeUnknown | Self::SessionGone | Self::Other)
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
@@ -78,6 +87,11 @@ impl BackendError {
     /// The classification the state machine acts on.
     pub fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    /// Whether trying again can help ([`ErrorKind::is_retryable`]).
+    pub fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
     }
 }
 
@@ -173,16 +187,23 @@ pub enum ElectionError {
     /// The configuration was rejected before any side effect.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The backend failed in a way that cannot be retried (no permission, a malformed request,
-    /// an unreachable service at connect time).
+    /// A backend call failed: refused for good (no permission, a malformed request), or for
+    /// now (an unreachable service at connect time, a session that ended): see
+    /// [`is_retryable`](ElectionError::is_retryable).
     #[error("backend: {0}")]
     Backend(#[from] BackendError),
     /// The candidate has stopped (it was stopped, or its session ended and re-candidacy is off).
     #[error("the candidate has stopped")]
     Stopped,
-    /// A wait ran out of time.
-    #[error("timed out after {0:?}")]
-    Timeout(Duration),
+    /// A wait bounded with `tokio::time::timeout` ran out of time (converted from its
+    /// `Elapsed`, so that `timeout(limit, candidate.wait_for_leadership()).await??` works in a
+    /// function returning `ElectionError`).
+    #[error("timed out")]
+    Timeout,
+    /// The client was closed ([`Client::close`](crate::Client::close)): nothing runs on it
+    /// any more, and it does not reopen its session.
+    #[error("the client was closed")]
+    ClientClosed,
     /// A second candidate was asked for on the same session and path under the same id.
     #[error("candidate {id:?} already runs in election {path}")]
     Duplicate {
@@ -191,6 +212,25 @@ pub enum ElectionError {
         /// The candidate id.
         id: String,
     },
+}
+
+impl ElectionError {
+    /// Whether the same call can succeed if made again later: a backend failure that is
+    /// retryable ([`BackendError::is_retryable`]) or a wait that ran out of time. Not bad
+    /// configuration, a stopped candidate, a closed client or a duplicate candidate.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Backend(e) => e.is_retryable(),
+            Self::Timeout => true,
+            Self::Config(_) | Self::Stopped | Self::ClientClosed | Self::Duplicate { .. } => false,
+        }
+    }
+}
+
+impl From<tokio::time::error::Elapsed> for ElectionError {
+    fn from(_: tokio::time::error::Elapsed) -> Self {
+        Self::Timeout
+    }
 }
 
 #[cfg(test)]

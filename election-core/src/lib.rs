@@ -22,13 +22,14 @@
 //! let cluster = MemCluster::new();
 //! let a = Candidate::builder("/svc/leader", "a").join(cluster.backend()).await?;
 //! let b = Candidate::builder("/svc/leader", "b").join(cluster.backend()).await?;
-//! let token = a.wait_for_leadership(Duration::from_secs(1)).await?;
+//! let token = tokio::time::timeout(Duration::from_secs(1), a.wait_for_leadership()).await??;
 //! a.resign().await?; // b leads next, with a larger token; a rejoins behind b
-//! let next = b.wait_for_leadership(Duration::from_secs(1)).await?;
+//! let next = tokio::time::timeout(Duration::from_secs(1), b.wait_for_leadership()).await??;
 //! assert!(next > token);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 #![warn(missing_docs)]
 
 pub mod backend;
@@ -41,6 +42,7 @@ mod machine;
 mod observer;
 mod path;
 pub mod record;
+pub(crate) mod session;
 mod state;
 mod term;
 #[cfg(feature = "testing")]
@@ -50,7 +52,7 @@ pub use backend::{
     BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedEntry, Listing, Marker,
     Notification, SessionId, SessionState, Watch,
 };
-pub use candidate::Candidate;
+pub use candidate::{Candidate, EVENTS_CAPACITY};
 pub use client::{Client, ClientBuilder};
 pub use config::{
     CandidateBuilder, CandidateConfig, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,
@@ -61,6 +63,7 @@ pub use observer::Observer;
 pub use path::{ElectionPath, MAX_PATH_LEN};
 pub use record::CandidateRecord;
 pub use state::{
-    Contact, ElectionState, Event, LeaderInfo, Notice, Participant, Reason, StopReason, Transition,
+    Contact, ElectionState, Event, LeaderInfo, LeaderView, Notice, Participant, Reason, StopReason,
+    Transition,
 };
 pub use term::{Term, WorkEnded, WorkResult};

@@ -116,6 +116,8 @@ pub(crate) enum Input {
     },
     /// Withdraw and finish.
     Stop,
+    /// Withdraw and finish because the client is closing (it closes the session after).
+    Close,
 }
 
 /// What the driver must do.
@@ -427,6 +429,9 @@ impl Machine {
             Input::Stop => {
                 self.begin_release(now, Goal::Stop(StopReason::Stopped), Reason::Stopped)
             }
+            Input::Close => {
+                self.begin_release(now, Goal::Stop(StopReason::ClientClosed), Reason::Stopped)
+            }
         }
         self.finish_step(now);
     }
@@ -729,7 +734,7 @@ impl Machine {
                     Ok(record) => {
                         self.leader = Some(LeaderInfo {
                             id: record.id,
-                            payload: record.payload,
+                            payload: record.payload.into(),
                             token: info.token,
                             session: info.owner,
                         });

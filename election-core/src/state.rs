@@ -1,5 +1,7 @@
 //! What a user sees of a candidate: its state, the reasons it changes, and notices.
 
+use std::sync::Arc;
+
 use tokio::time::Instant;
 
 use crate::backend::{FencingToken, SessionId};
@@ -85,12 +87,40 @@ pub enum Contact {
 pub struct LeaderInfo {
     /// The leader's candidate id.
     pub id: String,
-    /// The leader's payload.
-    pub payload: Vec<u8>,
+    /// The leader's payload, shared by every copy of this value (states and events).
+    pub payload: Arc<[u8]>,
     /// The leader's term token.
     pub token: FencingToken,
     /// The leader's session.
     pub session: SessionId,
+}
+
+/// What an [`Observer`](crate::Observer) knows of who leads an election.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum LeaderView {
+    /// Not known yet: the observer has not listed the election since it started (or cannot
+    /// read the head's record). Not the same as [`LeaderView::Nobody`].
+    #[default]
+    Unknown,
+    /// The observer's last listing found the election empty: nobody leads.
+    Nobody,
+    /// This candidate leads, as of the observer's last listing.
+    Leader(LeaderInfo),
+}
+
+impl LeaderView {
+    /// The leader, if one is known.
+    pub fn leader(&self) -> Option<&LeaderInfo> {
+        match self {
+            Self::Leader(info) => Some(info),
+            _ => None,
+        }
+    }
+
+    /// `false` while [`LeaderView::Unknown`].
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Unknown)
+    }
 }
 
 /// One participant of an election, in queue order
@@ -120,6 +150,9 @@ pub enum StopReason {
     /// The backend refused for good (no permission, a rejected request), or the candidate's
     /// driver failed (a panic in a backend call): the message says why.
     Failed(String),
+    /// [`Client::close`](crate::Client::close) was called on the client this candidate runs
+    /// on: it withdrew as on `stop`, and the closed client does not rejoin.
+    ClientClosed,
 }
 
 /// Why a state changed.

@@ -46,9 +46,9 @@ async fn run(n: usize, rounds: usize) -> Row {
     for i in 0..n {
         cs.push_back(join(&cluster, i).await);
     }
-    cs[0]
-        .wait_for_leadership(TIMEOUT)
+    tokio::time::timeout(TIMEOUT, cs[0].wait_for_leadership())
         .await
+        .unwrap_or_else(|e| Err(e.into()))
         .expect("first leads");
     tokio::time::sleep(Duration::from_millis(1)).await;
     let (mut calls, mut max_calls, mut lists, mut woken, mut max_woken) = (0, 0, 0, 0, 0);
@@ -59,9 +59,9 @@ async fn run(n: usize, rounds: usize) -> Row {
         cluster.reset_stats();
         let started = std::time::Instant::now();
         leaver.leave().await.expect("leave");
-        cs[0]
-            .wait_for_leadership(TIMEOUT)
+        tokio::time::timeout(TIMEOUT, cs[0].wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .expect("successor leads");
         elapsed += started.elapsed();
         let stats = cluster.stats();
@@ -107,17 +107,17 @@ async fn head_handover(n: usize, fields: usize) -> (f64, u64, f64) {
         for i in 0..n {
             cs.push(join(&cluster, i).await);
         }
-        cs[0]
-            .wait_for_leadership(TIMEOUT)
+        tokio::time::timeout(TIMEOUT, cs[0].wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .expect("first leads");
         tokio::time::sleep(Duration::from_millis(1)).await;
         let leaver_session = session_of(&cs[0]).await;
         cluster.reset_stats();
         cs[0].leave().await.expect("leave");
-        cs[1]
-            .wait_for_leadership(TIMEOUT)
+        tokio::time::timeout(TIMEOUT, cs[1].wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .expect("successor leads");
         let stats = cluster.stats();
         calls += stats.calls();

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use election_core::{Candidate, Client, ElectionError, Reason};
+use election_core::{Candidate, Client, Reason};
 use election_mem::MemCluster;
 use tokio::time::Instant;
 
@@ -37,7 +37,7 @@ async fn queue(c: &Candidate) -> String {
 }
 
 #[tokio::main(flavor = "current_thread", start_paused = true)]
-async fn main() -> Result<(), ElectionError> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cluster = MemCluster::new();
     let story = Story {
         start: Instant::now(),
@@ -64,7 +64,7 @@ async fn main() -> Result<(), ElectionError> {
     let watcher = Client::connect(cluster.backend(), TIMEOUT).await?;
     let observer = watcher.observe(&election_core::ElectionPath::new(PATH)?);
 
-    let first = observer.next_leader(None, TIMEOUT).await.expect("a leader");
+    let first = tokio::time::timeout(TIMEOUT, observer.wait_for_leader()).await??;
     story.say(format!(
         "{} leads with token {} (payload {}); queue: {}",
         first.id,
@@ -82,10 +82,8 @@ async fn main() -> Result<(), ElectionError> {
     let leader = Arc::try_unwrap(leader).expect("only handle");
     let crashed_at = Instant::now();
     leader.abort();
-    let second = observer
-        .next_leader(Some(first.token), TIMEOUT * 3)
-        .await
-        .expect("a successor");
+    let second =
+        tokio::time::timeout(TIMEOUT * 3, observer.next_leader(Some(first.token))).await??;
     story.say(format!(
         "{} leads with token {}, {:.3}s after the crash (session timeout {:?})",
         second.id,
@@ -97,10 +95,7 @@ async fn main() -> Result<(), ElectionError> {
     // 2. The new leader resigns: its work is stopped first, then the next in line takes over.
     story.say(format!("{} resigns and rejoins at the tail", second.id));
     candidates[0].resign().await?;
-    let third = observer
-        .next_leader(Some(second.token), TIMEOUT)
-        .await
-        .expect("next leader");
+    let third = tokio::time::timeout(TIMEOUT, observer.next_leader(Some(second.token))).await??;
     story.say(format!(
         "{} leads with token {}; queue: {}",
         third.id,

@@ -14,16 +14,17 @@
 //! let cluster = MemCluster::new();
 //! let a = Candidate::builder("/svc", "a").session_timeout(Duration::from_secs(3)).join(cluster.backend()).await?;
 //! let b = Candidate::builder("/svc", "b").session_timeout(Duration::from_secs(3)).join(cluster.backend()).await?;
-//! a.wait_for_leadership(Duration::from_secs(1)).await?;
+//! tokio::time::timeout(Duration::from_secs(1), a.wait_for_leadership()).await??;
 //!
 //! // Cut the leader off: it steps down, the service expires its session, b takes over.
-//! let session = a.client().session().await.id();
+//! let session = a.session_id();
 //! cluster.cut(session);
-//! b.wait_for_leadership(Duration::from_secs(5)).await?;
+//! tokio::time::timeout(Duration::from_secs(5), b.wait_for_leadership()).await??;
 //! assert!(!a.is_leader());
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 #![warn(missing_docs)]
 
 mod names;

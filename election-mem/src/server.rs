@@ -622,7 +622,7 @@ impl Server {
 
     fn schedule_outbox(&self, session: SessionId, due: Instant) {
         let weak = self.self_ref.clone();
-        tokio::spawn(async move {
+        spawn_timer(async move {
             sleep_until(due).await;
             if let Some(server) = weak.upgrade() {
                 lock(&server).flush_outbox(session);
@@ -700,7 +700,15 @@ impl Server {
         let expire_at = now + rec.timeout;
         let notice_at = now + rec.timeout.mul_f64(detection);
         let weak = self.self_ref.clone();
-        tokio::spawn(async move {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime (a handle dropped after its runtime shut down): nothing can time the
+            // expiry, and nothing of the client runs any more. End the session now rather than
+            // keep it, and its entries, for ever; never panic in a drop.
+            debug!(session = %session, "mem: client gone with no runtime to time its expiry; expiring now");
+            self.expire(session, false);
+            return;
+        };
+        runtime.spawn(async move {
             if notify_client {
                 sleep_until(notice_at).await;
                 let Some(server) = weak.upgrade() else { return };
@@ -786,7 +794,7 @@ impl Server {
                 .send_replace(SessionState::Disconnected { last_contact: now });
             let weak = self.self_ref.clone();
             let told_at = now + self.config.reconnect_delay;
-            tokio::spawn(async move {
+            spawn_timer(async move {
                 sleep_until(told_at).await;
                 let Some(server) = weak.upgrade() else { return };
                 let guard = lock(&server);
@@ -1180,8 +1188,33 @@ impl MemCluster {
 }
 
 /// The [`CoordinationBackend`] of a [`MemCluster`].
+#[derive(Debug)]
 pub struct MemBackend {
     cluster: MemCluster,
+}
+
+/// A cluster is usable wherever an `Arc<dyn CoordinationBackend>` is wanted (its
+/// [`backend`](MemCluster::backend)): `Candidate::builder(..).join(cluster.clone())`.
+impl From<MemCluster> for Arc<dyn CoordinationBackend> {
+    fn from(cluster: MemCluster) -> Self {
+        cluster.backend()
+    }
+}
+
+impl From<&MemCluster> for Arc<dyn CoordinationBackend> {
+    fn from(cluster: &MemCluster) -> Self {
+        cluster.backend()
+    }
+}
+
+impl std::fmt::Debug for MemCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = self.server();
+        f.debug_struct("MemCluster")
+            .field("sessions", &s.sessions.len())
+            .field("stats", &s.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 #[async_trait::async_trait]
@@ -1197,5 +1230,13 @@ impl CoordinationBackend for MemBackend {
             timeout,
             state,
         )))
+    }
+}
+
+/// Spawns a timer task on the current runtime; without one (a handle dropped after its runtime
+/// shut down) there is nobody left to notify, and nothing is spawned: a drop must not panic.
+fn spawn_timer(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
     }
 }

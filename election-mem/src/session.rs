@@ -182,6 +182,16 @@ impl BackendSession for MemSession {
     }
 }
 
+impl std::fmt::Debug for MemSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemSession")
+            .field("id", &self.id)
+            .field("timeout", &self.timeout)
+            .field("state", &*self.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for MemSession {
     fn drop(&mut self) {
         if !self.closed.load(Ordering::SeqCst) {

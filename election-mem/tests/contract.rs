@@ -35,7 +35,10 @@ async fn leader_and_follower(cluster: &MemCluster) -> (Candidate, Candidate, Rec
     let mut rec = Recorder::new();
     let a = join(cluster, "a").await;
     rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = join(cluster, "b").await;
     rec.watch(&b);
     sleep(Duration::from_millis(10)).await;
@@ -51,7 +54,10 @@ async fn s2_step_down_deadlines_are_exact() {
     let (a, b, mut rec) = leader_and_follower(&cluster).await;
     let cut = Instant::now();
     cluster.cut(a.client().session().await.id());
-    b.wait_for_leadership(T * 2).await.unwrap();
+    tokio::time::timeout(T * 2, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let iv = rec.leader_intervals();
     check_leaders(&iv).unwrap();
     let a_iv = iv.iter().find(|i| i.candidate == "a").unwrap();
@@ -90,7 +96,10 @@ async fn s2_late_detection_steps_down_at_once() {
     let (a, b, mut rec) = leader_and_follower(&cluster).await;
     let cut = Instant::now();
     cluster.cut(a.client().session().await.id());
-    b.wait_for_leadership(T * 2).await.unwrap();
+    tokio::time::timeout(T * 2, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let iv = rec.leader_intervals();
     check_leaders(&iv).unwrap();
     let a_end = iv.iter().find(|i| i.candidate == "a").unwrap().end.unwrap();
@@ -106,12 +115,18 @@ async fn s4_slow_work_is_aborted_within_the_budget_on_a_cut() {
     let cluster = MemCluster::new();
     let log = WorkLog::new();
     let a = join_work(&cluster, "a", &log, Duration::from_secs(3600)).await;
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = join_work(&cluster, "b", &log, Duration::ZERO).await;
     sleep(Duration::from_millis(10)).await;
     let cut = Instant::now();
     cluster.cut(a.client().session().await.id());
-    b.wait_for_leadership(T * 2).await.unwrap();
+    tokio::time::timeout(T * 2, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     sleep(Duration::from_millis(1)).await;
     let spans = log.spans();
     check_work(&spans).unwrap();
@@ -129,7 +144,10 @@ async fn s5_lost_create_reply_leaves_one_entry() {
     let cluster = MemCluster::new();
     cluster.lose_create_replies(1);
     let a = join(&cluster, "a").await;
-    let token = a.wait_for_leadership(T).await.unwrap();
+    let token = tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let entries = cluster.entries(P);
     assert_eq!(entries.len(), 1, "{entries:?}");
     assert_eq!(
@@ -147,7 +165,10 @@ async fn s5_lost_create_reply_leaves_one_entry() {
 async fn s5_stop_during_an_unknown_create_leaves_nothing() {
     let cluster = MemCluster::new();
     let b = join(&cluster, "b").await;
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     cluster.lose_create_replies(1);
     let a = join(&cluster, "a").await;
     a.stop().await;
@@ -164,7 +185,10 @@ async fn s5_repeated_lost_replies() {
     let b = join(&cluster, "b").await;
     cluster.lose_create_replies(3);
     let a = join(&cluster, "a").await;
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     sleep(T).await;
     let entries = cluster.entries(P);
     assert_eq!(entries.len(), 2, "{entries:?}");
@@ -189,13 +213,19 @@ async fn l3_one_notification_per_failover() {
         for i in 0..n {
             cs.push(join(&cluster, &format!("c{i}")).await);
         }
-        cs[0].wait_for_leadership(T).await.unwrap();
+        tokio::time::timeout(T, cs[0].wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
+            .unwrap();
         sleep(Duration::from_millis(1)).await;
         let leaver = cs[0].client().session().await.id();
         let successor = cs[1].client().session().await.id();
         cluster.reset_stats();
         cs[0].leave().await.unwrap();
-        cs[1].wait_for_leadership(T).await.unwrap();
+        tokio::time::timeout(T, cs[1].wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
+            .unwrap();
         sleep(Duration::from_millis(1)).await;
         let stats = cluster.stats();
         let woken: Vec<_> = stats
@@ -221,7 +251,10 @@ async fn l3_one_notification_per_failover() {
 async fn l5_predecessor_vanishes_between_listing_and_watch() {
     let cluster = MemCluster::new();
     let a = join(&cluster, "a").await;
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = join(&cluster, "b").await;
     sleep(Duration::from_millis(1)).await;
     // Every call now takes 10 ms: c lists at +10 ms, then arms its watch on b at +20 ms.
@@ -249,7 +282,10 @@ async fn l5_predecessor_vanishes_between_listing_and_watch() {
         c.current()
     );
     a.leave().await.unwrap();
-    c.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, c.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     c.stop().await;
 }
 
@@ -262,7 +298,10 @@ async fn delayed_notifications_delay_but_never_overlap() {
     cluster.delay_notifications(b.client().session().await.id(), Duration::from_millis(700));
     let resigned = Instant::now();
     a.resign().await.unwrap();
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     assert_eq!(resigned.elapsed(), Duration::from_millis(700));
     check_leaders(&rec.leader_intervals()).unwrap();
     a.stop().await;
@@ -276,7 +315,10 @@ async fn foreign_nodes_are_ignored_and_reported() {
     cluster.create_foreign(P, "lock-0000000000");
     let a = join(&cluster, "a").await;
     let mut events = a.events();
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     cluster.create_foreign(P, "another");
     let b = join(&cluster, "b").await;
     sleep(Duration::from_millis(1)).await;
@@ -286,7 +328,10 @@ async fn foreign_nodes_are_ignored_and_reported() {
         b.current()
     );
     a.resign().await.unwrap();
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let mut reported = false;
     while let Ok(e) = events.try_recv() {
         if let Event::Notice {
@@ -313,7 +358,10 @@ async fn l4_without_recandidacy_stops() {
         .join(cluster.backend())
         .await
         .unwrap();
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     cluster.expire_session(a.client().session().await.id());
     // The client learns of the expiry when it reconnects, as ZooKeeper's do.
     sleep(MemConfig::default().reconnect_delay + Duration::from_millis(1)).await;
@@ -322,7 +370,9 @@ async fn l4_without_recandidacy_stops() {
         ElectionState::Stopped(election_core::StopReason::SessionEnded)
     );
     assert!(matches!(
-        a.wait_for_leadership(T).await,
+        tokio::time::timeout(T, a.wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into())),
         Err(election_core::ElectionError::Stopped)
     ));
 }
@@ -333,10 +383,16 @@ async fn s5_dropped_handle_withdraws_promptly() {
     let cluster = MemCluster::new();
     let a = join(&cluster, "a").await;
     let b = join(&cluster, "b").await;
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let dropped = Instant::now();
     drop(a);
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     assert!(dropped.elapsed() < T / 10, "took {:?}", dropped.elapsed());
     b.stop().await;
     assert!(cluster.entries(P).is_empty());
@@ -358,14 +414,20 @@ async fn s3_no_claim_with_an_entry_deleted_in_the_same_transaction() {
         cs.push(c);
         sleep(Duration::from_millis(1)).await;
     }
-    cs[0].wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, cs[0].wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     sleep(Duration::from_millis(10)).await;
     let entries = cluster.entries(P);
     // One instant, predecessor first, no chance for anyone to run in between: a multi-op.
     assert!(cluster.delete_entry(P, &entries[0].name));
     assert!(cluster.delete_entry(P, &entries[1].name));
     // c leads next; a and b rejoin behind it.
-    cs[2].wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, cs[2].wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     sleep(Duration::from_millis(10)).await;
     let iv = rec.leader_intervals();
     assert!(
@@ -391,7 +453,10 @@ async fn s2_leader_on_an_isolated_member_steps_down_before_expiry() {
     let mut rec = Recorder::new();
     let a = join_work(&cluster, "a", &log, Duration::ZERO).await;
     rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = join_work(&cluster, "b", &log, Duration::ZERO).await;
     rec.watch(&b);
     sleep(Duration::from_millis(10)).await;
@@ -399,7 +464,10 @@ async fn s2_leader_on_an_isolated_member_steps_down_before_expiry() {
     let cut = Instant::now();
     cluster.isolate_member_of(session.id());
 
-    b.wait_for_leadership(T * 2).await.unwrap();
+    tokio::time::timeout(T * 2, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let led_at = Instant::now() - cut;
     assert_eq!(led_at, T, "b leads when the service expires a's session");
     assert!(!a.is_leader());
@@ -454,7 +522,10 @@ async fn forced_expiry_is_disconnected_first_then_expired() {
     let mut rec = Recorder::new();
     let a = join_work(&cluster, "a", &log, Duration::from_secs(60)).await;
     rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let session = a.client().session().await;
     let mut state = session.state();
     cluster.expire_session(session.id());
@@ -499,7 +570,10 @@ async fn a_refused_release_delete_closes_the_session_and_hands_over() {
     cluster.deny(P, Permission::Delete);
     let left = tokio::time::timeout(T, a.leave()).await;
     assert!(left.is_ok(), "leave hung");
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     assert_eq!(cluster.queue(P).len(), 1, "{:?}", cluster.queue(P));
     let notices: Vec<Notice> = rec
         .events()
@@ -528,7 +602,10 @@ async fn an_unreadable_leader_record_does_not_stop_a_follower() {
     let cluster = MemCluster::new();
     cluster.deny(P, Permission::Read);
     let a = join(&cluster, "a").await;
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = join(&cluster, "b").await;
     sleep(Duration::from_millis(100)).await;
     assert!(
@@ -540,7 +617,10 @@ async fn an_unreadable_leader_record_does_not_stop_a_follower() {
         *b.state().borrow()
     );
     a.leave().await.unwrap();
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     b.stop().await;
 }
 
@@ -564,7 +644,10 @@ async fn s5_a_stop_out_of_time_leaves_nothing_on_a_shared_session() {
         .join(Candidate::builder(P, "b").build().unwrap())
         .await
         .unwrap();
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let start = Instant::now();
     cluster.set_latency(Duration::from_secs(1));
     cluster.lose_create_replies(1);
@@ -600,7 +683,10 @@ async fn s5_a_stop_out_of_time_leaves_nothing_on_a_shared_session() {
         "a's entry is left: {queue:?}"
     );
     cluster.set_latency(Duration::ZERO);
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     b.stop().await;
 }
 
@@ -614,14 +700,20 @@ async fn lookalike_persistent_entries_do_not_block_the_election() {
     let mut rec = Recorder::new();
     let a = join(&cluster, "a").await;
     rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let middle = cluster.create_lookalike(P, election_core::SessionId(0x5678));
     let b = join(&cluster, "b").await;
     rec.watch(&b);
     sleep(Duration::from_millis(100)).await;
     assert_eq!(cluster.entries(P).len(), 4);
     a.leave().await.unwrap();
-    b.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     check_leaders(&rec.leader_intervals()).unwrap();
     let foreign: Vec<String> = rec
         .events()
@@ -654,11 +746,17 @@ async fn a_token_lower_than_the_last_one_seen_is_reported() {
     let mut rec = Recorder::new();
     let a = join(&cluster, "a").await;
     rec.watch(&a);
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let before = a.current().token().unwrap();
     cluster.lose_data();
     let after = loop {
-        a.wait_for_leadership(T * 2).await.unwrap();
+        tokio::time::timeout(T * 2, a.wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
+            .unwrap();
         match a.current().token() {
             Some(t) if t != before => break t,
             _ => sleep(Duration::from_millis(10)).await,
@@ -694,7 +792,10 @@ async fn an_observer_that_cannot_read_the_leader_does_not_spin() {
     let cluster = MemCluster::new();
     cluster.set_latency(Duration::from_millis(1));
     let a = join(&cluster, "a").await;
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     cluster.deny(P, Permission::Read);
     let client = election_core::Client::connect(cluster.backend(), T)
         .await
@@ -708,7 +809,10 @@ async fn an_observer_that_cannot_read_the_leader_does_not_spin() {
         stats.reads + stats.list_watches <= 4,
         "observer spins: {stats:?}"
     );
-    assert_eq!(*observer.leader().borrow(), None);
+    assert_eq!(
+        *observer.leader().borrow(),
+        election_core::LeaderView::Unknown
+    );
     drop(observer);
     a.stop().await;
 }

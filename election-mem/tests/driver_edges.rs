@@ -107,7 +107,10 @@ async fn a_panic_in_a_backend_call_stops_the_candidate_and_withdraws_its_entry()
         .join(backend)
         .await
         .unwrap();
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = Candidate::builder(P, "b")
         .session_timeout(T)
         .join(cluster.backend())
@@ -125,7 +128,10 @@ async fn a_panic_in_a_backend_call_stops_the_candidate_and_withdraws_its_entry()
         other => panic!("a is {other:?}, not Stopped(Failed)"),
     }
     // Its entry is withdrawn: b leads, alone in the queue.
-    b.wait_for_leadership(T).await.expect("b leads");
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .expect("b leads");
     let ids: Vec<String> = b
         .participants()
         .await
@@ -171,7 +177,10 @@ async fn stop_returns_only_after_aborted_work_has_ended() {
             .join(cluster.backend())
             .await
             .unwrap();
-        a.wait_for_leadership(T).await.unwrap();
+        tokio::time::timeout(T, a.wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
         cluster.expire_session(a.client().session().await.id());
         a.stop().await;
@@ -215,7 +224,10 @@ async fn leave_from_inside_the_work_returns_at_once_and_takes_effect() {
         .unwrap();
     let a = Arc::new(a);
     let mut events = a.events();
-    a.wait_for_leadership(T).await.unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = Candidate::builder(P, "b")
         .session_timeout(T)
         .join(cluster.backend())
@@ -223,7 +235,10 @@ async fn leave_from_inside_the_work_returns_at_once_and_takes_effect() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     handle_tx.send_replace(Some(a.clone()));
-    b.wait_for_leadership(T).await.expect("b leads");
+    tokio::time::timeout(T, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .expect("b leads");
     assert!(went_on.load(Ordering::SeqCst), "the work was aborted");
     assert_eq!(a.current(), ElectionState::Stopped(StopReason::Resigned));
     while let Ok(e) = events.try_recv() {

@@ -321,18 +321,22 @@ fn the_successor_claims_on_the_notification_without_listing() {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        cs[0]
-            .wait_for_leadership(Duration::from_secs(1))
+        tokio::time::timeout(Duration::from_secs(1), cs[0].wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .unwrap();
         tokio::time::sleep(Duration::from_millis(50)).await;
         cluster.set_latency(Duration::from_millis(10));
+        // The successor's events of the hand-over only (the first call hands over all since
+        // its start).
+        let mut events = cs[1].events();
+        while events.try_recv().is_ok() {}
         let lists = cluster.stats().lists;
         let left = tokio::time::Instant::now();
         cs[0].leave().await.unwrap();
-        cs[1]
-            .wait_for_leadership(Duration::from_secs(1))
+        tokio::time::timeout(Duration::from_secs(1), cs[1].wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .unwrap();
         assert_eq!(cluster.stats().lists, lists, "the successor listed again");
         // The leaver's delete, then the successor's read of its own entry: two calls of 10 ms,
@@ -342,7 +346,6 @@ fn the_successor_claims_on_the_notification_without_listing() {
             "{:?}",
             left.elapsed()
         );
-        let mut events = cs[1].events();
         while let Ok(e) = events.try_recv() {
             if let election_core::Event::Transition(t) = e {
                 assert_eq!(t.reason, Reason::Claimed);
@@ -365,7 +368,10 @@ fn a_stopped_candidate_frees_its_id_on_the_client() {
                 .join(Candidate::builder("/reg/same-id", "again").build().unwrap())
                 .await
                 .expect("the id is free again");
-            c.wait_for_leadership(Duration::from_secs(1)).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(1), c.wait_for_leadership())
+                .await
+                .unwrap_or_else(|e| Err(e.into()))
+                .unwrap();
             c.stop().await;
             assert!(matches!(c.current(), ElectionState::Stopped(_)));
         }
@@ -432,10 +438,16 @@ fn foreign_nodes_are_reported_once() {
             .await
             .unwrap();
         let mut events = a.events();
-        a.wait_for_leadership(Duration::from_secs(1)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(1), a.wait_for_leadership())
+            .await
+            .unwrap_or_else(|e| Err(e.into()))
+            .unwrap();
         for _ in 0..3 {
             a.resign().await.unwrap();
-            a.wait_for_leadership(Duration::from_secs(1)).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(1), a.wait_for_leadership())
+                .await
+                .unwrap_or_else(|e| Err(e.into()))
+                .unwrap();
         }
         let mut notices = 0;
         while let Ok(e) = events.try_recv() {
@@ -569,17 +581,20 @@ mod expiry_during_join {
 async fn an_expiry_right_after_join_read_the_state_is_not_lost() {
     let cluster = MemCluster::new();
     let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let backend = std::sync::Arc::new(expiry_during_join::Backend {
-        cluster: cluster.clone(),
-        fired: fired.clone(),
-    });
+    let backend: std::sync::Arc<dyn election_core::CoordinationBackend> =
+        std::sync::Arc::new(expiry_during_join::Backend {
+            cluster: cluster.clone(),
+            fired: fired.clone(),
+        });
     let t = Duration::from_secs(3);
     let a = Candidate::builder("/join/race", "a")
         .session_timeout(t)
         .join(backend)
         .await
         .unwrap();
-    let led = a.wait_for_leadership(t * 3).await;
+    let led = tokio::time::timeout(t * 3, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()));
     assert!(fired.load(std::sync::atomic::Ordering::SeqCst));
     assert!(led.is_ok(), "never led: {:?}", *a.state().borrow());
     a.stop().await;

@@ -143,6 +143,14 @@ impl ZkBackend {
     }
 }
 
+/// A `ZkBackend` is usable wherever an `Arc<dyn CoordinationBackend>` is wanted, with no manual
+/// wrap: `Candidate::builder(..).join(ZkBackend::builder(zk).build()?)`.
+impl From<ZkBackend> for Arc<dyn election_core::CoordinationBackend> {
+    fn from(backend: ZkBackend) -> Self {
+        Arc::new(backend)
+    }
+}
+
 /// Builds a [`ZkBackend`]; nothing is checked or contacted until [`build`](Self::build).
 #[derive(Clone)]
 #[must_use]

@@ -47,6 +47,7 @@
 //! With the `testing` feature, [`testing`] runs real ZooKeeper servers (standalone and
 //! ensembles) as child processes, and a TCP proxy that cuts or stalls connections.
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 #![warn(missing_docs)]
 
 mod backend;

@@ -463,7 +463,9 @@ async fn an_existing_ancestor_under_a_read_only_parent_does_not_stop_a_candidate
                 .join(backend.clone())
                 .await
                 .unwrap();
-            let led = c.wait_for_leadership(WAIT).await;
+            let led = tokio::time::timeout(WAIT, c.wait_for_leadership())
+                .await
+                .unwrap_or_else(|e| Err(e.into()));
             assert!(
                 led.is_ok(),
                 "chroot {chroot:?}, round {round}: {:?}",
@@ -514,7 +516,9 @@ async fn a_persistent_lookalike_entry_does_not_block_the_election() {
         .join(backend)
         .await
         .unwrap();
-    let led = c.wait_for_leadership(WAIT).await;
+    let led = tokio::time::timeout(WAIT, c.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()));
     assert!(led.is_ok(), "{:?}", *c.state().borrow());
     c.stop().await;
 }
@@ -540,7 +544,10 @@ async fn a_refused_join_names_the_node_and_its_acl() {
         .join(creator_all("alice"))
         .await
         .unwrap();
-    alice.wait_for_leadership(WAIT).await.unwrap();
+    tokio::time::timeout(WAIT, alice.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let bob = election_core::Candidate::builder("/acl/leader", "bob")
         .session_timeout(T)
         .join(creator_all("bob"))
@@ -616,7 +623,10 @@ async fn a_refused_delete_never_leaves_the_entry() {
             .join(backend.clone())
     };
     let a = join("a").await.unwrap();
-    a.wait_for_leadership(WAIT).await.unwrap();
+    tokio::time::timeout(WAIT, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let b = join("b").await.unwrap();
     timeout(WAIT, async {
         while admin.list_children("/nodel/leader").await.unwrap().len() < 2 {
@@ -626,7 +636,10 @@ async fn a_refused_delete_never_leaves_the_entry() {
     .await
     .unwrap();
     let _ = timeout(WAIT, a.leave()).await.expect("leave returns");
-    b.wait_for_leadership(WAIT).await.unwrap();
+    tokio::time::timeout(WAIT, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     let left = admin.list_children("/nodel/leader").await.unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     b.stop().await;

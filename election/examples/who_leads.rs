@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use election::zk::ZkBackend;
-use election::{Client, CoordinationBackend, ElectionPath};
+use election::{Client, CoordinationBackend, ElectionPath, LeaderView};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -27,13 +27,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut leader = observer.leader();
     loop {
         match &*leader.borrow_and_update() {
-            Some(l) => println!(
+            LeaderView::Leader(l) => println!(
                 "leader: {} (token {}, payload {:?})",
                 l.id,
                 l.token,
                 String::from_utf8_lossy(&l.payload)
             ),
-            None => println!("nobody leads"),
+            LeaderView::Nobody => println!("nobody leads"),
+            LeaderView::Unknown => println!("not known yet"),
         }
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,

@@ -28,15 +28,14 @@
 //! # A candidate
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use std::time::Duration;
-//! use election::{Candidate, CoordinationBackend};
+//! use election::Candidate;
 //!
 //! # #[cfg(feature = "zookeeper")]
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//!     let backend: Arc<dyn CoordinationBackend> =
-//!         Arc::new(election::zk::ZkBackend::builder("zk1:2181,zk2:2181,zk3:2181").build()?);
+//!     // A ZkBackend converts into the Arc<dyn CoordinationBackend> that `join` takes.
+//!     let backend = election::zk::ZkBackend::builder("zk1:2181,zk2:2181,zk3:2181").build()?;
 //!     let candidate = Candidate::builder("/services/streamer/leader", "streamer-1")
 //!         .session_timeout(Duration::from_secs(10))
 //!         .on_leader(|term| async move {
@@ -45,7 +44,8 @@
 //!         })
 //!         .join(backend)
 //!         .await?;
-//!     let token = candidate.wait_for_leadership(Duration::from_secs(60)).await?;
+//!     // No timeout of its own: bound it with tokio::time::timeout where it must be.
+//!     let token = tokio::time::timeout(Duration::from_secs(60), candidate.wait_for_leadership()).await??;
 //!     println!("leading with token {token}");
 //!     candidate.stop().await; // withdraw before leaving main
 //!     Ok(())
@@ -56,16 +56,17 @@
 //!
 //! The contract every backend keeps (S1-S5, L1-L5) is in the repository's `docs/contract.md`.
 #![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use election_core::{
     backend, record, BackendError, BackendSession, Candidate, CandidateBuilder, CandidateConfig,
     CandidateRecord, Client, ClientBuilder, ConfigError, Contact, CoordinationBackend,
     ElectionError, ElectionPath, ElectionState, EntryInfo, ErrorKind, Event, FencingToken,
-    LeaderInfo, ListedEntry, Listing, Marker, Notice, Notification, Observer, Participant, Reason,
-    SessionId, SessionState, StopReason, Term, Transition, Watch, WorkEnded, WorkResult,
-    DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN,
-    MAX_SESSION_TIMEOUT,
+    LeaderInfo, LeaderView, ListedEntry, Listing, Marker, Notice, Notification, Observer,
+    Participant, Reason, SessionId, SessionState, StopReason, Term, Transition, Watch, WorkEnded,
+    WorkResult, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, EVENTS_CAPACITY, MAX_ID_LEN,
+    MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
 };
 
 /// The cancellation signal a [`Term`] carries ([`Term::cancellation`]), from `tokio-util`.

@@ -56,11 +56,17 @@ async fn the_standby_takes_over_when_the_leader_is_cut_off() {
     let store = FencedStore::default();
     let a = service(&cluster, "a", store.clone()).await;
     let b = service(&cluster, "b", store.clone()).await;
-    let token_a = a.wait_for_leadership(T).await.unwrap();
+    let token_a = tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
 
     let cut_at = tokio::time::Instant::now();
     cluster.cut(a.client().session().await.id()); // a is partitioned from the service
-    let token_b = b.wait_for_leadership(T * 2).await.unwrap();
+    let token_b = tokio::time::timeout(T * 2, b.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
     assert!(token_b > token_a);
     // b leads once the service expired a's session: exactly T after the cut, in virtual time.
     assert_eq!(cut_at.elapsed(), T);

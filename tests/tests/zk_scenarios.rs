@@ -70,8 +70,9 @@ async fn join_in_order(
 }
 
 async fn lead(c: &Candidate) -> FencingToken {
-    c.wait_for_leadership(patience())
+    tokio::time::timeout(patience(), c.wait_for_leadership())
         .await
+        .unwrap_or_else(|e| Err(e.into()))
         .unwrap_or_else(|e| panic!("{} did not lead: {e}; state {:?}", c.id(), c.current()))
 }
 
@@ -234,9 +235,9 @@ async fn sigkilled_leader_process_is_succeeded_after_session_expiry() {
     let killed_at = Instant::now();
     child.child.kill().expect("SIGKILL the candidate process");
     child.child.wait().expect("reap it");
-    let token = b
-        .wait_for_leadership(T * 3)
+    let token = tokio::time::timeout(T * 3, b.wait_for_leadership())
         .await
+        .unwrap_or_else(|e| Err(e.into()))
         .unwrap_or_else(|e| panic!("no failover after the SIGKILL: {e}; {:?}", b.current()));
     let took = killed_at.elapsed();
     eprintln!("measure: SIGKILL -> successor leads in {took:?} (session timeout {T:?})");
@@ -947,7 +948,7 @@ async fn malformed_or_unreachable_ensemble_is_a_typed_error() {
         let started = Instant::now();
         let err = Candidate::builder("/scen/unreachable", "a")
             .session_timeout(T)
-            .join(Arc::new(backend))
+            .join(backend)
             .await
             .unwrap_err();
         let took = started.elapsed();

@@ -64,8 +64,9 @@ async fn join_with_work(
 }
 
 async fn lead(h: &dyn Harness, c: &Candidate) -> crate::FencingToken {
-    c.wait_for_leadership(patience(h))
+    tokio::time::timeout(patience(h), c.wait_for_leadership())
         .await
+        .unwrap_or_else(|e| Err(e.into()))
         .unwrap_or_else(|e| panic!("{} did not lead: {e}; state {:?}", c.id(), c.current()))
 }
 
@@ -264,7 +265,7 @@ pub async fn first_joiner_leads_with_its_entry_token(h: &dyn Harness) {
     let b = join(h, &p, "b").await;
     let leader = b.current_leader().await.unwrap().expect("a leads");
     assert_eq!((leader.id.as_str(), leader.token), ("a", token));
-    assert_eq!(leader.payload, b"payload-of-a");
+    assert_eq!(&*leader.payload, b"payload-of-a");
     settle(h).await;
     assert!(!b.is_leader());
     assert!(
@@ -353,6 +354,8 @@ pub async fn only_the_successor_wakes(h: &dyn Harness) {
     for c in &cs {
         rec.watch(c);
     }
+    // Watching hands over each candidate's events from its start: only the hand-over counts.
+    rec.clear();
     cs[0].leave().await.unwrap();
     lead(h, &cs[1]).await;
     settle(h).await;
@@ -423,6 +426,79 @@ pub async fn leader_work_ends_before_successor_starts(h: &dyn Harness) {
         log.spans().iter().all(|s| s.end.is_some()),
         "work left running after stop"
     );
+}
+
+/// S4 across [`Client::close`] (issue 18, point 1): closing the client of a leader stops its
+/// candidates first (their work ended and awaited, their entries deleted), then closes the
+/// session, so the successor's work starts only after ours ended; and the client stays closed:
+/// no rejoin, no observer reopening a session, no join.
+pub async fn close_while_leading_stops_work_before_successor(h: &dyn Harness) {
+    let p = path(h, "close-leading");
+    let log = WorkLog::new();
+    let stop_delay = h.session_timeout() / 10;
+    let client = Client::connect(h.backend().await, h.session_timeout())
+        .await
+        .unwrap();
+    let a = client
+        .join(
+            Candidate::builder(p.as_str(), "a")
+                .on_leader(log.work("a", stop_delay))
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    lead(h, &a).await;
+    let observer = client.observe(&p);
+    let b = join_with_work(h, &p, "b", &log, stop_delay).await;
+    wait_entries(h, &p, 2).await;
+    let closed_session = client.session_id();
+    let closing_at = Instant::now();
+    client.close().await;
+    lead(h, &b).await;
+    settle(h).await;
+    let spans = log.spans();
+    check_work(&spans).unwrap();
+    assert_eq!(spans.len(), 2, "{spans:?}");
+    // a's work was stopped as `stop` stops it, given its time to wind down, not aborted by the
+    // session's end.
+    let a_end = spans[0].end.expect("a's work ended");
+    assert!(
+        a_end >= closing_at + stop_delay,
+        "a's work was cut short: {spans:?}"
+    );
+    assert_eq!(
+        a.current(),
+        ElectionState::Stopped(crate::StopReason::ClientClosed)
+    );
+    // Closed stays closed.
+    sleep(h.session_timeout() * 2).await;
+    assert_eq!(
+        a.current(),
+        ElectionState::Stopped(crate::StopReason::ClientClosed)
+    );
+    assert_eq!(
+        client.session_id(),
+        closed_session,
+        "the session was reopened"
+    );
+    assert_eq!(entry_count(h, &p).await, 1);
+    assert!(observer.is_stopped());
+    assert!(matches!(
+        observer.wait_for_leader().await,
+        Err(ElectionError::ClientClosed)
+    ));
+    assert!(matches!(
+        client
+            .join(Candidate::builder(p.as_str(), "c").build().unwrap())
+            .await,
+        Err(ElectionError::ClientClosed)
+    ));
+    assert!(matches!(
+        client.current_leader(&p).await,
+        Err(ElectionError::ClientClosed)
+    ));
+    b.stop().await;
 }
 
 /// S4: work that ignores cancellation is aborted after the grace, reported, and the successor
@@ -605,23 +681,23 @@ pub async fn observer_follows_the_leader(h: &dyn Harness) {
     let observer = watcher.observe(&p);
     let a = join(h, &p, "a").await;
     let ta = lead(h, &a).await;
-    let seen = observer
-        .next_leader(None, patience(h))
+    let seen = tokio::time::timeout(patience(h), observer.next_leader(None))
         .await
-        .expect("observer sees a");
+        .expect("observer sees a")
+        .unwrap();
     assert_eq!((seen.id.as_str(), seen.token), ("a", ta));
     let b = join(h, &p, "b").await;
     wait_entries(h, &p, 2).await;
     a.leave().await.unwrap();
     let tb = lead(h, &b).await;
-    let seen = observer
-        .next_leader(Some(ta), patience(h))
+    let seen = tokio::time::timeout(patience(h), observer.next_leader(Some(ta)))
         .await
-        .expect("observer sees b");
+        .expect("observer sees b")
+        .unwrap();
     assert_eq!((seen.id.as_str(), seen.token), ("b", tb));
     b.stop().await;
     let deadline = Instant::now() + patience(h);
-    while observer.leader().borrow().is_some() {
+    while observer.current() != crate::LeaderView::Nobody {
         assert!(Instant::now() < deadline, "observer still shows a leader");
         settle(h).await;
     }
@@ -691,11 +767,11 @@ pub async fn bad_input_is_rejected_before_side_effects(h: &dyn Harness) {
         .await
         .unwrap();
     lead(h, &a).await;
-    let waited = b
-        .wait_for_leadership(h.session_timeout() / 4)
+    let waited = tokio::time::timeout(h.session_timeout() / 4, b.wait_for_leadership())
         .await
+        .unwrap_or_else(|e| Err(e.into()))
         .unwrap_err();
-    assert!(matches!(waited, ElectionError::Timeout(_)), "{waited}");
+    assert!(matches!(waited, ElectionError::Timeout), "{waited}");
     a.stop().await;
     b.stop().await;
     assert_eq!(entry_count(h, &p).await, 0);

@@ -85,6 +85,7 @@ macro_rules! conformance_suite {
             only_the_successor_wakes,
             crash_fails_over_after_session_timeout,
             leader_work_ends_before_successor_starts,
+            close_while_leading_stops_work_before_successor,
             slow_leader_work_is_aborted_after_grace,
             stop_and_drop_leave_no_entry,
             leader_entry_deleted_by_admin,
@@ -130,6 +131,7 @@ pub async fn run_all(h: &dyn Harness) {
     only_the_successor_wakes(h).await;
     crash_fails_over_after_session_timeout(h).await;
     leader_work_ends_before_successor_starts(h).await;
+    close_while_leading_stops_work_before_successor(h).await;
     slow_leader_work_is_aborted_after_grace(h).await;
     stop_and_drop_leave_no_entry(h).await;
     leader_entry_deleted_by_admin(h).await;

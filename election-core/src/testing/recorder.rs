@@ -17,7 +17,7 @@ use crate::term::Term;
 use super::invariants::{LeaderInterval, WorkSpan};
 
 /// Collects the transitions of the candidates it watches.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Recorder {
     receivers: Vec<(String, broadcast::Receiver<Event>)>,
     log: Vec<(String, Event)>,
@@ -31,8 +31,8 @@ impl Recorder {
         Self::default()
     }
 
-    /// Records `candidate`'s events from now on. Call right after `join`: the first events of a
-    /// candidate are only seen when it is watched before they happen.
+    /// Records `candidate`'s events: from its start when this is the first
+    /// [`events`](Candidate::events) call on it (see there), from now on otherwise.
     pub fn watch(&mut self, candidate: &Candidate) {
         self.receivers
             .push((candidate.id().to_owned(), candidate.events()));
@@ -126,7 +126,7 @@ impl Recorder {
 }
 
 /// Leader work that records when each term's work ran, for the S4 check.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct WorkLog {
     spans: Arc<Mutex<Vec<WorkSpan>>>,
 }

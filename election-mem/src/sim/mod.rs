@@ -168,6 +168,18 @@ struct SimClient {
     crashed: bool,
 }
 
+impl std::fmt::Debug for Sim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("paths", &self.paths)
+            .field("clients", &self.clients.len())
+            .field("candidates", &self.candidates.len())
+            .field("ops", &self.ops)
+            .field("violation", &self.violation.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// A simulation in progress: call [`apply`](Self::apply) per op, then [`finish`](Self::finish).
 /// Must run on a runtime with paused time (as [`run_schedule`] makes).
 pub struct Sim {

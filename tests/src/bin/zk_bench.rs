@@ -181,9 +181,9 @@ async fn graceful(zk: &Arc<ZkServer>, n: usize, rounds: usize) -> Graceful {
         placed(&c).await;
         cs.push(c);
     }
-    cs[0]
-        .wait_for_leadership(Duration::from_secs(10))
+    tokio::time::timeout(Duration::from_secs(10), cs[0].wait_for_leadership())
         .await
+        .unwrap_or_else(|e| Err(e.into()))
         .expect("first leads");
     let mut rec = Recorder::new();
     for c in &cs {
@@ -299,8 +299,9 @@ async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
             .join(proxied)
             .await
             .unwrap();
-        a.wait_for_leadership(Duration::from_secs(10))
+        tokio::time::timeout(Duration::from_secs(10), a.wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .unwrap();
         let b = Candidate::builder(path.as_str(), "b")
             .session_timeout(CRASH_TIMEOUT)
@@ -327,8 +328,9 @@ async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
         let started = Instant::now();
         proxy.cut();
         a.abort();
-        b.wait_for_leadership(CRASH_TIMEOUT * 3)
+        tokio::time::timeout(CRASH_TIMEOUT * 3, b.wait_for_leadership())
             .await
+            .unwrap_or_else(|e| Err(e.into()))
             .expect("failover after a crash");
         out.push(started.elapsed());
         b.stop().await;
