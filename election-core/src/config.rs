@@ -8,32 +8,9 @@ use crate::backend::CoordinationBackend;
 use crate::candidate::Candidate;
 use crate::client::Client;
 use crate::error::{ConfigError, ElectionError};
+use crate::limits::{validate_id, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT};
 use crate::path::ElectionPath;
 use crate::term::{LeaderWork, Term, WorkEnded, WorkResult};
-
-/// Longest candidate id, in bytes.
-pub const MAX_ID_LEN: usize = 256;
-/// Largest payload, in bytes. ZooKeeper rejects a znode over about 1 MiB (`jute.maxbuffer`); we
-/// keep well clear of it, leaving room for the record header and the request framing.
-pub const MAX_PAYLOAD_LEN: usize = 512 * 1024;
-/// Longest session timeout accepted (ZooKeeper's servers cap theirs far lower by default).
-pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
-
-pub(crate) fn validate_id(id: &str) -> Result<(), ConfigError> {
-    if id.is_empty() {
-        return Err(ConfigError::EmptyId);
-    }
-    if id.len() > MAX_ID_LEN {
-        return Err(ConfigError::IdTooLong {
-            len: id.len(),
-            max: MAX_ID_LEN,
-        });
-    }
-    if id.chars().any(char::is_control) {
-        return Err(ConfigError::IdHasControl(id.to_owned()));
-    }
-    Ok(())
-}
 
 /// Default session timeout: kazoo's, and a common ZooKeeper choice.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(10);
@@ -298,6 +275,7 @@ pub(crate) fn validate_session_timeout(timeout: Duration) -> Result<(), ConfigEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_ID_LEN;
 
     fn b() -> CandidateBuilder {
         CandidateBuilder::new("/e", "c1")

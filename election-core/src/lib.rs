@@ -38,6 +38,7 @@ mod client;
 mod config;
 mod driver;
 mod error;
+mod limits;
 mod machine;
 mod observer;
 mod path;
@@ -56,9 +57,9 @@ pub use candidate::{Candidate, EVENTS_CAPACITY};
 pub use client::{Client, ClientBuilder};
 pub use config::{
     CandidateBuilder, CandidateConfig, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,
-    MAX_ID_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
 };
 pub use error::{BackendError, ConfigError, ElectionError, ErrorKind};
+pub use limits::{MAX_ID_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT};
 pub use observer::Observer;
 pub use path::{ElectionPath, MAX_PATH_LEN};
 pub use record::CandidateRecord;

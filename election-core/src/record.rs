@@ -10,7 +10,7 @@
 //! ```
 //! A reader must reject a version it does not know rather than guess.
 
-use crate::config::{MAX_ID_LEN, MAX_PAYLOAD_LEN};
+use crate::limits::{MAX_ID_LEN, MAX_PAYLOAD_LEN};
 
 const VERSION: u8 = 1;
 
@@ -66,7 +66,7 @@ impl CandidateRecord {
             return Err(RecordError::Truncated);
         }
         let id = std::str::from_utf8(&rest[..len]).map_err(|_| RecordError::BadId)?;
-        if crate::config::validate_id(id).is_err() {
+        if crate::limits::validate_id(id).is_err() {
             return Err(RecordError::BadId);
         }
         Ok(Self {

@@ -1,0 +1,1012 @@
+//! Unit tests of the election machine: one rule each, driven input by input.
+
+use super::*;
+use crate::backend::ListedEntry;
+use crate::path::ElectionPath;
+
+const T: Duration = Duration::from_secs(3);
+const ME: SessionId = SessionId(7);
+
+fn cfg(has_work: bool) -> MachineConfig {
+    MachineConfig {
+        path: ElectionPath::new("/e").unwrap(),
+        id: "me".into(),
+        step_down_fraction: 2.0 / 3.0,
+        grace: Duration::from_millis(500),
+        rejoin_on_expiry: true,
+        has_work,
+        when_work_ends: WorkEnded::Resign,
+        marker_prefix: 0xabcd,
+    }
+}
+
+fn machine(has_work: bool) -> (Machine, Instant) {
+    let now = Instant::now();
+    let mut m = Machine::new(cfg(has_work), ME, T, SessionState::Connected, now);
+    let out = m.take_actions();
+    assert!(matches!(out.as_slice(), [Action::Create { .. }]), "{out:?}");
+    (m, now)
+}
+
+fn marker_of(m: &Machine) -> Marker {
+    match &m.phase {
+        Phase::Registering { marker, .. } => marker.clone(),
+        p => panic!("not registering: {p:?}"),
+    }
+}
+
+fn entry(name: &str, seq: u64, owner: SessionId, marker: Marker) -> ListedEntry {
+    ListedEntry {
+        name: name.into(),
+        sequence: seq,
+        owner,
+        marker,
+    }
+}
+
+fn info(name: &str, seq: u64, marker: Marker) -> EntryInfo {
+    EntryInfo {
+        name: name.into(),
+        sequence: seq,
+        owner: ME,
+        marker,
+        token: FencingToken(100 + seq),
+        data: vec![],
+    }
+}
+
+fn other(seq: u64) -> ListedEntry {
+    entry(
+        &format!("o{seq}"),
+        seq,
+        SessionId(99),
+        Marker::from_bits(seq),
+    )
+}
+
+/// Registered as `mine` at `seq`, behind `ahead` other entries, listed.
+fn placed(has_work: bool, ahead: u64) -> (Machine, Instant, Vec<Action>) {
+    let (mut m, now) = machine(has_work);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(info("mine", ahead, mk.clone()))));
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::WatchOwn {
+            name: "mine".into()
+        }) && out.contains(&Action::List),
+        "{out:?}"
+    );
+    let mut entries: Vec<_> = (0..ahead).map(other).collect();
+    entries.push(entry("mine", ahead, ME, mk));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries,
+            foreign: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    (m, now, out)
+}
+
+#[test]
+fn unknown_create_is_looked_up_before_creating_again() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    assert!(!m
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Create { .. } | Action::List)));
+    m.handle(now + T, Input::Timer);
+    assert_eq!(m.take_actions(), [Action::List, Action::SetTimer(None)]);
+    // Found, owned by us: adopted after a read, no second create.
+    let l = Listing {
+        entries: vec![entry("mine", 0, ME, mk.clone())],
+        foreign: vec![],
+    };
+    m.handle(now + T, Input::Listed(Ok(l)));
+    assert_eq!(
+        m.take_actions(),
+        [Action::Read {
+            name: "mine".into()
+        }]
+    );
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 0, mk))),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::WatchOwn {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|a| matches!(a, Action::Create { .. })));
+}
+
+#[test]
+fn marker_under_another_session_is_not_adopted() {
+    // CURATOR-696: an entry with our marker from an older session is not ours to lead with.
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    let l = Listing {
+        entries: vec![entry("old", 0, SessionId(3), mk)],
+        foreign: vec![],
+    };
+    m.handle(now + T, Input::Listed(Ok(l)));
+    let out = m.take_actions();
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Create { .. })),
+        "{out:?}"
+    );
+    assert!(!m.state().is_leader());
+}
+
+#[test]
+fn first_in_listing_but_foreign_owner_does_not_lead() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(info("mine", 0, mk.clone()))));
+    m.take_actions();
+    let l = Listing {
+        entries: vec![entry("mine", 0, SessionId(3), mk)],
+        foreign: vec![],
+    };
+    m.handle(now, Input::Listed(Ok(l)));
+    assert!(!m.state().is_leader());
+    assert_eq!(*m.state(), ElectionState::Joining);
+    assert!(m
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Create { .. })));
+}
+
+#[test]
+fn first_in_listing_leads_and_starts_work() {
+    let (m, _, out) = placed(true, 0);
+    assert!(
+        out.contains(&Action::StartWork {
+            token: FencingToken(100)
+        }),
+        "{out:?}"
+    );
+    assert_eq!(m.state().token(), Some(FencingToken(100)));
+}
+
+#[test]
+fn head_handover_claims_after_reading_its_own_entry_without_listing() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(
+        out.contains(&Action::WatchPredecessor { name: "o0".into() }),
+        "{out:?}"
+    );
+    assert!(matches!(
+        m.state(),
+        ElectionState::Follower { position: 1, .. }
+    ));
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    assert_eq!(
+        m.take_actions(),
+        [Action::Read {
+            name: "mine".into()
+        }]
+    );
+    assert!(!m.state().is_leader());
+    let mk = marker_of_entry();
+    m.handle(
+        now,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 1, mk))),
+        },
+    );
+    assert!(m.state().is_leader());
+    assert!(!m.take_actions().contains(&Action::List));
+}
+
+#[test]
+fn head_handover_with_our_entry_deleted_in_the_same_transaction_never_leads() {
+    // An administrator's multi-op deletes the head and our entry at once; the predecessor's
+    // notification comes first. The confirming read finds nothing: no phantom term.
+    let (mut m, now, _) = placed(true, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    m.handle(
+        now,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(None),
+        },
+    );
+    assert_eq!(m.state(), &ElectionState::Joining);
+    let out = m.take_actions();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::StartWork { .. })),
+        "{out:?}"
+    );
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Emit(Event::Transition(t)) if t.to.is_leader())),
+        "{out:?}"
+    );
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Create { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn a_predecessor_that_was_not_head_means_listing_again() {
+    let (mut m, now, _) = placed(false, 2);
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o1".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::List));
+    assert!(!m.state().is_leader());
+}
+
+#[test]
+fn stale_predecessor_notifications_are_ignored() {
+    let (mut m, now, _) = placed(false, 1);
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "someone-else".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(!m.state().is_leader());
+    assert!(m.take_actions().is_empty());
+}
+
+#[test]
+fn no_claim_while_disconnected() {
+    let (mut m, now, _) = placed(false, 1);
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(!m.state().is_leader());
+    m.handle(now, Input::Session(SessionState::Connected));
+    assert!(!m.state().is_leader());
+    assert!(m.take_actions().contains(&Action::Read {
+        name: "mine".into()
+    }));
+}
+
+#[test]
+fn leader_out_of_contact_steps_down_before_the_budget_ends() {
+    let (mut m, now, _) = placed(true, 0);
+    let lc = now + Duration::from_secs(1);
+    m.handle(
+        lc + T / 3,
+        Input::Session(SessionState::Disconnected { last_contact: lc }),
+    );
+    let step_down_at = lc + T * 2 / 3 - Duration::from_millis(500);
+    assert_eq!(
+        m.state(),
+        &ElectionState::Leader {
+            token: FencingToken(100),
+            contact: Contact::Uncertain { step_down_at }
+        }
+    );
+    assert!(m
+        .take_actions()
+        .contains(&Action::SetTimer(Some(step_down_at))));
+    m.handle(step_down_at, Input::Timer);
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::CancelWork), "{out:?}");
+    // The work gets until the budget's end, not a moment more.
+    assert!(
+        out.contains(&Action::SetTimer(Some(lc + T * 2 / 3))),
+        "{out:?}"
+    );
+    m.handle(lc + T * 2 / 3, Input::Timer);
+    assert!(m.take_actions().contains(&Action::AbortWork));
+}
+
+#[test]
+fn leader_that_learns_too_late_steps_down_at_once() {
+    let (mut m, now, _) = placed(false, 0);
+    m.handle(
+        now + T,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    assert_eq!(m.state(), &ElectionState::Suspended);
+}
+
+#[test]
+fn reconnect_reverifies_before_confirming() {
+    let (mut m, now, _) = placed(false, 0);
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.take_actions();
+    m.handle(now + T / 3, Input::Session(SessionState::Connected));
+    assert!(m.take_actions().contains(&Action::List));
+    assert!(matches!(
+        m.state(),
+        ElectionState::Leader {
+            contact: Contact::Uncertain { .. },
+            ..
+        }
+    ));
+    let l = Listing {
+        entries: vec![entry("mine", 0, ME, marker_of_entry())],
+        foreign: vec![],
+    };
+    m.handle(now + T / 3, Input::Listed(Ok(l)));
+    assert!(matches!(
+        m.state(),
+        ElectionState::Leader {
+            contact: Contact::Confirmed,
+            ..
+        }
+    ));
+}
+
+fn marker_of_entry() -> Marker {
+    Marker::from_bits((0xabcd_u64 << 32) | 1)
+}
+
+#[test]
+fn own_watch_failure_rearms_and_reverifies() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::OwnGone {
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "x")),
+        },
+    );
+    // Not at once (a watch that keeps failing would spin): after a back-off.
+    let out = m.take_actions();
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::WatchOwn { .. } | Action::List)),
+        "{out:?}"
+    );
+    let at = m.timer.expect("a retry timer");
+    m.handle(at, Input::Timer);
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::WatchOwn {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    assert!(out.contains(&Action::List), "{out:?}");
+}
+
+fn machine_with_prefix(prefix: u32) -> (Machine, Instant) {
+    let now = Instant::now();
+    let cfg = MachineConfig {
+        marker_prefix: prefix,
+        ..cfg(false)
+    };
+    let mut m = Machine::new(cfg, ME, T, SessionState::Connected, now);
+    m.take_actions();
+    (m, now)
+}
+
+/// The delay before the retry the machine has just scheduled.
+fn retry_delay(m: &Machine, now: Instant) -> Duration {
+    m.retry_at.expect("a retry is scheduled") - now
+}
+
+/// Issue 17, point 8: a create failing with `Other` is followed by a lookup listing whose
+/// success used to reset the back-off, so the create was retried every T/50 for ever. Now
+/// the create's own back-off keeps doubling.
+#[test]
+fn a_create_that_keeps_failing_backs_off_although_its_lookups_succeed() {
+    let (mut m, mut now) = machine(false);
+    let floor = T / 50;
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        m.handle(
+            now,
+            Input::Created(Err(BackendError::new(ErrorKind::Other, "boom"))),
+        );
+        delays.push(retry_delay(&m, now));
+        m.take_actions();
+        now = m.retry_at.unwrap();
+        m.handle(now, Input::Timer);
+        assert_eq!(m.take_actions(), [Action::List, Action::SetTimer(None)]);
+        m.handle(now, Input::Listed(Ok(Listing::default())));
+        let out = m.take_actions();
+        assert!(
+            out.iter().any(|a| matches!(a, Action::Create { .. })),
+            "{out:?}"
+        );
+    }
+    for (k, d) in delays.iter().enumerate() {
+        let backoff = (floor * 2u32.pow(k as u32)).min(T / 4);
+        assert!(
+            *d >= backoff / 2 && *d <= backoff,
+            "retry {k}: {d:?} outside [{:?}, {backoff:?}] ({delays:?})",
+            backoff / 2
+        );
+    }
+}
+
+/// Issue 17, point 8: a predecessor watch that keeps failing used to be re-listed and
+/// re-armed at once, round after round with no delay. Now each round waits a growing
+/// back-off.
+#[test]
+fn a_watch_that_keeps_failing_backs_off() {
+    let (mut m, mut now, _) = placed(false, 1);
+    m.take_actions();
+    let mut delays = Vec::new();
+    for _ in 0..5 {
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "watch failed")),
+            },
+        );
+        let out = m.take_actions();
+        assert!(!out.contains(&Action::List), "re-listed at once: {out:?}");
+        delays.push(retry_delay(&m, now));
+        now = m.retry_at.unwrap();
+        m.handle(now, Input::Timer);
+        assert!(m.take_actions().contains(&Action::List));
+        let l = Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+        };
+        m.handle(now, Input::Listed(Ok(l)));
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::WatchPredecessor { name: "o0".into() }),
+            "{out:?}"
+        );
+    }
+    assert!(
+        delays.windows(2).all(|w| w[1] > w[0]),
+        "not growing: {delays:?}"
+    );
+    assert!(delays[4] >= T / 50 * 8, "{delays:?}");
+}
+
+/// Issue 17, point 8: retries are jittered, deterministically per candidate: two
+/// candidates that fail at the same instant retry at different ones, and the same
+/// candidate (the same seed) always at the same one.
+#[test]
+fn retries_are_jittered_by_candidate() {
+    let first_delay = |prefix| {
+        let (mut m, now) = machine_with_prefix(prefix);
+        m.handle(
+            now,
+            Input::Created(Err(BackendError::new(ErrorKind::Other, "boom"))),
+        );
+        retry_delay(&m, now)
+    };
+    let delays: Vec<Duration> = (1..=8).map(first_delay).collect();
+    let mut distinct = delays.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() >= 6, "{delays:?}");
+    assert_eq!(first_delay(3), delays[2]);
+    for d in delays {
+        assert!(d >= T / 100 && d <= T / 50, "{d:?}");
+    }
+}
+
+#[test]
+fn jitter_stays_within_half_to_full_backoff() {
+    let b = Duration::from_millis(100);
+    let mut state = 1;
+    for _ in 0..1000 {
+        let d = jittered(b, next_random(&mut state));
+        assert!(d >= b / 2 && d <= b, "{d:?}");
+    }
+    assert_eq!(jittered(Duration::ZERO, 7), Duration::ZERO);
+}
+
+#[test]
+fn own_entry_deleted_while_leading_steps_down_and_rejoins() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::OwnGone {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    assert_eq!(m.state(), &ElectionState::Joining);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::CancelWork), "{out:?}");
+    // Registering again at once is safe while the old term's work ends: the new entry sorts
+    // last, so it cannot lead before everyone ahead of it.
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Create { .. })),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn resign_waits_for_work_then_deletes_then_rejoins() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    let out = m.take_actions();
+    assert!(out.contains(&Action::CancelWork), "{out:?}");
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Delete { .. })),
+        "deleted before the work ended: {out:?}"
+    );
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    m.handle(
+        now,
+        Input::WorkDone {
+            end: WorkEnd::Returned,
+            handover: false,
+        },
+    );
+    assert!(m.take_actions().contains(&Action::Delete {
+        name: "mine".into()
+    }));
+    m.handle(
+        now,
+        Input::Deleted {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::ResignDone), "{out:?}");
+    assert!(
+        out.iter().any(|a| matches!(a, Action::Create { .. })),
+        "{out:?}"
+    );
+}
+
+/// A leader whose work ends by itself at `after` (as `end`): the actions that follow.
+fn work_ends(m: &mut Machine, at: Instant, end: WorkEnd, handover: bool) -> Vec<Action> {
+    m.handle(at, Input::WorkDone { end, handover });
+    m.take_actions()
+}
+
+/// Deletes our entry as asked; the actions after.
+fn deleted(m: &mut Machine, at: Instant) -> Vec<Action> {
+    m.handle(
+        at,
+        Input::Deleted {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    m.take_actions()
+}
+
+fn last_transition(out: &[Action]) -> Option<&Transition> {
+    out.iter().rev().find_map(|a| match a {
+        Action::Emit(Event::Transition(t)) => Some(t),
+        _ => None,
+    })
+}
+
+#[test]
+fn work_that_ends_by_itself_resigns_and_rejoins_after_a_growing_backoff() {
+    let (mut m, mut now, out) = placed(true, 0);
+    assert!(out.iter().any(|a| matches!(a, Action::StartWork { .. })));
+    let mut delays = Vec::new();
+    for round in 0..6u64 {
+        let out = work_ends(&mut m, now, WorkEnd::Failed(format!("boom {round}")), false);
+        let t = last_transition(&out).expect("a transition");
+        assert_eq!(t.reason, Reason::WorkFailed(format!("boom {round}")));
+        assert_eq!(t.to, ElectionState::Suspended);
+        assert!(
+            out.contains(&Action::Delete {
+                name: "mine".into()
+            }),
+            "{out:?}"
+        );
+        assert!(
+            !out.contains(&Action::CancelWork),
+            "the work has ended: {out:?}"
+        );
+        let out = deleted(&mut m, now);
+        assert!(!out.contains(&Action::ResignDone), "nobody asked: {out:?}");
+        assert_eq!(m.state(), &ElectionState::Joining);
+        // No create before the back-off is over.
+        assert!(
+            !out.iter().any(|a| matches!(a, Action::Create { .. })),
+            "{out:?}"
+        );
+        let at = out
+            .iter()
+            .find_map(|a| match a {
+                Action::SetTimer(Some(at)) => Some(*at),
+                _ => None,
+            })
+            .expect("a timer for the back-off");
+        delays.push(at - now);
+        now = at;
+        m.handle(now, Input::Timer);
+        let out = m.take_actions();
+        let Some(Action::Create { marker }) =
+            out.iter().find(|a| matches!(a, Action::Create { .. }))
+        else {
+            panic!("no create after the back-off: {out:?}");
+        };
+        // Alone: leads again at once, and the work fails again at once.
+        m.handle(
+            now,
+            Input::Created(Ok(info("mine", round + 1, marker.clone()))),
+        );
+        m.take_actions();
+        let l = Listing {
+            entries: vec![entry("mine", round + 1, ME, marker.clone())],
+            foreign: vec![],
+        };
+        m.handle(now, Input::Listed(Ok(l)));
+        assert!(m
+            .take_actions()
+            .iter()
+            .any(|a| matches!(a, Action::StartWork { .. })));
+    }
+    // Doubling (with jitter in [b/2, b]) from T/20, capped at 4 T.
+    for (k, d) in delays.iter().enumerate() {
+        let b = (T / 20 * 2u32.pow(k as u32)).min(T * 4);
+        assert!(
+            *d >= b / 2 && *d <= b,
+            "round {k}: {d:?} for {b:?} ({delays:?})"
+        );
+    }
+    // A term that lasted resets it.
+    now += T;
+    work_ends(&mut m, now, WorkEnd::Returned, false);
+    let out = deleted(&mut m, now);
+    let at = out
+        .iter()
+        .find_map(|a| match a {
+            Action::SetTimer(Some(at)) => Some(*at),
+            _ => None,
+        })
+        .unwrap();
+    assert!(at - now <= T / 20, "{:?}", at - now);
+}
+
+#[test]
+fn work_end_policies_leave_keep_leading_and_handover() {
+    // Leave: stops for good, with the panic's message in the reason.
+    let (mut m, now, _) = placed(true, 0);
+    m.cfg.when_work_ends = WorkEnded::Leave;
+    let out = work_ends(&mut m, now, WorkEnd::Panicked("oops".into()), false);
+    assert_eq!(
+        last_transition(&out).unwrap().reason,
+        Reason::WorkPanicked("oops".into())
+    );
+    deleted(&mut m, now);
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Resigned));
+
+    // KeepLeading: today's behaviour, a notice and nothing else.
+    let (mut m, now, _) = placed(true, 0);
+    m.cfg.when_work_ends = WorkEnded::KeepLeading;
+    let out = work_ends(&mut m, now, WorkEnd::Returned, false);
+    assert!(m.state().is_leader(), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::Delete { .. })));
+    // ... but a hand-over (Term::resign) resigns whatever the policy.
+    let (mut m, now, _) = placed(true, 0);
+    m.cfg.when_work_ends = WorkEnded::KeepLeading;
+    let out = work_ends(&mut m, now, WorkEnd::Returned, true);
+    assert_eq!(last_transition(&out).unwrap().reason, Reason::Resigned);
+    assert!(out.contains(&Action::Delete {
+        name: "mine".into()
+    }));
+}
+
+#[test]
+fn orphans_of_ours_are_deleted() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(info("mine", 1, mk.clone()))));
+    m.take_actions();
+    let orphan = entry("orphan", 0, ME, Marker::from_bits((0xabcd_u64 << 32) | 77));
+    let l = Listing {
+        entries: vec![orphan, entry("mine", 1, ME, mk)],
+        foreign: vec![],
+    };
+    m.handle(now, Input::Listed(Ok(l)));
+    // Behind our own orphan for now: delete it, and follow it meanwhile.
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "orphan".into()
+        }),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn session_end_rejoins_with_a_new_session() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(now, Input::Session(SessionState::Expired));
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::OpenSession) && out.contains(&Action::CancelWork),
+        "{out:?}"
+    );
+    m.handle(
+        now,
+        Input::SessionOpened {
+            id: SessionId(8),
+            timeout: T,
+            state: SessionState::Connected,
+        },
+    );
+    assert_eq!(m.state(), &ElectionState::Joining);
+    assert!(m
+        .take_actions()
+        .iter()
+        .any(|a| matches!(a, Action::Create { .. })));
+}
+
+#[test]
+fn work_is_aborted_at_once_when_the_session_ends_unforeseen() {
+    // Leading and in contact: the expiry is news, and the successor may already lead.
+    let (mut m, now, _) = placed(true, 0);
+    assert!(m.state().is_leader());
+    m.take_actions();
+    m.handle(now, Input::Session(SessionState::Expired));
+    let out = m.take_actions();
+    let cancel = out.iter().position(|a| *a == Action::CancelWork);
+    let abort = out.iter().position(|a| *a == Action::AbortWork);
+    assert!(
+        matches!((cancel, abort), (Some(c), Some(a)) if c < a),
+        "cancel then abort in the same step: {out:?}"
+    );
+    // A work already stopping (stepped down with a grace left) is aborted too.
+    let (mut m, now, _) = placed(true, 0);
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(now + T / 2, Input::Timer);
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    assert!(m.take_actions().contains(&Action::CancelWork));
+    m.handle(now + T / 2, Input::Session(SessionState::Expired));
+    assert!(m.take_actions().contains(&Action::AbortWork));
+}
+
+#[test]
+fn stop_is_bounded_when_the_backend_is_unreachable() {
+    let (mut m, now, _) = placed(false, 1);
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(now, Input::Stop);
+    assert!(!m.take_actions().contains(&Action::Finished));
+    m.handle(now + T + Duration::from_millis(500), Input::Timer);
+    assert!(m.take_actions().contains(&Action::Finished));
+    assert!(matches!(
+        m.state(),
+        ElectionState::Stopped(StopReason::Stopped)
+    ));
+}
+
+#[test]
+fn session_gone_replies_before_the_state_change_do_not_busy_loop() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::SessionGone, "expired"))),
+    );
+    let out = m.take_actions();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Create { .. })),
+        "re-sent at once: {out:?}"
+    );
+    // The state change then ends the session as usual.
+    m.handle(now, Input::Session(SessionState::Expired));
+    assert!(m.take_actions().contains(&Action::OpenSession));
+}
+
+/// Issue 17, point 7: a leader whose release delete was refused (NoAuth) stopped with its
+/// entry still at the head and its session alive: every follower waited for as long as the
+/// process lived. Now it closes the session, whose end deletes the entry.
+#[test]
+fn a_refused_release_delete_closes_the_session() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: false });
+    assert!(m.take_actions().contains(&Action::Delete {
+        name: "mine".into()
+    }));
+    m.handle(
+        now,
+        Input::Deleted {
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::CloseSession), "{out:?}");
+    assert!(!out.contains(&Action::Finished), "{out:?}");
+    assert!(!m.state().is_leader());
+    m.handle(now, Input::Session(SessionState::Closed));
+    let out = m.take_actions();
+    assert!(out.contains(&Action::ResignDone), "{out:?}");
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Resigned));
+}
+
+/// Issue 17, point 7: a follower whose read of the leader's record (information only) was
+/// refused stopped for good. Now the leader stays unknown and the follower follows.
+#[test]
+fn an_unreadable_leader_record_is_unknown_not_fatal() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+    m.handle(
+        now,
+        Input::Read {
+            name: "o0".into(),
+            result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+        },
+    );
+    let out = m.take_actions();
+    assert!(!out.contains(&Action::Finished), "{out:?}");
+    assert!(
+        matches!(
+            m.state(),
+            ElectionState::Follower {
+                position: 1,
+                leader: None
+            }
+        ),
+        "{:?}",
+        m.state()
+    );
+    // And it still takes over when the head leaves.
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    m.handle(
+        now,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 1, marker_of_entry()))),
+        },
+    );
+    assert!(m.state().is_leader());
+}
+
+/// Issue 17, point 7: a candidate that fails while it holds an entry closes its session,
+/// so that the entry does not outlive it on a session others keep alive.
+#[test]
+fn failing_while_holding_an_entry_closes_the_session() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Err(BackendError::new(ErrorKind::Other, "x")),
+        },
+    );
+    let at = m.retry_at.unwrap();
+    m.handle(at, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        at,
+        Input::Listed(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::CloseSession), "{out:?}");
+    assert!(out.contains(&Action::Finished), "{out:?}");
+}
+
+/// Issue 17, point 3: a persistent node with our entry format (a restored tree) was taken
+/// for a live candidate's entry: it never goes away, and nobody behind it ever led. Its
+/// watch now says it is not an entry: it is ignored, and the next listing places us
+/// without it.
+#[test]
+fn a_lookalike_predecessor_is_ignored() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(out.contains(&Action::WatchPredecessor { name: "o0".into() }));
+    m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
+    let out = m.take_actions();
+    assert!(out.contains(&Action::List), "{out:?}");
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Emit(Event::Notice {
+                notice: Notice::ForeignEntries(_),
+                ..
+            })
+        )),
+        "{out:?}"
+    );
+    let l = Listing {
+        entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+        foreign: vec![],
+    };
+    m.handle(now, Input::Listed(Ok(l)));
+    assert!(m.state().is_leader(), "{:?}", m.state());
+}
+
+/// Issue 17, point 3: the head read shows a persistent node (owner 0): the leader is
+/// unknown, not the look-alike's record.
+#[test]
+fn a_lookalike_head_is_not_reported_as_leader() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    let mut persistent = info("o0", 0, Marker::from_bits(0));
+    persistent.owner = SessionId(0);
+    m.handle(
+        now,
+        Input::Read {
+            name: "o0".into(),
+            result: Ok(Some(persistent)),
+        },
+    );
+    assert!(
+        matches!(m.state(), ElectionState::Follower { leader: None, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
+#[test]
+fn fatal_errors_stop_with_the_reason() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+    );
+    assert!(
+        matches!(m.state(), ElectionState::Stopped(StopReason::Failed(msg)) if msg.contains("NoAuth"))
+    );
+    assert!(m.take_actions().contains(&Action::Finished));
+}
