@@ -144,7 +144,8 @@ impl EtcdMember {
             .args(["--initial-cluster-state", "new"])
             .args([
                 "--initial-cluster-token",
-                &format!("harness-{}", self.peer_port),
+                // One token per cluster: its members must agree on it.
+                &cluster_token(&self.initial_cluster),
             ])
             .arg(format!(
                 "--heartbeat-interval={}",
@@ -404,6 +405,16 @@ impl EtcdCluster {
     pub fn endpoints(&self) -> Vec<String> {
         self.members.iter().map(EtcdMember::endpoint).collect()
     }
+}
+
+/// The `--initial-cluster-token` of the cluster `initial_cluster` describes: the same for each of
+/// its members, different for clusters on other ports.
+fn cluster_token(initial_cluster: &str) -> String {
+    let ports: Vec<&str> = initial_cluster
+        .split(',')
+        .filter_map(|m| m.rsplit(':').next())
+        .collect();
+    format!("harness-{}", ports.join("-"))
 }
 
 fn free_ports() -> [u16; 2] {
