@@ -555,3 +555,129 @@ async fn bad_or_unreachable_endpoints_are_typed_errors() {
     }
     assert!(started.elapsed() < T * 4);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A create whose reply is lost after etcd applied it.
+
+/// A backend whose sessions lose the reply of their first create: the transaction is applied
+/// on the real member, and the caller hears `OutcomeUnknown`, as after a connection lost in
+/// flight.
+struct LosesFirstCreateReply {
+    inner: Arc<dyn CoordinationBackend>,
+}
+
+struct LossySession {
+    inner: Arc<dyn election_core::BackendSession>,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl CoordinationBackend for LosesFirstCreateReply {
+    async fn open_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<Arc<dyn election_core::BackendSession>, election_core::BackendError> {
+        Ok(Arc::new(LossySession {
+            inner: self.inner.open_session(timeout).await?,
+            lost: std::sync::atomic::AtomicBool::new(false),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl election_core::BackendSession for LossySession {
+    fn id(&self) -> election_core::SessionId {
+        self.inner.id()
+    }
+    fn timeout(&self) -> Duration {
+        self.inner.timeout()
+    }
+    fn state(&self) -> tokio::sync::watch::Receiver<election_core::SessionState> {
+        self.inner.state()
+    }
+    async fn create(
+        &self,
+        dir: &ElectionPath,
+        marker: &election_core::Marker,
+        data: &[u8],
+    ) -> Result<election_core::EntryInfo, election_core::BackendError> {
+        let created = self.inner.create(dir, marker, data).await?;
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(election_core::BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                format!("reply of the create of {} lost (test)", created.name),
+            ));
+        }
+        Ok(created)
+    }
+    async fn list(
+        &self,
+        dir: &ElectionPath,
+    ) -> Result<election_core::Listing, election_core::BackendError> {
+        self.inner.list(dir).await
+    }
+    async fn list_and_watch(
+        &self,
+        dir: &ElectionPath,
+    ) -> Result<(election_core::Listing, election_core::Notification), election_core::BackendError>
+    {
+        self.inner.list_and_watch(dir).await
+    }
+    async fn watch_gone(
+        &self,
+        dir: &ElectionPath,
+        name: &str,
+    ) -> Result<election_core::Watch, election_core::BackendError> {
+        self.inner.watch_gone(dir, name).await
+    }
+    async fn read(
+        &self,
+        dir: &ElectionPath,
+        name: &str,
+    ) -> Result<Option<election_core::EntryInfo>, election_core::BackendError> {
+        self.inner.read(dir, name).await
+    }
+    async fn delete(
+        &self,
+        dir: &ElectionPath,
+        name: &str,
+    ) -> Result<(), election_core::BackendError> {
+        self.inner.delete(dir, name).await
+    }
+    async fn close(&self) {
+        self.inner.close().await
+    }
+}
+
+/// etcd#21128, S5: a create applied by etcd whose reply is lost leaves no orphan: the candidate
+/// finds its key again by its marker, holds exactly one entry, leads with it, and leaves nothing
+/// when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_create_reply_leaves_one_entry() {
+    let etcd = EtcdMember::start();
+    let plain = direct(&etcd.endpoint());
+    let path = "/scen/lost-create/leader";
+    let lossy: Arc<dyn CoordinationBackend> = Arc::new(LosesFirstCreateReply {
+        inner: plain.clone(),
+    });
+    let mut rec = Recorder::new();
+    let a = join(&lossy, path, "a").await;
+    rec.watch(&a);
+    let t0 = lead(&a).await;
+    let b = join(&lossy, path, "b").await;
+    rec.watch(&b);
+    wait_state(&b, "placed", patience(), |s| {
+        matches!(s, ElectionState::Follower { .. })
+    })
+    .await;
+    // Each candidate created once (its reply lost), and holds exactly that entry.
+    sleep(Duration::from_millis(200)).await;
+    assert_eq!(entry_count(&plain, path).await, 2);
+    assert_eq!(participant_ids(&plain, path, T).await, ["a", "b"]);
+    a.resign().await.unwrap();
+    let t1 = lead(&b).await;
+    assert!(t1 > t0);
+    check_leaders(&rec.leader_intervals()).unwrap();
+    stop_all(&[a, b]).await;
+    wait_entries(&plain, path, 0).await;
+}
