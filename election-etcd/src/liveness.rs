@@ -23,9 +23,18 @@
 //! - `Expired` when a keep-alive is answered with TTL 0 (the lease is gone: expired, or revoked by
 //!   someone else) or a write fails with "lease not found"; `Closed` on close or drop. Terminal
 //!   states never change again.
+//!
+//! # A suspended host
+//! The monotonic clock stops while the host is suspended, but etcd's does not: on resume, last
+//! contact would look fresher than it is. The keep-alive task compares the wall clock with the
+//! monotonic clock at every silence check (every TTL/12); time the wall clock saw and the
+//! monotonic clock did not is taken off last contact, the keep-alive stream is reopened (its
+//! pending send instants are dropped with it), and the session is reported `Disconnected`, so
+//! the election re-verifies before it goes on. A forward step of the wall clock is treated the
+//! same way: conservative, never unsafe.
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use election_core::{SessionId, SessionState};
 use tokio::sync::watch;
@@ -35,6 +44,8 @@ use tokio::time::Instant;
 pub(crate) const KEEP_ALIVES_PER_TTL: u32 = 6;
 /// Silence, as a fraction (1/N) of the TTL, after which we report `Disconnected`.
 const SILENCE_DIVISOR: u32 = 3;
+/// Wall-clock time unseen by the monotonic clock beyond which the host counts as suspended.
+const SUSPEND_THRESHOLD: Duration = Duration::from_millis(50);
 
 /// The record of contact of one session, and its published state.
 #[derive(Debug)]
@@ -138,6 +149,31 @@ impl Liveness {
         });
     }
 
+    /// Takes `unseen` (time the host was suspended) off last contact and reports the session
+    /// disconnected.
+    pub(crate) fn suspended(&self, unseen: Duration) {
+        let contact = {
+            let mut c = self.contact.lock().unwrap_or_else(|e| e.into_inner());
+            *c = c.checked_sub(unseen).unwrap_or(*c);
+            *c
+        };
+        tracing::warn!(
+            session = %self.id,
+            unseen_ms = unseen.as_millis() as u64,
+            "the wall clock moved on while the monotonic clock stood still (host suspended?): \
+             last contact moved back"
+        );
+        self.state.send_if_modified(|s| {
+            if s.is_terminal() {
+                return false;
+            }
+            *s = SessionState::Disconnected {
+                last_contact: contact,
+            };
+            true
+        });
+    }
+
     /// The current state.
     pub(crate) fn current(&self) -> SessionState {
         *self.state.borrow()
@@ -146,6 +182,37 @@ impl Liveness {
     /// A receiver of the state.
     pub(crate) fn subscribe(&self) -> watch::Receiver<SessionState> {
         self.state.subscribe()
+    }
+}
+
+/// Wall-clock time that passed while the monotonic clock stood still (a suspended host).
+#[derive(Debug)]
+pub(crate) struct SuspendDetector {
+    mono: Instant,
+    wall: SystemTime,
+}
+
+impl SuspendDetector {
+    pub(crate) fn new() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The time unseen by the monotonic clock since the last check, when above the threshold.
+    pub(crate) fn check(&mut self) -> Option<Duration> {
+        self.check_at(Instant::now(), SystemTime::now())
+    }
+
+    fn check_at(&mut self, mono: Instant, wall: SystemTime) -> Option<Duration> {
+        let mono_elapsed = mono.saturating_duration_since(self.mono);
+        // A wall clock set back is not a suspend: ignore it.
+        let wall_elapsed = wall.duration_since(self.wall).unwrap_or(Duration::ZERO);
+        self.mono = mono;
+        self.wall = wall;
+        let unseen = wall_elapsed.saturating_sub(mono_elapsed);
+        (unseen > SUSPEND_THRESHOLD).then_some(unseen)
     }
 }
 
@@ -158,6 +225,39 @@ pub(crate) async fn ended(state: &mut watch::Receiver<SessionState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspend_moves_contact_back_and_disconnects() {
+        let start = Instant::now();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let live = Liveness::new(SessionId(1), Duration::from_secs(3), Instant::now());
+        let contact = live.last_contact();
+        live.suspended(Duration::from_secs(2));
+        assert_eq!(live.last_contact(), contact - Duration::from_secs(2));
+        assert_eq!(
+            live.current(),
+            SessionState::Disconnected {
+                last_contact: contact - Duration::from_secs(2)
+            }
+        );
+        assert!(live.last_contact() > start);
+    }
+
+    #[test]
+    fn suspend_detector_sees_wall_time_the_monotonic_clock_missed() {
+        let mut d = SuspendDetector::new();
+        let (m0, w0) = (d.mono, d.wall);
+        // Ordinary time: both clocks move alike.
+        let s = Duration::from_secs(1);
+        assert_eq!(d.check_at(m0 + s, w0 + s), None);
+        // Suspended for 10 s: the wall clock moved, the monotonic clock did not.
+        assert_eq!(
+            d.check_at(m0 + s * 2, w0 + s * 12),
+            Some(Duration::from_secs(10))
+        );
+        // A wall clock set back is not a suspend.
+        assert_eq!(d.check_at(m0 + s * 3, w0), None);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn silence_then_fresh_proof_then_terminal() {

@@ -23,7 +23,7 @@ use tokio::time::{sleep, Instant};
 
 use crate::backend::Settings;
 use crate::error::{backend_error, classify};
-use crate::liveness::{ended, Liveness};
+use crate::liveness::{ended, Liveness, SuspendDetector};
 use crate::names::EntryName;
 
 /// Largest entry data this backend sends: etcd refuses requests above its
@@ -532,6 +532,7 @@ async fn watch_once(mut client: Client, found: &Found) -> Result<Seen, etcd_clie
 async fn keep_alive(client: Client, lease: i64, live: Arc<Liveness>) {
     let period = live.period();
     let check = period / 2;
+    let mut suspend = SuspendDetector::new();
     loop {
         if live.current().is_terminal() {
             return;
@@ -541,7 +542,7 @@ async fn keep_alive(client: Client, lease: i64, live: Arc<Liveness>) {
         let mut lc = client.lease_client();
         let opened = tokio::select! {
             opened = tokio::time::timeout(period * 2, lc.keep_alive(lease)) => opened,
-            _ = checking(&live, check) => unreachable!("checking never ends"),
+            _ = checking(&live, check, &mut suspend) => unreachable!("checking never ends"),
         };
         let (mut keeper, mut stream) = match opened {
             Ok(Ok(pair)) => {
@@ -556,7 +557,7 @@ async fn keep_alive(client: Client, lease: i64, live: Arc<Liveness>) {
                 tracing::debug!(lease, error = %e, "keep-alive stream not opened; retrying");
                 tokio::select! {
                     _ = sleep(check) => {}
-                    _ = checking(&live, check) => {}
+                    _ = checking(&live, check, &mut suspend) => {}
                 }
                 continue;
             }
@@ -595,17 +596,27 @@ async fn keep_alive(client: Client, lease: i64, live: Arc<Liveness>) {
                         break;
                     }
                 }
-                _ = silence_check.tick() => live.check_silence(),
+                _ = silence_check.tick() => {
+                    if let Some(unseen) = suspend.check() {
+                        // The pending send instants are as stale: drop them with the stream.
+                        live.suspended(unseen);
+                        break;
+                    }
+                    live.check_silence();
+                }
             }
         }
     }
 }
 
-/// Checks the silence every `every`, for ever.
-async fn checking(live: &Liveness, every: Duration) {
+/// Checks the clocks and the silence every `every`, for ever.
+async fn checking(live: &Liveness, every: Duration, suspend: &mut SuspendDetector) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
+        if let Some(unseen) = suspend.check() {
+            live.suspended(unseen);
+        }
         live.check_silence();
     }
 }
