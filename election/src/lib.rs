@@ -8,6 +8,7 @@
 //! | feature | gives | default |
 //! |---|---|---|
 //! | `zookeeper` | [`zk`]: the ZooKeeper backend ([`zk::ZkBackend`]) | yes |
+//! | `etcd` | `etcd`: the etcd v3 backend (`etcd::EtcdBackend`); building it needs `protoc` | no |
 //! | `mem` | `mem`: the in-memory backend (`mem::MemCluster`): virtual time, fault injection | no |
 //! | `testing` | `testing`: conformance suite, transition recorder, work log, invariant checks (turns on `mem`) | no |
 //! | `sim` | `mem::sim`: the seeded, replayable simulation (turns on `testing`) | no |
@@ -96,6 +97,30 @@ pub mod zk {
     pub use election_zk::*;
 }
 
+/// The etcd v3 backend (feature `etcd`): a lease per session, a key on the lease per entry, the
+/// key's create revision as order and fencing token.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use election::CoordinationBackend;
+/// use election::etcd::EtcdBackend;
+///
+/// # fn demo() -> Result<(), election::ConfigError> {
+/// let backend: Arc<dyn CoordinationBackend> = Arc::new(
+///     EtcdBackend::builder(["etcd1:2379", "etcd2:2379", "etcd3:2379"])
+///         .namespace("/services")
+///         .build()?,
+/// );
+/// # let _ = backend;
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "etcd")]
+#[cfg_attr(docsrs, doc(cfg(feature = "etcd")))]
+pub mod etcd {
+    pub use election_etcd::*;
+}
+
 /// The in-memory backend (feature `mem`): ZooKeeper-like sessions and watches in one process,
 /// deterministic under tokio's paused clock, with fault injection. For testing your own
 /// failover logic without a server.
@@ -116,6 +141,6 @@ pub mod testing {
 }
 
 /// Every Rust code block of the README, compiled (and run, unless marked `no_run`) as a doctest.
-#[cfg(all(doctest, feature = "zookeeper", feature = "testing"))]
+#[cfg(all(doctest, feature = "zookeeper", feature = "etcd", feature = "testing"))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -1,5 +1,6 @@
-//! Shared support for the integration tests: the conformance `Harness` on real ZooKeeper, and
-//! helpers for the fault scenarios and the benchmark.
+//! Shared support for the integration tests: the conformance `Harness` on real ZooKeeper and on
+//! real etcd, and helpers for the fault scenarios and the benchmark.
 
+pub mod etcd;
 pub mod scenario;
 pub mod zk;
