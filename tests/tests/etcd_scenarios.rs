@@ -682,3 +682,123 @@ async fn lost_create_reply_leaves_one_entry() {
     stop_all(&[a, b]).await;
     wait_entries(&plain, path, 0).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// etcd's own election (client/v3/concurrency) failures, staged against ours.
+
+/// etcd#11051: `Campaign` reported leadership although its own key was gone. Here: an
+/// administrator deletes the leader's key and its successor's in one transaction; the successor,
+/// woken by its predecessor's deletion, must not lead with the key it no longer has: it reads its
+/// own key before claiming (S3), finds it gone, registers again, and leads with a new, larger
+/// token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_11051_no_leadership_with_its_own_key_gone() {
+    let etcd = EtcdMember::start();
+    let backend = direct(&etcd.endpoint());
+    let path = "/scen/etcd-11051/leader";
+    let mut rec = Recorder::new();
+    let cs = join_in_order(&backend, path, &["a", "b"], &mut rec).await;
+    lead(&cs[0]).await;
+    followers_settled(&cs).await;
+    let mut admin = raw(&etcd.endpoint()).await;
+    let resp = admin
+        .get(
+            format!("{path}/"),
+            Some(GetOptions::new().with_prefix().with_sort(
+                etcd_client::SortTarget::Create,
+                etcd_client::SortOrder::Ascend,
+            )),
+        )
+        .await
+        .expect("range");
+    let keys: Vec<(String, i64)> = resp
+        .kvs()
+        .iter()
+        .filter(|kv| kv.key_str().is_ok_and(|k| k.contains("/_c_")))
+        .map(|kv| (kv.key_str().unwrap().to_owned(), kv.create_revision()))
+        .collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let deleted_b = keys[1].1;
+    let txn = etcd_client::Txn::new().and_then(
+        keys.iter()
+            .map(|(k, _)| etcd_client::TxnOp::delete(k.as_str(), None))
+            .collect::<Vec<_>>(),
+    );
+    admin
+        .txn(txn)
+        .await
+        .expect("delete both keys in one transaction");
+    // Someone leads again, with a token newer than both deleted keys.
+    wait_until("a leader with a new key", patience(), || async {
+        cs.iter()
+            .any(|c| c.token().is_some_and(|t| t.0 > deleted_b as u64))
+    })
+    .await;
+    sleep(Duration::from_millis(100)).await;
+    let intervals = rec.leader_intervals();
+    assert!(
+        intervals
+            .iter()
+            .all(|i| !(i.candidate == "b" && i.token.0 == deleted_b as u64)),
+        "b led with the key the transaction deleted: {intervals:?}"
+    );
+    election_core::testing::invariants::check_leaders_tolerating(&intervals, SLACK).unwrap();
+    stop_all(&cs).await;
+    wait_entries(&backend, path, 0).await;
+}
+
+/// etcd#22123: `Resign` forgot leadership after a failed request, and the key stayed: nobody led.
+/// Here: the leader resigns while its client is cut off, so its delete cannot go through. It
+/// leaves the Leader state at once (its work ends first), keeps trying, and its key goes with
+/// its lease if it cannot: its successor leads within about a TTL, and once healed the resigner
+/// rejoins at the tail. Nothing is left stuck, nobody leads twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_22123_a_resign_whose_request_fails_still_hands_over() {
+    let h = EtcdHarness::start();
+    let admin = direct(&h.member().endpoint());
+    let path = "/scen/etcd-22123/leader";
+    let mut rec = Recorder::new();
+    let mut cs = Vec::new();
+    for id in ["a", "b"] {
+        let c = join(&h.backend().await, path, id).await;
+        rec.watch(&c);
+        wait_state(&c, "placed", patience(), |s| {
+            !matches!(s, ElectionState::Joining)
+        })
+        .await;
+        cs.push(c);
+    }
+    let t0 = lead(&cs[0]).await;
+    followers_settled(&cs).await;
+    let proxy = h.proxy_of(cs[0].session_id());
+    proxy.stall();
+    let cut_at = Instant::now();
+    // The resignation cannot complete while the client is cut off: run it aside.
+    let a = Arc::new(cs.remove(0));
+    let resigning = {
+        let a = a.clone();
+        tokio::spawn(async move { a.resign().await })
+    };
+    wait_state(&a, "out of the Leader state", patience(), |s| {
+        !s.is_leader()
+    })
+    .await;
+    let t1 = lead(&cs[0]).await;
+    eprintln!(
+        "measure: resign with the client cut off: successor led {:?} after the cut",
+        cut_at.elapsed()
+    );
+    assert!(t1 > t0);
+    proxy.resume();
+    let _ = tokio::time::timeout(patience(), resigning)
+        .await
+        .expect("the resignation finishes once healed");
+    wait_until("a rejoined at the tail", patience(), || async {
+        participant_ids(&admin, path, T).await == ["b", "a"]
+    })
+    .await;
+    check_leaders(&rec.leader_intervals()).unwrap();
+    a.stop().await;
+    stop_all(&cs).await;
+    wait_entries(&admin, path, 0).await;
+}
