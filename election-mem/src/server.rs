@@ -1113,7 +1113,13 @@ impl MemCluster {
     pub fn watchers(&self, dir: &str) -> Vec<(String, usize)> {
         let s = self.server();
         let listing = s.listing(dir);
-        let reachable = |id: &SessionId| s.sessions.get(id).is_some_and(|r| !r.cut && !r.frozen);
+        // A session cut off, frozen, or behind a member that lost the service's leader hears of
+        // nothing until it heals, and then verifies before it acts: its stale watches wake nobody.
+        let reachable = |id: &SessionId| {
+            s.sessions
+                .get(id)
+                .is_some_and(|r| !r.cut && !r.frozen && !r.unheard)
+        };
         let holders: Vec<SessionId> = listing
             .entries
             .iter()
