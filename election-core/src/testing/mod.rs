@@ -10,9 +10,12 @@
 //! ```
 
 pub mod cases;
+pub mod fenced;
 pub mod invariants;
 pub mod machine;
 pub mod recorder;
+
+pub use fenced::{FencedStore, FencedWrite, StaleToken};
 
 use std::sync::Arc;
 use std::time::Duration;
