@@ -194,6 +194,8 @@ pub(crate) struct SessionRec {
     pub client_alive: bool,
     /// Frozen: requests hang, nothing is delivered, as for a stopped process.
     pub frozen: bool,
+    /// Paused (a stop-the-world pause) until then: `frozen` while it lasts, the client alive.
+    pub paused_until: Option<Instant>,
     /// Cut off from the service: the server hears nothing, the client gets no replies.
     pub cut: bool,
     /// The member the client is connected to lost the service's leader: the service hears
@@ -419,6 +421,40 @@ impl Server {
 
     pub(crate) fn is_frozen(&self, id: SessionId) -> bool {
         self.sessions.get(&id).is_some_and(|s| s.frozen)
+    }
+
+    /// When the pause of `id`'s client ends, if it is paused (frozen but alive).
+    pub(crate) fn paused_until(&self, id: SessionId) -> Option<Instant> {
+        self.sessions
+            .get(&id)
+            .filter(|s| s.frozen && s.client_alive)
+            .and_then(|s| s.paused_until)
+    }
+
+    /// The pause of `session`'s client ends: it is heard again (unless cut off meanwhile), and
+    /// learns what happened during the pause: that its session expired, or nothing.
+    pub(crate) fn end_pause(&mut self, session: SessionId) {
+        let Some(rec) = self.sessions.get_mut(&session) else {
+            return;
+        };
+        if !rec.client_alive || rec.paused_until.is_none() {
+            return;
+        }
+        rec.frozen = false;
+        rec.paused_until = None;
+        debug!(session = %session, expired = rec.expired, "mem: pause ended");
+        if rec.cut || rec.unheard {
+            // Still cut off: the silence goes on, and the heal will tell.
+            return;
+        }
+        if rec.expired {
+            // As an expiry it learns of on reconnecting: the connection drops, then Expired.
+            rec.state.send_replace(SessionState::Expired);
+            return;
+        }
+        rec.contact_epoch += 1;
+        rec.last_heard = Instant::now();
+        self.flush_outbox(session);
     }
 
     fn bump(&mut self) -> u64 {
@@ -663,6 +699,7 @@ impl Server {
                 state: tx,
                 client_alive: true,
                 frozen: false,
+                paused_until: None,
                 cut: false,
                 unheard: false,
                 stale: None,
@@ -979,6 +1016,46 @@ impl MemCluster {
             rec.frozen = true;
             rec.client_alive = false;
         }
+    }
+
+    /// The client process of `session` pauses for `duration`, as a stop-the-world GC pause
+    /// freezes a JVM: the service stops hearing it now (and expires its session `timeout`
+    /// later, as for [`crash`](Self::crash)); during the pause its requests and notifications
+    /// hang and its session reports no change. When the pause ends it resumes as if nothing
+    /// happened: it is heard again, and learns only then that its session expired, if it did.
+    ///
+    /// The model is at the backend: the candidate's own timers and its leader work go on
+    /// running. A leader paused past its session timeout cannot step down in time, so the
+    /// contract's S2 does not hold across a pause: its successor may lead, and write, before
+    /// the paused leader learns its term is over. Only fencing downstream (see
+    /// `election_core::testing::FencedStore`) keeps the old leader's late writes out.
+    pub fn pause(&self, session: SessionId, duration: Duration) {
+        let end = Instant::now() + duration;
+        {
+            let mut s = self.server();
+            s.lose_contact(session, false);
+            let Some(rec) = s.sessions.get_mut(&session) else {
+                return;
+            };
+            if !rec.client_alive {
+                return;
+            }
+            rec.frozen = true;
+            rec.paused_until = Some(rec.paused_until.map_or(end, |u| u.max(end)));
+            debug!(session = %session, ?duration, "mem: client paused");
+        }
+        let cluster = self.clone();
+        spawn_timer(async move {
+            sleep_until(end).await;
+            let mut s = cluster.server();
+            if s.sessions
+                .get(&session)
+                .and_then(|r| r.paused_until)
+                .is_some_and(|u| u <= Instant::now())
+            {
+                s.end_pause(session);
+            }
+        });
     }
 
     /// The next `n` creates (by any session) are applied but their replies are lost: the caller

@@ -38,11 +38,20 @@ impl MemSession {
         }
     }
 
-    /// Waits the configured latency, then hangs for ever if the client is frozen (crashed).
+    /// Waits the configured latency, then while the client is paused, then hangs for ever if it
+    /// is frozen (crashed).
     async fn enter(&self) {
         let latency = self.cluster.server().latency;
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+        // A paused client resumes when its pause ends (or pauses again); a crashed one never.
+        loop {
+            let paused_until = self.cluster.server().paused_until(self.id);
+            match paused_until {
+                Some(until) => tokio::time::sleep_until(until).await,
+                None => break,
+            }
         }
         if self.cluster.server().is_frozen(self.id) {
             std::future::pending::<()>().await;
