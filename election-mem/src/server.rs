@@ -448,8 +448,17 @@ impl Server {
             return;
         }
         if rec.expired {
-            // As an expiry it learns of on reconnecting: the connection drops, then Expired.
-            rec.state.send_replace(SessionState::Expired);
+            // As an expiry it learns of on reconnecting (unless it already knew, or closed).
+            rec.state.send_if_modified(|s| {
+                let tell = matches!(
+                    s,
+                    SessionState::Connected | SessionState::Disconnected { .. }
+                );
+                if tell {
+                    *s = SessionState::Expired;
+                }
+                tell
+            });
             return;
         }
         rec.contact_epoch += 1;

@@ -38,14 +38,8 @@ impl MemSession {
         }
     }
 
-    /// Waits the configured latency, then while the client is paused, then hangs for ever if it
-    /// is frozen (crashed).
-    async fn enter(&self) {
-        let latency = self.cluster.server().latency;
-        if !latency.is_zero() {
-            tokio::time::sleep(latency).await;
-        }
-        // A paused client resumes when its pause ends (or pauses again); a crashed one never.
+    /// Waits while the client is paused: it resumes when its pause ends.
+    async fn wait_out_pause(&self) {
         loop {
             let paused_until = self.cluster.server().paused_until(self.id);
             match paused_until {
@@ -53,6 +47,16 @@ impl MemSession {
                 None => break,
             }
         }
+    }
+
+    /// Waits the configured latency, then while the client is paused, then hangs for ever if it
+    /// is frozen (crashed).
+    async fn enter(&self) {
+        let latency = self.cluster.server().latency;
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
+        }
+        self.wait_out_pause().await;
         if self.cluster.server().is_frozen(self.id) {
             std::future::pending::<()>().await;
         }
@@ -181,6 +185,8 @@ impl BackendSession for MemSession {
         if self.closed.swap(true, Ordering::SeqCst) {
             return;
         }
+        // A paused process sends its close when it wakes.
+        self.wait_out_pause().await;
         let mut s = self.cluster.server();
         // A cut-off or crashed client cannot reach the service: the session expires by itself.
         if s.session_usable(self.id).is_ok() && s.writable(self.id).is_ok() {

@@ -132,3 +132,28 @@ async fn a_pause_shorter_than_the_timeout_changes_nothing() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_a_pause_closes_when_the_pause_ends() {
+    let cluster = MemCluster::new();
+    let a = Candidate::builder("/svc", "a")
+        .session_timeout(T)
+        .join(cluster.backend())
+        .await
+        .unwrap();
+    timeout(T, a.wait_for_leadership()).await.unwrap().unwrap();
+    let b = Candidate::builder("/svc", "b")
+        .session_timeout(T)
+        .join(cluster.backend())
+        .await
+        .unwrap();
+    sleep(Duration::from_secs(1)).await;
+    let paused_at = Instant::now();
+    cluster.pause(b.session_id(), T / 2);
+    // b's withdrawal is sent only once its process wakes; a goes on leading meanwhile.
+    b.stop().await;
+    assert!(paused_at.elapsed() >= T / 2, "{:?}", paused_at.elapsed());
+    assert!(a.is_leader());
+    assert_eq!(cluster.queue("/svc").len(), 1, "b withdrew once awake");
+    a.stop().await;
+}
