@@ -13,8 +13,7 @@ use election_core::testing::invariants::{check_leaders, check_work};
 use election_core::testing::recorder::{Recorder, WorkLog};
 use election_core::testing::Harness;
 use election_core::{
-    Candidate, ConfigError, CoordinationBackend, ElectionPath, ElectionState, ErrorKind,
-    FencingToken, Reason,
+    Candidate, ConfigError, CoordinationBackend, ElectionPath, ElectionState, ErrorKind, Reason,
 };
 use election_etcd::testing::EtcdMember;
 use election_etcd::EtcdBackend;
@@ -24,14 +23,10 @@ use etcd_client::{DeleteOptions, GetOptions};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
-/// The session timeout every scenario asks for: the least TTL the harness's members grant.
-const T: Duration = Duration::from_secs(2);
-/// Scheduling and network noise allowed on timing bounds on this machine.
-const SLACK: Duration = Duration::from_millis(500);
-
-fn patience() -> Duration {
-    T * 6
-}
+use election_tests::candidates::{
+    entry_count, followers_settled, interval_of, join, join_in_order, lead, patience, stop_all,
+    wait_entries, SLACK, T,
+};
 
 fn direct(endpoint: &str) -> Arc<dyn CoordinationBackend> {
     Arc::new(
@@ -46,111 +41,6 @@ async fn raw(endpoint: &str) -> etcd_client::Client {
     etcd_client::Client::connect([endpoint], None)
         .await
         .unwrap_or_else(|e| panic!("raw etcd client to {endpoint}: {e}"))
-}
-
-async fn join(backend: &Arc<dyn CoordinationBackend>, path: &str, id: &str) -> Candidate {
-    Candidate::builder(path, id)
-        .payload(format!("payload-of-{id}").into_bytes())
-        .session_timeout(T)
-        .join(backend.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{id} could not join {path}: {e}"))
-}
-
-/// Joins `ids` in order, each once the previous one is placed, so the queue order is the join
-/// order.
-async fn join_in_order(
-    backend: &Arc<dyn CoordinationBackend>,
-    path: &str,
-    ids: &[&str],
-    rec: &mut Recorder,
-) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    for id in ids {
-        let c = join(backend, path, id).await;
-        rec.watch(&c);
-        wait_state(&c, "placed", patience(), |s| {
-            matches!(
-                s,
-                ElectionState::Follower { .. } | ElectionState::Leader { .. }
-            )
-        })
-        .await;
-        out.push(c);
-    }
-    out
-}
-
-async fn lead(c: &Candidate) -> FencingToken {
-    tokio::time::timeout(patience(), c.wait_for_leadership())
-        .await
-        .unwrap_or_else(|e| Err(e.into()))
-        .unwrap_or_else(|e| panic!("{} did not lead: {e}; state {:?}", c.id(), c.current()))
-}
-
-async fn entry_count(backend: &Arc<dyn CoordinationBackend>, path: &str) -> usize {
-    let s = backend.open_session(T).await.expect("admin session");
-    let n = s
-        .list(&ElectionPath::new(path).unwrap())
-        .await
-        .expect("list")
-        .entries
-        .len();
-    s.close().await;
-    n
-}
-
-async fn wait_entries(backend: &Arc<dyn CoordinationBackend>, path: &str, n: usize) {
-    let what = format!("{path} has {n} entries");
-    wait_until(&what, patience(), || async {
-        entry_count(backend, path).await == n
-    })
-    .await;
-}
-
-async fn stop_all(cs: &[Candidate]) {
-    for c in cs {
-        c.stop().await;
-    }
-}
-
-/// Every candidate other than the leader knows the leader.
-async fn followers_settled(cs: &[Candidate]) {
-    for c in cs.iter().filter(|c| !c.is_leader()) {
-        wait_state(c, "a follower knowing the leader", patience(), |s| {
-            matches!(
-                s,
-                ElectionState::Follower {
-                    leader: Some(_),
-                    ..
-                }
-            )
-        })
-        .await;
-    }
-}
-
-/// `id`'s first Leader interval (the transition may follow the state by a moment).
-async fn interval_of(
-    rec: &mut Recorder,
-    id: &str,
-) -> election_core::testing::invariants::LeaderInterval {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        if let Some(i) = rec
-            .leader_intervals()
-            .into_iter()
-            .find(|i| i.candidate == id)
-        {
-            return i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never led: {:?}",
-            rec.events()
-        );
-        sleep(Duration::from_millis(5)).await;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use election_core::testing::recorder::{Recorder, WorkLog};
 use election_core::testing::Harness;
 use election_core::{
     Candidate, Client, ConfigError, Contact, CoordinationBackend, ElectionError, ElectionPath,
-    ElectionState, ErrorKind, Event, FencingToken, Marker, Notice, Reason, StopReason,
+    ElectionState, ErrorKind, Event, Marker, Notice, Reason, StopReason,
 };
 use election_tests::scenario::{
     confirmed_leader, direct, participant_ids, persistent, raw, raw_children, wait_state,
@@ -26,121 +26,10 @@ use election_zk::{NodeAcl, ZkBackend};
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
-/// The session timeout every scenario asks for (the servers run tickTime 200 ms).
-const T: Duration = Duration::from_secs(2);
-/// Scheduling and network noise allowed on timing bounds on this machine.
-const SLACK: Duration = Duration::from_millis(500);
-
-/// Time enough for anything promised within a few session timeouts.
-fn patience() -> Duration {
-    T * 6
-}
-
-async fn join(backend: &Arc<dyn CoordinationBackend>, path: &str, id: &str) -> Candidate {
-    Candidate::builder(path, id)
-        .payload(format!("payload-of-{id}").into_bytes())
-        .session_timeout(T)
-        .join(backend.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{id} could not join {path}: {e}"))
-}
-
-/// Joins `ids` in order, each once the previous one's entry is registered, so the queue order
-/// is the join order.
-async fn join_in_order(
-    backend: &Arc<dyn CoordinationBackend>,
-    path: &str,
-    ids: &[&str],
-    rec: &mut Recorder,
-) -> Vec<Candidate> {
-    let mut out = Vec::new();
-    for id in ids {
-        let c = join(backend, path, id).await;
-        rec.watch(&c);
-        wait_state(&c, "placed", patience(), |s| {
-            matches!(
-                s,
-                ElectionState::Follower { .. } | ElectionState::Leader { .. }
-            )
-        })
-        .await;
-        out.push(c);
-    }
-    out
-}
-
-async fn lead(c: &Candidate) -> FencingToken {
-    tokio::time::timeout(patience(), c.wait_for_leadership())
-        .await
-        .unwrap_or_else(|e| Err(e.into()))
-        .unwrap_or_else(|e| panic!("{} did not lead: {e}; state {:?}", c.id(), c.current()))
-}
-
-async fn entry_count(backend: &Arc<dyn CoordinationBackend>, path: &str) -> usize {
-    let s = backend.open_session(T).await.expect("admin session");
-    let n = s
-        .list(&ElectionPath::new(path).unwrap())
-        .await
-        .expect("list")
-        .entries
-        .len();
-    s.close().await;
-    n
-}
-
-async fn wait_entries(backend: &Arc<dyn CoordinationBackend>, path: &str, n: usize) {
-    let what = format!("{path} has {n} entries");
-    wait_until(&what, patience(), || async {
-        entry_count(backend, path).await == n
-    })
-    .await;
-}
-
-async fn stop_all(cs: &[Candidate]) {
-    for c in cs {
-        c.stop().await;
-    }
-}
-
-/// Every candidate other than the leader knows the leader (its first listing and read are done).
-async fn followers_settled(cs: &[Candidate]) {
-    for c in cs.iter().filter(|c| !c.is_leader()) {
-        wait_state(c, "a follower knowing the leader", patience(), |s| {
-            matches!(
-                s,
-                ElectionState::Follower {
-                    leader: Some(_),
-                    ..
-                }
-            )
-        })
-        .await;
-    }
-}
-
-/// `id`'s first Leader interval. The driver publishes a state on the watch channel just before
-/// the transition on the event stream, so a test that saw the state may wait a moment for it.
-async fn interval_of(
-    rec: &mut Recorder,
-    id: &str,
-) -> election_core::testing::invariants::LeaderInterval {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        if let Some(i) = rec
-            .leader_intervals()
-            .into_iter()
-            .find(|i| i.candidate == id)
-        {
-            return i;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{id} never led: {:?}",
-            rec.events()
-        );
-        sleep(Duration::from_millis(5)).await;
-    }
-}
+use election_tests::candidates::{
+    followers_settled, interval_of, join, join_in_order, lead, patience, stop_all, wait_entries,
+    SLACK, T,
+};
 
 // ---------------------------------------------------------------------------------------------
 // A candidate in a separate OS process, killed with SIGKILL.
