@@ -124,6 +124,24 @@ pub fn summary(samples: &[Duration]) -> [Duration; 4] {
     [s[0], rank(0.50), rank(0.99), s[s.len() - 1]]
 }
 
+/// Milliseconds, for printing.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Count, min, p50, p99 and max of a sample, as a JSON object (milliseconds).
+pub fn json_stats(s: &[Duration]) -> String {
+    let [min, p50, p99, max] = summary(s);
+    format!(
+        "{{\"n\": {}, \"min_ms\": {:.3}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}}}",
+        s.len(),
+        ms(min),
+        ms(p50),
+        ms(p99),
+        ms(max)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

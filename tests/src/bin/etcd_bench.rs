@@ -14,7 +14,7 @@ use std::time::Duration;
 use election_core::{Candidate, CoordinationBackend, ElectionState};
 use election_etcd::testing::EtcdMember;
 use election_etcd::EtcdBackend;
-use election_tests::scenario::summary;
+use election_tests::scenario::{json_stats, ms, summary};
 use etcd_client::{EventType, WatchOptions};
 use tokio::time::{timeout, Instant};
 
@@ -195,26 +195,10 @@ async fn floor(endpoint: &str, rounds: usize) -> Vec<Duration> {
     out
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
 fn row(label: &str, s: &[Duration]) -> String {
     let [min, p50, p99, max] = summary(s);
     format!(
         "| {label} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        ms(min),
-        ms(p50),
-        ms(p99),
-        ms(max)
-    )
-}
-
-fn json_stats(s: &[Duration]) -> String {
-    let [min, p50, p99, max] = summary(s);
-    format!(
-        "{{\"n\": {}, \"min_ms\": {:.3}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}}}",
-        s.len(),
         ms(min),
         ms(p50),
         ms(p99),

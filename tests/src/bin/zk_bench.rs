@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use election_core::testing::recorder::Recorder;
 use election_core::{Candidate, CoordinationBackend, ElectionState};
-use election_tests::scenario::{direct, persistent, raw, summary};
+use election_tests::scenario::{direct, json_stats, ms, persistent, raw, summary};
 use election_zk::testing::ZkServer;
 use election_zk::ZkBackend;
 use tokio::time::{sleep, timeout, Instant};
@@ -84,10 +84,6 @@ fn parse_args() -> Args {
     }
     assert!(args.rounds > 0 && args.sizes.iter().all(|&n| n >= 2));
     args
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn shell(cmd: &str, args: &[&str]) -> String {
@@ -368,18 +364,6 @@ fn row(label: &str, s: &[Duration]) -> String {
     let [min, p50, p99, max] = summary(s);
     format!(
         "{label:<28} {:>8.2} {:>8.2} {:>8.2} {:>8.2}",
-        ms(min),
-        ms(p50),
-        ms(p99),
-        ms(max)
-    )
-}
-
-fn json_stats(s: &[Duration]) -> String {
-    let [min, p50, p99, max] = summary(s);
-    format!(
-        "{{\"n\": {}, \"min_ms\": {:.3}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"max_ms\": {:.3}}}",
-        s.len(),
         ms(min),
         ms(p50),
         ms(p99),

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use election_core::CoordinationBackend;
-use election_tests::scenario::{raw, summary};
+use election_tests::scenario::{ms, raw, summary};
 use election_zk::testing::{Mode, ZkEnsemble, TICK_TIME};
 use election_zk::ZkBackend;
 use tokio::time::{sleep, Instant};
@@ -24,10 +24,6 @@ fn arg(name: &str, default: u64) -> u64 {
                 .unwrap_or_else(|_| panic!("{name} needs a number"))
         })
         .unwrap_or(default)
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 fn row(label: &str, s: &[Duration]) {
