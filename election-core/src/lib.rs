@@ -35,6 +35,7 @@
 pub mod backend;
 mod candidate;
 mod client;
+pub mod clock;
 mod config;
 mod driver;
 mod error;

@@ -34,7 +34,7 @@
 //! same way: conservative, never unsafe.
 
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use election_core::{SessionId, SessionState};
 use tokio::sync::watch;
@@ -44,8 +44,6 @@ use tokio::time::Instant;
 pub(crate) const KEEP_ALIVES_PER_TTL: u32 = 6;
 /// Silence, as a fraction (1/N) of the TTL, after which we report `Disconnected`.
 const SILENCE_DIVISOR: u32 = 3;
-/// Wall-clock time unseen by the monotonic clock beyond which the host counts as suspended.
-const SUSPEND_THRESHOLD: Duration = Duration::from_millis(50);
 
 /// The record of contact of one session, and its published state.
 #[derive(Debug)]
@@ -185,37 +183,6 @@ impl Liveness {
     }
 }
 
-/// Wall-clock time that passed while the monotonic clock stood still (a suspended host).
-#[derive(Debug)]
-pub(crate) struct SuspendDetector {
-    mono: Instant,
-    wall: SystemTime,
-}
-
-impl SuspendDetector {
-    pub(crate) fn new() -> Self {
-        Self {
-            mono: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// The time unseen by the monotonic clock since the last check, when above the threshold.
-    pub(crate) fn check(&mut self) -> Option<Duration> {
-        self.check_at(Instant::now(), SystemTime::now())
-    }
-
-    fn check_at(&mut self, mono: Instant, wall: SystemTime) -> Option<Duration> {
-        let mono_elapsed = mono.saturating_duration_since(self.mono);
-        // A wall clock set back is not a suspend: ignore it.
-        let wall_elapsed = wall.duration_since(self.wall).unwrap_or(Duration::ZERO);
-        self.mono = mono;
-        self.wall = wall;
-        let unseen = wall_elapsed.saturating_sub(mono_elapsed);
-        (unseen > SUSPEND_THRESHOLD).then_some(unseen)
-    }
-}
-
 /// Resolves when the session behind `state` is over.
 pub(crate) async fn ended(state: &mut watch::Receiver<SessionState>) {
     // An error means the sender is gone: the session was dropped.
@@ -241,22 +208,6 @@ mod tests {
             }
         );
         assert!(live.last_contact() > start);
-    }
-
-    #[test]
-    fn suspend_detector_sees_wall_time_the_monotonic_clock_missed() {
-        let mut d = SuspendDetector::new();
-        let (m0, w0) = (d.mono, d.wall);
-        // Ordinary time: both clocks move alike.
-        let s = Duration::from_secs(1);
-        assert_eq!(d.check_at(m0 + s, w0 + s), None);
-        // Suspended for 10 s: the wall clock moved, the monotonic clock did not.
-        assert_eq!(
-            d.check_at(m0 + s * 2, w0 + s * 12),
-            Some(Duration::from_secs(10))
-        );
-        // A wall clock set back is not a suspend.
-        assert_eq!(d.check_at(m0 + s * 3, w0), None);
     }
 
     #[tokio::test(start_paused = true)]

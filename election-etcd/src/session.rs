@@ -23,7 +23,9 @@ use tokio::time::{sleep, Instant};
 
 use crate::backend::Settings;
 use crate::error::{backend_error, classify};
-use crate::liveness::{ended, Liveness, SuspendDetector};
+use election_core::clock::SuspendDetector;
+
+use crate::liveness::{ended, Liveness};
 use crate::names::EntryName;
 
 /// Largest entry data this backend sends: etcd refuses requests above its

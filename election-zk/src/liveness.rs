@@ -48,8 +48,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use election_core::clock::SuspendDetector;
 use election_core::{SessionId, SessionState};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, Instant};
@@ -64,8 +65,6 @@ const SILENCE_DIVISOR: u32 = 3;
 /// Proofs kept while they wait to become old enough to count; more are thinned out (which only
 /// makes last contact older).
 const MAX_PENDING_PROOFS: usize = 64;
-/// Wall-clock time unseen by the monotonic clock beyond which the host counts as suspended.
-const SUSPEND_THRESHOLD: Duration = Duration::from_millis(50);
 
 /// The proofs seen, and the contact they establish.
 #[derive(Debug)]
@@ -280,34 +279,6 @@ fn keep_alive(client: zk::Client, bound: Duration) -> Sync {
     })
 }
 
-/// Wall-clock time that passed while the monotonic clock stood still (a suspended host).
-#[derive(Debug)]
-struct SuspendDetector {
-    mono: Instant,
-    wall: SystemTime,
-}
-
-impl SuspendDetector {
-    fn new() -> Self {
-        Self {
-            mono: Instant::now(),
-            wall: SystemTime::now(),
-        }
-    }
-
-    /// The time unseen by the monotonic clock since the last check, when above the threshold.
-    fn check(&mut self) -> Option<Duration> {
-        let (mono, wall) = (Instant::now(), SystemTime::now());
-        let mono_elapsed = mono.saturating_duration_since(self.mono);
-        // A wall clock set back is not a suspend: ignore it.
-        let wall_elapsed = wall.duration_since(self.wall).unwrap_or(Duration::ZERO);
-        self.mono = mono;
-        self.wall = wall;
-        let unseen = wall_elapsed.saturating_sub(mono_elapsed);
-        (unseen > SUSPEND_THRESHOLD).then_some(unseen)
-    }
-}
-
 /// The monitor task's body: keeps the session proven, watches the client's state, and
 /// publishes ours.
 pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
@@ -502,12 +473,5 @@ mod tests {
         assert_eq!(l.margin(), MARGIN);
         let long_margin = Liveness::new(SessionId(1), T, T, Instant::now(), Instant::now());
         assert_eq!(long_margin.period(), ms(1000));
-    }
-
-    #[test]
-    fn suspend_detector_ignores_ordinary_time() {
-        let mut d = SuspendDetector::new();
-        std::thread::sleep(ms(20));
-        assert_eq!(d.check(), None);
     }
 }
