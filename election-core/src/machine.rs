@@ -808,10 +808,10 @@ impl Machine {
                 predecessor_was_head: index == 1,
             },
         };
+        // From Follower, a new state means a new position, and positions only fall while we
+        // hold one entry (new entries sort behind all existing ones): someone ahead left.
         let reason = match &self.state {
-            ElectionState::Follower { position, .. } if *position > index => {
-                Reason::PredecessorLeft
-            }
+            ElectionState::Follower { .. } => Reason::PredecessorLeft,
             ElectionState::Suspended => Reason::ContactRestored,
             _ => Reason::Joined,
         };

@@ -1010,3 +1010,337 @@ fn fatal_errors_stop_with_the_reason() {
     );
     assert!(m.take_actions().contains(&Action::Finished));
 }
+
+// ----- rules that mutation testing found unguarded (issue 14) ------------------------------
+
+fn transitions(out: &[Action]) -> Vec<&Transition> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Emit(Event::Transition(t)) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_create(out: &[Action]) -> bool {
+    out.iter().any(|a| matches!(a, Action::Create { .. }))
+}
+
+/// Answers every `List` with `listing`, and fires the timer when one is set, until the machine
+/// finishes; returns everything it asked for on the way.
+fn run_to_finish(m: &mut Machine, mut now: Instant, listing: &Listing) -> Vec<Action> {
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        let out = m.take_actions();
+        all.extend(out.iter().cloned());
+        if out.contains(&Action::Finished) {
+            return all;
+        }
+        if out.contains(&Action::List) {
+            m.handle(now, Input::Listed(Ok(listing.clone())));
+        } else {
+            now += T;
+            m.handle(now, Input::Timer);
+        }
+    }
+    panic!("never finished: {all:?}");
+}
+
+/// A stop that meets a create whose reply was lost: the lookup shows it was not applied, so
+/// the candidate stops without creating anything (the machine's `goal != Run` test after an
+/// unknown create's lookup).
+#[test]
+fn stop_during_an_unknown_create_that_was_not_applied_creates_nothing() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::Finished),
+        "stopped before the lookup: {out:?}"
+    );
+    m.handle(now + T, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0)],
+            foreign: vec![],
+        })),
+    );
+    // The lookup's listing already shows nothing of ours: the stop ends at once, no create,
+    // no second listing.
+    let out = m.take_actions();
+    assert!(!has_create(&out), "created while leaving: {out:?}");
+    let out = if out.contains(&Action::Finished) {
+        out
+    } else {
+        run_to_finish(
+            &mut m,
+            now + T,
+            &Listing {
+                entries: vec![other(0)],
+                foreign: vec![],
+            },
+        )
+    };
+    assert!(!has_create(&out), "created while leaving: {out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Stopped));
+}
+
+/// The same lookup for a candidate that runs on: it creates again, with a fresh marker.
+#[test]
+fn an_unknown_create_that_was_not_applied_is_sent_again_with_a_fresh_marker() {
+    let (mut m, now) = machine(false);
+    let first = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![],
+            foreign: vec![],
+        })),
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if has_create(&out) {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    let marker = out.iter().find_map(|a| match a {
+        Action::Create { marker } => Some(marker.clone()),
+        _ => None,
+    });
+    assert!(
+        marker.as_ref().is_some_and(|mk| *mk != first),
+        "no fresh create: {out:?}"
+    );
+    assert!(!matches!(m.state(), ElectionState::Stopped(_)));
+}
+
+/// S5: a stop while a create is in flight waits for its reply, then deletes what it created.
+#[test]
+fn stop_while_a_create_is_in_flight_waits_for_the_reply_then_deletes() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::Finished),
+        "stopped with a create in flight (its entry would be orphaned): {out:?}"
+    );
+    m.handle(now, Input::Created(Ok(info("mine", 0, mk))));
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    let out = deleted(&mut m, now);
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Stopped));
+}
+
+/// A stop while a failed create backs off: nothing is in flight, so it stops at once and never
+/// sends the create.
+#[test]
+fn stop_while_a_create_backs_off_stops_at_once() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::NotFound, "no parent"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!has_create(&out), "{out:?}");
+    m.handle(now + T, Input::Timer);
+    assert!(!has_create(&m.take_actions()));
+}
+
+/// A follower that stops says `Stopped`; one that resigns without rejoining says `Resigned`.
+#[test]
+fn the_last_transition_says_whether_the_candidate_stopped_or_resigned() {
+    for (input, reason, stop) in [
+        (Input::Stop, Reason::Stopped, StopReason::Stopped),
+        (
+            Input::Resign { rejoin: false },
+            Reason::Resigned,
+            StopReason::Resigned,
+        ),
+    ] {
+        let (mut m, now, _) = placed(false, 1);
+        m.handle(now, input);
+        let mut out = m.take_actions();
+        if !out.contains(&Action::Finished) {
+            out.extend(deleted(&mut m, now));
+        }
+        let t = *transitions(&out).last().expect("a transition");
+        assert_eq!(t.to, ElectionState::Stopped(stop));
+        assert_eq!(t.reason, reason);
+    }
+}
+
+/// A follower registered through the lookup of a create whose reply was lost: its stop must
+/// sweep, since a late copy of that create may still land.
+fn placed_after_an_unknown_create() -> (Machine, Instant) {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+    let listing = Listing {
+        entries: vec![other(0), entry("mine", 1, ME, mk.clone())],
+        foreign: vec![],
+    };
+    m.handle(now + T, Input::Listed(Ok(listing.clone())));
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 1, mk))),
+        },
+    );
+    m.take_actions();
+    m.handle(now + T, Input::Listed(Ok(listing)));
+    m.take_actions();
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        m.state()
+    );
+    (m, now + T)
+}
+
+/// The sweep a stop runs after an unknown create deletes every entry of ours it lists, then
+/// finishes as soon as the last delete is answered (not at the stop's deadline).
+#[test]
+fn the_sweep_before_stopping_deletes_our_entries_then_finishes_at_once() {
+    let (mut m, now) = placed_after_an_unknown_create();
+    m.handle(now, Input::Stop);
+    assert!(m.take_actions().contains(&Action::Delete {
+        name: "mine".into()
+    }));
+    let out = deleted(&mut m, now);
+    assert!(
+        !out.contains(&Action::Finished),
+        "finished without sweeping: {out:?}"
+    );
+    assert!(out.contains(&Action::List), "{out:?}");
+    // The lost create's late twin, under our prefix and session, is listed.
+    let late = Marker::from_bits((0xabcd_u64 << 32) | 99);
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("late", 5, ME, late)],
+            foreign: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "late".into()
+        }),
+        "{out:?}"
+    );
+    m.handle(
+        now,
+        Input::Deleted {
+            name: "late".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Stopped));
+}
+
+/// A sweep whose listing shows nothing of ours finishes on that listing.
+#[test]
+fn a_sweep_that_finds_nothing_finishes_on_its_listing() {
+    let (mut m, now) = placed_after_an_unknown_create();
+    m.handle(now, Input::Stop);
+    m.take_actions();
+    assert!(deleted(&mut m, now).contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0)],
+            foreign: vec![],
+        })),
+    );
+    assert!(m.take_actions().contains(&Action::Finished));
+}
+
+/// Finishing aborts leader work that is still running, and only then.
+#[test]
+fn finishing_aborts_running_work_and_only_running_work() {
+    // A leader whose backend refuses for good: its work is aborted as it stops.
+    let (mut m, now, out) = placed(true, 0);
+    assert!(out.iter().any(|a| matches!(a, Action::StartWork { .. })));
+    m.handle(now, Input::Resign { rejoin: false });
+    m.take_actions();
+    m.handle(now + T * 2, Input::Timer);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(out.contains(&Action::AbortWork), "{out:?}");
+    // A follower has none to abort.
+    let (mut m, now, _) = placed(true, 1);
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let mut out = m.take_actions();
+    if !out.contains(&Action::Finished) {
+        out.extend(deleted(&mut m, now));
+    }
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::AbortWork), "{out:?}");
+}
+
+/// A follower that moves up the queue says why: its predecessor left.
+#[test]
+fn moving_up_the_queue_is_reported_as_predecessor_left() {
+    let (mut m, now, _) = placed(false, 2);
+    assert!(matches!(
+        m.state(),
+        ElectionState::Follower { position: 2, .. }
+    ));
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o1".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 2, ME, marker_of_entry())],
+            foreign: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    let t = *transitions(&out).last().expect("a transition");
+    assert!(
+        matches!(t.to, ElectionState::Follower { position: 1, .. }),
+        "{t:?}"
+    );
+    assert_eq!(t.reason, Reason::PredecessorLeft);
+}
