@@ -1344,3 +1344,356 @@ fn moving_up_the_queue_is_reported_as_predecessor_left() {
     );
     assert_eq!(t.reason, Reason::PredecessorLeft);
 }
+
+/// The record of `o{seq}`, owned by `other`'s session, as a read returns it.
+fn other_info(seq: u64, id: &str) -> EntryInfo {
+    EntryInfo {
+        name: format!("o{seq}"),
+        sequence: seq,
+        owner: SessionId(99),
+        marker: Marker::from_bits(seq),
+        token: FencingToken(100 + seq),
+        data: crate::record::CandidateRecord {
+            id: id.into(),
+            payload: b"10.0.0.9".to_vec(),
+        }
+        .encode(),
+    }
+}
+
+fn read_head(m: &mut Machine, now: Instant, result: Result<Option<EntryInfo>, BackendError>) {
+    m.handle(
+        now,
+        Input::Read {
+            name: "o0".into(),
+            result,
+        },
+    );
+}
+
+fn reads(out: &[Action]) -> usize {
+    out.iter()
+        .filter(|a| matches!(a, Action::Read { .. }))
+        .count()
+}
+
+/// A follower reads the head's record and reports who leads, once.
+#[test]
+fn the_heads_record_tells_who_leads() {
+    let (mut m, now, out) = placed(false, 2);
+    assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+    read_head(&mut m, now, Ok(Some(other_info(0, "alpha"))));
+    let out = m.take_actions();
+    let t = *transitions(&out).last().expect("a transition");
+    assert_eq!(t.reason, Reason::LeaderKnown);
+    let ElectionState::Follower {
+        position: 2,
+        leader: Some(leader),
+    } = m.state()
+    else {
+        panic!("{:?}", m.state());
+    };
+    assert_eq!(leader.id, "alpha");
+    assert_eq!(&*leader.payload, b"10.0.0.9");
+    assert_eq!(leader.token, FencingToken(100));
+    assert_eq!(leader.session, SessionId(99));
+    // Read once: nothing asks for it again.
+    assert_eq!(reads(&out), 0, "{out:?}");
+    m.handle(now + T, Input::Timer);
+    assert_eq!(reads(&m.take_actions()), 0);
+}
+
+/// The head's record under a session other than the one the listing showed is a look-alike's.
+#[test]
+fn a_head_record_under_another_session_is_not_the_leader() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    let mut moved = other_info(0, "alpha");
+    moved.owner = SessionId(55);
+    read_head(&mut m, now, Ok(Some(moved)));
+    assert!(
+        matches!(m.state(), ElectionState::Follower { leader: None, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
+/// A read of a record that is no longer the head's (the head changed meanwhile) informs
+/// nothing.
+#[test]
+fn a_record_read_after_the_head_moved_on_is_not_reported() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    m.head = Some("o1".into());
+    read_head(&mut m, now, Ok(Some(other_info(0, "alpha"))));
+    assert!(
+        matches!(m.state(), ElectionState::Follower { leader: None, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
+/// A head read that fails for a passing reason is retried; one that is refused or finds the
+/// head gone is not asked again.
+#[test]
+fn head_reads_retry_passing_failures_only() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    read_head(
+        &mut m,
+        now,
+        Err(BackendError::new(ErrorKind::OutcomeUnknown, "timeout")),
+    );
+    let out = m.take_actions();
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Emit(Event::Notice {
+                notice: Notice::Retrying(_),
+                ..
+            })
+        )),
+        "{out:?}"
+    );
+    let at = m.retry_at.expect("a retry");
+    m.handle(at, Input::Timer);
+    assert!(m
+        .take_actions()
+        .contains(&Action::Read { name: "o0".into() }));
+
+    for result in [
+        Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+        Ok(None),
+    ] {
+        let (mut m, now, _) = placed(false, 2);
+        m.take_actions();
+        read_head(&mut m, now, result);
+        let out = m.take_actions();
+        assert_eq!(reads(&out), 0, "{out:?}");
+        assert!(m.retry_at.is_none());
+        m.handle(now + T, Input::Timer);
+        assert_eq!(reads(&m.take_actions()), 0);
+    }
+}
+
+/// The hand-over's confirming read of our own entry, answered after contact was lost: no
+/// claim until contact is back (S2).
+#[test]
+fn a_claim_read_answered_while_disconnected_does_not_lead() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::Read {
+        name: "mine".into()
+    }));
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(
+        now,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 1, marker_of_entry()))),
+        },
+    );
+    assert!(!m.state().is_leader(), "{:?}", m.state());
+    // Nor does it ask the service anything while out of contact.
+    let out = m.take_actions();
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Read { .. } | Action::List)),
+        "{out:?}"
+    );
+    // Back in contact, it verifies before it claims.
+    m.handle(now, Input::Session(SessionState::Connected));
+    assert!(!m.state().is_leader());
+    let out = m.take_actions();
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Read { .. } | Action::List)),
+        "{out:?}"
+    );
+}
+
+/// S3: the confirming read shows our entry under another session: not ours, never claimed.
+#[test]
+fn a_claim_read_of_an_entry_another_session_owns_does_not_lead() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    m.take_actions();
+    let mut theirs = info("mine", 1, marker_of_entry());
+    theirs.owner = SessionId(5);
+    m.handle(
+        now,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(theirs)),
+        },
+    );
+    assert!(!m.state().is_leader(), "{:?}", m.state());
+    assert!(has_create(&m.take_actions()));
+}
+
+/// S5: the lookup's read shows the entry under another session: not adopted; a fresh create.
+#[test]
+fn a_lookup_read_of_an_entry_another_session_owns_is_not_adopted() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("mine", 0, ME, mk.clone())],
+            foreign: vec![],
+        })),
+    );
+    m.take_actions();
+    let mut theirs = info("mine", 0, mk);
+    theirs.owner = SessionId(5);
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(theirs)),
+        },
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if has_create(&out) {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    assert!(has_create(&out), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::WatchOwn { .. })));
+}
+
+/// Without rejoin on expiry, a session's end stops the candidate.
+#[test]
+fn without_rejoin_on_expiry_a_session_end_stops() {
+    let now = Instant::now();
+    let mut m = Machine::new(
+        MachineConfig {
+            rejoin_on_expiry: false,
+            ..cfg(false)
+        },
+        ME,
+        T,
+        SessionState::Connected,
+        now,
+    );
+    m.take_actions();
+    m.handle(now, Input::Session(SessionState::Expired));
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::OpenSession), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::SessionEnded));
+}
+
+/// A resignation whose delete meets the session's end is complete (the entry went with the
+/// session); the candidate rejoins (or stops, without rejoin on expiry). A session that ends
+/// while nobody resigned completes no resignation.
+#[test]
+fn a_session_end_completes_a_resignation_under_way_and_only_then() {
+    for rejoin_on_expiry in [true, false] {
+        let now = Instant::now();
+        let mut m = Machine::new(
+            MachineConfig {
+                rejoin_on_expiry,
+                ..cfg(false)
+            },
+            ME,
+            T,
+            SessionState::Connected,
+            now,
+        );
+        let mk = marker_of(&m);
+        m.handle(now, Input::Created(Ok(info("mine", 0, mk.clone()))));
+        m.handle(
+            now,
+            Input::Listed(Ok(Listing {
+                entries: vec![entry("mine", 0, ME, mk)],
+                foreign: vec![],
+            })),
+        );
+        assert!(m.state().is_leader());
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: true });
+        assert!(m.take_actions().contains(&Action::Delete {
+            name: "mine".into()
+        }));
+        m.handle(now, Input::Session(SessionState::Expired));
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::ResignDone),
+            "rejoin_on_expiry {rejoin_on_expiry}: {out:?}"
+        );
+        assert_eq!(out.contains(&Action::OpenSession), rejoin_on_expiry);
+    }
+    // Nobody resigned: no resignation to complete.
+    for rejoin_on_expiry in [true, false] {
+        let now = Instant::now();
+        let mut m = Machine::new(
+            MachineConfig {
+                rejoin_on_expiry,
+                ..cfg(false)
+            },
+            ME,
+            T,
+            SessionState::Connected,
+            now,
+        );
+        m.take_actions();
+        m.handle(now, Input::Session(SessionState::Expired));
+        assert!(!m.take_actions().contains(&Action::ResignDone));
+    }
+}
+
+/// A head read still under way when our entry is lost is no lookup: even an entry of our own
+/// session (another candidate of this client on the same path) is never adopted by it.
+#[test]
+fn a_head_read_answered_after_our_entry_was_lost_adopts_nothing() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+    m.handle(
+        now,
+        Input::OwnGone {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    m.take_actions();
+    let mut sibling = other_info(0, "sibling");
+    sibling.owner = ME;
+    read_head(&mut m, now, Ok(Some(sibling)));
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::WatchOwn { name: "o0".into() }),
+        "{out:?}"
+    );
+    assert!(
+        matches!(m.phase, Phase::Registering { .. }),
+        "{:?}",
+        m.phase
+    );
+}
