@@ -1697,3 +1697,87 @@ fn a_head_read_answered_after_our_entry_was_lost_adopts_nothing() {
         m.phase
     );
 }
+
+fn foreign_notices(out: &[Action]) -> Vec<Vec<String>> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Emit(Event::Notice {
+                notice: Notice::ForeignEntries(names),
+                ..
+            }) => Some(names.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Foreign nodes are reported when they change, not on every listing, and an empty set is
+/// not news.
+#[test]
+fn foreign_nodes_are_reported_once_per_change() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(foreign_notices(&out).is_empty(), "{out:?}");
+    let listing = |foreign: &[&str]| Listing {
+        entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+        foreign: foreign.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut relist = |m: &mut Machine, foreign: &[&str]| {
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "watch lost")),
+            },
+        );
+        let at = m.retry_at.unwrap_or(now);
+        m.handle(at, Input::Timer);
+        m.take_actions();
+        m.handle(at, Input::Listed(Ok(listing(foreign))));
+        foreign_notices(&m.take_actions())
+    };
+    assert_eq!(
+        relist(&mut m, &["config"]),
+        vec![vec!["config".to_string()]]
+    );
+    assert!(relist(&mut m, &["config"]).is_empty());
+    assert!(relist(&mut m, &[]).is_empty());
+    assert_eq!(relist(&mut m, &["lock"]), vec![vec!["lock".to_string()]]);
+}
+
+/// A look-alike is remembered only while listings still show it.
+#[test]
+fn lookalikes_are_forgotten_once_gone() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
+    m.take_actions();
+    let mine = entry("mine", 1, ME, marker_of_entry());
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), mine.clone()],
+            foreign: vec![],
+        })),
+    );
+    assert!(m.state().is_leader());
+    assert!(m.lookalikes.contains("o0"));
+    m.handle(now, Input::Resign { rejoin: true });
+    m.take_actions();
+    deleted(&mut m, now);
+    let mk = match m.take_actions().iter().find_map(|a| match a {
+        Action::Create { marker } => Some(marker.clone()),
+        _ => None,
+    }) {
+        Some(mk) => mk,
+        None => marker_of(&m),
+    };
+    m.handle(now, Input::Created(Ok(info("again", 2, mk.clone()))));
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("again", 2, ME, mk)],
+            foreign: vec![],
+        })),
+    );
+    assert!(m.lookalikes.is_empty(), "{:?}", m.lookalikes);
+}
