@@ -724,31 +724,30 @@ impl Machine {
                 self.delete_queue.push_back(e.name.clone());
             }
         }
-        let lookup_failed =
-            matches!(self.phase, Phase::Registering { unknown: true, .. }) && adoptable.is_none();
-        let fresh = lookup_failed.then(|| self.next_marker());
         match &mut self.phase {
             Phase::Registering {
-                marker,
-                unknown,
+                unknown: true,
                 adopting,
-            } if *unknown => {
-                match adoptable {
-                    Some(name) => *adopting = Some(name),
-                    None => {
-                        // Not applied (as far as this listing shows): the next attempt gets a
-                        // marker of its own.
-                        if let Some(fresh) = fresh {
-                            *marker = fresh;
-                        }
+                ..
+            } => match adoptable {
+                Some(name) => *adopting = Some(name),
+                None => {
+                    // Not applied (as far as this listing shows): the next attempt gets a
+                    // marker of its own.
+                    let fresh = self.next_marker();
+                    if let Phase::Registering {
+                        marker, unknown, ..
+                    } = &mut self.phase
+                    {
+                        *marker = fresh;
                         *unknown = false;
-                        // Leaving: nothing was registered, so nothing to create only to delete.
-                        if self.goal != Goal::Run {
-                            self.after_release(now);
-                        }
+                    }
+                    // Leaving: nothing was registered, so nothing to create only to delete.
+                    if self.goal != Goal::Run {
+                        self.after_release(now);
                     }
                 }
-            }
+            },
             Phase::Holding { .. } => {
                 self.want_list = false;
                 self.place(now, &listing);

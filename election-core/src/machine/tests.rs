@@ -1720,7 +1720,7 @@ fn foreign_nodes_are_reported_once_per_change() {
         entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
         foreign: foreign.iter().map(|s| s.to_string()).collect(),
     };
-    let mut relist = |m: &mut Machine, foreign: &[&str]| {
+    let relist = |m: &mut Machine, foreign: &[&str]| {
         m.handle(
             now,
             Input::PredecessorGone {
@@ -1780,4 +1780,33 @@ fn lookalikes_are_forgotten_once_gone() {
         })),
     );
     assert!(m.lookalikes.is_empty(), "{:?}", m.lookalikes);
+}
+
+/// A follower out of contact is suspended; back in contact, its listing restores it with the
+/// reason said.
+#[test]
+fn a_suspended_follower_is_restored_by_its_listing() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    m.handle(now, Input::Session(SessionState::Connected));
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    let t = *transitions(&out).last().expect("a transition");
+    assert!(
+        matches!(t.to, ElectionState::Follower { position: 1, .. }),
+        "{t:?}"
+    );
+    assert_eq!(t.reason, Reason::ContactRestored);
 }
