@@ -1810,3 +1810,93 @@ fn a_suspended_follower_is_restored_by_its_listing() {
     );
     assert_eq!(t.reason, Reason::ContactRestored);
 }
+
+/// A leader that stepped down at its deadline leads again once back in contact: a new start
+/// of its work (the old term's work was ended), reason ContactRestored.
+#[test]
+fn a_leader_that_stepped_down_reclaims_with_new_work_after_contact_returns() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    assert!(m.take_actions().contains(&Action::CancelWork));
+    m.handle(
+        now + T,
+        Input::WorkDone {
+            end: WorkEnd::Returned,
+            handover: false,
+        },
+    );
+    m.handle(now + T, Input::Session(SessionState::Connected));
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("mine", 0, ME, marker_of_entry())],
+            foreign: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        out.iter().any(|a| matches!(a, Action::StartWork { .. })),
+        "leading again without work: {out:?}"
+    );
+    let t = *transitions(&out).last().expect("a transition");
+    assert!(t.to.is_leader());
+    assert_eq!(t.reason, Reason::ContactRestored);
+}
+
+/// A look-alike found behind the head leaves what we know of the leader alone.
+#[test]
+fn a_lookalike_behind_the_head_keeps_the_known_leader() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    read_head(&mut m, now, Ok(Some(other_info(0, "alpha"))));
+    m.take_actions();
+    m.handle(now, Input::PredecessorNotAnEntry { name: "o1".into() });
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), other(1), entry("mine", 2, ME, marker_of_entry())],
+            foreign: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, leader: Some(l) } if l.id == "alpha"),
+        "{:?}",
+        m.state()
+    );
+    assert_eq!(reads(&out), 0, "{out:?}");
+}
+
+/// A look-alike head found by its watch is not read again.
+#[test]
+fn a_lookalike_head_is_not_read() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+    m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
+    m.take_actions();
+    // The read under way answers late; nothing asks for the look-alike again.
+    read_head(&mut m, now, Ok(Some(other_info(0, "ghost"))));
+    let mut out = m.take_actions();
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+        })),
+    );
+    out.extend(m.take_actions());
+    assert!(m.state().is_leader(), "{:?}", m.state());
+    m.handle(now + T, Input::Timer);
+    out.extend(m.take_actions());
+    assert!(
+        !out.contains(&Action::Read { name: "o0".into() }),
+        "{out:?}"
+    );
+}
