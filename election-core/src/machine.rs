@@ -1060,9 +1060,9 @@ impl Machine {
                 self.release(now);
             }
             // The create under way is finished (and looked up if need be) first.
-            Phase::Registering {
-                unknown, adopting, ..
-            } if self.pending == Some(Request::Create) || *unknown || adopting.is_some() => {}
+            // (A lookup's find, `adopting`, is only ever made while `unknown`.)
+            Phase::Registering { unknown, .. }
+                if self.pending == Some(Request::Create) || *unknown => {}
             Phase::Registering { .. } | Phase::AwaitingSession => self.after_release(now),
             Phase::Releasing { .. } | Phase::Sweeping { .. } | Phase::Stopped => {}
         }
@@ -1126,11 +1126,10 @@ impl Machine {
     }
 
     /// Closes the session so that the service deletes our entries; its end (a state change)
-    /// decides what comes next, as for an expiry.
+    /// decides what comes next, as for an expiry. Called once per session at most: it answers
+    /// a delete's reply, and neither a closing session nor an ended one has a request under way
+    /// (both drop it, and `pump` sends nothing more).
     fn close_session(&mut self, now: Instant, e: &BackendError) {
-        if self.session_over || self.closing {
-            return;
-        }
         tracing::error!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, error = %e, "an entry of ours cannot be deleted: closing the session so that the service deletes it");
         self.closing = true;
         self.pending = None;
@@ -1153,10 +1152,6 @@ impl Machine {
                     | Phase::Releasing { .. }
                     | Phase::Sweeping { .. }
                     | Phase::Registering { unknown: true, .. }
-                    | Phase::Registering {
-                        adopting: Some(_),
-                        ..
-                    }
             ) || !self.delete_queue.is_empty()
                 || self.sweep_before_finish
                 || self.pending == Some(Request::Create))

@@ -1900,3 +1900,197 @@ fn a_lookalike_head_is_not_read() {
         "{out:?}"
     );
 }
+
+fn closes_session(out: &[Action]) -> bool {
+    out.contains(&Action::CloseSession)
+}
+
+/// A resignation that meets a create whose reply was lost looks it up before creating again:
+/// it never has two entries at once.
+#[test]
+fn a_resignation_during_an_unknown_create_looks_it_up_before_creating_again() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    assert!(!has_create(&m.take_actions()));
+    m.handle(now + T, Input::Timer);
+    let out = m.take_actions();
+    assert!(!has_create(&out), "created before the lookup: {out:?}");
+    assert!(out.contains(&Action::List), "{out:?}");
+    // It was applied: adopted, then released (deleted) before anything else.
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("mine", 0, ME, mk.clone())],
+            foreign: vec![],
+        })),
+    );
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 0, mk))),
+        },
+    );
+    let out = m.take_actions();
+    assert!(!has_create(&out), "{out:?}");
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+}
+
+/// A refusal that stops a candidate holding nothing closes nothing; one that stops a candidate
+/// which may hold an entry (a create of unknown outcome earlier) closes the session, whose end
+/// deletes it.
+#[test]
+fn a_refusal_closes_the_session_only_when_an_entry_may_be_held() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!closes_session(&out), "{out:?}");
+
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![],
+            foreign: vec![],
+        })),
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if has_create(&out) {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    assert!(has_create(&out), "{out:?}");
+    // The lost create may still land (a late copy): refused now, the session is closed.
+    m.handle(
+        now + T * 6,
+        Input::Created(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(closes_session(&out), "{out:?}");
+}
+
+/// A stop that cannot finish in time leaves a sweep to the client only if an entry may exist:
+/// a create still in flight may land.
+#[test]
+fn a_stop_past_its_deadline_sweeps_later_only_if_an_entry_may_exist() {
+    // A create in flight when the stop's deadline passes.
+    let (mut m, now) = machine(false);
+    m.handle(now, Input::Stop);
+    m.take_actions();
+    m.handle(now + T + Duration::from_secs(1), Input::Timer);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(out.contains(&Action::SweepLater), "{out:?}");
+    // Nothing in flight, nothing held: nothing to sweep (it stops at once).
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::NotFound, "no parent"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::SweepLater), "{out:?}");
+}
+
+/// A resignation that ends the candidate completes (ResignDone); a stop completes none.
+#[test]
+fn only_a_resignation_reports_resign_done() {
+    for (input, done) in [
+        (Input::Resign { rejoin: false }, true),
+        (Input::Stop, false),
+    ] {
+        let (mut m, now, _) = placed(false, 1);
+        m.take_actions();
+        m.handle(now, input);
+        let mut out = m.take_actions();
+        out.extend(deleted(&mut m, now));
+        assert!(out.contains(&Action::Finished), "{out:?}");
+        assert_eq!(out.contains(&Action::ResignDone), done, "{out:?}");
+    }
+}
+
+/// Work that overruns its grace is reported; work that ends in time is not.
+#[test]
+fn only_work_that_overran_its_grace_is_reported() {
+    let overran = |out: &[Action]| {
+        out.iter().any(|a| {
+            matches!(
+                a,
+                Action::Emit(Event::Notice {
+                    notice: Notice::WorkOverranGrace(_),
+                    ..
+                })
+            )
+        })
+    };
+    for (end, reported) in [(WorkEnd::Aborted, true), (WorkEnd::Returned, false)] {
+        let (mut m, now, _) = placed(true, 0);
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: true });
+        m.take_actions();
+        m.handle(
+            now,
+            Input::WorkDone {
+                end: end.clone(),
+                handover: false,
+            },
+        );
+        assert_eq!(overran(&m.take_actions()), reported, "{end:?}");
+    }
+}
+
+/// Another candidate of the same client on the same path (same session, another marker
+/// prefix) is no orphan of ours: never deleted.
+#[test]
+fn a_sibling_candidates_entry_on_our_session_is_not_an_orphan() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(info("mine", 1, mk.clone()))));
+    m.take_actions();
+    let sibling = entry("sibling", 0, ME, Marker::from_bits((0x1234_u64 << 32) | 1));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![sibling, entry("mine", 1, ME, mk)],
+            foreign: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Delete { .. })),
+        "{out:?}"
+    );
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        m.state()
+    );
+}
