@@ -2045,7 +2045,7 @@ fn only_work_that_overran_its_grace_is_reported() {
             matches!(
                 a,
                 Action::Emit(Event::Notice {
-                    notice: Notice::WorkOverranGrace(_),
+                    notice: Notice::WorkOverranGrace(FencingToken(100)),
                     ..
                 })
             )
