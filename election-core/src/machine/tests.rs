@@ -2094,3 +2094,143 @@ fn a_sibling_candidates_entry_on_our_session_is_not_an_orphan() {
         m.state()
     );
 }
+
+/// A success resets the back-off of its kind of call: the next failure waits the floor again.
+#[test]
+fn a_success_resets_the_back_off() {
+    let (mut m, mut now, _) = placed(false, 1);
+    m.take_actions();
+    let floor = T / 50;
+    // The predecessor's watch fails: re-listed after a back-off.
+    let watch_fails = |m: &mut Machine, now: &mut Instant| {
+        m.handle(
+            *now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "watch lost")),
+            },
+        );
+        m.take_actions();
+        *now = m.retry_at.unwrap_or(*now);
+        m.handle(*now, Input::Timer);
+        assert!(m.take_actions().contains(&Action::List));
+    };
+    // The listing fails: the delay before the next, which is then sent.
+    let list_fails = |m: &mut Machine, now: &mut Instant| {
+        m.handle(
+            *now,
+            Input::Listed(Err(BackendError::new(ErrorKind::OutcomeUnknown, "timeout"))),
+        );
+        m.take_actions();
+        let d = retry_delay(m, *now);
+        *now = m.retry_at.unwrap();
+        m.handle(*now, Input::Timer);
+        assert!(m.take_actions().contains(&Action::List));
+        d
+    };
+    watch_fails(&mut m, &mut now);
+    let delays: Vec<_> = (0..4).map(|_| list_fails(&mut m, &mut now)).collect();
+    assert!(delays[3] > floor, "no back-off: {delays:?}");
+    // A listing that succeeds resets the listing's back-off.
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+        })),
+    );
+    assert!(m
+        .take_actions()
+        .contains(&Action::WatchPredecessor { name: "o0".into() }));
+    watch_fails(&mut m, &mut now);
+    let d = list_fails(&mut m, &mut now);
+    assert!(d <= floor, "not reset: {d:?} after {delays:?}");
+}
+
+/// After a lookup that finds a late copy of an older attempt (an orphan) and not the current
+/// one, the orphan is deleted before the next create is sent.
+#[test]
+fn orphans_are_deleted_before_creating_again() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    let older = Marker::from_bits((0xabcd_u64 << 32) | 99);
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("late", 0, ME, older)],
+            foreign: vec![],
+        })),
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if out
+            .iter()
+            .any(|a| matches!(a, Action::Delete { .. } | Action::Create { .. }))
+        {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    assert!(
+        out.contains(&Action::Delete {
+            name: "late".into()
+        }),
+        "{out:?}"
+    );
+    assert!(
+        !has_create(&out),
+        "created before the orphan was deleted: {out:?}"
+    );
+    m.handle(
+        now + T * 6,
+        Input::Deleted {
+            name: "late".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(has_create(&m.take_actions()));
+}
+
+/// A stop's deadline ends the candidate with the reason it was asked to stop for.
+#[test]
+fn a_stop_deadline_keeps_the_reason_of_the_stop() {
+    let (mut m, now, _) = placed(false, 1);
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(now, Input::Resign { rejoin: false });
+    m.handle(now + T + Duration::from_secs(1), Input::Timer);
+    assert!(m.take_actions().contains(&Action::Finished));
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Resigned));
+}
+
+/// A stop whose session is being closed (a refused delete) leaves nothing to sweep when its
+/// deadline passes: the session's end deletes the entry.
+#[test]
+fn a_stop_deadline_while_the_session_closes_sweeps_nothing() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    assert!(m.take_actions().contains(&Action::Delete {
+        name: "mine".into()
+    }));
+    m.handle(
+        now,
+        Input::Deleted {
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::CloseSession));
+    m.handle(now + T + Duration::from_secs(1), Input::Timer);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::SweepLater), "{out:?}");
+}
