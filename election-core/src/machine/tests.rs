@@ -2234,3 +2234,64 @@ fn a_stop_deadline_while_the_session_closes_sweeps_nothing() {
     assert!(out.contains(&Action::Finished), "{out:?}");
     assert!(!out.contains(&Action::SweepLater), "{out:?}");
 }
+
+/// S4: the hand-over's confirming read waits until the last term's work has ended.
+#[test]
+fn the_confirming_read_waits_for_the_last_terms_work() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::OwnGone {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::CancelWork), "{out:?}");
+    let mk = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Create { marker } => Some(marker.clone()),
+            _ => None,
+        })
+        .expect("registers again");
+    m.handle(now, Input::Created(Ok(info("again", 5, mk.clone()))));
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(3), entry("again", 5, ME, mk)],
+            foreign: vec![],
+        })),
+    );
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o3".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::Read {
+            name: "again".into()
+        }),
+        "read before the old work ended: {out:?}"
+    );
+    m.handle(
+        now,
+        Input::WorkDone {
+            end: WorkEnd::Returned,
+            handover: false,
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Read {
+            name: "again".into()
+        }),
+        "{out:?}"
+    );
+}
