@@ -91,37 +91,6 @@ pub fn group_gone(group: Pid) -> bool {
     matches!(test_kill_process_group(group), Err(rustix::io::Errno::SRCH))
 }
 
-/// Kills the group with SIGKILL when dropped while armed: the term's work aborted by the
-/// election (its session ended, or the grace ran out) still leaves no child behind.
-#[derive(Debug)]
-pub struct GroupGuard {
-    group: Option<Pid>,
-}
-
-impl GroupGuard {
-    /// Arms a guard for `group`.
-    pub fn new(group: Pid) -> Self {
-        Self { group: Some(group) }
-    }
-
-    /// The group is gone: nothing to kill on drop (its id may be reused).
-    pub fn disarm(&mut self) {
-        self.group = None;
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if let Some(group) = self.group.take() {
-            warn!(
-                group = group.as_raw_nonzero().get(),
-                "child's work aborted: killing its process group"
-            );
-            signal_group(group, Signal::KILL);
-        }
-    }
-}
-
 /// How a stop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {

@@ -12,11 +12,13 @@
 //! that signals the whole cgroup) so that it outlives the supervisor when it must.
 
 use std::collections::BTreeSet;
-use std::process::Stdio;
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::Mutex;
 
 use rustix::process::{Pid, Signal};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing::{info, warn};
 
@@ -28,9 +30,10 @@ pub const SUBCOMMAND: &str = "__guard";
 /// The supervisor's end of the guard.
 #[derive(Debug)]
 pub struct Guard {
-    stdin: ChildStdin,
-    // Kept so that the guard is reaped when it exits (tokio reaps a dropped child too).
-    _child: Child,
+    /// Written with plain blocking writes of a few bytes (the guard reads at once, the pipe
+    /// holds 64 KiB), so that a drop guard can announce too.
+    stdin: Mutex<ChildStdin>,
+    child: Mutex<Child>,
 }
 
 impl Guard {
@@ -43,28 +46,36 @@ impl Guard {
             .stdout(Stdio::null())
             .env_remove("NOTIFY_SOCKET")
             .process_group(0)
-            .kill_on_drop(false)
             .spawn()?;
         let stdin = child
             .stdin
             .take()
             .ok_or_else(|| std::io::Error::other("the guard has no stdin"))?;
         Ok(Guard {
-            stdin,
-            _child: child,
+            stdin: Mutex::new(stdin),
+            child: Mutex::new(child),
         })
     }
 
     /// Tells the guard a child's group exists (`live`) or is gone.
-    pub async fn announce(&mut self, group: Pid, live: bool) {
+    pub fn announce(&self, group: Pid, live: bool) {
         let line = format!(
             "{}{}\n",
             if live { '+' } else { '-' },
             group.as_raw_nonzero()
         );
-        if let Err(e) = self.stdin.write_all(line.as_bytes()).await {
+        let mut stdin = self.stdin.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = stdin.write_all(line.as_bytes()) {
             warn!(error = %e, "the guard process is gone: grandchildren are no longer covered if the supervisor is killed");
         }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        // Closing the pipe ends the guard (with nothing left to kill); reap it.
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = child.try_wait();
     }
 }
 

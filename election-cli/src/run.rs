@@ -24,7 +24,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, Instant};
 use tracing::{error, info, warn};
 
-use crate::child::{self, ChildEnv, GroupGuard, Stopped};
+use crate::child::{self, ChildEnv, Stopped};
 use crate::guard::Guard;
 use crate::notify::Notifier;
 use crate::{backend, exit, fail, OnExit, RunArgs};
@@ -84,7 +84,7 @@ struct Ctx {
     session_timeout: Duration,
     on_exit: OnExit,
     client: Client,
-    guard: tokio::sync::Mutex<Option<Guard>>,
+    guard: Option<Guard>,
     state: Mutex<Shared>,
     /// Woken when the work asks the supervisor to exit.
     exit: Notify,
@@ -110,9 +110,55 @@ impl Ctx {
         self.exit.notify_one();
     }
 
-    async fn announce(&self, group: Pid, live: bool) {
-        if let Some(guard) = self.guard.lock().await.as_mut() {
-            guard.announce(group, live).await;
+    fn announce(&self, group: Pid, live: bool) {
+        if let Some(guard) = &self.guard {
+            guard.announce(group, live);
+        }
+    }
+}
+
+/// A running child's process group, known to the supervisor (SIGHUP, a second signal) and to
+/// the guard process while it lives. Dropped while armed (the work aborted by the election: its
+/// session ended, or the stop overran), it kills the group with SIGKILL at once.
+struct Running {
+    ctx: Arc<Ctx>,
+    group: Pid,
+    armed: bool,
+}
+
+impl Running {
+    fn new(ctx: Arc<Ctx>, group: Pid) -> Self {
+        ctx.shared().group = Some(group);
+        ctx.announce(group, true);
+        Self {
+            ctx,
+            group,
+            armed: true,
+        }
+    }
+
+    /// The group was stopped (or its stop gave up): forget it.
+    fn done(mut self) {
+        self.armed = false;
+        self.forget();
+    }
+
+    fn forget(&self) {
+        let mut shared = self.ctx.shared();
+        if shared.group == Some(self.group) {
+            shared.group = None;
+        }
+        drop(shared);
+        self.ctx.announce(self.group, false);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.armed {
+            warn!(path = %self.ctx.path, group = self.group.as_raw_nonzero().get(), "the command's stop was cut short: SIGKILL to its process group");
+            child::signal_group(self.group, Signal::KILL);
+            self.forget();
         }
     }
 }
@@ -183,7 +229,7 @@ pub async fn run(args: RunArgs) -> i32 {
         session_timeout: service.session_timeout,
         on_exit: args.on_exit,
         client: client.clone(),
-        guard: tokio::sync::Mutex::new(guard),
+        guard,
         state: Mutex::new(Shared::default()),
         exit: Notify::new(),
     });
@@ -354,9 +400,7 @@ async fn lead(ctx: Arc<Ctx>, term: Term) -> Result<(), String> {
                 return Err(format!("cannot start the command: {e}"));
             }
         };
-        let mut guard = GroupGuard::new(group);
-        ctx.shared().group = Some(group);
-        ctx.announce(group, true).await;
+        let running = Running::new(ctx.clone(), group);
         counter!("election_cli_child_starts_total", "path" => ctx.path.clone()).increment(1);
         info!(path = %ctx.path, token = %token, pid = group.as_raw_nonzero().get(), "command started");
         let started = Instant::now();
@@ -389,19 +433,12 @@ async fn lead(ctx: Arc<Ctx>, term: Term) -> Result<(), String> {
                 (status, "exited")
             }
         };
-        if child::group_gone(group) {
-            guard.disarm();
-            ctx.announce(group, false).await;
-        } else {
+        if !child::group_gone(group) {
             error!(path = %ctx.path, token = %token, "the command's process group is still there after SIGKILL");
         }
-        drop(guard);
-        {
-            let mut shared = ctx.shared();
-            shared.group = None;
-            if status.is_some() {
-                shared.last_status = status;
-            }
+        running.done();
+        if status.is_some() {
+            ctx.shared().last_status = status;
         }
         let code = status.map(child::exit_code);
         counter!("election_cli_child_exits_total", "path" => ctx.path.clone(), "outcome" => outcome).increment(1);

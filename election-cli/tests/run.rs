@@ -30,6 +30,19 @@ fn sigterm_hands_over_in_milliseconds_and_exits_with_the_childs_status() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
+    // The child's environment.
+    assert!(
+        first.rest[1].starts_with("0x"),
+        "ELECTION_SESSION: {first:?}"
+    );
+    assert_eq!(first.rest[2], w.path, "ELECTION_PATH");
+    // SIGHUP is forwarded (the child traps it once it logged its grandchild).
+    w.wait_line("a's grandchild", LONG, |l| {
+        l.kind == "grandchild" && l.id == "a"
+    });
+    a.signal("HUP");
+    w.wait_line("the child's hup", LONG, |l| l.kind == "hup" && l.id == "a");
+
     let sent = SystemTime::now();
     a.signal("TERM");
     let next = w.wait_line("b's child", LONG, |l| l.kind == "start" && l.id == "b");
@@ -65,7 +78,14 @@ fn sigkill_of_the_supervisor_kills_its_child_and_grandchild_at_once() {
     w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
     let grandchild = w.wait_line("a's grandchild", LONG, |l| l.kind == "grandchild");
     let _b = w.supervisor("b", &zk, &[], &["run"]);
-    std::thread::sleep(Duration::from_millis(500)); // b queued
+    // The parent-death signal fires when the *thread* that forked the child ends: tokio's
+    // blocking threads end after 10 s idle. Wait past that, so that a child forked from such a
+    // thread would have been killed already (and b queued meanwhile).
+    std::thread::sleep(Duration::from_secs(11));
+    assert!(
+        alive(grandchild.value) && !w.lock_free(),
+        "the child died early"
+    );
     let killed = SystemTime::now();
     a.signal("KILL");
     a.wait(LONG);
@@ -105,8 +125,12 @@ fn a_partitioned_leader_kills_a_child_that_ignores_sigterm_before_the_successor_
         "the successor started before the old group was gone"
     );
     assert!(next.token > first.token);
-    // It ignored SIGTERM: it never logged a `term`, it was killed.
+    // It ignored SIGTERM: it never logged a `term`, it was killed, with its grandchild.
     assert!(!w.lines().iter().any(|l| l.kind == "term" && l.id == "a"));
+    let grandchild = w.wait_line("a's grandchild", LONG, |l| {
+        l.kind == "grandchild" && l.id == "a"
+    });
+    assert!(!alive(grandchild.value), "a's grandchild survived");
     w.check();
 }
 
@@ -127,7 +151,7 @@ fn on_exit_restart_runs_it_again_in_the_same_term() {
     let zk = w.zk.connect_string();
     let mut a = w.supervisor("a", &zk, &["--on-exit", "restart"], &["exit", "1"]);
     let start = std::time::Instant::now();
-    while w.lines().iter().filter(|l| l.kind == "start").count() < 3 {
+    while w.lines().iter().filter(|l| l.kind == "start").count() < 4 {
         assert!(start.elapsed() < LONG, "not restarted: {:?}", w.lines());
         std::thread::sleep(Duration::from_millis(20));
     }

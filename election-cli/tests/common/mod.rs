@@ -28,7 +28,8 @@ pub fn election() -> Command {
 }
 
 /// The child: `child.sh LOG LOCK MODE [ARG]`. Modes:
-/// - `run`: runs until SIGTERM (then logs `term` and exits 7), with a grandchild `sleep`;
+/// - `run`: runs until SIGTERM (then logs `term` and exits 7), with a grandchild `sleep`; logs
+///   `hup` on SIGHUP;
 /// - `ignore`: ignores SIGTERM (and so does its grandchild): only SIGKILL stops it;
 /// - `exit N`: exits at once with status N;
 /// - `exitafter S N`: exits after S seconds with status N.
@@ -40,15 +41,24 @@ if ! flock -n 9; then
   echo "overlap $ELECTION_ID $ELECTION_TOKEN $(now)" >> "$log"
   exit 97
 fi
-echo "start $ELECTION_ID $ELECTION_TOKEN $(now) $$ $ELECTION_SESSION $ELECTION_PATH" >> "$log"
 case "$mode" in
   run)
+    # Set before the start line, so that a test that saw the line can signal at once. The
+    # grandchild ignores SIGHUP (an ignored signal stays ignored across exec).
     trap 'echo "term $ELECTION_ID $ELECTION_TOKEN $(now)" >> "$log"; exit 7' TERM
-    sleep 1000 &
-    echo "grandchild $ELECTION_ID $ELECTION_TOKEN $!" >> "$log"
-    wait ;;
+    trap '' HUP ;;
   ignore)
-    trap '' TERM
+    trap '' TERM ;;
+esac
+echo "start $ELECTION_ID $ELECTION_TOKEN $(now) $$ $ELECTION_SESSION $ELECTION_PATH ${NOTIFY_SOCKET:-unset}" >> "$log"
+case "$mode" in
+  run)
+    sleep 1000 &
+    trap 'echo "hup $ELECTION_ID $ELECTION_TOKEN $(now)" >> "$log"' HUP
+    echo "grandchild $ELECTION_ID $ELECTION_TOKEN $!" >> "$log"
+    # `wait` returns early when a trapped signal (SIGHUP) comes in: wait again.
+    while kill -0 $! 2>/dev/null; do wait; done ;;
+  ignore)
     sleep 1000 &
     echo "grandchild $ELECTION_ID $ELECTION_TOKEN $!" >> "$log"
     while :; do wait; done ;;
