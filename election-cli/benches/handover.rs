@@ -29,7 +29,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() {
     let w = World::new("/bench/handover");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let mut n = 0;
     let mut next_id = || {
         n += 1;

@@ -13,7 +13,7 @@ const LONG: Duration = Duration::from_secs(15);
 #[test]
 fn sigterm_hands_over_in_milliseconds_and_exits_with_the_childs_status() {
     let w = World::new("/cli/sigterm");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let mut a = w.supervisor("a", &zk, &[], &["run"]);
     let first = w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
     let mut b = w.supervisor("b", &zk, &[], &["run"]);
@@ -73,7 +73,7 @@ fn sigterm_hands_over_in_milliseconds_and_exits_with_the_childs_status() {
 #[test]
 fn sigkill_of_the_supervisor_kills_its_child_and_grandchild_at_once() {
     let w = World::new("/cli/sigkill");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let mut a = w.supervisor("a", &zk, &[], &["run"]);
     w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
     let grandchild = w.wait_line("a's grandchild", LONG, |l| l.kind == "grandchild");
@@ -104,9 +104,9 @@ fn sigkill_of_the_supervisor_kills_its_child_and_grandchild_at_once() {
 #[test]
 fn a_partitioned_leader_kills_a_child_that_ignores_sigterm_before_the_successor_starts() {
     let w = World::new("/cli/partition");
-    let proxy = TcpProxy::start(w.zk.client_addr());
+    let proxy = TcpProxy::start(w.zk().client_addr());
     let via_proxy = proxy.addr().to_string();
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let _a = w.supervisor("a", &via_proxy, &["--grace", "300ms"], &["ignore"]);
     let first = w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
     let _b = w.supervisor("b", &zk, &["--grace", "300ms"], &["run"]);
@@ -137,7 +137,7 @@ fn a_partitioned_leader_kills_a_child_that_ignores_sigterm_before_the_successor_
 #[test]
 fn on_exit_exit_withdraws_and_exits_with_the_childs_status() {
     let w = World::new("/cli/on-exit-exit");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let mut a = w.supervisor("a", &zk, &["--on-exit", "exit"], &["exitafter", "0.3", "5"]);
     assert_eq!(a.wait(LONG).code(), Some(5), "stderr:\n{}", a.stderr());
     let (code, s) = w.status_json(&zk);
@@ -148,7 +148,7 @@ fn on_exit_exit_withdraws_and_exits_with_the_childs_status() {
 #[test]
 fn on_exit_restart_runs_it_again_in_the_same_term() {
     let w = World::new("/cli/on-exit-restart");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let mut a = w.supervisor("a", &zk, &["--on-exit", "restart"], &["exit", "1"]);
     let start = std::time::Instant::now();
     while w.lines().iter().filter(|l| l.kind == "start").count() < 4 {
@@ -178,7 +178,7 @@ fn on_exit_restart_runs_it_again_in_the_same_term() {
 #[test]
 fn a_child_that_dies_at_once_does_not_starve_the_others() {
     let w = World::new("/cli/on-exit-resign");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let _a = w.supervisor("a", &zk, &[], &["exit", "1"]);
     w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
     let _b = w.supervisor("b", &zk, &[], &["run"]);
@@ -198,7 +198,7 @@ fn a_child_that_dies_at_once_does_not_starve_the_others() {
 #[test]
 fn bad_input_exits_non_zero_with_one_line_and_creates_nothing() {
     let w = World::new("/cli/bad");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     // (arguments, exit code, in the message, whether the message is ours: one line starting
     // with `election:`; clap's own usage errors add a usage hint)
     let cases: Vec<(Vec<&str>, i32, &str, bool)> = vec![
@@ -392,20 +392,33 @@ fn bad_input_exits_non_zero_with_one_line_and_creates_nothing() {
 #[test]
 fn status_watch_and_metrics() {
     let w = World::new("/cli/status");
-    let zk = w.zk.connect_string();
+    let zk = w.connect();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
     let metrics = format!("127.0.0.1:{port}");
-    let mut a = w.supervisor(
+    let notify_path = w.dir.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(LONG)).unwrap();
+    let mut a = w.supervisor_with(
         "a",
         &zk,
         &["--payload", "10.0.0.7:8080", "--metrics", &metrics],
         &["run"],
+        &[("NOTIFY_SOCKET", notify_path.to_str().unwrap())],
     );
     let first = w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
+    // systemd readiness, and the socket is not passed on to the child.
+    let mut buf = [0u8; 512];
+    let mut got = String::new();
+    while !got.contains("READY=1") {
+        let n = notify.recv(&mut buf).expect("no sd_notify message");
+        got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        got.push('\n');
+    }
+    assert_eq!(first.rest[3], "unset", "NOTIFY_SOCKET reached the child");
     let mut b = w.supervisor("b", &zk, &[], &["run"]);
 
     // watch, in JSON, from before the hand-over

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[cfg(feature = "etcd")]
+pub use election_etcd::testing::EtcdMember;
 pub use election_zk::testing::{TcpProxy, ZkServer};
 
 /// The session timeout every test uses (the server's tickTime is 200 ms).
@@ -70,23 +72,73 @@ case "$mode" in
 esac
 "#;
 
-/// One test's world: a ZooKeeper server, a directory with the child script, its log and lock.
+/// The service a world runs on.
+pub enum Service {
+    Zk(ZkServer),
+    #[cfg(feature = "etcd")]
+    Etcd(EtcdMember),
+}
+
+/// One test's world: a ZooKeeper server (or an etcd member), a directory with the child script,
+/// its log and lock.
 pub struct World {
-    pub zk: ZkServer,
+    pub service: Service,
     pub dir: tempfile::TempDir,
     pub path: String,
 }
 
 impl World {
+    /// A world on a new ZooKeeper server.
     pub fn new(path: &str) -> World {
-        let zk = ZkServer::start();
+        World::on(Service::Zk(ZkServer::start()), path)
+    }
+
+    /// A world on a new etcd member.
+    #[cfg(feature = "etcd")]
+    pub fn etcd(path: &str) -> World {
+        World::on(Service::Etcd(EtcdMember::start()), path)
+    }
+
+    /// The ZooKeeper server.
+    pub fn zk(&self) -> &ZkServer {
+        match &self.service {
+            Service::Zk(zk) => zk,
+            #[cfg(feature = "etcd")]
+            Service::Etcd(_) => panic!("not a ZooKeeper world"),
+        }
+    }
+
+    /// The connect string (or endpoint) of the service.
+    pub fn connect(&self) -> String {
+        match &self.service {
+            Service::Zk(zk) => zk.connect_string(),
+            #[cfg(feature = "etcd")]
+            Service::Etcd(etcd) => etcd.endpoint(),
+        }
+    }
+
+    /// The flags that name the service at `connect`.
+    fn service_flags(&self, connect: &str) -> Vec<String> {
+        match &self.service {
+            Service::Zk(_) => vec![
+                "--zookeeper".into(),
+                connect.into(),
+                "--zk-tick-time".into(),
+                "200ms".into(),
+            ],
+            #[cfg(feature = "etcd")]
+            Service::Etcd(_) => vec!["--etcd".into(), connect.into()],
+        }
+    }
+
+    fn on(service: Service, path: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("child.sh");
         fs::write(&script, CHILD).unwrap();
         use std::os::unix::fs::PermissionsExt;
         fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
         World {
-            zk,
+            service,
             dir,
             path: path.to_owned(),
         }
@@ -119,25 +171,31 @@ impl World {
         extra: &[&str],
         child: &[&str],
     ) -> Supervisor {
+        self.supervisor_with(id, connect, extra, child, &[])
+    }
+
+    /// [`supervisor`](Self::supervisor) with environment variables.
+    pub fn supervisor_with(
+        &self,
+        id: &str,
+        connect: &str,
+        extra: &[&str],
+        child: &[&str],
+        env: &[(&str, &str)],
+    ) -> Supervisor {
         let stderr = self.dir.path().join(format!("{id}.stderr"));
         let mut cmd = election();
-        cmd.args([
-            "run",
-            "--zookeeper",
-            connect,
-            "--path",
-            &self.path,
-            "--id",
-            id,
-        ])
-        .args(["--session-timeout", T, "--zk-tick-time", "200ms"])
-        .args(extra)
-        .arg("--")
-        .args(self.child(child))
-        .env("RUST_LOG", "info,zookeeper_client=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr).unwrap());
+        cmd.args(["run", "--path", &self.path, "--id", id])
+            .args(self.service_flags(connect))
+            .args(["--session-timeout", T])
+            .args(extra)
+            .arg("--")
+            .args(self.child(child))
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "info,zookeeper_client=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap());
         Supervisor {
             id: id.to_owned(),
             child: Some(cmd.spawn().unwrap()),
@@ -163,12 +221,28 @@ impl World {
             }
             if start.elapsed() > within {
                 panic!(
-                    "no {what} within {within:?}; child log:\n{}",
-                    fs::read_to_string(self.log()).unwrap_or_default()
+                    "no {what} within {within:?}; child log:\n{}\n{}",
+                    fs::read_to_string(self.log()).unwrap_or_default(),
+                    self.stderrs()
                 );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Every supervisor's stderr so far.
+    pub fn stderrs(&self) -> String {
+        let mut out = String::new();
+        for entry in fs::read_dir(self.dir.path()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".stderr") {
+                out.push_str(&format!(
+                    "--- {name}\n{}\n",
+                    fs::read_to_string(entry.path()).unwrap_or_default()
+                ));
+            }
+        }
+        out
     }
 
     /// `true` when no process holds the child lock (every child and grandchild is gone).
@@ -221,14 +295,8 @@ impl World {
     /// `election status --json` on this world's path.
     pub fn status_json(&self, connect: &str) -> (Option<i32>, serde_json::Value) {
         let out = election()
-            .args([
-                "status",
-                "--zookeeper",
-                connect,
-                "--path",
-                &self.path,
-                "--json",
-            ])
+            .args(["status", "--path", &self.path, "--json"])
+            .args(self.service_flags(connect))
             .output()
             .unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
