@@ -13,7 +13,7 @@
 //!
 //! Label values: `path` is the election path; `from` and `to` are
 //! [`ElectionState::name`](crate::ElectionState::name); `reason` is the
-//! [`Reason`](crate::Reason) variant in snake case (without the text of a work failure).
+//! [`Reason`] variant in snake case (without the text of a work failure).
 
 use metrics::{counter, gauge};
 
