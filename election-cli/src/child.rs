@@ -91,6 +91,34 @@ pub fn group_gone(group: Pid) -> bool {
     matches!(test_kill_process_group(group), Err(rustix::io::Errno::SRCH))
 }
 
+/// Makes the supervisor a child subreaper: the child's orphaned descendants (a grandchild whose
+/// parent died) are re-parented to the supervisor rather than to init, so that it reaps them
+/// itself ([`reap_group`]) and knows at once when the group is gone, whatever init does (a
+/// container without one, an init slow to reap).
+pub fn become_subreaper() {
+    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        warn!(error = %e, "cannot become a child subreaper: orphaned grandchildren are left to init to reap");
+    }
+}
+
+/// Reaps the exited processes of `group` that are the supervisor's children (grandchildren
+/// adopted as a subreaper). Call only once the group's leader, the direct child, was reaped
+/// through its handle (it would otherwise be reaped here, from under the handle). Returns
+/// `false` once the supervisor has no child left in the group.
+pub fn reap_group(group: Pid) -> bool {
+    use rustix::process::{waitid, WaitId, WaitIdOptions};
+    loop {
+        match waitid(
+            WaitId::Pgid(Some(group)),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG,
+        ) {
+            Ok(Some(_)) => continue,
+            Ok(None) => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
 /// How a stop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
@@ -135,13 +163,18 @@ pub async fn wait_gone(child: &mut Child, group: Pid, deadline: Instant) -> Opti
         status = child.wait() => status.ok()?,
         () = tokio::time::sleep_until(deadline) => return None,
     };
-    while !group_gone(group) {
+    // The leader is reaped: what is left of the group are grandchildren, adopted by the
+    // supervisor (a subreaper) once their parent died, reaped here as they end.
+    loop {
+        reap_group(group);
+        if group_gone(group) {
+            return Some(status);
+        }
         if Instant::now() >= deadline {
             return None;
         }
         sleep(POLL).await;
     }
-    Some(status)
 }
 
 /// The supervisor's exit code for a child's status: its exit code, or `128 + N` when signal `N`

@@ -98,6 +98,9 @@ struct Shared {
     last_status: Option<ExitStatus>,
     /// An exit the work asked for (`--on-exit exit`, a command that cannot be started).
     exit_code: Option<i32>,
+    /// Groups whose leader ended but whose members may still end later (a stop cut short, a
+    /// lingering process): their adopted members are reaped on SIGCHLD.
+    leftover: std::collections::BTreeSet<i32>,
 }
 
 impl Ctx {
@@ -147,6 +150,9 @@ impl Running {
         let mut shared = self.ctx.shared();
         if shared.group == Some(self.group) {
             shared.group = None;
+        }
+        if !child::group_gone(self.group) {
+            shared.leftover.insert(self.group.as_raw_nonzero().get());
         }
         drop(shared);
         self.ctx.announce(self.group, false);
@@ -207,6 +213,7 @@ pub async fn run(args: RunArgs) -> i32 {
         }
     }
     let notifier = Notifier::from_env();
+    child::become_subreaper();
     let guard = match Guard::start() {
         Ok(g) => Some(g),
         Err(e) => {
@@ -277,6 +284,9 @@ async fn supervise(ctx: &Ctx, candidate: &Candidate, notifier: &Notifier) -> i32
         (Ok(a), Ok(b), Ok(c)) => (a, b, c),
         _ => return fail(exit::FAILURE, "cannot install signal handlers"),
     };
+    let Ok(mut chld) = signal(SignalKind::child()) else {
+        return fail(exit::FAILURE, "cannot install signal handlers");
+    };
     let mut state = candidate.state();
     let mut ready = false;
     let path = ctx.path.clone();
@@ -296,6 +306,7 @@ async fn supervise(ctx: &Ctx, candidate: &Candidate, notifier: &Notifier) -> i32
                 }
             }
             () = ctx.exit.notified() => break Shutdown::Requested,
+            _ = chld.recv() => reap_leftovers(ctx),
             changed = state.changed() => if changed.is_err() {
                 break Shutdown::Stopped(StopReason::Stopped);
             },
@@ -329,6 +340,21 @@ async fn supervise(ctx: &Ctx, candidate: &Candidate, notifier: &Notifier) -> i32
             fail(exit::FAILURE, format!("the election stopped: {reason:?}"))
         }
     }
+}
+
+/// Reaps what ended of the groups left over from earlier terms (see [`Shared::leftover`]).
+fn reap_leftovers(ctx: &Ctx) {
+    let mut shared = ctx.shared();
+    let current = shared.group.map(|g| g.as_raw_nonzero().get());
+    shared.leftover.retain(|&id| {
+        if Some(id) == current {
+            return false;
+        }
+        match Pid::from_raw(id) {
+            Some(group) => child::reap_group(group) || !child::group_gone(group),
+            None => false,
+        }
+    });
 }
 
 fn kill_now(ctx: &Ctx) {

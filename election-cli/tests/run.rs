@@ -16,19 +16,13 @@ fn sigterm_hands_over_in_milliseconds_and_exits_with_the_childs_status() {
     let zk = w.connect();
     let mut a = w.supervisor("a", &zk, &[], &["run"]);
     let first = w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
+    // b, then c, queued behind a (c started once b is in the queue: the order is known).
     let mut b = w.supervisor("b", &zk, &[], &["run"]);
+    wait_queued(&w, &zk, 2);
     let mut c = w.supervisor("c", &zk, &[], &["run"]);
-    // b and c are queued behind a: wait until all three are in the queue.
-    let start = std::time::Instant::now();
-    loop {
-        let (_, s) = w.status_json(&zk);
-        if s["participants"].as_array().map_or(0, |p| p.len()) == 3 {
-            assert_eq!(s["leader"]["id"], "a");
-            break;
-        }
-        assert!(start.elapsed() < LONG, "b and c never queued: {s}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let s = wait_queued(&w, &zk, 3);
+    assert_eq!(s["leader"]["id"], "a");
+    assert_eq!(s["participants"][1]["id"], "b");
 
     // The child's environment.
     assert!(
@@ -110,7 +104,7 @@ fn a_partitioned_leader_kills_a_child_that_ignores_sigterm_before_the_successor_
     let _a = w.supervisor("a", &via_proxy, &["--grace", "300ms"], &["ignore"]);
     let first = w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
     let _b = w.supervisor("b", &zk, &["--grace", "300ms"], &["run"]);
-    std::thread::sleep(Duration::from_millis(500)); // b queued
+    wait_queued(&w, &zk, 2);
     let cut = SystemTime::now();
     proxy.cut();
     let gone = w.wait_lock_free(T_DUR * 2);
@@ -490,6 +484,19 @@ fn status_watch_and_metrics() {
     b.signal("TERM");
     b.wait(LONG);
     w.check();
+}
+
+/// Waits until `n` copies are in the queue; returns the status.
+fn wait_queued(w: &World, connect: &str, n: usize) -> serde_json::Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (_, s) = w.status_json(connect);
+        if s["participants"].as_array().map_or(0, |p| p.len()) >= n {
+            return s;
+        }
+        assert!(start.elapsed() < LONG, "never {n} in the queue: {s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 trait WaitOutput {
