@@ -1,5 +1,7 @@
 //! `election status` and `election watch`: read an election without running in it.
 
+use std::io::Write;
+
 use election::{ElectionPath, LeaderInfo, LeaderView, Participant};
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
@@ -116,18 +118,22 @@ pub async fn watch(args: QueryArgs) -> i32 {
         let now = view.borrow_and_update().clone();
         if now.is_known() && last.as_ref() != Some(&now) {
             let at = humantime::format_rfc3339_millis(std::time::SystemTime::now());
-            if args.json {
-                let out = json!({
+            let line = if args.json {
+                json!({
                     "at": at.to_string(),
                     "path": path.to_string(),
                     "leader": now.leader().map(leader_json),
-                });
-                println!("{out}");
+                })
+                .to_string()
             } else {
                 match now.leader() {
-                    Some(l) => println!("{at} leader {}", leader_text(l)),
-                    None => println!("{at} nobody leads"),
+                    Some(l) => format!("{at} leader {}", leader_text(l)),
+                    None => format!("{at} nobody leads"),
                 }
+            };
+            // A reader that went away (`election watch | head -1`) ends the watch.
+            if writeln!(std::io::stdout(), "{line}").is_err() {
+                break;
             }
             last = Some(now);
         }

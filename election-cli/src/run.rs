@@ -221,12 +221,25 @@ pub async fn run(args: RunArgs) -> i32 {
             None
         }
     };
-    let client = match backend
-        .connect(service.session_timeout, service.connection_timeout)
-        .await
-    {
-        Ok(c) => c,
-        Err((code, reason)) => return fail(code, reason),
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            return fail(
+                exit::FAILURE,
+                format!("cannot install signal handlers: {e}"),
+            )
+        }
+    };
+    let connect = backend.connect(service.session_timeout, service.connection_timeout);
+    let client = tokio::select! {
+        connected = connect => match connected {
+            Ok(c) => c,
+            Err((code, reason)) => return fail(code, reason),
+        },
+        () = signals.stop() => {
+            info!("signal before joining: exiting");
+            return 0;
+        }
     };
     let ctx = Arc::new(Ctx {
         argv: args.command.clone(),
@@ -260,7 +273,7 @@ pub async fn run(args: RunArgs) -> i32 {
         }
     };
     info!(path = %service.path, candidate = %id, session = %client.session_id(), grace = ?timing.grace, budget = ?timing.budget, "joined; waiting to lead");
-    let code = supervise(&ctx, &candidate, &notifier).await;
+    let code = supervise(&ctx, &candidate, &notifier, signals).await;
     client.close().await;
     code
 }
@@ -275,18 +288,41 @@ enum Shutdown {
     Stopped(StopReason),
 }
 
-async fn supervise(ctx: &Ctx, candidate: &Candidate, notifier: &Notifier) -> i32 {
-    let (mut term, mut int, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        _ => return fail(exit::FAILURE, "cannot install signal handlers"),
-    };
-    let Ok(mut chld) = signal(SignalKind::child()) else {
-        return fail(exit::FAILURE, "cannot install signal handlers");
-    };
+/// The signals the supervisor handles, installed before it connects: from then on SIGTERM and
+/// SIGINT no longer kill it outright (before it joins they end it with nothing created).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    chld: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            chld: signal(SignalKind::child())?,
+        })
+    }
+
+    /// SIGTERM or SIGINT.
+    async fn stop(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
+}
+
+async fn supervise(ctx: &Ctx, candidate: &Candidate, notifier: &Notifier, signals: Signals) -> i32 {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+        mut chld,
+    } = signals;
     let mut state = candidate.state();
     let mut ready = false;
     let path = ctx.path.clone();
