@@ -422,6 +422,21 @@ fn status_watch_and_metrics() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // and in text, with JSON logs on stderr
+    let mut watch_text = election()
+        .args([
+            "--log-format",
+            "json",
+            "watch",
+            "--zookeeper",
+            &zk,
+            "--path",
+            &w.path,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = std::time::Instant::now();
     loop {
         let (code, s) = w.status_json(&zk);
@@ -481,6 +496,28 @@ fn status_watch_and_metrics() {
         .filter_map(|l| l["leader"]["token"].as_u64())
         .collect();
     assert_eq!(tokens, vec![first.token, next.token], "{lines:?}");
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &watch_text.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let (code, text) = watch_text.wait_with_output_timeout();
+    assert_eq!(code, Some(0));
+    let text: Vec<&str> = text.lines().collect();
+    assert_eq!(text.len(), 2, "{text:?}");
+    assert!(
+        text[0].ends_with(&format!(
+            " leader id=a payload=10.0.0.7:8080 token={} session={}",
+            first.token, first.rest[1]
+        )),
+        "{text:?}"
+    );
+    assert!(text[1].contains(" leader id=b "), "{text:?}");
+    let mut logs = String::new();
+    std::io::Read::read_to_string(&mut watch_text.stderr.take().unwrap(), &mut logs).unwrap();
+    let first_log: serde_json::Value = serde_json::from_str(logs.lines().next().unwrap())
+        .unwrap_or_else(|e| panic!("--log-format json wrote no JSON ({e}): {logs}"));
+    assert!(first_log["level"].is_string(), "{first_log}");
     b.signal("TERM");
     b.wait(LONG);
     w.check();
