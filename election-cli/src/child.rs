@@ -223,3 +223,33 @@ pub fn check_program(program: &OsString) -> Result<(), (i32, String)> {
         Err((127, format!("command not found: {}", path.display())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn exit_codes_follow_the_shell() {
+        assert_eq!(exit_code(ExitStatus::from_raw(5 << 8)), 5);
+        assert_eq!(exit_code(ExitStatus::from_raw(0)), 0);
+        // Killed by SIGKILL (9) and SIGTERM (15).
+        assert_eq!(exit_code(ExitStatus::from_raw(9)), 137);
+        assert_eq!(exit_code(ExitStatus::from_raw(15)), 143);
+    }
+
+    #[test]
+    fn programs_are_resolved_like_execvp() {
+        assert!(check_program(&"sh".into()).is_ok());
+        assert!(check_program(&"/bin/sh".into()).is_ok());
+        assert_eq!(
+            check_program(&"no-such-program-here".into()).unwrap_err().0,
+            127
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("not-executable");
+        std::fs::write(&plain, "").unwrap();
+        assert_eq!(check_program(&plain.into_os_string()).unwrap_err().0, 126);
+        assert_eq!(check_program(&"".into()).unwrap_err().0, 127);
+    }
+}
