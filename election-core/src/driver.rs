@@ -206,7 +206,11 @@ impl Driver {
         let wake = tokio::select! {
             biased;
             changed = session_state.changed(), if *session_open => match changed {
-                Ok(()) => Wake::Input(Input::Session(*session_state.borrow_and_update())),
+                Ok(()) => {
+                    let state = *session_state.borrow_and_update();
+                    crate::metrics::session_state(&state);
+                    Wake::Input(Input::Session(state))
+                }
                 Err(_) => {
                     *session_open = false;
                     Wake::Input(Input::Session(SessionState::Closed))
@@ -361,7 +365,10 @@ impl Driver {
             Action::Emit(event) => {
                 // The event first: whoever sees the new state can already find its transition.
                 let (state, seen) = match &event {
-                    Event::Transition(t) => (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k))),
+                    Event::Transition(t) => {
+                        crate::metrics::transition(&self.path, t);
+                        (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k)))
+                    }
                     Event::Notice { .. } => (None, None),
                 };
                 let _ = self.outlets.events.send(event);

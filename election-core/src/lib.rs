@@ -41,6 +41,7 @@ mod driver;
 mod error;
 mod limits;
 mod machine;
+pub mod metrics;
 mod observer;
 mod path;
 pub mod record;

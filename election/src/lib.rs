@@ -70,6 +70,9 @@ pub use election_core::{
     MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
 };
 
+/// The names of the metrics the library records (see the module's table).
+pub use election_core::metrics;
+
 /// The cancellation signal a [`Term`] carries ([`Term::cancellation`]), from `tokio-util`.
 pub use tokio_util::sync::CancellationToken;
 

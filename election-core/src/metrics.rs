@@ -1,0 +1,86 @@
+//! The library's own metrics, recorded through the [`metrics`](https://docs.rs/metrics) facade:
+//! install any exporter (Prometheus, StatsD, ...) in your program and they appear; without one,
+//! recording costs next to nothing. Every name the library records is here:
+//!
+//! | name | kind | labels | what |
+//! |---|---|---|---|
+//! | `election_transitions_total` | counter | `path`, `from`, `to`, `reason` | state changes of candidates |
+//! | `election_terms_total` | counter | `path` | terms led (a candidate entering Leader) |
+//! | `election_leader` | gauge | `path` | 1 while a candidate of this process leads `path`, else 0 |
+//! | `election_token` | gauge | `path` | the token of the latest term led here (as `f64`: exact below 2^53) |
+//! | `election_session_state` | gauge | `state` | 1 for the session state a candidate saw last (`connected`, `disconnected`, `expired`, `closed`), 0 for the others |
+//! | `election_session_changes_total` | counter | `state` | session state changes seen by candidates |
+//!
+//! Label values: `path` is the election path; `from` and `to` are
+//! [`ElectionState::name`](crate::ElectionState::name); `reason` is the
+//! [`Reason`] variant in snake case (without the text of a work failure).
+
+use metrics::{counter, gauge};
+
+use crate::backend::SessionState;
+use crate::path::ElectionPath;
+use crate::state::{ElectionState, Reason, Transition};
+
+/// Records a transition of a candidate on `path`.
+pub(crate) fn transition(path: &ElectionPath, t: &Transition) {
+    let path = path.to_string();
+    counter!(
+        "election_transitions_total",
+        "path" => path.clone(),
+        "from" => t.from.name(),
+        "to" => t.to.name(),
+        "reason" => reason_name(&t.reason),
+    )
+    .increment(1);
+    match (&t.from, &t.to) {
+        (from, ElectionState::Leader { token, .. }) if !from.is_leader() => {
+            counter!("election_terms_total", "path" => path.clone()).increment(1);
+            gauge!("election_leader", "path" => path.clone()).set(1.0);
+            gauge!("election_token", "path" => path).set(token.0 as f64);
+        }
+        (from, to) if from.is_leader() && !to.is_leader() => {
+            gauge!("election_leader", "path" => path).set(0.0);
+        }
+        _ => {}
+    }
+}
+
+/// Records a session state a candidate saw.
+pub(crate) fn session_state(state: &SessionState) {
+    let now = session_state_name(state);
+    counter!("election_session_changes_total", "state" => now).increment(1);
+    for name in ["connected", "disconnected", "expired", "closed"] {
+        gauge!("election_session_state", "state" => name).set(if name == now { 1.0 } else { 0.0 });
+    }
+}
+
+fn session_state_name(state: &SessionState) -> &'static str {
+    match state {
+        SessionState::Connected => "connected",
+        SessionState::Disconnected { .. } => "disconnected",
+        SessionState::Expired => "expired",
+        SessionState::Closed => "closed",
+    }
+}
+
+/// The label of a reason: its variant in snake case.
+fn reason_name(reason: &Reason) -> &'static str {
+    match reason {
+        Reason::Joined => "joined",
+        Reason::Claimed => "claimed",
+        Reason::LeaderKnown => "leader_known",
+        Reason::PredecessorLeft => "predecessor_left",
+        Reason::ContactLost => "contact_lost",
+        Reason::ContactRestored => "contact_restored",
+        Reason::StepDownDeadline => "step_down_deadline",
+        Reason::Resigned => "resigned",
+        Reason::EntryDeleted => "entry_deleted",
+        Reason::SessionEnded => "session_ended",
+        Reason::Rejoining => "rejoining",
+        Reason::Stopped => "stopped",
+        Reason::Failed => "failed",
+        Reason::WorkReturned => "work_returned",
+        Reason::WorkFailed(_) => "work_failed",
+        Reason::WorkPanicked(_) => "work_panicked",
+    }
+}
