@@ -44,6 +44,7 @@ mod machine;
 mod observer;
 mod path;
 pub mod record;
+pub mod secret;
 pub(crate) mod session;
 mod state;
 mod term;
