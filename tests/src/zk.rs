@@ -33,9 +33,10 @@ impl ZkHarness {
         }
     }
 
-    /// Starts a server with a `secureClientPort` and SASL DIGEST-MD5 (user `election`); every
-    /// client connects over TLS (with a client certificate) and authenticates with SASL, so its
-    /// nodes get the default authenticated ACL (creator all, anyone read).
+    /// Starts a server with a `secureClientPort` and SASL DIGEST-MD5 (user `election`); cases
+    /// use a 3 s session timeout. Every client connects over TLS (with a client certificate) and
+    /// authenticates with SASL, so its nodes get the default authenticated ACL (creator all,
+    /// anyone read).
     pub fn start_secure() -> Self {
         let pki = TestPki::generate();
         let server =
@@ -43,7 +44,10 @@ impl ZkHarness {
         let harness = Self {
             server,
             pki: Some(pki),
-            timeout: Duration::from_secs(2),
+            // 3 s, not 2: zookeeper-client drops a connection silent for 2/5 of the session
+            // timeout, and a TLS handshake step plus the two SASL round trips to a JVM on a
+            // loaded 2-core machine went past 800 ms once in two runs (a join timed out).
+            timeout: Duration::from_secs(3),
             sessions: Arc::default(),
         };
         harness.warm_up();
