@@ -170,6 +170,27 @@ pub enum ConfigError {
         /// The limit.
         max: Duration,
     },
+    /// A file holding a secret (a private key, a password) grants permissions to users outside
+    /// its owner and group: refused, since anyone on the machine could read it.
+    #[error(
+        "{path:?} is readable by other users (mode {mode:04o}): refusing to use it as a secret; \
+         run `chmod o-rwx` on it (0600 is usual)"
+    )]
+    SecretReadableByOthers {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A file holding a secret cannot be used (missing, unreadable, empty, malformed). The
+    /// reason never quotes the content.
+    #[error("secret file {path:?}: {reason}")]
+    SecretFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A backend-specific setting is malformed (a connect string, say).
     #[error("{what}: {reason}")]
     Backend {

@@ -45,6 +45,7 @@ pub mod metrics;
 mod observer;
 mod path;
 pub mod record;
+pub mod secret;
 pub(crate) mod session;
 mod state;
 mod term;

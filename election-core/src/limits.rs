@@ -1,6 +1,7 @@
 //! The limits on what a candidate may carry, and the check of a candidate id: used by the
-//! builder at the boundary and by the record the machine encodes, so neither depends on the
-//! other.
+//! builder at the boundary, by the record the machine encodes, and by the decoding of records
+//! read back from the service (which anyone with write access can craft: an id or payload over
+//! these limits is reported as foreign, never copied), so none depends on the others.
 
 use std::time::Duration;
 

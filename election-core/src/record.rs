@@ -36,6 +36,15 @@ pub enum RecordError {
     /// The id is not UTF-8, or breaks the id rules.
     #[error("record id is not a valid candidate id")]
     BadId,
+    /// The payload is larger than [`MAX_PAYLOAD_LEN`]: no candidate of this library wrote it,
+    /// so it is reported rather than copied.
+    #[error("record payload of {len} bytes is more than the limit of {max}")]
+    PayloadTooLarge {
+        /// The payload's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl CandidateRecord {
@@ -51,7 +60,9 @@ impl CandidateRecord {
         out
     }
 
-    /// Decodes entry data.
+    /// Decodes entry data, which may come from anyone with write access to the service: the
+    /// length prefix is checked against the data, the id against the id rules, and the payload
+    /// against [`MAX_PAYLOAD_LEN`] before anything is copied.
     pub fn decode(data: &[u8]) -> Result<Self, RecordError> {
         let (&version, rest) = data.split_first().ok_or(RecordError::Truncated)?;
         if version != VERSION {
@@ -69,9 +80,16 @@ impl CandidateRecord {
         if crate::limits::validate_id(id).is_err() {
             return Err(RecordError::BadId);
         }
+        let payload = &rest[len..];
+        if payload.len() > MAX_PAYLOAD_LEN {
+            return Err(RecordError::PayloadTooLarge {
+                len: payload.len(),
+                max: MAX_PAYLOAD_LEN,
+            });
+        }
         Ok(Self {
             id: id.to_owned(),
-            payload: rest[len..].to_vec(),
+            payload: payload.to_vec(),
         })
     }
 }
@@ -105,6 +123,30 @@ mod tests {
         assert_eq!(
             CandidateRecord::decode(&[1, 0, 1, 0xff]),
             Err(RecordError::BadId)
+        );
+        // A length prefix that lies (says more than there is), at the largest it can say.
+        assert_eq!(
+            CandidateRecord::decode(&[1, 0xff, 0xff, b'a', b'b']),
+            Err(RecordError::Truncated)
+        );
+        // An id longer than the rules allow, though the prefix is honest.
+        let mut long = vec![1, 0x01, 0x01];
+        long.extend(std::iter::repeat_n(b'a', 257));
+        assert_eq!(CandidateRecord::decode(&long), Err(RecordError::BadId));
+        // Another tenant's oversized data.
+        let mut big = vec![1, 0, 1, b'a'];
+        big.resize(4 + MAX_PAYLOAD_LEN + 1, 0);
+        assert_eq!(
+            CandidateRecord::decode(&big),
+            Err(RecordError::PayloadTooLarge {
+                len: MAX_PAYLOAD_LEN + 1,
+                max: MAX_PAYLOAD_LEN
+            })
+        );
+        big.pop();
+        assert_eq!(
+            CandidateRecord::decode(&big).unwrap().payload.len(),
+            MAX_PAYLOAD_LEN
         );
     }
 

@@ -92,6 +92,8 @@ impl EtcdBackend {
             namespace: None,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "tls")]
+            tls_files: None,
         }
     }
 
@@ -116,6 +118,8 @@ pub struct EtcdBackendBuilder {
     namespace: Option<String>,
     #[cfg(feature = "tls")]
     tls: Option<etcd_client::TlsOptions>,
+    #[cfg(feature = "tls")]
+    tls_files: Option<crate::EtcdTls>,
 }
 
 impl fmt::Debug for EtcdBackendBuilder {
@@ -164,6 +168,14 @@ impl EtcdBackendBuilder {
         self
     }
 
+    /// TLS from PEM files ([`EtcdTls`](crate::EtcdTls)), read and checked by
+    /// [`build`](Self::build): a key file other users can read is refused.
+    #[cfg(feature = "tls")]
+    pub fn tls_files(mut self, tls: crate::EtcdTls) -> Self {
+        self.tls_files = Some(tls);
+        self
+    }
+
     /// Validates the settings, without any network traffic.
     ///
     /// # Errors
@@ -173,7 +185,10 @@ impl EtcdBackendBuilder {
     ///   characters other than letters, digits, `-`, `.`, `_` (IPv6 goes in brackets:
     ///   `[::1]:2379`); a port that is missing, not a number, 0 or above 65535;
     /// - `"auth"`: an empty user;
-    /// - `"namespace"`: not a valid [`ElectionPath`].
+    /// - `"namespace"`: not a valid [`ElectionPath`];
+    /// - `"TLS"`: a CA, certificate or key file of [`tls_files`](Self::tls_files) that cannot
+    ///   be read or holds no PEM. A key file other users can read is
+    ///   [`ConfigError::SecretReadableByOthers`].
     ///
     /// [`ConfigError::ZeroDuration`] for a zero connect timeout.
     pub fn build(self) -> Result<EtcdBackend, ConfigError> {
@@ -205,7 +220,10 @@ impl EtcdBackendBuilder {
                 auth: self.auth,
                 namespace,
                 #[cfg(feature = "tls")]
-                tls: self.tls,
+                tls: match &self.tls_files {
+                    Some(files) => Some(files.load()?),
+                    None => self.tls,
+                },
             }),
         })
     }
@@ -330,6 +348,12 @@ impl CoordinationBackend for EtcdBackend {
             Err(_) => return Err(unreachable(String::new())),
             Ok(Err(e)) => {
                 let kind = match crate::error::classify(&e) {
+                    // etcd 3.4 answers a wrong user or password with InvalidArgument.
+                    _ if settings.auth.is_some()
+                        && e.to_string().contains("authentication failed") =>
+                    {
+                        ErrorKind::NotPermitted
+                    }
                     k @ (ErrorKind::NotPermitted | ErrorKind::Invalid) => k,
                     _ => ErrorKind::Other,
                 };

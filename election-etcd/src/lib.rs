@@ -57,10 +57,14 @@ mod error;
 mod liveness;
 mod names;
 mod session;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use backend::{EtcdBackend, EtcdBackendBuilder, MAX_TIMEOUT};
 pub use names::EntryName;
 pub use session::{EtcdSession, MAX_DATA_LEN};
+#[cfg(feature = "tls")]
+pub use tls::EtcdTls;
 
 #[cfg(feature = "testing")]
 pub mod testing;

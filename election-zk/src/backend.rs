@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use zookeeper_client as zk;
 
 use crate::connect::ConnectString;
-use crate::error::{backend_error, connect_error};
+use crate::error::{backend_error, connect_error, AuthDescription};
 use crate::session::ZkSession;
 
 /// The ACL given to the nodes this backend creates (entries and missing parents).
@@ -27,17 +27,28 @@ use crate::session::ZkSession;
 /// identity refuses the others. A directory provisioned by an administrator must grant them
 /// CREATE, DELETE and READ. A join that is refused says which node refused and its ACL; an
 /// entry that cannot be deleted is never left behind (the session is closed, which deletes it).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// # Who can delete a leader's entry
+/// ZooKeeper checks DELETE on the *parent* of the node deleted: on the election directory. With
+/// [`CreatorAllAnyoneRead`](Self::CreatorAllAnyoneRead) (the default once the backend
+/// authenticates) or [`CreatorAll`](Self::CreatorAll), only the election's identity holds
+/// DELETE there, so another tenant's client cannot delete the leader's entry to force a
+/// failover, nor join. With [`Open`](Self::Open), anyone can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum NodeAcl {
-    /// `world:anyone` with every permission: anyone may read, join or delete. The default.
-    #[default]
+    /// `world:anyone` with every permission: anyone may read, join or delete. The default
+    /// without authentication.
     Open,
     /// Every permission for the authenticated creator only (`auth::` with all permissions);
     /// needs [`ZkBackendBuilder::digest_auth`]. Other identities cannot even read the entries,
     /// nor join: every candidate of the election must use the same identity (see the rule
     /// above).
     CreatorAll,
+    /// Every permission for the authenticated creator (`auth::`), READ for `world:anyone`:
+    /// anyone may list the election and read who leads, only the election's identity may join
+    /// or delete. The default when the backend authenticates (digest or SASL); needs it.
+    CreatorAllAnyoneRead,
 }
 
 /// What every session of a backend shares.
@@ -46,6 +57,10 @@ pub(crate) struct Settings {
     pub(crate) connect: ConnectString,
     pub(crate) connection_timeout: Option<Duration>,
     pub(crate) auth: Option<DigestAuth>,
+    #[cfg(feature = "sasl")]
+    pub(crate) sasl: Option<SaslAuth>,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<crate::tls::TlsSettings>,
     pub(crate) acl: NodeAcl,
     pub(crate) tick_time: Option<Duration>,
     pub(crate) probe_members: bool,
@@ -55,6 +70,51 @@ pub(crate) struct Settings {
 pub const DEFAULT_SERVER_TICK_TIME: Duration = Duration::from_secs(2);
 
 impl Settings {
+    /// A connector with this backend's credentials and TLS settings.
+    pub(crate) fn connector(&self, timeout: Duration) -> zk::Connector {
+        let mut connector = zk::Client::connector().with_session_timeout(timeout);
+        if let Some(auth) = &self.auth {
+            connector = connector.with_auth("digest", &auth.credentials());
+        }
+        #[cfg(feature = "sasl")]
+        if let Some(sasl) = &self.sasl {
+            connector = connector.with_sasl(zk::SaslOptions::digest_md5(
+                sasl.user.clone(),
+                sasl.password.clone(),
+            ));
+        }
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            connector = connector.with_tls(tls.options.clone());
+        }
+        connector
+    }
+
+    /// Connects `connector` to `hosts`: over TLS to every host when TLS is set.
+    pub(crate) async fn connect(
+        &self,
+        connector: zk::Connector,
+        hosts: &str,
+    ) -> Result<zk::Client, zk::Error> {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return connector.secure_connect(hosts).await;
+        }
+        connector.connect(hosts).await
+    }
+
+    /// Who this backend authenticates as, for errors and logs (never a password).
+    pub(crate) fn identity(&self) -> AuthDescription {
+        #[cfg(feature = "sasl")]
+        if let Some(sasl) = &self.sasl {
+            return ("SASL DIGEST-MD5", Some(sasl.user.clone()));
+        }
+        match &self.auth {
+            Some(auth) => ("digest", Some(auth.user.clone())),
+            None => ("none configured", None),
+        }
+    }
+
     /// How far the ZooKeeper leader's view of a session of `timeout` may lag a proof of contact
     /// (see [`crate::liveness`]): the leader pings each member every `tickTime / 2`, plus as much
     /// again for the member's delays, so three quarters of a tick; never more than 3/8 of the
@@ -74,10 +134,6 @@ pub(crate) struct DigestAuth {
 }
 
 impl DigestAuth {
-    pub(crate) fn user(&self) -> &str {
-        &self.user
-    }
-
     fn credentials(&self) -> Vec<u8> {
         format!("{}:{}", self.user, self.password).into_bytes()
     }
@@ -86,6 +142,21 @@ impl DigestAuth {
 impl fmt::Debug for DigestAuth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DigestAuth({}:<redacted>)", self.user)
+    }
+}
+
+/// A user and password for SASL DIGEST-MD5.
+#[cfg(feature = "sasl")]
+#[derive(Clone)]
+pub(crate) struct SaslAuth {
+    user: String,
+    password: String,
+}
+
+#[cfg(feature = "sasl")]
+impl fmt::Debug for SaslAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SaslAuth(DIGEST-MD5 {}:<redacted>)", self.user)
     }
 }
 
@@ -121,6 +192,10 @@ impl ZkBackend {
             connect_string: connect_string.into(),
             connection_timeout: None,
             auth: None,
+            #[cfg(feature = "sasl")]
+            sasl: None,
+            #[cfg(feature = "tls")]
+            tls: None,
             acl: None,
             tick_time: None,
             probe_members: true,
@@ -158,6 +233,10 @@ pub struct ZkBackendBuilder {
     connect_string: String,
     connection_timeout: Option<Duration>,
     auth: Option<DigestAuth>,
+    #[cfg(feature = "sasl")]
+    sasl: Option<SaslAuth>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ZkTls>,
     acl: Option<NodeAcl>,
     tick_time: Option<Duration>,
     probe_members: bool,
@@ -165,11 +244,15 @@ pub struct ZkBackendBuilder {
 
 impl fmt::Debug for ZkBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ZkBackendBuilder")
-            .field("connect_string", &self.connect_string)
+        let mut d = f.debug_struct("ZkBackendBuilder");
+        d.field("connect_string", &self.connect_string)
             .field("connection_timeout", &self.connection_timeout)
-            .field("auth", &self.auth)
-            .field("acl", &self.acl)
+            .field("auth", &self.auth);
+        #[cfg(feature = "sasl")]
+        d.field("sasl", &self.sasl);
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls);
+        d.field("acl", &self.acl)
             .field("tick_time", &self.tick_time)
             .field("probe_members", &self.probe_members)
             .finish()
@@ -220,7 +303,35 @@ impl ZkBackendBuilder {
         self
     }
 
-    /// The ACL of the nodes this backend creates; [`NodeAcl::Open`] by default.
+    /// Authenticates every session with SASL DIGEST-MD5 as `user` (a `user_<name>` of the
+    /// servers' JAAS `Server` section). A refused password stops the candidate with
+    /// [`SecurityError::AuthenticationFailed`](crate::SecurityError::AuthenticationFailed).
+    ///
+    /// GSSAPI (Kerberos) is not offered: zookeeper-client supports it only through the system's
+    /// Kerberos libraries and a ticket cache, which this project cannot build or test without a
+    /// KDC. Read the password from a file with
+    /// [`read_password_file`](election_core::secret::read_password_file), never from a command
+    /// line.
+    #[cfg(feature = "sasl")]
+    pub fn sasl_digest_md5(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl = Some(SaslAuth {
+            user: user.into(),
+            password: password.into(),
+        });
+        self
+    }
+
+    /// Connects over TLS to every host (the servers' `secureClientPort`), checking each
+    /// server's certificate against the CA of `tls` and the host name of the connect string.
+    /// The files are read (and the key's permissions checked) by [`build`](Self::build).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ZkTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The ACL of the nodes this backend creates: [`NodeAcl::CreatorAllAnyoneRead`] by default
+    /// when the backend authenticates (digest or SASL), else [`NodeAcl::Open`].
     pub fn node_acl(mut self, acl: NodeAcl) -> Self {
         self.acl = Some(acl);
         self
@@ -236,8 +347,14 @@ impl ZkBackendBuilder {
     ///   than `tcp://`; a chroot not after the last host, or not a valid
     ///   [`ElectionPath`] (`/`, `//`, trailing `/`, `.`/`..`, `/zookeeper`);
     /// - `"digest auth"`: an empty user, or a user containing `:`;
-    /// - `"node ACL"`: [`NodeAcl::CreatorAll`] without digest auth.
+    /// - `"node ACL"`: [`NodeAcl::CreatorAll`] or [`NodeAcl::CreatorAllAnyoneRead`] without
+    ///   authentication;
+    /// - `"sasl"`: an empty user or password;
+    /// - `"TLS"`: a CA, certificate or key file that cannot be read or holds no usable PEM;
+    ///   `tcp+tls://` hosts without [`tls`](Self::tls), or `tcp://` hosts with it.
     ///
+    /// [`ConfigError::SecretReadableByOthers`] for a client key file other users can read,
+    /// [`ConfigError::SecretFile`] for one that cannot be read.
     /// [`ConfigError::ZeroDuration`] for a zero connection timeout.
     pub fn build(self) -> Result<ZkBackend, ConfigError> {
         let connect = ConnectString::parse(&self.connect_string)?;
@@ -255,11 +372,59 @@ impl ZkBackendBuilder {
                 });
             }
         }
-        let acl = self.acl.unwrap_or_default();
-        if acl == NodeAcl::CreatorAll && self.auth.is_none() {
+        #[allow(unused_mut)]
+        let mut authenticated = self.auth.is_some();
+        #[cfg(feature = "sasl")]
+        if let Some(sasl) = &self.sasl {
+            if sasl.user.is_empty() || sasl.password.is_empty() {
+                return Err(ConfigError::Backend {
+                    what: "sasl",
+                    reason: format!("user {:?} and its password must be non-empty", sasl.user),
+                });
+            }
+            authenticated = true;
+        }
+        let acl = self.acl.unwrap_or(if authenticated {
+            NodeAcl::CreatorAllAnyoneRead
+        } else {
+            NodeAcl::Open
+        });
+        if acl != NodeAcl::Open && !authenticated {
             return Err(ConfigError::Backend {
                 what: "node ACL",
-                reason: "creator-all needs an authenticated identity: set digest_auth".into(),
+                reason: format!(
+                    "{acl:?} needs an authenticated identity: set digest_auth or sasl_digest_md5"
+                ),
+            });
+        }
+        #[cfg(feature = "tls")]
+        let tls = match &self.tls {
+            Some(tls) => {
+                if connect.plain_schemes > 0 {
+                    return Err(ConfigError::Backend {
+                        what: "TLS",
+                        reason: "the connect string names tcp:// hosts, but TLS is set: every \
+                                 host is reached over TLS (write them without a scheme, or \
+                                 with tcp+tls://)"
+                            .into(),
+                    });
+                }
+                Some(tls.load()?)
+            }
+            None => None,
+        };
+        #[cfg(feature = "tls")]
+        let tls_set = tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        let tls_set = false;
+        if connect.tls_schemes > 0 && !tls_set {
+            return Err(ConfigError::Backend {
+                what: "TLS",
+                reason: if cfg!(feature = "tls") {
+                    "tcp+tls:// hosts need TLS settings: call ZkBackendBuilder::tls".into()
+                } else {
+                    "tcp+tls:// hosts need the `tls` feature of election-zk".into()
+                },
             });
         }
         Ok(ZkBackend {
@@ -267,6 +432,10 @@ impl ZkBackendBuilder {
                 connect,
                 connection_timeout: self.connection_timeout,
                 auth: self.auth,
+                #[cfg(feature = "sasl")]
+                sasl: self.sasl,
+                #[cfg(feature = "tls")]
+                tls,
                 acl,
                 tick_time: self.tick_time,
                 probe_members: self.probe_members,
@@ -304,14 +473,11 @@ impl ZkBackend {
         let mut probes = tokio::task::JoinSet::new();
         for host in hosts {
             // One try: a member that refuses the connection is skipped at once.
-            let mut connector = zk::Client::connector()
-                .with_session_timeout(timeout)
-                .with_fail_eagerly();
-            if let Some(auth) = &self.settings.auth {
-                connector = connector.with_auth("digest", &auth.credentials());
-            }
+            let connector = self.settings.connector(timeout).with_fail_eagerly();
+            let settings = self.settings.clone();
             probes.spawn(async move {
-                let granted = match tokio::time::timeout(bound, connector.connect(&host)).await {
+                let connecting = settings.connect(connector, &host);
+                let granted = match tokio::time::timeout(bound, connecting).await {
                     // Dropping the client closes its session.
                     Ok(Ok(client)) => Some(client.session_timeout()),
                     _ => None,
@@ -343,6 +509,13 @@ impl ZkBackend {
         }
         least
     }
+}
+
+/// Why a connect failed.
+enum Refusal {
+    Zk(zk::Error),
+    #[cfg(feature = "tls")]
+    Tls(crate::error::SecurityError),
 }
 
 /// The longest session timeout ZooKeeper can be asked for (milliseconds in an `i32`).
@@ -381,10 +554,7 @@ impl CoordinationBackend for ZkBackend {
         let settings = &self.settings;
         let hosts = settings.connect.hosts.as_str();
         let timeout = self.timeout_every_member_grants(timeout).await;
-        let mut connector = zk::Client::connector().with_session_timeout(timeout);
-        if let Some(auth) = &settings.auth {
-            connector = connector.with_auth("digest", &auth.credentials());
-        }
+        let connector = settings.connector(timeout);
         let bound = settings.connection_timeout.unwrap_or(timeout);
         let created = Instant::now();
         let deadline = created + bound;
@@ -394,9 +564,38 @@ impl CoordinationBackend for ZkBackend {
                 format!("connect to {hosts}: no session within {bound:?}"),
             )
         };
-        let client = match tokio::time::timeout_at(deadline, connector.connect(hosts)).await {
+        let connecting = tokio::time::timeout_at(deadline, settings.connect(connector, hosts));
+        #[cfg(feature = "tls")]
+        let connecting = async {
+            let Some(tls) = &settings.tls else {
+                return connecting.await.map(|r| r.map_err(Refusal::Zk));
+            };
+            // A handshake of our own per host, to say why TLS fails (zookeeper-client would
+            // retry until the deadline and report a timeout).
+            let diagnosis = tls.diagnose(hosts, bound);
+            tokio::pin!(connecting, diagnosis);
+            tokio::select! {
+                biased;
+                Some(refused) = &mut diagnosis => {
+                    tracing::error!(error = %refused, "TLS to ZooKeeper refused");
+                    Ok(Err(Refusal::Tls(refused)))
+                }
+                connected = &mut connecting => connected.map(|r| r.map_err(Refusal::Zk)),
+            }
+        };
+        #[cfg(not(feature = "tls"))]
+        let connecting = async { connecting.await.map(|r| r.map_err(Refusal::Zk)) };
+        let client = match connecting.await {
             Err(_) => return Err(unreachable()),
-            Ok(Err(e)) => return Err(connect_error(hosts, e)),
+            Ok(Err(Refusal::Zk(e))) => {
+                let e = connect_error(hosts, e, settings.identity());
+                if e.kind() == ErrorKind::NotPermitted {
+                    tracing::error!(error = %e, "ZooKeeper refused the credentials");
+                }
+                return Err(e);
+            }
+            #[cfg(feature = "tls")]
+            Ok(Err(Refusal::Tls(e))) => return Err(e.into_backend_error()),
             Ok(Ok(client)) => client,
         };
         // The session was created (by the ZooKeeper leader) after `created`. Confirm with a

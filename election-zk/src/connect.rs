@@ -3,8 +3,8 @@
 //! Rules, checked by [`ConnectString::parse`]:
 //! - at least one host; hosts separated by `,`, no empty element, no whitespace;
 //! - a host is a name or IPv4 address (letters, digits, `-`, `.`, `_`) or an IPv6 address in
-//!   brackets (`[::1]:2181`); an optional `tcp://` prefix is accepted, `tcp+tls://` is not (TLS is
-//!   not enabled in this backend);
+//!   brackets (`[::1]:2181`); an optional `tcp://` or `tcp+tls://` prefix is accepted (the
+//!   builder checks it against its TLS settings: every host is reached the same way);
 //! - the port, when present, is a decimal number in `1..=65535`; a missing port means 2181, as in
 //!   ZooKeeper's own clients;
 //! - an optional chroot follows the last host and must be a valid [`ElectionPath`] (absolute, no
@@ -23,6 +23,10 @@ pub(crate) struct ConnectString {
     pub(crate) hosts: String,
     /// The chroot, if any.
     pub(crate) chroot: Option<ElectionPath>,
+    /// How many hosts were written with `tcp://`.
+    pub(crate) plain_schemes: usize,
+    /// How many hosts were written with `tcp+tls://`.
+    pub(crate) tls_schemes: usize,
 }
 
 fn invalid(reason: impl Into<String>) -> ConfigError {
@@ -46,16 +50,17 @@ impl ConnectString {
         let last = parts.len() - 1;
         let mut hosts = Vec::with_capacity(parts.len());
         let mut chroot = None;
+        let (mut plain_schemes, mut tls_schemes) = (0, 0);
         for (i, part) in parts.into_iter().enumerate() {
             let part = if let Some(rest) = part.strip_prefix("tcp://") {
+                plain_schemes += 1;
                 rest
-            } else if part.starts_with("tcp+tls://") {
-                return Err(invalid(format!(
-                    "{part:?}: TLS (tcp+tls://) is not enabled in this backend"
-                )));
+            } else if let Some(rest) = part.strip_prefix("tcp+tls://") {
+                tls_schemes += 1;
+                rest
             } else if part.contains("://") {
                 return Err(invalid(format!(
-                    "{part:?}: unknown scheme (only tcp:// is accepted)"
+                    "{part:?}: unknown scheme (only tcp:// and tcp+tls:// are accepted)"
                 )));
             } else {
                 part
@@ -80,6 +85,8 @@ impl ConnectString {
         Ok(Self {
             hosts: hosts.join(","),
             chroot,
+            plain_schemes,
+            tls_schemes,
         })
     }
 
@@ -189,6 +196,11 @@ mod tests {
         assert_eq!(c.hosts, "zk-1.example.com:2181,zk_2:2182,10.0.0.3:65535");
         assert_eq!(c.chroot.unwrap().as_str(), "/app/election");
         assert_eq!(ok("localhost").hosts, "localhost:2181");
+        let c = ok("tcp+tls://a:2281,tcp+tls://b:2281,c/x");
+        assert_eq!(
+            (c.hosts.as_str(), c.tls_schemes, c.plain_schemes),
+            ("a:2281,b:2281,c:2181", 2, 0)
+        );
         assert_eq!(
             ok("[::1]:2182,[fe80::1]/x").hosts,
             "[::1]:2182,[fe80::1]:2181"
@@ -221,7 +233,6 @@ mod tests {
             ("[]:2181", "IPv6"),
             ("[::1]2181", "after ']'"),
             ("h@st:2181", "not allowed"),
-            ("tcp+tls://h:2181", "TLS"),
             ("http://h:2181", "scheme"),
             ("h:1/a,h:2", "last host"),
             ("h:1/", "chroot"),

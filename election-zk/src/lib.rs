@@ -56,11 +56,16 @@ mod error;
 mod liveness;
 mod names;
 mod session;
+#[cfg(feature = "tls")]
+mod tls;
 mod watch;
 
 pub use backend::{NodeAcl, ZkBackend, ZkBackendBuilder, DEFAULT_SERVER_TICK_TIME};
+pub use error::SecurityError;
 pub use names::EntryName;
 pub use session::{ZkSession, MAX_DATA_LEN};
+#[cfg(feature = "tls")]
+pub use tls::ZkTls;
 
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -254,9 +254,9 @@ impl ZkSession {
                 Err(_) => break,
             }
         }
-        let who = match &self.settings.auth {
-            Some(auth) => format!("digest user {:?}", auth.user()),
-            None => "no identity (world:anyone)".to_owned(),
+        let who = match self.settings.identity() {
+            (mechanism, Some(user)) => format!("{mechanism} user {user:?}"),
+            (_, None) => "no identity (world:anyone)".to_owned(),
         };
         tracing::error!(session = %self.id, node, detail = %detail, who = %who, "zookeeper refused to create an election entry");
         BackendError::with_source(
@@ -264,7 +264,8 @@ impl ZkSession {
             format!(
                 "create {node}: {detail}; this backend authenticates as {who} \
                  with node ACL {:?}. Every candidate of an election needs CREATE, DELETE and READ \
-                 on its directory (with NodeAcl::CreatorAll, all must use the same identity)",
+                 on its directory (with NodeAcl::CreatorAll or CreatorAllAnyoneRead, all must \
+                 use the same identity)",
                 self.settings.acl
             ),
             e,
@@ -538,11 +539,18 @@ impl Drop for ZkSession {
     }
 }
 
+/// `auth::` ALL and `world:anyone` READ.
+static CREATOR_ALL_ANYONE_READ: [zk::Acl; 2] = [
+    zk::Acl::new_const(zk::Permission::ALL, "auth", ""),
+    zk::Acl::new_const(zk::Permission::READ, "world", "anyone"),
+];
+
 impl NodeAcl {
     fn options(self, mode: zk::CreateMode) -> zk::CreateOptions<'static> {
         mode.with_acls(match self {
             NodeAcl::Open => zk::Acls::anyone_all(),
             NodeAcl::CreatorAll => zk::Acls::creator_all(),
+            NodeAcl::CreatorAllAnyoneRead => zk::Acls::new(&CREATOR_ALL_ANYONE_READ),
         })
     }
 }

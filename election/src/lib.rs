@@ -9,6 +9,8 @@
 //! |---|---|---|
 //! | `zookeeper` | [`zk`]: the ZooKeeper backend ([`zk::ZkBackend`]) | yes |
 //! | `etcd` | `etcd`: the etcd v3 backend (`etcd::EtcdBackend`); building it needs `protoc` | no |
+//! | `tls` | TLS for the enabled backends: `zk::ZkTls` for ZooKeeper's `secureClientPort`, `etcd::EtcdTls` for etcd | no |
+//! | `sasl` | SASL DIGEST-MD5 to ZooKeeper (`zk::ZkBackendBuilder::sasl_digest_md5`) | no |
 //! | `mem` | `mem`: the in-memory backend (`mem::MemCluster`): virtual time, fault injection | no |
 //! | `testing` | `testing`: conformance suite, transition recorder, work log, invariant checks (turns on `mem`) | no |
 //! | `sim` | `mem::sim`: the seeded, replayable simulation (turns on `testing`) | no |
@@ -61,13 +63,13 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use election_core::{
-    backend, record, BackendError, BackendSession, Candidate, CandidateBuilder, CandidateConfig,
-    CandidateRecord, Client, ClientBuilder, ConfigError, Contact, CoordinationBackend,
-    ElectionError, ElectionPath, ElectionState, EntryInfo, ErrorKind, Event, FencingToken,
-    LeaderInfo, LeaderView, ListedEntry, Listing, Marker, Notice, Notification, Observer,
-    Participant, Reason, SessionId, SessionState, StopReason, Term, Transition, Watch, WorkEnded,
-    WorkResult, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, EVENTS_CAPACITY, MAX_ID_LEN,
-    MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
+    backend, record, secret, BackendError, BackendSession, Candidate, CandidateBuilder,
+    CandidateConfig, CandidateRecord, Client, ClientBuilder, ConfigError, Contact,
+    CoordinationBackend, ElectionError, ElectionPath, ElectionState, EntryInfo, ErrorKind, Event,
+    FencingToken, LeaderInfo, LeaderView, ListedEntry, Listing, Marker, Notice, Notification,
+    Observer, Participant, Reason, SessionId, SessionState, StopReason, Term, Transition, Watch,
+    WorkEnded, WorkResult, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, EVENTS_CAPACITY,
+    MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
 };
 
 /// The names of the metrics the library records (see the module's table).
@@ -144,6 +146,13 @@ pub mod testing {
 }
 
 /// Every Rust code block of the README, compiled (and run, unless marked `no_run`) as a doctest.
-#[cfg(all(doctest, feature = "zookeeper", feature = "etcd", feature = "testing"))]
+#[cfg(all(
+    doctest,
+    feature = "zookeeper",
+    feature = "etcd",
+    feature = "testing",
+    feature = "tls",
+    feature = "sasl"
+))]
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;

@@ -116,3 +116,32 @@ pub fn check_input(data: &[u8]) {
         assert_eq!(election_zk::EntryName::parse(&name.to_string()), Some(name));
     }
 }
+
+/// Target `decode`: the decoders of what the service hands back, which anyone with write access
+/// to it can craft: entry data as a [`CandidateRecord`](election_core::CandidateRecord) (a lying
+/// length prefix, a bad id, an oversized payload) and child names as ZooKeeper entry names. No
+/// panic; what decodes is bounded by the limits and encodes back to the same bytes.
+pub fn check_decode(data: &[u8]) {
+    use election_core::record::RecordError;
+    use election_core::{CandidateRecord, MAX_PAYLOAD_LEN};
+    match CandidateRecord::decode(data) {
+        Ok(record) => {
+            assert!(!record.id.is_empty() && record.id.len() <= MAX_ID_LEN);
+            assert!(record.payload.len() <= MAX_PAYLOAD_LEN);
+            assert_eq!(record.encode(), data, "decode then encode changed the bytes");
+        }
+        Err(RecordError::Truncated) => {
+            // Shorter than its header says: no byte past the end was trusted.
+            if data.len() >= 3 {
+                let len = usize::from(u16::from_be_bytes([data[1], data[2]]));
+                assert!(data.len() - 3 < len, "{} bytes, prefix {len}", data.len());
+            }
+        }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    // The same bytes, as a child name the service lists.
+    let name = String::from_utf8_lossy(data);
+    if let Some(parsed) = election_zk::EntryName::parse(&name) {
+        assert_eq!(parsed.to_string(), name, "an entry name round-trips");
+    }
+}

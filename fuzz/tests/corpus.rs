@@ -35,3 +35,8 @@ fn sim_corpus() {
 fn input_corpus() {
     replay("input", election_fuzz::check_input);
 }
+
+#[test]
+fn decode_corpus() {
+    replay("decode", election_fuzz::check_decode);
+}

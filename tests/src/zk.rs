@@ -8,14 +8,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use election_core::testing::Harness;
 use election_core::{BackendError, BackendSession, Candidate, CoordinationBackend, SessionId};
-use election_zk::testing::{TcpProxy, ZkServer};
-use election_zk::ZkBackend;
+use election_zk::testing::{TcpProxy, TestPki, ZkSecurity, ZkServer};
+use election_zk::{ZkBackend, ZkTls};
 
 type Proxies = Arc<Mutex<BTreeMap<SessionId, Arc<TcpProxy>>>>;
 
 /// A standalone ZooKeeper server with proxied clients.
 pub struct ZkHarness {
     server: ZkServer,
+    /// For a secure server: the PKI its certificates come from (clients use TLS and SASL).
+    pki: Option<TestPki>,
     timeout: Duration,
     sessions: Proxies,
 }
@@ -25,9 +27,69 @@ impl ZkHarness {
     pub fn start() -> Self {
         Self {
             server: ZkServer::start(),
+            pki: None,
             timeout: Duration::from_secs(2),
             sessions: Arc::default(),
         }
+    }
+
+    /// Starts a server with a `secureClientPort` and SASL DIGEST-MD5 (user `election`); cases
+    /// use a 3 s session timeout. Every client connects over TLS (with a client certificate) and
+    /// authenticates with SASL, so its nodes get the default authenticated ACL (creator all,
+    /// anyone read).
+    pub fn start_secure() -> Self {
+        let pki = TestPki::generate();
+        let server =
+            ZkServer::start_secure(ZkSecurity::new(&pki).sasl_user(SASL_USER, SASL_PASSWORD));
+        let harness = Self {
+            server,
+            pki: Some(pki),
+            // 3 s, not 2: zookeeper-client drops a connection silent for 2/5 of the session
+            // timeout, and a TLS handshake step plus the two SASL round trips to a JVM on a
+            // loaded 2-core machine went past 800 ms once in two runs (a join timed out).
+            timeout: Duration::from_secs(3),
+            sessions: Arc::default(),
+        };
+        harness.warm_up();
+        harness
+    }
+
+    /// Opens and closes one TLS + SASL session with a generous bound, on a thread of its own
+    /// (the caller may be inside a runtime). A fresh JVM's first TLS handshake and SASL
+    /// exchange load and compile the code of both, which on a loaded machine takes longer than
+    /// zookeeper-client's connection timeout (2/5 of the 2 s sessions of the cases), so the
+    /// first case to connect would time out for reasons of the test machine, not the backend.
+    fn warm_up(&self) {
+        let pki = self.pki.as_ref().expect("a secure harness");
+        let backend = ZkBackend::builder(self.server.secure_connect_string())
+            .tls(
+                ZkTls::new(pki.ca_file())
+                    .client_identity(pki.client_cert_file(), pki.client_key_file()),
+            )
+            .sasl_digest_md5(SASL_USER, SASL_PASSWORD)
+            .connection_timeout(Duration::from_secs(30))
+            .build()
+            .expect("valid TLS and SASL settings");
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let started = std::time::Instant::now();
+                let session = backend
+                    .open_session(Duration::from_secs(10))
+                    .await
+                    .expect("a first TLS + SASL session to the fresh server");
+                eprintln!(
+                    "measure: first TLS + SASL session in {:?}",
+                    started.elapsed()
+                );
+                session.close().await;
+            });
+        })
+        .join()
+        .expect("warm-up thread");
     }
 
     /// The server.
@@ -49,6 +111,9 @@ impl ZkHarness {
             .unwrap_or_else(|| panic!("session {session} was not opened through this harness"))
     }
 }
+
+const SASL_USER: &str = "election";
+const SASL_PASSWORD: &str = "conformance-s3cret";
 
 /// A ZooKeeper backend whose connections go through one proxy, remembering which sessions it
 /// opened.
@@ -76,11 +141,32 @@ impl CoordinationBackend for Proxied {
 #[async_trait]
 impl Harness for ZkHarness {
     async fn backend(&self) -> Arc<dyn CoordinationBackend> {
-        let proxy = Arc::new(TcpProxy::start(self.server.client_addr()));
-        let backend = ZkBackend::builder(proxy.addr().to_string())
-            .server_tick_time(election_zk::testing::TICK_TIME)
-            .build()
-            .expect("valid connect string");
+        let backend = match &self.pki {
+            None => {
+                let proxy = Arc::new(TcpProxy::start(self.server.client_addr()));
+                let backend = ZkBackend::builder(proxy.addr().to_string())
+                    .server_tick_time(election_zk::testing::TICK_TIME)
+                    .build()
+                    .expect("valid connect string");
+                (backend, proxy)
+            }
+            Some(pki) => {
+                let secure = self.server.secure_connect_string();
+                let proxy = Arc::new(TcpProxy::start(secure.parse().expect("address")));
+                // The proxy listens on 127.0.0.1, the name the server's certificate carries.
+                let backend = ZkBackend::builder(proxy.addr().to_string())
+                    .server_tick_time(election_zk::testing::TICK_TIME)
+                    .tls(
+                        ZkTls::new(pki.ca_file())
+                            .client_identity(pki.client_cert_file(), pki.client_key_file()),
+                    )
+                    .sasl_digest_md5(SASL_USER, SASL_PASSWORD)
+                    .build()
+                    .expect("valid TLS and SASL settings");
+                (backend, proxy)
+            }
+        };
+        let (backend, proxy) = backend;
         Arc::new(Proxied {
             backend,
             proxy,

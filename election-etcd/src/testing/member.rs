@@ -28,6 +28,17 @@ const START_ATTEMPTS: u32 = 4;
 const LOG_TAIL_LINES: usize = 40;
 const LAUNCH_MARKER: &str = "--- harness: launch";
 
+/// The TLS files of a member started with [`EtcdMember::start_secure`] (PEM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSecurity {
+    /// The server certificate (it must name `127.0.0.1`).
+    pub cert_file: PathBuf,
+    /// The server's private key.
+    pub key_file: PathBuf,
+    /// The CA the client certificates must chain to.
+    pub ca_file: PathBuf,
+}
+
 /// One etcd member as a child process on loopback, with its own ports and data dir.
 ///
 /// All methods take `&self`, so a member can be shared with a thread that injects faults.
@@ -51,6 +62,9 @@ pub struct EtcdMember {
     initial_cluster: String,
     data_dir: PathBuf,
     log_path: PathBuf,
+    /// For a member started with [`EtcdMember::start_secure`]: its TLS files and the plain
+    /// port of its health endpoint.
+    secure: Option<(EtcdSecurity, u16)>,
     process: Mutex<Process>,
     // Last: the directory goes after the process is reaped.
     _dir: Option<TempDir>,
@@ -68,17 +82,33 @@ impl EtcdMember {
     /// # Panics
     /// When etcd is not installed, or it does not serve within 30 s (with its log).
     pub fn start() -> EtcdMember {
+        Self::start_with(None)
+    }
+
+    /// Starts a single-member cluster that serves clients over TLS only (`https://`, with
+    /// `--client-cert-auth`: clients must present a certificate signed by the CA), and waits
+    /// until it serves. Its health is probed on a plain metrics port.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start).
+    pub fn start_secure(security: EtcdSecurity) -> EtcdMember {
+        Self::start_with(Some(security))
+    }
+
+    fn start_with(security: Option<EtcdSecurity>) -> EtcdMember {
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let dir = tempfile::Builder::new()
                 .prefix("etcd-member-")
                 .tempdir()
                 .expect("temp dir for an etcd member");
-            let [client, peer] = free_ports();
+            let ports = reserve_ports(3).expect("free ports");
+            let (client, peer) = (ports[0], ports[1]);
             let name = "m0".to_owned();
             let initial = format!("{name}=http://127.0.0.1:{peer}");
             let root = dir.path().to_owned();
-            let member = EtcdMember::new(name, client, peer, initial, &root, Some(dir));
+            let mut member = EtcdMember::new(name, client, peer, initial, &root, Some(dir));
+            member.secure = security.clone().map(|s| (s, ports[2]));
             member.launch();
             match member.wait_ready(READY_TIMEOUT) {
                 Ok(()) => return member,
@@ -105,6 +135,7 @@ impl EtcdMember {
             initial_cluster,
             data_dir,
             log_path,
+            secure: None,
             process: Mutex::new(Process::default()),
             _dir: dir,
         }
@@ -129,9 +160,29 @@ impl EtcdMember {
             .unwrap_or_else(|e| panic!("cannot open {}: {e}", self.log_path.display()));
         let _ = writeln!(log, "{LAUNCH_MARKER}");
         let err = log.try_clone().expect("log handle");
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.secure.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if let Some((tls, metrics_port)) = &self.secure {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert_file)
+                .arg("--key-file")
+                .arg(&tls.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca_file)
+                .arg("--client-cert-auth")
+                .args([
+                    "--listen-metrics-urls",
+                    &format!("http://127.0.0.1:{metrics_port}"),
+                ]);
+        }
+        let child = command
             .arg("--name")
             .arg(&self.name)
             .arg("--data-dir")
@@ -183,7 +234,11 @@ impl EtcdMember {
                     }
                 }
             }
-            match http_get(self.client_addr(), "/health", PROBE_TIMEOUT) {
+            let health = match &self.secure {
+                Some((_, metrics_port)) => SocketAddr::from((Ipv4Addr::LOCALHOST, *metrics_port)),
+                None => self.client_addr(),
+            };
+            match http_get(health, "/health", PROBE_TIMEOUT) {
                 Ok(body) if body.contains("\"health\":\"true\"") => return Ok(()),
                 Ok(body) => last = body,
                 Err(e) => last = e.to_string(),
@@ -415,11 +470,6 @@ fn cluster_token(initial_cluster: &str) -> String {
         .filter_map(|m| m.rsplit(':').next())
         .collect();
     format!("harness-{}", ports.join("-"))
-}
-
-fn free_ports() -> [u16; 2] {
-    let p = reserve_ports(2).expect("free ports");
-    [p[0], p[1]]
 }
 
 /// Reserves `n` distinct free loopback ports: all are bound at once, then released.

@@ -23,4 +23,4 @@ mod member;
 
 pub use election_zk::testing::{HarnessError, TcpProxy};
 pub use install::{require_etcd, CACHE_SUBDIR, ETCD_BIN_VAR};
-pub use member::{EtcdCluster, EtcdMember, ELECTION_TIMEOUT, HEARTBEAT_INTERVAL};
+pub use member::{EtcdCluster, EtcdMember, EtcdSecurity, ELECTION_TIMEOUT, HEARTBEAT_INTERVAL};

@@ -31,6 +31,7 @@ mod ensemble;
 pub mod four_letter;
 mod install;
 mod proxy;
+mod secure;
 mod server;
 
 use std::fmt;
@@ -41,6 +42,7 @@ pub use ensemble::{ZkEnsemble, ZkEnsembleBuilder};
 pub use four_letter::Mode;
 pub use install::{require_zookeeper, ZkInstall};
 pub use proxy::{connect_string, TcpProxy};
+pub use secure::{TestPki, ZkSecurity};
 pub use server::{ZkServer, TICK_TIME};
 
 /// Why a harness operation failed.

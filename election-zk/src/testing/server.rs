@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::four_letter::{self, Mode};
+use super::secure::{ZkSecurity, NETTY_JARS};
 use super::{require_zookeeper, HarnessError, TcpProxy, ZkInstall};
 
 /// How long a server may take to serve after a launch before the harness gives up.
@@ -63,6 +64,10 @@ pub struct ZkServer {
     /// restart.
     ports: Vec<u16>,
     member_id: Option<u64>,
+    /// The `secureClientPort`, for a server started with [`ZkServer::start_secure`].
+    secure_port: Option<u16>,
+    /// Extra JVM arguments (the JAAS file) and classpath (Netty) of a secure server.
+    jvm_args: Vec<String>,
     process: Mutex<Process>,
     // Last, so the directory goes after the JVM is reaped.
     dir: TempDir,
@@ -135,15 +140,36 @@ impl ZkServer {
     /// When ZooKeeper is not installed, or the server does not serve within 30 s (the message
     /// holds the tail of the server log).
     pub fn start() -> ZkServer {
+        Self::start_with(None)
+    }
+
+    /// Starts a standalone server with a `secureClientPort` (TLS, with the key store of
+    /// `security`) beside its plain client port, and with SASL DIGEST-MD5 when `security` has
+    /// users, and waits until it serves.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start); also when Debian's Netty jars are missing.
+    pub fn start_secure(security: ZkSecurity) -> ZkServer {
+        Self::start_with(Some(security))
+    }
+
+    fn start_with(security: Option<ZkSecurity>) -> ZkServer {
         let install = require_zookeeper();
         let mut attempt = 1;
         loop {
-            let port = match reserve_ports(1) {
-                Ok(ports) => ports[0],
+            let (port, secure_port) = match reserve_ports(2) {
+                Ok(ports) => (ports[0], ports[1]),
                 Err(e) => panic!("cannot find a free loopback port: {e}"),
             };
-            let server = ZkServer::prepare(install.clone(), port, None, ServerSettings::default())
-                .unwrap_or_else(|e| panic!("cannot prepare a ZooKeeper server: {e}"));
+            let secure = security.as_ref().map(|s| (s, secure_port));
+            let server = ZkServer::prepare_with(
+                install.clone(),
+                port,
+                None,
+                ServerSettings::default(),
+                secure,
+            )
+            .unwrap_or_else(|e| panic!("cannot prepare a ZooKeeper server: {e}"));
             let started = Instant::now();
             let outcome = server
                 .launch()
@@ -177,6 +203,16 @@ impl ZkServer {
         member: Option<MemberConfig>,
         settings: ServerSettings,
     ) -> Result<ZkServer, HarnessError> {
+        Self::prepare_with(install, client_port, member, settings, None)
+    }
+
+    fn prepare_with(
+        install: ZkInstall,
+        client_port: u16,
+        member: Option<MemberConfig>,
+        settings: ServerSettings,
+        secure: Option<(&ZkSecurity, u16)>,
+    ) -> Result<ZkServer, HarnessError> {
         let dir = tempfile::Builder::new()
             .prefix("election-zk-")
             .tempdir()
@@ -208,6 +244,32 @@ impl ZkServer {
             fs::write(data_dir.join("myid"), format!("{}\n", member.id))
                 .map_err(|e| HarnessError::io("cannot write myid", e))?;
         }
+        let mut jvm_args = Vec::new();
+        if let Some((security, secure_port)) = secure {
+            ports.push(secure_port);
+            cfg.push_str(&security.zoo_cfg(secure_port));
+            let mut classpath = install.classpath.clone();
+            for jar in NETTY_JARS {
+                if !Path::new(jar).is_file() {
+                    return Err(HarnessError::io(
+                        format!("{jar} is missing: ZooKeeper's TLS needs Netty (libnetty-java)"),
+                        io::Error::from(io::ErrorKind::NotFound),
+                    ));
+                }
+                classpath.push(':');
+                classpath.push_str(jar);
+            }
+            jvm_args.extend(["-cp".to_owned(), classpath]);
+            if let Some(jaas) = security.jaas() {
+                let path = dir.path().join("jaas.conf");
+                fs::write(&path, jaas)
+                    .map_err(|e| HarnessError::io("cannot write jaas.conf", e))?;
+                jvm_args.push(format!(
+                    "-Djava.security.auth.login.config={}",
+                    path.display()
+                ));
+            }
+        }
         fs::write(dir.path().join("zoo.cfg"), cfg)
             .map_err(|e| HarnessError::io("cannot write zoo.cfg", e))?;
         Ok(ZkServer {
@@ -215,6 +277,8 @@ impl ZkServer {
             client_port,
             ports,
             member_id,
+            secure_port: secure.map(|(_, port)| port),
+            jvm_args,
             process: Mutex::new(Process::default()),
             dir,
         })
@@ -241,17 +305,22 @@ impl ZkServer {
         let stderr = log
             .try_clone()
             .map_err(|e| HarnessError::io("cannot clone the log file handle", e))?;
-        let child = Command::new(&self.install.java)
-            .args([
-                "-Xmx256m",
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-Djava.net.preferIPv4Stack=true",
-                "-Dzookeeper.admin.enableServer=false",
-                "-cp",
-                &self.install.classpath,
-                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
-            ])
+        let mut command = Command::new(&self.install.java);
+        command.args([
+            "-Xmx256m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.net.preferIPv4Stack=true",
+            "-Dzookeeper.admin.enableServer=false",
+        ]);
+        if self.jvm_args.is_empty() {
+            command.args(["-cp", &self.install.classpath]);
+        } else {
+            // A secure server's classpath (with Netty) and JAAS file.
+            command.args(&self.jvm_args);
+        }
+        let child = command
+            .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
             .arg(self.dir.path().join("zoo.cfg"))
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -373,6 +442,22 @@ impl ZkServer {
     /// The connect string for a ZooKeeper client, `127.0.0.1:PORT`.
     pub fn connect_string(&self) -> String {
         self.client_addr().to_string()
+    }
+
+    /// The `secureClientPort` of a server started with [`start_secure`](Self::start_secure).
+    pub fn secure_port(&self) -> Option<u16> {
+        self.secure_port
+    }
+
+    /// `127.0.0.1:SECURE_PORT`, for a TLS client.
+    ///
+    /// # Panics
+    /// When the server was not started with [`start_secure`](Self::start_secure).
+    pub fn secure_connect_string(&self) -> String {
+        let port = self
+            .secure_port
+            .unwrap_or_else(|| panic!("{} has no secureClientPort", self.describe()));
+        format!("127.0.0.1:{port}")
     }
 
     /// The client port; the same across restarts.
