@@ -20,7 +20,7 @@ use election::testing::{FencedStore, StaleToken};
 use election::Term;
 
 /// Sending a record downstream takes this long: a process pause can fall in the middle of it.
-pub const SEND: Duration = Duration::from_millis(50);
+pub const SEND: Duration = Duration::from_millis(100);
 
 /// The streamer's leader work for one term: fence the store with the term's token, resume after
 /// the last record it accepted, then send numbered records with the token until the term ends.
