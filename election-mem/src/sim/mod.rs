@@ -22,6 +22,15 @@
 //!   L1 (once every fault is undone, each election with a running candidate has exactly one
 //!   leader within [`liveness_bound`](election_core::testing::invariants::liveness_bound));
 //!   S5 (after everyone stops, no entry is left).
+//!
+//! Process pauses ([`Op::Pause`]) freeze a client's whole process; when the service expired the
+//! session during the pause, the terms it spanned are exempted from S2, S3 and S4 from the
+//! pause's start (the trace says so), since no election can step a frozen process down, and
+//! fencing is checked instead: the built-in leader work writes to a
+//! [`FencedStore`] per path, and every write the store
+//! refused must come from a term a pause or a force ended.
+//!
+//! [`Simulation`] runs your own leader work and checks in the same engine.
 
 mod schedule;
 mod service;
@@ -694,6 +703,7 @@ impl Sim {
             )),
             (None, WorkKind::FailsAtOnce) => builder.on_leader(self.work.failing(&id)),
         };
+        let fails_at_once = self.hooks.is_none() && work == WorkKind::FailsAtOnce;
         let work = if self.hooks.is_some() {
             "the user's".to_owned()
         } else {
@@ -717,7 +727,7 @@ impl Sim {
             path: p,
             handle: Some(handle),
             status: Status::Running,
-            fails_at_once: work == "FailsAtOnce",
+            fails_at_once,
         });
     }
 

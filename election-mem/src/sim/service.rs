@@ -3,7 +3,6 @@
 
 use std::fmt::Display;
 use std::future::Future;
-use std::ops::RangeBounds;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -236,7 +235,7 @@ impl<S: Send + Sync + 'static> Simulation<S> {
     /// `ELECTION_SEED=<n>`, what broke and the trace. With the environment variable
     /// `ELECTION_SEED` set, runs that seed alone and prints its trace: how a failure is
     /// replayed.
-    pub fn run_seeds(&self, seeds: impl RangeBounds<u64> + IntoIterator<Item = u64>) -> Summary {
+    pub fn run_seeds(&self, seeds: impl IntoIterator<Item = u64>) -> Summary {
         let only = std::env::var("ELECTION_SEED")
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok());
