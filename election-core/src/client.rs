@@ -19,6 +19,7 @@ use crate::error::{ElectionError, ErrorKind};
 use crate::machine::{Machine, MachineConfig};
 use crate::observer::Observer;
 use crate::path::ElectionPath;
+use crate::process::{Frozen, Role};
 use crate::record::CandidateRecord;
 use crate::session::Session;
 use crate::state::{LeaderInfo, Participant};
@@ -54,6 +55,7 @@ pub struct ClientBuilder {
     backend: Arc<dyn CoordinationBackend>,
     timeout: Duration,
     seed: Option<u64>,
+    process: Option<crate::process::Process>,
 }
 
 impl ClientBuilder {
@@ -70,6 +72,15 @@ impl ClientBuilder {
         self
     }
 
+    /// Attaches the client to a simulated [`Process`](crate::testing::Process) (feature
+    /// `testing`): while it is paused, none of this client's candidates' tasks (driver, leader
+    /// work, the work's tasks) is polled, as in a stop-the-world pause.
+    #[cfg(feature = "testing")]
+    pub fn process(mut self, process: crate::testing::Process) -> Self {
+        self.process = Some(process);
+        self
+    }
+
     /// Opens the session.
     pub async fn connect(self) -> Result<Client, ElectionError> {
         validate_session_timeout(self.timeout)?;
@@ -79,7 +90,7 @@ impl ClientBuilder {
             .seed
             .unwrap_or_else(|| RandomState::new().hash_one(std::process::id()));
         Ok(Client {
-            session: Session::new(self.backend, self.timeout, session, seed),
+            session: Session::new(self.backend, self.timeout, session, seed, self.process),
         })
     }
 }
@@ -91,6 +102,7 @@ impl Client {
             backend: backend.into(),
             timeout: DEFAULT_SESSION_TIMEOUT,
             seed: None,
+            process: None,
         }
     }
 
@@ -178,7 +190,11 @@ impl Client {
                 done: done_tx,
             },
         );
-        let task = tokio::spawn(driver.run());
+        let task = tokio::spawn(Frozen::new(
+            self.session.process(),
+            Role::Driver,
+            driver.run(),
+        ));
         self.session.register_member(
             &config.path,
             &config.id,

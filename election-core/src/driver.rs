@@ -22,6 +22,7 @@ use crate::backend::FencingToken;
 use crate::backend::{BackendSession, SessionState, Watch};
 use crate::machine::{Action, Input, Machine, WorkEnd};
 use crate::path::ElectionPath;
+use crate::process::{Frozen, Role};
 use crate::session::Session;
 use crate::state::{ElectionState, Event, Notice, Reason, StopReason, Transition};
 use crate::term::{LeaderWork, Term, WORK_OF};
@@ -343,10 +344,19 @@ impl Driver {
                 if let Some(work_fn) = &self.work_fn {
                     let cancel = CancellationToken::new();
                     let abort = CancellationToken::new();
-                    let term = Term::new(token, cancel.clone(), self.outlets.done.subscribe());
+                    let process = self.client.process();
+                    let term = Term::new(
+                        token,
+                        cancel.clone(),
+                        self.outlets.done.subscribe(),
+                        process.clone(),
+                    );
                     self.work_handover = Some(term.handover_flag());
-                    self.work
-                        .spawn(run_work(work_fn.clone(), term, abort.clone()));
+                    self.work.spawn(Frozen::new(
+                        process,
+                        Role::Work,
+                        run_work(work_fn.clone(), term, abort.clone()),
+                    ));
                     self.work_cancel = Some(cancel);
                     self.work_abort = Some(abort);
                 }

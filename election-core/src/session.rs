@@ -48,6 +48,8 @@ pub(crate) struct SessionInner {
     /// The highest term token seen in each election (claims and leaders read).
     tokens: Mutex<BTreeMap<ElectionPath, FencingToken>>,
     crashed: AtomicBool,
+    /// The simulated process the client runs in (testing), whose pauses freeze its tasks.
+    process: Option<crate::process::Process>,
 }
 
 impl Drop for SessionInner {
@@ -73,6 +75,7 @@ impl Session {
         timeout: Duration,
         session: Arc<dyn BackendSession>,
         seed: u64,
+        process: Option<crate::process::Process>,
     ) -> Self {
         Self {
             inner: Arc::new(SessionInner {
@@ -86,8 +89,14 @@ impl Session {
                 members: Mutex::new(BTreeMap::new()),
                 tokens: Mutex::new(BTreeMap::new()),
                 crashed: AtomicBool::new(false),
+                process,
             }),
         }
+    }
+
+    /// The simulated process the client runs in, if any (testing).
+    pub(crate) fn process(&self) -> Option<crate::process::Process> {
+        self.inner.process.clone()
     }
 
     /// The current backend session (it may have ended: see [`usable`](Self::usable)).

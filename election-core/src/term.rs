@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::FencingToken;
+use crate::process::{Frozen, Process, Role};
 
 tokio::task_local! {
     /// Set in the task of a candidate's leader work (and the tasks of [`Term::spawn`]): the
@@ -38,6 +39,7 @@ pub struct Term {
     tasks: TaskTracker,
     tasks_cancel: CancellationToken,
     owner: watch::Receiver<()>,
+    process: Option<Process>,
 }
 
 impl Term {
@@ -45,6 +47,7 @@ impl Term {
         token: FencingToken,
         cancel: CancellationToken,
         owner: watch::Receiver<()>,
+        process: Option<Process>,
     ) -> Self {
         let tasks_cancel = cancel.child_token();
         Self {
@@ -54,6 +57,7 @@ impl Term {
             tasks: TaskTracker::new(),
             tasks_cancel,
             owner,
+            process,
         }
     }
 
@@ -102,7 +106,8 @@ impl Term {
                 () = task => {}
             }
         });
-        self.tasks.spawn(scoped);
+        self.tasks
+            .spawn(Frozen::new(self.process.clone(), Role::Work, scoped));
     }
 
     pub(crate) fn handover_flag(&self) -> Arc<AtomicBool> {

@@ -211,6 +211,8 @@ pub(crate) struct SessionRec {
     /// Bumped whenever contact resumes, so stale expiry timers do nothing.
     pub contact_epoch: u64,
     pub expired: bool,
+    /// When the service expired (or closed) it.
+    pub expired_at: Option<Instant>,
     pub notify_delay: Duration,
     pub outbox: VecDeque<(Instant, Waiter)>,
 }
@@ -444,7 +446,31 @@ impl Server {
         rec.paused_until = None;
         debug!(session = %session, expired = rec.expired, "mem: pause ended");
         if rec.cut || rec.unheard {
-            // Still cut off: the silence goes on, and the heal will tell.
+            // Still cut off: the silence goes on, and the heal will tell. But the woken client
+            // notices the silence as it would have without the pause (a cut during the pause
+            // could not tell it): Disconnected, counted from the last contact before the pause,
+            // once the detection delay since then has passed (at once after a long pause).
+            let last_contact = rec.last_heard;
+            let epoch = rec.contact_epoch;
+            let notice_at = last_contact + rec.timeout.mul_f64(self.config.disconnect_detection);
+            let weak = self.self_ref.clone();
+            spawn_timer(async move {
+                sleep_until(notice_at).await;
+                let Some(server) = weak.upgrade() else { return };
+                let guard = lock(&server);
+                if let Some(rec) = guard.sessions.get(&session) {
+                    let silent = rec.contact_epoch == epoch || rec.expired;
+                    let cut_off = rec.cut || rec.unheard;
+                    if silent
+                        && cut_off
+                        && !rec.frozen
+                        && *rec.state.borrow() == SessionState::Connected
+                    {
+                        rec.state
+                            .send_replace(SessionState::Disconnected { last_contact });
+                    }
+                }
+            });
             return;
         }
         if rec.expired {
@@ -463,6 +489,16 @@ impl Server {
         }
         rec.contact_epoch += 1;
         rec.last_heard = Instant::now();
+        // Healed during the pause (a heal cannot reach a paused process): it is connected
+        // again, and the watches it armed behind an isolated member are settled now.
+        rec.state.send_if_modified(|s| {
+            let tell = matches!(s, SessionState::Disconnected { .. });
+            if tell {
+                *s = SessionState::Connected;
+            }
+            tell
+        });
+        self.settle_heal_watches(session);
         self.flush_outbox(session);
     }
 
@@ -716,6 +752,7 @@ impl Server {
                 last_heard: Instant::now(),
                 contact_epoch: 0,
                 expired: false,
+                expired_at: None,
                 notify_delay: Duration::ZERO,
                 outbox: VecDeque::new(),
             },
@@ -793,7 +830,8 @@ impl Server {
         rec.stale = None;
         if !rec.client_alive || rec.frozen {
             // A client that crashed (or went away) while cut off is not heard again: the expiry
-            // its silence started stays due.
+            // its silence started stays due. A paused one is heard again when its pause ends
+            // (`end_pause`), which settles what the heal would have.
             return;
         }
         rec.contact_epoch += 1;
@@ -826,6 +864,7 @@ impl Server {
             return;
         }
         rec.expired = true;
+        rec.expired_at = Some(Instant::now());
         rec.contact_epoch += 1;
         let tell_client = !rec.cut && !rec.frozen && !rec.unheard;
         // The client hears first: a leader leaves its state in the same instant the others learn
@@ -1033,10 +1072,15 @@ impl MemCluster {
     /// hang and its session reports no change. When the pause ends it resumes as if nothing
     /// happened: it is heard again, and learns only then that its session expired, if it did.
     ///
-    /// The model is at the backend: the candidate's own timers and its leader work go on
-    /// running. A leader paused past its session timeout cannot step down in time, so the
-    /// contract's S2 does not hold across a pause: its successor may lead, and write, before
-    /// the paused leader learns its term is over. Only fencing downstream (see
+    /// This is the service's side of the pause. For the process's side, attach the client to an
+    /// `election_core::testing::Process` (`ClientBuilder::process`) and pause it for the same
+    /// time: its candidates' drivers (step-down timers included) and leader work then stand
+    /// still too, as in the simulation's `Op::Pause`. Without it the candidate's own timers
+    /// and work go on running.
+    ///
+    /// A leader paused past its session timeout cannot step down in time, so the contract's S2
+    /// does not hold across a pause: its successor may lead, and write, before the paused
+    /// leader learns its term is over. Only fencing downstream (see
     /// `election_core::testing::FencedStore`) keeps the old leader's late writes out.
     pub fn pause(&self, session: SessionId, duration: Duration) {
         let end = Instant::now() + duration;
@@ -1256,6 +1300,14 @@ impl MemCluster {
             .sessions
             .get(&session)
             .is_some_and(|s| !s.expired && *s.state.borrow() != SessionState::Closed)
+    }
+
+    /// When the service ended `session` (expired or closed it), if it has.
+    pub fn ended_at(&self, session: SessionId) -> Option<Instant> {
+        self.server()
+            .sessions
+            .get(&session)
+            .and_then(|s| s.expired_at)
     }
 
     /// Whether any node exists at `path`.

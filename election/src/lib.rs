@@ -13,7 +13,8 @@
 //! | `sasl` | SASL DIGEST-MD5 to ZooKeeper (`zk::ZkBackendBuilder::sasl_digest_md5`) | no |
 //! | `mem` | `mem`: the in-memory backend (`mem::MemCluster`): virtual time, fault injection | no |
 //! | `testing` | `testing`: conformance suite, transition recorder, work log, invariant checks (turns on `mem`) | no |
-//! | `sim` | `mem::sim`: the seeded, replayable simulation (turns on `testing`) | no |
+//! | `sim` | `sim` (also `mem::sim`): the seeded, replayable simulation, with your own leader work and checks in it (turns on `testing`) | no |
+//! | `proptest` | `sim::Simulation::schedules`: a proptest strategy of schedules, which shrink (turns on `sim`) | no |
 //!
 //! A production service uses the default; its tests add `mem` (or `testing`) in
 //! `[dev-dependencies]`:
@@ -145,12 +146,43 @@ pub mod testing {
     pub use election_core::testing::*;
 }
 
+/// The seeded, replayable simulation (feature `sim`): thousands of fault schedules (crashes,
+/// partitions, expiries, lost replies, administrators, process pauses, ...) over your own
+/// leader work, with your own checks over what it wrote, next to the contract's; a failure
+/// prints `ELECTION_SEED=<n>` and a trace that replays it. Start at [`sim::Simulation`].
+///
+/// ```
+/// use election::sim::Simulation;
+/// use election::testing::FencedStore;
+/// use election::Term;
+///
+/// Simulation::new(FencedStore::new)
+///     .replicas(3)
+///     .on_leader(|replica| {
+///         let store = replica.state().clone();
+///         move |term: Term| {
+///             let store = store.clone();
+///             async move {
+///                 let _ = store.write(term.token(), "a record");
+///                 term.cancelled().await;
+///             }
+///         }
+///     })
+///     .check(|store: &FencedStore| store.check())
+///     .run_seeds(0..10);
+/// ```
+#[cfg(feature = "sim")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
+pub mod sim {
+    pub use election_mem::sim::*;
+}
+
 /// Every Rust code block of the README, compiled (and run, unless marked `no_run`) as a doctest.
 #[cfg(all(
     doctest,
     feature = "zookeeper",
     feature = "etcd",
-    feature = "testing",
+    feature = "sim",
     feature = "tls",
     feature = "sasl"
 ))]

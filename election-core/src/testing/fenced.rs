@@ -65,6 +65,9 @@ pub struct FencedStore {
 
 #[derive(Default)]
 struct Inner {
+    /// When the store was made: times in the checks' messages are offsets from it, so that
+    /// they are the same on every run of a seed.
+    created: Option<Instant>,
     unfenced: bool,
     highest: Option<FencingToken>,
     writes: Vec<FencedWrite>,
@@ -79,7 +82,9 @@ impl FencedStore {
     /// assert!(store.writes().is_empty());
     /// ```
     pub fn new() -> Self {
-        Self::default()
+        let store = Self::default();
+        store.lock().created = Some(Instant::now());
+        store
     }
 
     /// An empty store that ignores tokens and accepts every write, as a downstream that does
@@ -96,7 +101,7 @@ impl FencedStore {
     /// assert_eq!(violation.line, "fencing");
     /// ```
     pub fn unfenced() -> Self {
-        let store = Self::default();
+        let store = Self::new();
         store.lock().unfenced = true;
         store
     }
@@ -138,6 +143,39 @@ impl FencedStore {
             value,
             at: Instant::now(),
         });
+        Ok(())
+    }
+
+    /// Raises the store's token to `token` without writing anything: what a new leader does
+    /// before it reads where to resume, so that nothing of an older term can be accepted
+    /// between its read and its first write (Kafka's `InitProducerId`, which bumps the
+    /// producer epoch; in SQL, `UPDATE fence SET token = $1 WHERE token <= $1`, then the read
+    /// in the same transaction). Fails like [`write`](Self::write) if a higher token was
+    /// accepted; an [`unfenced`](Self::unfenced) store ignores it.
+    ///
+    /// ```
+    /// use election_core::testing::FencedStore;
+    /// use election_core::FencingToken;
+    ///
+    /// let store = FencedStore::new();
+    /// store.write(FencingToken(3), "record 0").unwrap();
+    /// store.fence(FencingToken(8)).unwrap(); // the new leader, before reading
+    /// assert!(store.write(FencingToken(3), "record 1").is_err()); // the old one, too late
+    /// assert_eq!(store.highest(), Some(FencingToken(8)));
+    /// assert_eq!(store.writes().len(), 1);
+    /// ```
+    pub fn fence(&self, token: FencingToken) -> Result<(), StaleToken> {
+        let mut inner = self.lock();
+        if inner.unfenced {
+            return Ok(());
+        }
+        if let Some(highest) = inner.highest {
+            if token < highest {
+                inner.rejected += 1;
+                return Err(StaleToken { token, highest });
+            }
+        }
+        inner.highest = Some(inner.highest.map_or(token, |h| h.max(token)));
         Ok(())
     }
 
@@ -209,7 +247,8 @@ impl FencedStore {
     /// assert!(store.check_terms_ordered().is_err());
     /// ```
     pub fn check_terms_ordered(&self) -> Result<(), Violation> {
-        check_ordered(&self.lock().writes)
+        let inner = self.lock();
+        check_ordered(&inner.writes, inner.created)
     }
 
     /// The accepted writes of each term form one contiguous run: no term writes, is followed by
@@ -226,11 +265,19 @@ impl FencedStore {
     /// assert!(store.check_terms_contiguous().is_err());
     /// ```
     pub fn check_terms_contiguous(&self) -> Result<(), Violation> {
-        check_contiguous(&self.lock().writes)
+        let inner = self.lock();
+        check_contiguous(&inner.writes, inner.created)
     }
 }
 
-fn check_ordered(writes: &[FencedWrite]) -> Result<(), Violation> {
+/// `at` as an offset from the store's creation (or from the first write).
+fn offset(at: Instant, base: Option<Instant>) -> String {
+    let base = base.unwrap_or(at);
+    format!("+{:.6}s", at.saturating_duration_since(base).as_secs_f64())
+}
+
+fn check_ordered(writes: &[FencedWrite], base: Option<Instant>) -> Result<(), Violation> {
+    let base = base.or(writes.first().map(|w| w.at));
     let mut newest: Option<&FencedWrite> = None;
     for w in writes {
         if let Some(n) = newest {
@@ -238,8 +285,8 @@ fn check_ordered(writes: &[FencedWrite]) -> Result<(), Violation> {
                 return Err(Violation::new(
                     LINE,
                     format!(
-                        "a write of term {} ({:?}) at {:?} was accepted after one of the newer term {} ({:?}) at {:?}",
-                        w.token, w.value, w.at, n.token, n.value, n.at
+                        "a write of term {} ({:?}) at {} was accepted after one of the newer term {} ({:?}) at {}",
+                        w.token, w.value, offset(w.at, base), n.token, n.value, offset(n.at, base)
                     ),
                 ));
             }
@@ -251,7 +298,8 @@ fn check_ordered(writes: &[FencedWrite]) -> Result<(), Violation> {
     Ok(())
 }
 
-fn check_contiguous(writes: &[FencedWrite]) -> Result<(), Violation> {
+fn check_contiguous(writes: &[FencedWrite], base: Option<Instant>) -> Result<(), Violation> {
+    let base = base.or(writes.first().map(|w| w.at));
     let mut ended: Vec<FencingToken> = Vec::new();
     for pair in writes.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
@@ -261,8 +309,13 @@ fn check_contiguous(writes: &[FencedWrite]) -> Result<(), Violation> {
                 return Err(Violation::new(
                     LINE,
                     format!(
-                        "term {} wrote again ({:?} at {:?}) after term {} had written ({:?} at {:?})",
-                        b.token, b.value, b.at, a.token, a.value, a.at
+                        "term {} wrote again ({:?} at {}) after term {} had written ({:?} at {})",
+                        b.token,
+                        b.value,
+                        offset(b.at, base),
+                        a.token,
+                        a.value,
+                        offset(a.at, base)
                     ),
                 ));
             }
@@ -385,10 +438,10 @@ mod tests {
             value: String::new(),
             at,
         };
-        assert!(check_contiguous(&[w(1), w(1), w(2), w(2)]).is_ok());
-        assert!(check_contiguous(&[w(2), w(1), w(1)]).is_ok());
-        assert!(check_ordered(&[w(2), w(1), w(1)]).is_err());
-        assert!(check_contiguous(&[w(1), w(2), w(1)]).is_err());
-        assert!(check_ordered(&[w(1), w(2), w(2), w(3)]).is_ok());
+        assert!(check_contiguous(&[w(1), w(1), w(2), w(2)], None).is_ok());
+        assert!(check_contiguous(&[w(2), w(1), w(1)], None).is_ok());
+        assert!(check_ordered(&[w(2), w(1), w(1)], None).is_err());
+        assert!(check_contiguous(&[w(1), w(2), w(1)], None).is_err());
+        assert!(check_ordered(&[w(1), w(2), w(2), w(3)], None).is_ok());
     }
 }

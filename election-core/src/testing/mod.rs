@@ -15,6 +15,7 @@ pub mod invariants;
 pub mod machine;
 pub mod recorder;
 
+pub use crate::process::Process;
 pub use fenced::{FencedStore, FencedWrite, StaleToken};
 
 use std::sync::Arc;

@@ -213,6 +213,45 @@ impl WorkLog {
         }
     }
 
+    /// Records the spans of any leader work: `work` is the closure given to
+    /// [`on_leader`](crate::CandidateBuilder::on_leader), and what it returns is returned.
+    pub fn around<F, Fut>(
+        &self,
+        id: &str,
+        work: F,
+    ) -> impl Fn(Term) -> std::pin::Pin<Box<dyn Future<Output = Fut::Output> + Send>>
+           + Send
+           + Sync
+           + 'static
+    where
+        F: Fn(Term) -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send,
+    {
+        let spans = self.spans.clone();
+        let id = id.to_owned();
+        move |term: Term| {
+            let spans = spans.clone();
+            let id = id.clone();
+            let token = term.token();
+            let work = work(term);
+            Box::pin(async move {
+                let index = {
+                    let mut s = spans.lock().expect("work log");
+                    s.push(WorkSpan {
+                        candidate: id,
+                        token,
+                        start: Instant::now(),
+                        end: None,
+                    });
+                    s.len() - 1
+                };
+                let _guard = SpanGuard { spans, index };
+                work.await
+            })
+        }
+    }
+
     /// The spans so far.
     pub fn spans(&self) -> Vec<WorkSpan> {
         self.spans.lock().expect("work log").clone()

@@ -22,8 +22,18 @@
 //!   L1 (once every fault is undone, each election with a running candidate has exactly one
 //!   leader within [`liveness_bound`](election_core::testing::invariants::liveness_bound));
 //!   S5 (after everyone stops, no entry is left).
+//!
+//! Process pauses ([`Op::Pause`]) freeze a client's whole process; when the service expired the
+//! session during the pause, the terms it spanned are exempted from S2, S3 and S4 from the
+//! pause's start (the trace says so), since no election can step a frozen process down, and
+//! fencing is checked instead: the built-in leader work writes to a
+//! [`FencedStore`] per path, and every write the store
+//! refused must come from a term a pause or a force ended.
+//!
+//! [`Simulation`] runs your own leader work and checks in the same engine.
 
 mod schedule;
+mod service;
 mod trace;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,14 +44,18 @@ use election_core::testing::invariants::{
     check_work_forced, Forced, HeadEntry, Violation,
 };
 use election_core::testing::recorder::{Recorder, WorkLog};
-use election_core::{Candidate, Client, ElectionState, Event, SessionId};
+use election_core::testing::{FencedStore, Process};
+use election_core::{
+    Candidate, CandidateBuilder, Client, ElectionState, Event, FencingToken, SessionId, Term,
+};
 use futures_util::FutureExt;
 use tokio::time::{sleep, Instant};
 
 use crate::MemCluster;
 
 pub use schedule::{Op, Schedule, SimSetup, SplitMix64, WorkKind};
-pub use trace::Trace;
+pub use service::{Replica, Simulation, Summary};
+pub use trace::{SimLog, Trace};
 
 /// What a run did and found.
 #[derive(Debug)]
@@ -88,6 +102,13 @@ pub fn run_seed(seed: u64) -> Report {
 /// (default 60) it is reported as an L1 violation with the trace so far (its thread is left
 /// behind).
 pub fn run_schedule(schedule: &Schedule) -> Report {
+    run_schedule_with(schedule, None)
+}
+
+/// Makes a run's paths and the user's hooks, afresh for each run.
+pub(crate) type MakeHooks = std::sync::Arc<dyn Fn() -> (Vec<String>, Hooks) + Send + Sync>;
+
+pub(crate) fn run_schedule_with(schedule: &Schedule, make: Option<MakeHooks>) -> Report {
     let limit = std::env::var("ELECTION_SIM_WALL_LIMIT")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -96,9 +117,13 @@ pub fn run_schedule(schedule: &Schedule) -> Report {
     let (trace_tx, trace_rx) = std::sync::mpsc::channel();
     let schedule = schedule.clone();
     std::thread::spawn(move || {
-        let report = run_here(&schedule, |shared| {
-            let _ = trace_tx.send(shared);
-        });
+        let report = run_here(
+            &schedule,
+            |shared| {
+                let _ = trace_tx.send(shared);
+            },
+            make,
+        );
         let _ = tx.send(report);
     });
     match rx.recv_timeout(Duration::from_secs(limit)) {
@@ -127,6 +152,7 @@ pub fn run_schedule(schedule: &Schedule) -> Report {
 fn run_here(
     schedule: &Schedule,
     share: impl FnOnce(std::sync::Arc<std::sync::Mutex<String>>),
+    make: Option<MakeHooks>,
 ) -> Report {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -134,7 +160,13 @@ fn run_here(
         .build()
         .expect("a current-thread runtime");
     rt.block_on(async {
-        let mut sim = Sim::new(schedule.setup.clone()).await;
+        let mut sim = match make {
+            Some(make) => {
+                let (paths, hooks) = make();
+                Sim::with_hooks(schedule.setup.clone(), Some(paths), Some(hooks))
+            }
+            None => Sim::new(schedule.setup.clone()).await,
+        };
         share(sim.trace.shared());
         for op in &schedule.ops {
             if sim.apply(*op).await.is_err() {
@@ -166,6 +198,33 @@ struct SimCandidate {
 struct SimClient {
     client: Client,
     crashed: bool,
+    /// The process it runs in, for pauses.
+    process: Process,
+}
+
+/// A pause of a client's process, until it is known whether its session outlived it.
+struct PauseRec {
+    client: usize,
+    session: SessionId,
+    start: Instant,
+    end: Instant,
+    /// The service's counter at the start: the terms that existed then.
+    last_token: FencingToken,
+    resolved: bool,
+}
+
+/// Gives a candidate (its builder, id, path index, log and the work log for S4) its work.
+pub(crate) type GiveWork =
+    dyn Fn(CandidateBuilder, &str, usize, SimLog, &WorkLog) -> CandidateBuilder;
+
+/// What a user's simulation ([`Simulation`]) puts into a run, made afresh for each run.
+pub(crate) struct Hooks {
+    /// Gives a candidate (id, path index) the user's leader work.
+    pub(crate) work: Box<GiveWork>,
+    /// The user's checks, after every op and at the end.
+    pub(crate) check: Box<dyn Fn() -> Result<(), String>>,
+    /// The user's checks once the faults stopped and a leader is back.
+    pub(crate) check_end: Box<dyn Fn() -> Result<(), String>>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -193,6 +252,13 @@ pub struct Sim {
     clients: Vec<SimClient>,
     candidates: Vec<SimCandidate>,
     forced: Vec<Forced>,
+    pauses: Vec<PauseRec>,
+    /// One fencing downstream per path, written by the built-in leader work.
+    fences: Vec<FencedStore>,
+    /// What leader work logged (the user's lines, the built-in work's rejected writes), merged
+    /// into the trace in time order.
+    lines: SimLog,
+    hooks: Option<Hooks>,
     ops: usize,
     violation: Option<Violation>,
 }
@@ -200,9 +266,20 @@ pub struct Sim {
 impl Sim {
     /// A simulation with no candidates yet.
     pub async fn new(setup: SimSetup) -> Self {
-        let paths = (0..setup.path_count())
-            .map(|i| format!("/sim/election-{i}"))
-            .collect();
+        Self::with_hooks(setup, None, None)
+    }
+
+    pub(crate) fn with_hooks(
+        setup: SimSetup,
+        paths: Option<Vec<String>>,
+        hooks: Option<Hooks>,
+    ) -> Self {
+        let paths: Vec<String> = paths.unwrap_or_else(|| {
+            (0..setup.path_count())
+                .map(|i| format!("/sim/election-{i}"))
+                .collect()
+        });
+        let fences = paths.iter().map(|_| FencedStore::new()).collect();
         let rng = SplitMix64::new(setup.seed);
         let mut trace = Trace::new();
         trace.line(format!("setup {setup:?}"));
@@ -217,6 +294,10 @@ impl Sim {
             clients: Vec::new(),
             candidates: Vec::new(),
             forced: Vec::new(),
+            pauses: Vec::new(),
+            fences,
+            lines: SimLog::new(),
+            hooks,
             ops: 0,
             violation: None,
         }
@@ -316,6 +397,50 @@ impl Sim {
         });
     }
 
+    /// Exempts from S2 and S4 the terms of a paused process whose session the service ended
+    /// while it stood still (from the pause's start): nothing the process could do would have
+    /// stepped it down in time. A pause the session outlived exempts nothing.
+    fn resolve_pauses(&mut self) {
+        let now = Instant::now();
+        for n in 0..self.pauses.len() {
+            let p = &self.pauses[n];
+            if p.resolved {
+                continue;
+            }
+            let ended = self
+                .cluster
+                .ended_at(p.session)
+                .filter(|&e| p.start <= e && e <= p.end);
+            let Some(ended) = ended else {
+                if p.end <= now {
+                    self.pauses[n].resolved = true;
+                }
+                continue;
+            };
+            let (c, start, last_token) = (p.client, p.start, p.last_token);
+            self.pauses[n].resolved = true;
+            let stamp = |at: Instant| {
+                format!(
+                    "+{:.6}s",
+                    at.saturating_duration_since(self.trace.start())
+                        .as_secs_f64()
+                )
+            };
+            let (from, expired) = (stamp(start), stamp(ended));
+            for i in self.candidates_of_client(c) {
+                let id = self.candidates[i].id.clone();
+                self.trace.line(format!(
+                    "  S2/S4 exempt: terms of {id} up to token {last_token}, from {from}: its process was paused when the service expired its session at {expired}, so a successor may lead before it wakes (no election can prevent that); fencing is checked instead"
+                ));
+                self.forced.push(Forced {
+                    candidate: id,
+                    at: start,
+                    last_token,
+                });
+            }
+        }
+    }
+
     /// Applies one op, lets the system run for a moment, and checks the invariants that hold at
     /// every instant. `Err` once an invariant broke (the run should stop).
     pub async fn apply(&mut self, op: Op) -> Result<(), Violation> {
@@ -328,7 +453,7 @@ impl Sim {
         self.run_op(op).await;
         sleep(Duration::from_millis(1)).await;
         self.record();
-        match self.check_now() {
+        match self.check_now().and_then(|()| self.check_user(false)) {
             Ok(()) => Ok(()),
             Err(v) => {
                 self.trace.line(format!("VIOLATION {v}"));
@@ -462,6 +587,35 @@ impl Sim {
                 self.sleep_recording(Duration::from_millis(u64::from(ms)))
                     .await
             }
+            Op::Pause { client, ms } => {
+                let Some(c) = Self::pick(&self.live_clients(), client) else {
+                    return;
+                };
+                let session = self.session_of(c).await;
+                let d = Duration::from_millis(u64::from(ms));
+                self.trace.line(format!(
+                    "  client {c} (session {session}) pauses for {:.3} s",
+                    d.as_secs_f64()
+                ));
+                let now = Instant::now();
+                self.pauses.push(PauseRec {
+                    client: c,
+                    session,
+                    start: now,
+                    end: now + d,
+                    last_token: FencingToken(self.cluster.zxid()),
+                    resolved: false,
+                });
+                self.cluster.pause(session, d);
+                self.clients[c].process.pause(d);
+            }
+            Op::Restart => {
+                let before = self.clients.len();
+                for p in 0..self.paths.len() {
+                    let client = (self.clients.len() > before).then_some(before);
+                    self.join_inner(client, p, WorkKind::Quick, None).await;
+                }
+            }
             Op::Lookalike { path } => {
                 let p = usize::from(path) % self.paths.len();
                 let name = self
@@ -507,15 +661,18 @@ impl Sim {
         let c = if let Some(c) = client {
             c
         } else {
+            let process = Process::new();
             let client = Client::builder(self.cluster.backend())
                 .session_timeout(self.setup.session_timeout())
                 .seed(self.rng.next_u64())
+                .process(process.clone())
                 .connect()
                 .await
                 .expect("the in-memory service opens sessions");
             self.clients.push(SimClient {
                 client,
                 crashed: false,
+                process,
             });
             self.clients.len() - 1
         };
@@ -530,12 +687,27 @@ impl Sim {
             .step_down_fraction(fraction)
             .leader_grace(grace)
             .rejoin_on_expiry(rejoin);
-        builder = match work {
-            WorkKind::None => builder,
-            WorkKind::Quick => builder.on_leader(self.work.work(&id, Duration::ZERO)),
-            WorkKind::Slow => builder.on_leader(self.work.work(&id, grace / 2)),
-            WorkKind::Stubborn => builder.on_leader(self.work.work(&id, Duration::from_secs(3600))),
-            WorkKind::FailsAtOnce => builder.on_leader(self.work.failing(&id)),
+        let fence = (self.fences[p].clone(), self.lines.named(&id));
+        builder = match (&self.hooks, work) {
+            (Some(hooks), _) => (hooks.work)(builder, &id, p, self.lines.named(&id), &self.work),
+            (None, WorkKind::None) => builder,
+            (None, WorkKind::Quick) => {
+                builder.on_leader(fenced(self.work.work(&id, Duration::ZERO), fence))
+            }
+            (None, WorkKind::Slow) => {
+                builder.on_leader(fenced(self.work.work(&id, grace / 2), fence))
+            }
+            (None, WorkKind::Stubborn) => builder.on_leader(fenced(
+                self.work.work(&id, Duration::from_secs(3600)),
+                fence,
+            )),
+            (None, WorkKind::FailsAtOnce) => builder.on_leader(self.work.failing(&id)),
+        };
+        let fails_at_once = self.hooks.is_none() && work == WorkKind::FailsAtOnce;
+        let work = if self.hooks.is_some() {
+            "the user's".to_owned()
+        } else {
+            format!("{work:?}")
         };
         let config = builder
             .build()
@@ -547,7 +719,7 @@ impl Sim {
             .expect("ids are unique");
         self.recorder.watch(&handle);
         self.trace.line(format!(
-            "  {id} on client {c}, path {p}, step-down {fraction:.2}, rejoin {rejoin}, work {work:?}"
+            "  {id} on client {c}, path {p}, step-down {fraction:.2}, rejoin {rejoin}, work {work}"
         ));
         self.candidates.push(SimCandidate {
             id,
@@ -555,7 +727,7 @@ impl Sim {
             path: p,
             handle: Some(handle),
             status: Status::Running,
-            fails_at_once: work == WorkKind::FailsAtOnce,
+            fails_at_once,
         });
     }
 
@@ -607,12 +779,77 @@ impl Sim {
             Event::Transition(t) => t.at,
             Event::Notice { at, .. } => *at,
         });
-        for (id, e) in &new {
-            self.trace.event(id, e);
+        let mut lines = self.lines.take();
+        // Stable merge by time: at one instant, transitions before what the work logged.
+        let mut events = new.iter().peekable();
+        lines.reverse();
+        loop {
+            let next_event = events.peek().map(|(_, e)| match e {
+                Event::Transition(t) => t.at,
+                Event::Notice { at, .. } => *at,
+            });
+            let next_line = lines.last().map(|l| l.0);
+            match (next_event, next_line) {
+                (Some(e), Some(l)) if l < e => {
+                    let (at, id, text) = lines.pop().expect("peeked");
+                    self.trace.work_line(at, &id, &text);
+                }
+                (Some(_), _) => {
+                    let (id, e) = events.next().expect("peeked");
+                    self.trace.event(id, e);
+                }
+                (None, Some(_)) => {
+                    let (at, id, text) = lines.pop().expect("peeked");
+                    self.trace.work_line(at, &id, &text);
+                }
+                (None, None) => break,
+            }
         }
     }
 
+    /// The user's checks (none without a [`Simulation`]).
+    fn check_user(&self, end: bool) -> Result<(), Violation> {
+        let Some(hooks) = &self.hooks else {
+            return Ok(());
+        };
+        let result = if end {
+            (hooks.check)().and_then(|()| (hooks.check_end)())
+        } else {
+            (hooks.check)()
+        };
+        result.map_err(|detail| Violation {
+            line: "user check",
+            detail,
+        })
+    }
+
+    /// Fencing, where S2 and S4 were exempted: every write the built-in leader work made that
+    /// the fenced store rejected came from a term a fault ended by force (a pause past the
+    /// session's expiry, a crash, an administrator): a stale write from any other term means
+    /// the step-down or the work's scoping failed. And the store's own checks.
+    fn check_fencing(&self) -> Result<(), Violation> {
+        for store in &self.fences {
+            store.check()?;
+        }
+        for (id, token) in self.lines.rejected() {
+            let exempt = self
+                .forced
+                .iter()
+                .any(|f| f.candidate == id && token <= f.last_token);
+            if !exempt {
+                return Err(Violation {
+                    line: "S4",
+                    detail: format!(
+                        "{id} wrote with token {token} after a newer term had written, and no fault ended its term by force"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn check_now(&mut self) -> Result<(), Violation> {
+        self.resolve_pauses();
         for p in 0..self.paths.len() {
             let queue = self.cluster.queue(&self.paths[p]);
             let head = queue.first().and_then(|e| {
@@ -691,6 +928,12 @@ impl Sim {
     async fn check_liveness(&mut self) -> Result<(), Violation> {
         self.trace.line("faults stop");
         self.cluster.clear_faults();
+        // A process pause cannot be undone: wait for the last to end.
+        let paused = self.pauses.iter().map(|p| p.end).max();
+        if let Some(end) = paused.filter(|&e| e > Instant::now()) {
+            self.trace.line("  waiting for paused processes to wake");
+            self.sleep_recording(end - Instant::now()).await;
+        }
         let bound = election_core::testing::invariants::liveness_bound(
             self.setup.session_timeout(),
             Duration::from_millis(10),
@@ -714,7 +957,7 @@ impl Sim {
             let leaders = self.leaders(p);
             check_liveness(&running, &leaders, bound, bound)?;
         }
-        Ok(())
+        self.check_user(true)
     }
 
     async fn check_teardown(&mut self) -> Result<(), Violation> {
@@ -755,7 +998,10 @@ impl Sim {
                 Ok(()) => self.check_teardown().await,
                 Err(v) => Err(v),
             };
-            let result = result.and_then(|()| self.check_history());
+            let result = result
+                .and_then(|()| self.check_history())
+                .and_then(|()| self.check_fencing())
+                .and_then(|()| self.check_user(false));
             if let Err(v) = result {
                 self.trace.line(format!("VIOLATION {v}"));
                 self.violation = Some(v);
@@ -773,5 +1019,35 @@ impl Sim {
             violation: self.violation,
             trace: self.trace.text(),
         }
+    }
+}
+
+type BoxWork = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Built-in leader work that also writes to its path's fenced store, at the start of its term
+/// and once it stops: the write a pause delays past a successor's is rejected, and noted.
+fn fenced<F>(
+    work: F,
+    (store, log): (FencedStore, SimLog),
+) -> impl Fn(Term) -> BoxWork + Send + Sync + 'static
+where
+    F: Fn(Term) -> BoxWork + Send + Sync + 'static,
+{
+    move |term: Term| {
+        let inner = work(term.clone());
+        let (store, log) = (store.clone(), log.clone());
+        Box::pin(async move {
+            let token = term.token();
+            fenced_write(&store, &log, token, "start");
+            inner.await;
+            fenced_write(&store, &log, token, "end");
+        })
+    }
+}
+
+fn fenced_write(store: &FencedStore, log: &SimLog, token: FencingToken, what: &str) {
+    if let Err(e) = store.write(token, format!("{} {what}", log.who())) {
+        log.line(format_args!("write {what:?} rejected: {e}"));
+        log.note_rejected(token);
     }
 }

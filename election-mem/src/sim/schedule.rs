@@ -175,6 +175,23 @@ pub enum Op {
         /// Path index.
         path: u8,
     },
+    /// A client process pauses as a whole for `ms` of virtual time, as in a stop-the-world GC
+    /// pause, a frozen VM or a stopped container: its candidates' drivers (step-down timers
+    /// included), their leader work and its session's keep-alive all stand still, the service
+    /// stops hearing it (and expires its session after its timeout); then it resumes as if
+    /// nothing happened, its leader work first. The contract's S2 cannot hold across a pause
+    /// the session did not survive: the terms it spans are exempted, and fencing is checked
+    /// instead.
+    Pause {
+        /// Client index, among the live ones.
+        client: u8,
+        /// How long, in milliseconds.
+        ms: u16,
+    },
+    /// A replica process starts (or restarts, as a supervisor starts a crashed one again): a new
+    /// client, with a candidate on every path (with the user's leader work in a
+    /// [`Simulation`](super::Simulation), else `Quick` work).
+    Restart,
 }
 
 impl fmt::Display for Op {
@@ -308,6 +325,10 @@ fn op(rng: &mut SplitMix64) -> Op {
             index: rng.index(),
         },
         62 => Op::Lookalike { path: rng.index() },
+        63..=65 => Op::Pause {
+            client,
+            ms: pause_ms(rng),
+        },
         _ => Op::Advance {
             ms: match rng.below(10) {
                 0..=5 => rng.below(200) as u16,
@@ -315,6 +336,68 @@ fn op(rng: &mut SplitMix64) -> Op {
                 _ => rng.below(12_000) as u16,
             },
         },
+    }
+}
+
+/// A pause's length: often shorter than a step-down budget (harmless), often longer than a
+/// session timeout (the session expires while the process stands still).
+fn pause_ms(rng: &mut SplitMix64) -> u16 {
+    match rng.below(3) {
+        0 => rng.below(500) as u16,
+        1 => 500 + rng.below(2500) as u16,
+        _ => 3000 + rng.below(6000) as u16,
+    }
+}
+
+impl Schedule {
+    /// The schedule of `seed` for a service of `replicas` processes (clamped into 1..=16), each
+    /// running one candidate on each of `paths` election paths (clamped into 1..=4), with the
+    /// user's leader work: the replicas join first, then up to 100 ops of every fault,
+    /// pauses included. A replica that crashes, leaves, stops or is dropped is started again
+    /// (as a supervisor would) a little later, on a new process.
+    pub fn for_service(seed: u64, replicas: usize, paths: usize) -> Self {
+        let mut rng = SplitMix64::new(seed ^ 0x5eed_5e41_1ce5_0000);
+        let timeouts = [1000u16, 2000, 3000, 4000];
+        let session_timeout_ms = timeouts[rng.below(4) as usize];
+        let n_ops = 10 + rng.below(91) as usize;
+        let mut ops = vec![Op::Restart; replicas.clamp(1, 16)];
+        let mut restarts = 0;
+        for _ in 0..n_ops {
+            ops.extend(service_op(&mut rng, &mut restarts));
+        }
+        Self {
+            setup: SimSetup {
+                session_timeout_ms,
+                paths: paths.clamp(1, 4) as u8,
+                max_candidates: 50,
+                seed: rng.next_u64(),
+            },
+            ops,
+        }
+    }
+}
+
+/// One op of a service's schedule, and the restart that follows a replica's end (at most 8 a
+/// run): the fleet is the user's, so no other joins.
+pub(crate) fn service_op(rng: &mut SplitMix64, restarts: &mut u32) -> Vec<Op> {
+    let op = match op(rng) {
+        Op::Join { .. } => Op::Advance {
+            ms: rng.below(1000) as u16,
+        },
+        other => other,
+    };
+    let ended = matches!(
+        op,
+        Op::Crash { .. } | Op::Leave { .. } | Op::Stop { .. } | Op::Drop { .. }
+    );
+    if ended && *restarts < 8 {
+        *restarts += 1;
+        let wait = Op::Advance {
+            ms: rng.below(2000) as u16,
+        };
+        vec![op, wait, Op::Restart]
+    } else {
+        vec![op]
     }
 }
 

@@ -2,9 +2,10 @@
 //! notice, stamped with the virtual time since the run started (never the wall clock), so that
 //! the same seed gives the same trace, byte for byte.
 
-use std::sync::{Arc, Mutex};
+use std::fmt::Display;
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use election_core::{ElectionState, Event, Notice};
+use election_core::{ElectionState, Event, FencingToken, Notice};
 use tokio::time::Instant;
 
 /// A trace under construction.
@@ -94,6 +95,12 @@ impl Trace {
         }
     }
 
+    /// A line leader work logged (through a [`SimLog`]), at the time it logged it.
+    pub fn work_line(&mut self, at: Instant, id: &str, text: &str) {
+        let stamp = self.stamp(at);
+        self.push(format!("{stamp}   {id} work: {text}"));
+    }
+
     /// The trace so far.
     pub fn text(&self) -> String {
         self.text.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -108,5 +115,80 @@ impl Trace {
 impl Default for Trace {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// Where leader work writes lines into a simulation's trace: each line is stamped with the
+/// virtual time it was written at and the candidate it came from, and merged with the
+/// candidates' transitions in time order. Cheap to clone; hand one to your leader work
+/// ([`Replica::log`](super::Replica::log)).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let log = election_mem::sim::SimLog::default();
+/// log.line(format_args!("wrote record {}", 7));
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct SimLog {
+    who: Arc<str>,
+    shared: Arc<Mutex<Logged>>,
+}
+
+#[derive(Default)]
+struct Logged {
+    lines: Vec<(Instant, String, String)>,
+    rejected: Vec<(String, FencingToken)>,
+}
+
+impl SimLog {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Logged> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The same log, for the candidate `who`.
+    pub(crate) fn named(&self, who: &str) -> Self {
+        Self {
+            who: who.into(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The candidate whose lines these are.
+    pub fn who(&self) -> &str {
+        &self.who
+    }
+
+    /// Writes a line into the trace, stamped with the virtual time now.
+    pub fn line(&self, text: impl Display) {
+        let line = (Instant::now(), self.who.to_string(), text.to_string());
+        self.lock().lines.push(line);
+    }
+
+    /// Takes the lines written since the last call, in the order written.
+    pub(crate) fn take(&self) -> Vec<(Instant, String, String)> {
+        std::mem::take(&mut self.lock().lines)
+    }
+
+    /// Notes a write of `who` with `token` that a fenced store rejected.
+    pub(crate) fn note_rejected(&self, token: FencingToken) {
+        let who = self.who.to_string();
+        self.lock().rejected.push((who, token));
+    }
+
+    /// The rejected writes noted so far.
+    pub(crate) fn rejected(&self) -> Vec<(String, FencingToken)> {
+        self.lock().rejected.clone()
+    }
+}
+
+impl std::fmt::Debug for SimLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimLog").field("who", &self.who).finish()
     }
 }
