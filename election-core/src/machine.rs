@@ -184,6 +184,9 @@ pub(crate) struct Machine {
     out: Vec<Action>,
     /// When the current term's work started.
     term_started: Option<Instant>,
+    /// The token of the term whose work was started last: the one a `WorkDone` is about,
+    /// whatever entry the candidate holds by the time it comes.
+    work_token: Option<FencingToken>,
     /// The back-off before rejoining after work that ended by itself; doubles while terms keep
     /// ending soon after they start.
     work_backoff: Duration,
@@ -234,6 +237,7 @@ impl Machine {
             state: ElectionState::Joining,
             out: Vec::new(),
             term_started: None,
+            work_token: None,
             work_backoff: Duration::ZERO,
             rejoin_delay: None,
             resign_asked: false,
@@ -862,6 +866,7 @@ impl Machine {
         if self.cfg.has_work {
             self.work = Work::Running;
             self.term_started = Some(now);
+            self.work_token = Some(token);
             self.out.push(Action::StartWork { token });
         }
         let reason = if matches!(self.state, ElectionState::Suspended) {
@@ -1249,7 +1254,7 @@ impl Machine {
             Work::Stopping { .. } | Work::Aborting => false,
         };
         if end == WorkEnd::Aborted {
-            if let Some(token) = token.or(self.last_token()) {
+            if let Some(token) = self.work_token {
                 warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = %token, session = %self.session, "leader work overran its grace and was aborted");
                 self.notice(now, Notice::WorkOverranGrace(token));
             }
@@ -1327,13 +1332,6 @@ impl Machine {
     fn resign_done(&mut self) {
         if std::mem::take(&mut self.resign_asked) {
             self.out.push(Action::ResignDone);
-        }
-    }
-
-    fn last_token(&self) -> Option<FencingToken> {
-        match &self.phase {
-            Phase::Holding { entry, .. } | Phase::Releasing { entry } => Some(entry.token),
-            _ => None,
         }
     }
 

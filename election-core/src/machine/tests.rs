@@ -2311,3 +2311,53 @@ fn the_generator_is_splitmix64() {
         ]
     );
 }
+
+/// An overrun is reported with the token of the term whose work it was, also when the report
+/// comes after the candidate has rejoined with a new entry (found by the simulation with
+/// process pauses: it reported the new entry's token).
+#[test]
+fn an_overrun_reported_after_rejoining_names_the_old_terms_token() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(now, Input::Session(SessionState::Expired));
+    assert!(m.take_actions().contains(&Action::AbortWork));
+    m.handle(
+        now,
+        Input::SessionOpened {
+            id: SessionId(8),
+            timeout: T,
+            state: SessionState::Connected,
+        },
+    );
+    let mk = m
+        .take_actions()
+        .iter()
+        .find_map(|a| match a {
+            Action::Create { marker } => Some(marker.clone()),
+            _ => None,
+        })
+        .expect("registers on the new session");
+    let mut again = info("again", 6, mk);
+    again.owner = SessionId(8);
+    m.handle(now, Input::Created(Ok(again)));
+    m.take_actions();
+    m.handle(
+        now,
+        Input::WorkDone {
+            end: WorkEnd::Aborted,
+            handover: false,
+        },
+    );
+    let out = m.take_actions();
+    let reported: Vec<_> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Emit(Event::Notice {
+                notice: Notice::WorkOverranGrace(t),
+                ..
+            }) => Some(*t),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reported, [FencingToken(100)], "{out:?}");
+}
