@@ -17,6 +17,7 @@ fn cfg(has_work: bool) -> MachineConfig {
         has_work,
         when_work_ends: WorkEnded::Resign,
         marker_prefix: 0xabcd,
+        compatible: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn placed(has_work: bool, ahead: u64) -> (Machine, Instant, Vec<Action>) {
         Input::Listed(Ok(Listing {
             entries,
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -107,6 +109,7 @@ fn unknown_create_is_looked_up_before_creating_again() {
     let l = Listing {
         entries: vec![entry("mine", 0, ME, mk.clone())],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now + T, Input::Listed(Ok(l)));
     assert_eq!(
@@ -146,6 +149,7 @@ fn marker_under_another_session_is_not_adopted() {
     let l = Listing {
         entries: vec![entry("old", 0, SessionId(3), mk)],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now + T, Input::Listed(Ok(l)));
     let out = m.take_actions();
@@ -165,6 +169,7 @@ fn first_in_listing_but_foreign_owner_does_not_lead() {
     let l = Listing {
         entries: vec![entry("mine", 0, SessionId(3), mk)],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now, Input::Listed(Ok(l)));
     assert!(!m.state().is_leader());
@@ -374,6 +379,7 @@ fn reconnect_reverifies_before_confirming() {
     let l = Listing {
         entries: vec![entry("mine", 0, ME, marker_of_entry())],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now + T / 3, Input::Listed(Ok(l)));
     assert!(matches!(
@@ -423,6 +429,7 @@ fn machine_with_prefix(prefix: u32) -> (Machine, Instant) {
     let now = Instant::now();
     let cfg = MachineConfig {
         marker_prefix: prefix,
+        compatible: None,
         ..cfg(false)
     };
     let mut m = Machine::new(cfg, ME, T, SessionState::Connected, now);
@@ -495,6 +502,7 @@ fn a_watch_that_keeps_failing_backs_off() {
         let l = Listing {
             entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         };
         m.handle(now, Input::Listed(Ok(l)));
         let out = m.take_actions();
@@ -682,6 +690,7 @@ fn work_that_ends_by_itself_resigns_and_rejoins_after_a_growing_backoff() {
         let l = Listing {
             entries: vec![entry("mine", round + 1, ME, marker.clone())],
             foreign: vec![],
+            contenders: vec![],
         };
         m.handle(now, Input::Listed(Ok(l)));
         assert!(m
@@ -750,6 +759,7 @@ fn orphans_of_ours_are_deleted() {
     let l = Listing {
         entries: vec![orphan, entry("mine", 1, ME, mk)],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now, Input::Listed(Ok(l)));
     // Behind our own orphan for now: delete it, and follow it meanwhile.
@@ -971,6 +981,7 @@ fn a_lookalike_predecessor_is_ignored() {
     let l = Listing {
         entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now, Input::Listed(Ok(l)));
     assert!(m.state().is_leader(), "{:?}", m.state());

@@ -251,6 +251,7 @@ impl Run {
             has_work: setup.has_work,
             when_work_ends: setup.when_work_ends,
             marker_prefix: 0x5eed,
+            compatible: None,
         };
         let now = Instant::now();
         let machine = Machine::new(cfg, SessionId(1), TIMEOUT, SessionState::Connected, now);
@@ -450,6 +451,7 @@ impl Run {
                             marker: e.marker.clone(),
                         })
                         .collect(),
+                    contenders: Vec::new(),
                     foreign: Vec::new(),
                 }))
             }

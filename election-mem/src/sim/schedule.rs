@@ -175,6 +175,23 @@ pub enum Op {
         /// Path index.
         path: u8,
     },
+    /// A client of another implementation joins an election on the same path (a migration):
+    /// an ephemeral sequential node named as Curator's `LeaderLatch` (`kind` 0), Curator's
+    /// lock (1), kazoo's lock (2) or an unknown implementation (3) names it, taking the next
+    /// sequence among ours.
+    Contender {
+        /// Path index.
+        path: u8,
+        /// Which implementation (modulo 4).
+        kind: u8,
+    },
+    /// A contender of another implementation leaves (its node is deleted).
+    ContenderLeaves {
+        /// Path index.
+        path: u8,
+        /// Contender index, in sequence order.
+        index: u8,
+    },
 }
 
 impl fmt::Display for Op {
@@ -308,6 +325,14 @@ fn op(rng: &mut SplitMix64) -> Op {
             index: rng.index(),
         },
         62 => Op::Lookalike { path: rng.index() },
+        63 => Op::Contender {
+            path: rng.index(),
+            kind: rng.index(),
+        },
+        64..=65 => Op::ContenderLeaves {
+            path: rng.index(),
+            index: rng.index(),
+        },
         _ => Op::Advance {
             ms: match rng.below(10) {
                 0..=5 => rng.below(200) as u16,
