@@ -759,31 +759,30 @@ impl Machine {
                 self.delete_queue.push_back(e.name.clone());
             }
         }
-        let lookup_failed =
-            matches!(self.phase, Phase::Registering { unknown: true, .. }) && adoptable.is_none();
-        let fresh = lookup_failed.then(|| self.next_marker());
         match &mut self.phase {
             Phase::Registering {
-                marker,
-                unknown,
+                unknown: true,
                 adopting,
-            } if *unknown => {
-                match adoptable {
-                    Some(name) => *adopting = Some(name),
-                    None => {
-                        // Not applied (as far as this listing shows): the next attempt gets a
-                        // marker of its own.
-                        if let Some(fresh) = fresh {
-                            *marker = fresh;
-                        }
+                ..
+            } => match adoptable {
+                Some(name) => *adopting = Some(name),
+                None => {
+                    // Not applied (as far as this listing shows): the next attempt gets a
+                    // marker of its own.
+                    let fresh = self.next_marker();
+                    if let Phase::Registering {
+                        marker, unknown, ..
+                    } = &mut self.phase
+                    {
+                        *marker = fresh;
                         *unknown = false;
-                        // Leaving: nothing was registered, so nothing to create only to delete.
-                        if self.goal != Goal::Run {
-                            self.after_release(now);
-                        }
+                    }
+                    // Leaving: nothing was registered, so nothing to create only to delete.
+                    if self.goal != Goal::Run {
+                        self.after_release(now);
                     }
                 }
-            }
+            },
             Phase::Holding { .. } => {
                 self.want_list = false;
                 self.place(now, &listing);
@@ -869,10 +868,10 @@ impl Machine {
                 predecessor_was_head,
             },
         };
+        // From Follower, a new state means a new position, and positions only fall while we
+        // hold one entry (new entries sort behind all existing ones): someone ahead left.
         let reason = match &self.state {
-            ElectionState::Follower { position, .. } if *position > index => {
-                Reason::PredecessorLeft
-            }
+            ElectionState::Follower { .. } => Reason::PredecessorLeft,
             ElectionState::Suspended => Reason::ContactRestored,
             _ => Reason::Joined,
         };
@@ -1122,9 +1121,9 @@ impl Machine {
                 self.release(now);
             }
             // The create under way is finished (and looked up if need be) first.
-            Phase::Registering {
-                unknown, adopting, ..
-            } if self.pending == Some(Request::Create) || *unknown || adopting.is_some() => {}
+            // (A lookup's find, `adopting`, is only ever made while `unknown`.)
+            Phase::Registering { unknown, .. }
+                if self.pending == Some(Request::Create) || *unknown => {}
             Phase::Registering { .. } | Phase::AwaitingSession => self.after_release(now),
             Phase::Releasing { .. } | Phase::Sweeping { .. } | Phase::Stopped => {}
         }
@@ -1188,11 +1187,10 @@ impl Machine {
     }
 
     /// Closes the session so that the service deletes our entries; its end (a state change)
-    /// decides what comes next, as for an expiry.
+    /// decides what comes next, as for an expiry. Called once per session at most: it answers
+    /// a delete's reply, and neither a closing session nor an ended one has a request under way
+    /// (both drop it, and `pump` sends nothing more).
     fn close_session(&mut self, now: Instant, e: &BackendError) {
-        if self.session_over || self.closing {
-            return;
-        }
         tracing::error!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, error = %e, "an entry of ours cannot be deleted: closing the session so that the service deletes it");
         self.closing = true;
         self.pending = None;
@@ -1215,10 +1213,6 @@ impl Machine {
                     | Phase::Releasing { .. }
                     | Phase::Sweeping { .. }
                     | Phase::Registering { unknown: true, .. }
-                    | Phase::Registering {
-                        adopting: Some(_),
-                        ..
-                    }
             ) || !self.delete_queue.is_empty()
                 || self.sweep_before_finish
                 || self.pending == Some(Request::Create))

@@ -1021,3 +1021,1310 @@ fn fatal_errors_stop_with_the_reason() {
     );
     assert!(m.take_actions().contains(&Action::Finished));
 }
+
+// ----- rules that mutation testing found unguarded (issue 14) ------------------------------
+
+fn transitions(out: &[Action]) -> Vec<&Transition> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Emit(Event::Transition(t)) => Some(t),
+            _ => None,
+        })
+        .collect()
+}
+
+fn has_create(out: &[Action]) -> bool {
+    out.iter().any(|a| matches!(a, Action::Create { .. }))
+}
+
+/// Answers every `List` with `listing`, and fires the timer when one is set, until the machine
+/// finishes; returns everything it asked for on the way.
+fn run_to_finish(m: &mut Machine, mut now: Instant, listing: &Listing) -> Vec<Action> {
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        let out = m.take_actions();
+        all.extend(out.iter().cloned());
+        if out.contains(&Action::Finished) {
+            return all;
+        }
+        if out.contains(&Action::List) {
+            m.handle(now, Input::Listed(Ok(listing.clone())));
+        } else {
+            now += T;
+            m.handle(now, Input::Timer);
+        }
+    }
+    panic!("never finished: {all:?}");
+}
+
+/// A stop that meets a create whose reply was lost: the lookup shows it was not applied, so
+/// the candidate stops without creating anything (the machine's `goal != Run` test after an
+/// unknown create's lookup).
+#[test]
+fn stop_during_an_unknown_create_that_was_not_applied_creates_nothing() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::Finished),
+        "stopped before the lookup: {out:?}"
+    );
+    m.handle(now + T, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0)],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    // The lookup's listing already shows nothing of ours: the stop ends at once, no create,
+    // no second listing.
+    let out = m.take_actions();
+    assert!(!has_create(&out), "created while leaving: {out:?}");
+    let out = if out.contains(&Action::Finished) {
+        out
+    } else {
+        run_to_finish(
+            &mut m,
+            now + T,
+            &Listing {
+                entries: vec![other(0)],
+                foreign: vec![],
+                contenders: vec![],
+            },
+        )
+    };
+    assert!(!has_create(&out), "created while leaving: {out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Stopped));
+}
+
+/// The same lookup for a candidate that runs on: it creates again, with a fresh marker.
+#[test]
+fn an_unknown_create_that_was_not_applied_is_sent_again_with_a_fresh_marker() {
+    let (mut m, now) = machine(false);
+    let first = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if has_create(&out) {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    let marker = out.iter().find_map(|a| match a {
+        Action::Create { marker } => Some(marker.clone()),
+        _ => None,
+    });
+    assert!(
+        marker.as_ref().is_some_and(|mk| *mk != first),
+        "no fresh create: {out:?}"
+    );
+    assert!(!matches!(m.state(), ElectionState::Stopped(_)));
+}
+
+/// S5: a stop while a create is in flight waits for its reply, then deletes what it created.
+#[test]
+fn stop_while_a_create_is_in_flight_waits_for_the_reply_then_deletes() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::Finished),
+        "stopped with a create in flight (its entry would be orphaned): {out:?}"
+    );
+    m.handle(now, Input::Created(Ok(info("mine", 0, mk))));
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    let out = deleted(&mut m, now);
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Stopped));
+}
+
+/// A stop while a failed create backs off: nothing is in flight, so it stops at once and never
+/// sends the create.
+#[test]
+fn stop_while_a_create_backs_off_stops_at_once() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::NotFound, "no parent"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!has_create(&out), "{out:?}");
+    m.handle(now + T, Input::Timer);
+    assert!(!has_create(&m.take_actions()));
+}
+
+/// A follower that stops says `Stopped`; one that resigns without rejoining says `Resigned`.
+#[test]
+fn the_last_transition_says_whether_the_candidate_stopped_or_resigned() {
+    for (input, reason, stop) in [
+        (Input::Stop, Reason::Stopped, StopReason::Stopped),
+        (
+            Input::Resign { rejoin: false },
+            Reason::Resigned,
+            StopReason::Resigned,
+        ),
+    ] {
+        let (mut m, now, _) = placed(false, 1);
+        m.handle(now, input);
+        let mut out = m.take_actions();
+        if !out.contains(&Action::Finished) {
+            out.extend(deleted(&mut m, now));
+        }
+        let t = *transitions(&out).last().expect("a transition");
+        assert_eq!(t.to, ElectionState::Stopped(stop));
+        assert_eq!(t.reason, reason);
+    }
+}
+
+/// A follower registered through the lookup of a create whose reply was lost: its stop must
+/// sweep, since a late copy of that create may still land.
+fn placed_after_an_unknown_create() -> (Machine, Instant) {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+    let listing = Listing {
+        entries: vec![other(0), entry("mine", 1, ME, mk.clone())],
+        foreign: vec![],
+        contenders: vec![],
+    };
+    m.handle(now + T, Input::Listed(Ok(listing.clone())));
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 1, mk))),
+        },
+    );
+    m.take_actions();
+    m.handle(now + T, Input::Listed(Ok(listing)));
+    m.take_actions();
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        m.state()
+    );
+    (m, now + T)
+}
+
+/// The sweep a stop runs after an unknown create deletes every entry of ours it lists, then
+/// finishes as soon as the last delete is answered (not at the stop's deadline).
+#[test]
+fn the_sweep_before_stopping_deletes_our_entries_then_finishes_at_once() {
+    let (mut m, now) = placed_after_an_unknown_create();
+    m.handle(now, Input::Stop);
+    assert!(m.take_actions().contains(&Action::Delete {
+        name: "mine".into()
+    }));
+    let out = deleted(&mut m, now);
+    assert!(
+        !out.contains(&Action::Finished),
+        "finished without sweeping: {out:?}"
+    );
+    assert!(out.contains(&Action::List), "{out:?}");
+    // The lost create's late twin, under our prefix and session, is listed.
+    let late = Marker::from_bits((0xabcd_u64 << 32) | 99);
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("late", 5, ME, late)],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "late".into()
+        }),
+        "{out:?}"
+    );
+    m.handle(
+        now,
+        Input::Deleted {
+            name: "late".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Stopped));
+}
+
+/// A sweep whose listing shows nothing of ours finishes on that listing.
+#[test]
+fn a_sweep_that_finds_nothing_finishes_on_its_listing() {
+    let (mut m, now) = placed_after_an_unknown_create();
+    m.handle(now, Input::Stop);
+    m.take_actions();
+    assert!(deleted(&mut m, now).contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0)],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    assert!(m.take_actions().contains(&Action::Finished));
+}
+
+/// Finishing aborts leader work that is still running, and only then.
+#[test]
+fn finishing_aborts_running_work_and_only_running_work() {
+    // A leader whose backend refuses for good: its work is aborted as it stops.
+    let (mut m, now, out) = placed(true, 0);
+    assert!(out.iter().any(|a| matches!(a, Action::StartWork { .. })));
+    m.handle(now, Input::Resign { rejoin: false });
+    m.take_actions();
+    m.handle(now + T * 2, Input::Timer);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(out.contains(&Action::AbortWork), "{out:?}");
+    // A follower has none to abort.
+    let (mut m, now, _) = placed(true, 1);
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let mut out = m.take_actions();
+    if !out.contains(&Action::Finished) {
+        out.extend(deleted(&mut m, now));
+    }
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::AbortWork), "{out:?}");
+}
+
+/// A follower that moves up the queue says why: its predecessor left.
+#[test]
+fn moving_up_the_queue_is_reported_as_predecessor_left() {
+    let (mut m, now, _) = placed(false, 2);
+    assert!(matches!(
+        m.state(),
+        ElectionState::Follower { position: 2, .. }
+    ));
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o1".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 2, ME, marker_of_entry())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    let t = *transitions(&out).last().expect("a transition");
+    assert!(
+        matches!(t.to, ElectionState::Follower { position: 1, .. }),
+        "{t:?}"
+    );
+    assert_eq!(t.reason, Reason::PredecessorLeft);
+}
+
+/// The record of `o{seq}`, owned by `other`'s session, as a read returns it.
+fn other_info(seq: u64, id: &str) -> EntryInfo {
+    EntryInfo {
+        name: format!("o{seq}"),
+        sequence: seq,
+        owner: SessionId(99),
+        marker: Marker::from_bits(seq),
+        token: FencingToken(100 + seq),
+        data: crate::record::CandidateRecord {
+            id: id.into(),
+            payload: b"10.0.0.9".to_vec(),
+        }
+        .encode(),
+    }
+}
+
+fn read_head(m: &mut Machine, now: Instant, result: Result<Option<EntryInfo>, BackendError>) {
+    m.handle(
+        now,
+        Input::Read {
+            name: "o0".into(),
+            result,
+        },
+    );
+}
+
+fn reads(out: &[Action]) -> usize {
+    out.iter()
+        .filter(|a| matches!(a, Action::Read { .. }))
+        .count()
+}
+
+/// A follower reads the head's record and reports who leads, once.
+#[test]
+fn the_heads_record_tells_who_leads() {
+    let (mut m, now, out) = placed(false, 2);
+    assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+    read_head(&mut m, now, Ok(Some(other_info(0, "alpha"))));
+    let out = m.take_actions();
+    let t = *transitions(&out).last().expect("a transition");
+    assert_eq!(t.reason, Reason::LeaderKnown);
+    let ElectionState::Follower {
+        position: 2,
+        leader: Some(leader),
+    } = m.state()
+    else {
+        panic!("{:?}", m.state());
+    };
+    assert_eq!(leader.id, "alpha");
+    assert_eq!(&*leader.payload, b"10.0.0.9");
+    assert_eq!(leader.token, FencingToken(100));
+    assert_eq!(leader.session, SessionId(99));
+    // Read once: nothing asks for it again.
+    assert_eq!(reads(&out), 0, "{out:?}");
+    m.handle(now + T, Input::Timer);
+    assert_eq!(reads(&m.take_actions()), 0);
+}
+
+/// The head's record under a session other than the one the listing showed is a look-alike's.
+#[test]
+fn a_head_record_under_another_session_is_not_the_leader() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    let mut moved = other_info(0, "alpha");
+    moved.owner = SessionId(55);
+    read_head(&mut m, now, Ok(Some(moved)));
+    assert!(
+        matches!(m.state(), ElectionState::Follower { leader: None, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
+/// A read of a record that is no longer the head's (the head changed meanwhile) informs
+/// nothing.
+#[test]
+fn a_record_read_after_the_head_moved_on_is_not_reported() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    m.head = Some("o1".into());
+    read_head(&mut m, now, Ok(Some(other_info(0, "alpha"))));
+    assert!(
+        matches!(m.state(), ElectionState::Follower { leader: None, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
+/// A head read that fails for a passing reason is retried; one that is refused or finds the
+/// head gone is not asked again.
+#[test]
+fn head_reads_retry_passing_failures_only() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    read_head(
+        &mut m,
+        now,
+        Err(BackendError::new(ErrorKind::OutcomeUnknown, "timeout")),
+    );
+    let out = m.take_actions();
+    assert!(
+        out.iter().any(|a| matches!(
+            a,
+            Action::Emit(Event::Notice {
+                notice: Notice::Retrying(_),
+                ..
+            })
+        )),
+        "{out:?}"
+    );
+    let at = m.retry_at.expect("a retry");
+    m.handle(at, Input::Timer);
+    assert!(m
+        .take_actions()
+        .contains(&Action::Read { name: "o0".into() }));
+
+    for result in [
+        Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+        Ok(None),
+    ] {
+        let (mut m, now, _) = placed(false, 2);
+        m.take_actions();
+        read_head(&mut m, now, result);
+        let out = m.take_actions();
+        assert_eq!(reads(&out), 0, "{out:?}");
+        assert!(m.retry_at.is_none());
+        m.handle(now + T, Input::Timer);
+        assert_eq!(reads(&m.take_actions()), 0);
+    }
+}
+
+/// The hand-over's confirming read of our own entry, answered after contact was lost: no
+/// claim until contact is back (S2).
+#[test]
+fn a_claim_read_answered_while_disconnected_does_not_lead() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::Read {
+        name: "mine".into()
+    }));
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(
+        now,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 1, marker_of_entry()))),
+        },
+    );
+    assert!(!m.state().is_leader(), "{:?}", m.state());
+    // Nor does it ask the service anything while out of contact.
+    let out = m.take_actions();
+    assert!(
+        !out.iter()
+            .any(|a| matches!(a, Action::Read { .. } | Action::List)),
+        "{out:?}"
+    );
+    // Back in contact, it verifies before it claims.
+    m.handle(now, Input::Session(SessionState::Connected));
+    assert!(!m.state().is_leader());
+    let out = m.take_actions();
+    assert!(
+        out.iter()
+            .any(|a| matches!(a, Action::Read { .. } | Action::List)),
+        "{out:?}"
+    );
+}
+
+/// S3: the confirming read shows our entry under another session: not ours, never claimed.
+#[test]
+fn a_claim_read_of_an_entry_another_session_owns_does_not_lead() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    m.take_actions();
+    let mut theirs = info("mine", 1, marker_of_entry());
+    theirs.owner = SessionId(5);
+    m.handle(
+        now,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(theirs)),
+        },
+    );
+    assert!(!m.state().is_leader(), "{:?}", m.state());
+    assert!(has_create(&m.take_actions()));
+}
+
+/// S5: the lookup's read shows the entry under another session: not adopted; a fresh create.
+#[test]
+fn a_lookup_read_of_an_entry_another_session_owns_is_not_adopted() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("mine", 0, ME, mk.clone())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    m.take_actions();
+    let mut theirs = info("mine", 0, mk);
+    theirs.owner = SessionId(5);
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(theirs)),
+        },
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if has_create(&out) {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    assert!(has_create(&out), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::WatchOwn { .. })));
+}
+
+/// Without rejoin on expiry, a session's end stops the candidate.
+#[test]
+fn without_rejoin_on_expiry_a_session_end_stops() {
+    let now = Instant::now();
+    let mut m = Machine::new(
+        MachineConfig {
+            rejoin_on_expiry: false,
+            ..cfg(false)
+        },
+        ME,
+        T,
+        SessionState::Connected,
+        now,
+    );
+    m.take_actions();
+    m.handle(now, Input::Session(SessionState::Expired));
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::OpenSession), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::SessionEnded));
+}
+
+/// A resignation whose delete meets the session's end is complete (the entry went with the
+/// session); the candidate rejoins (or stops, without rejoin on expiry). A session that ends
+/// while nobody resigned completes no resignation.
+#[test]
+fn a_session_end_completes_a_resignation_under_way_and_only_then() {
+    for rejoin_on_expiry in [true, false] {
+        let now = Instant::now();
+        let mut m = Machine::new(
+            MachineConfig {
+                rejoin_on_expiry,
+                ..cfg(false)
+            },
+            ME,
+            T,
+            SessionState::Connected,
+            now,
+        );
+        let mk = marker_of(&m);
+        m.handle(now, Input::Created(Ok(info("mine", 0, mk.clone()))));
+        m.handle(
+            now,
+            Input::Listed(Ok(Listing {
+                entries: vec![entry("mine", 0, ME, mk)],
+                foreign: vec![],
+                contenders: vec![],
+            })),
+        );
+        assert!(m.state().is_leader());
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: true });
+        assert!(m.take_actions().contains(&Action::Delete {
+            name: "mine".into()
+        }));
+        m.handle(now, Input::Session(SessionState::Expired));
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::ResignDone),
+            "rejoin_on_expiry {rejoin_on_expiry}: {out:?}"
+        );
+        assert_eq!(out.contains(&Action::OpenSession), rejoin_on_expiry);
+    }
+    // Nobody resigned: no resignation to complete.
+    for rejoin_on_expiry in [true, false] {
+        let now = Instant::now();
+        let mut m = Machine::new(
+            MachineConfig {
+                rejoin_on_expiry,
+                ..cfg(false)
+            },
+            ME,
+            T,
+            SessionState::Connected,
+            now,
+        );
+        m.take_actions();
+        m.handle(now, Input::Session(SessionState::Expired));
+        assert!(!m.take_actions().contains(&Action::ResignDone));
+    }
+}
+
+/// A head read still under way when our entry is lost is no lookup: even an entry of our own
+/// session (another candidate of this client on the same path) is never adopted by it.
+#[test]
+fn a_head_read_answered_after_our_entry_was_lost_adopts_nothing() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+    m.handle(
+        now,
+        Input::OwnGone {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    m.take_actions();
+    let mut sibling = other_info(0, "sibling");
+    sibling.owner = ME;
+    read_head(&mut m, now, Ok(Some(sibling)));
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::WatchOwn { name: "o0".into() }),
+        "{out:?}"
+    );
+    assert!(
+        matches!(m.phase, Phase::Registering { .. }),
+        "{:?}",
+        m.phase
+    );
+}
+
+fn foreign_notices(out: &[Action]) -> Vec<Vec<String>> {
+    out.iter()
+        .filter_map(|a| match a {
+            Action::Emit(Event::Notice {
+                notice: Notice::ForeignEntries(names),
+                ..
+            }) => Some(names.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Foreign nodes are reported when they change, not on every listing, and an empty set is
+/// not news.
+#[test]
+fn foreign_nodes_are_reported_once_per_change() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(foreign_notices(&out).is_empty(), "{out:?}");
+    let listing = |foreign: &[&str]| Listing {
+        entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+        foreign: foreign.iter().map(|s| s.to_string()).collect(),
+        contenders: vec![],
+    };
+    let relist = |m: &mut Machine, foreign: &[&str]| {
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "watch lost")),
+            },
+        );
+        let at = m.retry_at.unwrap_or(now);
+        m.handle(at, Input::Timer);
+        m.take_actions();
+        m.handle(at, Input::Listed(Ok(listing(foreign))));
+        foreign_notices(&m.take_actions())
+    };
+    assert_eq!(
+        relist(&mut m, &["config"]),
+        vec![vec!["config".to_string()]]
+    );
+    assert!(relist(&mut m, &["config"]).is_empty());
+    assert!(relist(&mut m, &[]).is_empty());
+    assert_eq!(relist(&mut m, &["lock"]), vec![vec!["lock".to_string()]]);
+}
+
+/// A look-alike is remembered only while listings still show it.
+#[test]
+fn lookalikes_are_forgotten_once_gone() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
+    m.take_actions();
+    let mine = entry("mine", 1, ME, marker_of_entry());
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), mine.clone()],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    assert!(m.state().is_leader());
+    assert!(m.lookalikes.contains("o0"));
+    m.handle(now, Input::Resign { rejoin: true });
+    m.take_actions();
+    deleted(&mut m, now);
+    let mk = match m.take_actions().iter().find_map(|a| match a {
+        Action::Create { marker } => Some(marker.clone()),
+        _ => None,
+    }) {
+        Some(mk) => mk,
+        None => marker_of(&m),
+    };
+    m.handle(now, Input::Created(Ok(info("again", 2, mk.clone()))));
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("again", 2, ME, mk)],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    assert!(m.lookalikes.is_empty(), "{:?}", m.lookalikes);
+}
+
+/// A follower out of contact is suspended; back in contact, its listing restores it with the
+/// reason said.
+#[test]
+fn a_suspended_follower_is_restored_by_its_listing() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    m.handle(now, Input::Session(SessionState::Connected));
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    let t = *transitions(&out).last().expect("a transition");
+    assert!(
+        matches!(t.to, ElectionState::Follower { position: 1, .. }),
+        "{t:?}"
+    );
+    assert_eq!(t.reason, Reason::ContactRestored);
+}
+
+/// A leader that stepped down at its deadline leads again once back in contact: a new start
+/// of its work (the old term's work was ended), reason ContactRestored.
+#[test]
+fn a_leader_that_stepped_down_reclaims_with_new_work_after_contact_returns() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    assert_eq!(m.state(), &ElectionState::Suspended);
+    assert!(m.take_actions().contains(&Action::CancelWork));
+    m.handle(
+        now + T,
+        Input::WorkDone {
+            end: WorkEnd::Returned,
+            handover: false,
+        },
+    );
+    m.handle(now + T, Input::Session(SessionState::Connected));
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("mine", 0, ME, marker_of_entry())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        out.iter().any(|a| matches!(a, Action::StartWork { .. })),
+        "leading again without work: {out:?}"
+    );
+    let t = *transitions(&out).last().expect("a transition");
+    assert!(t.to.is_leader());
+    assert_eq!(t.reason, Reason::ContactRestored);
+}
+
+/// A look-alike found behind the head leaves what we know of the leader alone.
+#[test]
+fn a_lookalike_behind_the_head_keeps_the_known_leader() {
+    let (mut m, now, _) = placed(false, 2);
+    m.take_actions();
+    read_head(&mut m, now, Ok(Some(other_info(0, "alpha"))));
+    m.take_actions();
+    m.handle(now, Input::PredecessorNotAnEntry { name: "o1".into() });
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), other(1), entry("mine", 2, ME, marker_of_entry())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, leader: Some(l) } if l.id == "alpha"),
+        "{:?}",
+        m.state()
+    );
+    assert_eq!(reads(&out), 0, "{out:?}");
+}
+
+/// A look-alike head found by its watch is not read again.
+#[test]
+fn a_lookalike_head_is_not_read() {
+    let (mut m, now, out) = placed(false, 1);
+    assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
+    m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
+    m.take_actions();
+    // The read under way answers late; nothing asks for the look-alike again.
+    read_head(&mut m, now, Ok(Some(other_info(0, "ghost"))));
+    let mut out = m.take_actions();
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    out.extend(m.take_actions());
+    assert!(m.state().is_leader(), "{:?}", m.state());
+    m.handle(now + T, Input::Timer);
+    out.extend(m.take_actions());
+    assert!(
+        !out.contains(&Action::Read { name: "o0".into() }),
+        "{out:?}"
+    );
+}
+
+fn closes_session(out: &[Action]) -> bool {
+    out.contains(&Action::CloseSession)
+}
+
+/// A resignation that meets a create whose reply was lost looks it up before creating again:
+/// it never has two entries at once.
+#[test]
+fn a_resignation_during_an_unknown_create_looks_it_up_before_creating_again() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    assert!(!has_create(&m.take_actions()));
+    m.handle(now + T, Input::Timer);
+    let out = m.take_actions();
+    assert!(!has_create(&out), "created before the lookup: {out:?}");
+    assert!(out.contains(&Action::List), "{out:?}");
+    // It was applied: adopted, then released (deleted) before anything else.
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("mine", 0, ME, mk.clone())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "mine".into(),
+            result: Ok(Some(info("mine", 0, mk))),
+        },
+    );
+    let out = m.take_actions();
+    assert!(!has_create(&out), "{out:?}");
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+}
+
+/// A refusal that stops a candidate holding nothing closes nothing; one that stops a candidate
+/// which may hold an entry (a create of unknown outcome earlier) closes the session, whose end
+/// deletes it.
+#[test]
+fn a_refusal_closes_the_session_only_when_an_entry_may_be_held() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!closes_session(&out), "{out:?}");
+
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if has_create(&out) {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    assert!(has_create(&out), "{out:?}");
+    // The lost create may still land (a late copy): refused now, the session is closed.
+    m.handle(
+        now + T * 6,
+        Input::Created(Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth"))),
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(closes_session(&out), "{out:?}");
+}
+
+/// A stop that cannot finish in time leaves a sweep to the client only if an entry may exist:
+/// a create still in flight may land.
+#[test]
+fn a_stop_past_its_deadline_sweeps_later_only_if_an_entry_may_exist() {
+    // A create in flight when the stop's deadline passes.
+    let (mut m, now) = machine(false);
+    m.handle(now, Input::Stop);
+    m.take_actions();
+    m.handle(now + T + Duration::from_secs(1), Input::Timer);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(out.contains(&Action::SweepLater), "{out:?}");
+    // Nothing in flight, nothing held: nothing to sweep (it stops at once).
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::NotFound, "no parent"))),
+    );
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::SweepLater), "{out:?}");
+}
+
+/// A resignation that ends the candidate completes (ResignDone); a stop completes none.
+#[test]
+fn only_a_resignation_reports_resign_done() {
+    for (input, done) in [
+        (Input::Resign { rejoin: false }, true),
+        (Input::Stop, false),
+    ] {
+        let (mut m, now, _) = placed(false, 1);
+        m.take_actions();
+        m.handle(now, input);
+        let mut out = m.take_actions();
+        out.extend(deleted(&mut m, now));
+        assert!(out.contains(&Action::Finished), "{out:?}");
+        assert_eq!(out.contains(&Action::ResignDone), done, "{out:?}");
+    }
+}
+
+/// Work that overruns its grace is reported; work that ends in time is not.
+#[test]
+fn only_work_that_overran_its_grace_is_reported() {
+    let overran = |out: &[Action]| {
+        out.iter().any(|a| {
+            matches!(
+                a,
+                Action::Emit(Event::Notice {
+                    notice: Notice::WorkOverranGrace(FencingToken(100)),
+                    ..
+                })
+            )
+        })
+    };
+    for (end, reported) in [(WorkEnd::Aborted, true), (WorkEnd::Returned, false)] {
+        let (mut m, now, _) = placed(true, 0);
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: true });
+        m.take_actions();
+        m.handle(
+            now,
+            Input::WorkDone {
+                end: end.clone(),
+                handover: false,
+            },
+        );
+        assert_eq!(overran(&m.take_actions()), reported, "{end:?}");
+    }
+}
+
+/// Another candidate of the same client on the same path (same session, another marker
+/// prefix) is no orphan of ours: never deleted.
+#[test]
+fn a_sibling_candidates_entry_on_our_session_is_not_an_orphan() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(info("mine", 1, mk.clone()))));
+    m.take_actions();
+    let sibling = entry("sibling", 0, ME, Marker::from_bits((0x1234_u64 << 32) | 1));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![sibling, entry("mine", 1, ME, mk)],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let out = m.take_actions();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Delete { .. })),
+        "{out:?}"
+    );
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
+/// A success resets the back-off of its kind of call: the next failure waits the floor again.
+#[test]
+fn a_success_resets_the_back_off() {
+    let (mut m, mut now, _) = placed(false, 1);
+    m.take_actions();
+    let floor = T / 50;
+    // The predecessor's watch fails: re-listed after a back-off.
+    let watch_fails = |m: &mut Machine, now: &mut Instant| {
+        m.handle(
+            *now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "watch lost")),
+            },
+        );
+        m.take_actions();
+        *now = m.retry_at.unwrap_or(*now);
+        m.handle(*now, Input::Timer);
+        assert!(m.take_actions().contains(&Action::List));
+    };
+    // The listing fails: the delay before the next, which is then sent.
+    let list_fails = |m: &mut Machine, now: &mut Instant| {
+        m.handle(
+            *now,
+            Input::Listed(Err(BackendError::new(ErrorKind::OutcomeUnknown, "timeout"))),
+        );
+        m.take_actions();
+        let d = retry_delay(m, *now);
+        *now = m.retry_at.unwrap();
+        m.handle(*now, Input::Timer);
+        assert!(m.take_actions().contains(&Action::List));
+        d
+    };
+    watch_fails(&mut m, &mut now);
+    let delays: Vec<_> = (0..4).map(|_| list_fails(&mut m, &mut now)).collect();
+    assert!(delays[3] > floor, "no back-off: {delays:?}");
+    // A listing that succeeds resets the listing's back-off.
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    assert!(m
+        .take_actions()
+        .contains(&Action::WatchPredecessor { name: "o0".into() }));
+    watch_fails(&mut m, &mut now);
+    let d = list_fails(&mut m, &mut now);
+    assert!(d <= floor, "not reset: {d:?} after {delays:?}");
+}
+
+/// After a lookup that finds a late copy of an older attempt (an orphan) and not the current
+/// one, the orphan is deleted before the next create is sent.
+#[test]
+fn orphans_are_deleted_before_creating_again() {
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    let older = Marker::from_bits((0xabcd_u64 << 32) | 99);
+    m.handle(
+        now + T,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("late", 0, ME, older)],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    let mut out = m.take_actions();
+    for i in 2..6 {
+        if out
+            .iter()
+            .any(|a| matches!(a, Action::Delete { .. } | Action::Create { .. }))
+        {
+            break;
+        }
+        m.handle(now + T * i, Input::Timer);
+        out = m.take_actions();
+    }
+    assert!(
+        out.contains(&Action::Delete {
+            name: "late".into()
+        }),
+        "{out:?}"
+    );
+    assert!(
+        !has_create(&out),
+        "created before the orphan was deleted: {out:?}"
+    );
+    m.handle(
+        now + T * 6,
+        Input::Deleted {
+            name: "late".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(has_create(&m.take_actions()));
+}
+
+/// A stop's deadline ends the candidate with the reason it was asked to stop for.
+#[test]
+fn a_stop_deadline_keeps_the_reason_of_the_stop() {
+    let (mut m, now, _) = placed(false, 1);
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(now, Input::Resign { rejoin: false });
+    m.handle(now + T + Duration::from_secs(1), Input::Timer);
+    assert!(m.take_actions().contains(&Action::Finished));
+    assert_eq!(m.state(), &ElectionState::Stopped(StopReason::Resigned));
+}
+
+/// A stop whose session is being closed (a refused delete) leaves nothing to sweep when its
+/// deadline passes: the session's end deletes the entry.
+#[test]
+fn a_stop_deadline_while_the_session_closes_sweeps_nothing() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Stop);
+    assert!(m.take_actions().contains(&Action::Delete {
+        name: "mine".into()
+    }));
+    m.handle(
+        now,
+        Input::Deleted {
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::CloseSession));
+    m.handle(now + T + Duration::from_secs(1), Input::Timer);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!out.contains(&Action::SweepLater), "{out:?}");
+}
+
+/// S4: the hand-over's confirming read waits until the last term's work has ended.
+#[test]
+fn the_confirming_read_waits_for_the_last_terms_work() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::OwnGone {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::CancelWork), "{out:?}");
+    let mk = out
+        .iter()
+        .find_map(|a| match a {
+            Action::Create { marker } => Some(marker.clone()),
+            _ => None,
+        })
+        .expect("registers again");
+    m.handle(now, Input::Created(Ok(info("again", 5, mk.clone()))));
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![other(3), entry("again", 5, ME, mk)],
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o3".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        !out.contains(&Action::Read {
+            name: "again".into()
+        }),
+        "read before the old work ended: {out:?}"
+    );
+    m.handle(
+        now,
+        Input::WorkDone {
+            end: WorkEnd::Returned,
+            handover: false,
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Read {
+            name: "again".into()
+        }),
+        "{out:?}"
+    );
+}
