@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The test command: installs what the tests need (ZooKeeper, protoc and etcd, from Debian's
-# packages) when it is missing, then checks formatting, lints, docs, and runs every test of the
+# The test command: installs what the tests need (ZooKeeper, Curator, kazoo, protoc and etcd,
+# from Debian's packages) when it is missing, then checks formatting, lints, docs, and runs every test of the
 # workspace, including the ones against real ZooKeeper servers and etcd members that the harness
 # starts itself.
 set -euo pipefail
@@ -12,6 +12,20 @@ if [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v java >/dev/null 2>&1; 
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq zookeeper >/dev/null
+fi
+
+# The mixed-fleet tests (tests/tests/zk_mixed_fleet.rs) run stock Curator and kazoo peers:
+# Debian's Curator 5.4 jars (compiled against with javac) and python3-kazoo, run with Debian's
+# /usr/bin/python3 (a pyenv python3 on PATH does not see it).
+if [ ! -f /usr/share/java/curator-recipes.jar ] || ! command -v javac >/dev/null 2>&1 \
+    || ! /usr/bin/python3 -c "import kazoo" >/dev/null 2>&1; then
+  echo "== Curator, javac or kazoo is not installed: installing Debian's packages"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq default-jdk-headless \
+    libcurator-framework-java libcurator-recipes-java libcurator-client-java python3-kazoo \
+    >/dev/null
 fi
 
 # etcd-client's build script compiles etcd's protobufs with protoc.

@@ -96,10 +96,14 @@ pub trait BackendSession: Send + Sync + 'static {
         data: &[u8],
     ) -> Result<EntryInfo, BackendError>;
 
-    /// Lists the election entries in `dir`, ordered by `sequence`, with the names of children that
-    /// are not election entries (foreign nodes) apart. A missing `dir` is an empty listing.
+    /// Lists the election entries in `dir`, ordered by `sequence`, with the contenders of other
+    /// implementations (foreign children that carry the service's order: on ZooKeeper a
+    /// sequence suffix, on etcd a lease) apart, and the names of every other child (foreign
+    /// nodes) apart. A missing `dir` is an empty listing.
     ///
-    /// One request to the service, whatever the number of entries.
+    /// One request to the service, whatever the number of entries, plus (where the service does
+    /// not list data, as ZooKeeper) one read per foreign contender: their data and owner are in
+    /// the listing. A contender gone between the two is left out.
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError>;
 
     /// Like [`list`](Self::list), and arms a one-shot notification that fires on the next change
@@ -291,12 +295,38 @@ pub struct ListedEntry {
     pub marker: Marker,
 }
 
+/// A contender of another election implementation (Curator, kazoo, ...) as a listing reports
+/// it: a foreign child that the service orders among our entries. On ZooKeeper, a child whose
+/// name ends in a ZooKeeper sequence ([`zookeeper_sequence`](crate::foreign::zookeeper_sequence));
+/// on etcd, a key attached to a lease. Which implementation it is, and what to do with it, the
+/// election machine decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListedContender {
+    /// The child's name.
+    pub name: String,
+    /// Its place in the directory's order, comparable with [`ListedEntry::sequence`]
+    /// (ZooKeeper: the sequence suffix, from the parent's counter shared by every client;
+    /// etcd: the key's create revision).
+    pub sequence: u64,
+    /// The session that owns it, as the service records it (ZooKeeper's `ephemeralOwner`, etcd's
+    /// lease); `SessionId(0)` for a persistent node, which never goes away by itself.
+    pub owner: SessionId,
+    /// Its creation's place in the service's history (ZooKeeper's `czxid`, etcd's create
+    /// revision): the token its term has.
+    pub token: FencingToken,
+    /// Its data as stored (Curator and kazoo write their id as UTF-8).
+    pub data: Vec<u8>,
+}
+
 /// The entries of an election directory, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Listing {
     /// Election entries, ascending by `sequence`.
     pub entries: Vec<ListedEntry>,
-    /// Names of children that are not election entries: ignored, never counted as candidates.
+    /// Contenders of other implementations, ascending by `sequence`.
+    pub contenders: Vec<ListedContender>,
+    /// Names of children that are neither election entries nor contenders: ignored, never
+    /// counted as candidates.
     pub foreign: Vec<String>,
 }
 

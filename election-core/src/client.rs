@@ -157,6 +157,7 @@ impl Client {
             has_work: config.work.is_some(),
             when_work_ends: config.when_work_ends,
             marker_prefix: self.session.next_random() as u32,
+            compatible: None,
         };
         // One receiver, read and kept: the driver goes on from this very value, so a change
         // published after it (an expiry) is one the driver still sees.
@@ -237,8 +238,13 @@ impl Client {
         for _ in 0..8 {
             let attempt = async {
                 let listing = session.list(path).await?;
-                let Some(head) = listing.entries.first() else {
-                    return Ok(Some(None));
+                let head = match crate::foreign::queue(&listing, None).first() {
+                    None => return Ok(Some(None)),
+                    // A contender of another implementation leads (a migration under way).
+                    Some(crate::foreign::Slot::Foreign(c, kind)) => {
+                        return Ok(Some(Some(crate::foreign::leader_of(c, *kind))))
+                    }
+                    Some(crate::foreign::Slot::Ours(head)) => (*head).clone(),
                 };
                 let Some(info) = session.read(path, &head.name).await? else {
                     return Ok(None);
@@ -246,6 +252,7 @@ impl Client {
                 match CandidateRecord::decode(&info.data) {
                     Ok(record) => Ok(Some(Some(LeaderInfo {
                         id: record.id,
+                        implementation: crate::Implementation::Election,
                         payload: record.payload.into(),
                         token: info.token,
                         session: info.owner,
@@ -277,7 +284,9 @@ impl Client {
         .into())
     }
 
-    /// The participants of `path` in queue order (one listing, one read per participant). A
+    /// The participants of `path` in queue order (one listing, one read per participant of ours;
+    /// contenders of other implementations come with the listing, and those that do not order
+    /// our entries are first, as candidates of ours queue them). A
     /// session that ended is replaced first; fails with [`ElectionError::ClientClosed`] once
     /// closed.
     pub async fn participants(
@@ -289,13 +298,29 @@ impl Client {
         loop {
             let attempt = async {
                 let listing = session.list(path).await?;
-                let mut out = Vec::with_capacity(listing.entries.len());
-                for entry in &listing.entries {
+                let queue = crate::foreign::queue(&listing, None);
+                let mut out = Vec::with_capacity(queue.len());
+                for slot in queue {
+                    let entry = match slot {
+                        crate::foreign::Slot::Ours(entry) => entry,
+                        // A contender of another implementation: the listing has its data.
+                        crate::foreign::Slot::Foreign(c, kind) => {
+                            out.push(Participant {
+                                id: crate::foreign::foreign_id(&c.data),
+                                implementation: kind,
+                                payload: c.data.clone(),
+                                token: c.token,
+                                session: c.owner,
+                            });
+                            continue;
+                        }
+                    };
                     // An entry that left meanwhile is simply no longer a participant.
                     if let Some(info) = session.read(path, &entry.name).await? {
                         if let Ok(record) = CandidateRecord::decode(&info.data) {
                             out.push(Participant {
                                 id: record.id,
+                                implementation: crate::Implementation::Election,
                                 payload: record.payload,
                                 token: info.token,
                                 session: info.owner,

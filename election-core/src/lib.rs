@@ -39,6 +39,7 @@ pub mod clock;
 mod config;
 mod driver;
 mod error;
+pub mod foreign;
 mod limits;
 mod machine;
 pub mod metrics;
@@ -56,8 +57,8 @@ mod term;
 pub mod testing;
 
 pub use backend::{
-    BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedEntry, Listing, Marker,
-    Notification, SessionId, SessionState, Watch,
+    BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedContender, ListedEntry,
+    Listing, Marker, Notification, SessionId, SessionState, Watch,
 };
 pub use candidate::{Candidate, EVENTS_CAPACITY};
 pub use client::{Client, ClientBuilder};
@@ -65,12 +66,13 @@ pub use config::{
     CandidateBuilder, CandidateConfig, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,
 };
 pub use error::{BackendError, ConfigError, ElectionError, ErrorKind};
+pub use foreign::Implementation;
 pub use limits::{MAX_ID_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT};
 pub use observer::Observer;
 pub use path::{ElectionPath, MAX_PATH_LEN};
 pub use record::CandidateRecord;
 pub use state::{
-    Contact, ElectionState, Event, LeaderInfo, LeaderView, Notice, Participant, Reason, StopReason,
-    Transition,
+    Contact, ElectionState, Event, ForeignContender, LeaderInfo, LeaderView, Notice, Participant,
+    Reason, StopReason, Transition,
 };
 pub use term::{Term, WorkEnded, WorkResult};

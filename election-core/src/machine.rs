@@ -31,12 +31,16 @@ use tracing::{debug, info, warn};
 
 use crate::backend::{EntryInfo, FencingToken, Listing, Marker, SessionId, SessionState};
 use crate::error::{BackendError, ErrorKind};
+use crate::foreign;
 use crate::record::CandidateRecord;
 use crate::state::{
-    Contact, ElectionState, Event, LeaderInfo, Notice, Reason, StopReason, Transition,
+    Contact, ElectionState, Event, ForeignContender, LeaderInfo, Notice, Reason, StopReason,
+    Transition,
 };
 use crate::term::WorkEnded;
 
+#[cfg(test)]
+mod foreign_tests;
 mod protocol;
 #[cfg(test)]
 mod tests;
@@ -168,6 +172,11 @@ pub(crate) struct Machine {
     head: Option<String>,
     leader: Option<LeaderInfo>,
     foreign: Vec<String>,
+    /// The foreign contenders of our last listing, as last reported.
+    contenders: Vec<ForeignContender>,
+    /// A contender of another implementation was seen on the path: no claim on a notification
+    /// alone from then on (one may have come ahead of us since our last listing).
+    seen_contenders: bool,
     /// Nodes named like entries that are no live session's (persistent or ownerless): left out
     /// of every listing, as foreign nodes are.
     lookalikes: std::collections::BTreeSet<String>,
@@ -230,6 +239,8 @@ impl Machine {
             head: None,
             leader: None,
             foreign: Vec::new(),
+            contenders: Vec::new(),
+            seen_contenders: false,
             lookalikes: Default::default(),
             head_owner: None,
             sweep_before_finish: false,
@@ -635,6 +646,7 @@ impl Machine {
                     Ok(record) => {
                         self.leader = Some(LeaderInfo {
                             id: record.id,
+                            implementation: foreign::Implementation::Election,
                             payload: record.payload.into(),
                             token: info.token,
                             session: info.owner,
@@ -687,11 +699,34 @@ impl Machine {
         };
         self.reset_backoff(Op::List);
         // Look-alikes found earlier are no candidates; forget those that are gone.
-        self.lookalikes
-            .retain(|name| listing.entries.iter().any(|e| e.name == *name));
+        self.lookalikes.retain(|name| {
+            listing.entries.iter().any(|e| e.name == *name)
+                || listing.contenders.iter().any(|c| c.name == *name)
+        });
         listing
             .entries
             .retain(|e| !self.lookalikes.contains(&e.name));
+        listing
+            .contenders
+            .retain(|c| !self.lookalikes.contains(&c.name));
+        // A persistent sequential node never goes away by itself: foreign, not a contender.
+        if listing.contenders.iter().any(|c| c.owner == SessionId(0)) {
+            let (persistent, live) = std::mem::take(&mut listing.contenders)
+                .into_iter()
+                .partition::<Vec<_>, _>(|c| c.owner == SessionId(0));
+            listing.contenders = live;
+            listing
+                .foreign
+                .extend(persistent.into_iter().map(|c| c.name));
+            listing.foreign.sort();
+        }
+        let contenders = foreign::contenders(&foreign::queue(&listing, self.cfg.compatible));
+        self.seen_contenders |= !contenders.is_empty();
+        if contenders != self.contenders {
+            self.contenders = contenders;
+            warn!(path = %self.cfg.path, candidate = %self.cfg.id, contenders = ?self.contenders, "contenders of other implementations in the election path: none of ours leads while one is ahead");
+            self.notice(now, Notice::ForeignContenders(self.contenders.clone()));
+        }
         if listing.foreign != self.foreign {
             self.foreign = listing.foreign.clone();
             if !self.foreign.is_empty() {
@@ -770,12 +805,15 @@ impl Machine {
         };
         let (entry, role) = (entry.clone(), role.clone());
         let was_leading = role == Role::Leading;
-        let Some(index) = listing.entries.iter().position(|e| e.name == entry.name) else {
+        // Foreign contenders (Curator, kazoo) take their places in the queue too: never lead
+        // beside one that is ahead of us.
+        let queue = foreign::queue(listing, self.cfg.compatible);
+        let Some(index) = queue.iter().position(|s| s.name() == entry.name) else {
             self.entry_lost(now);
             return;
         };
         // S3: the entry must be owned by our current session.
-        if listing.entries[index].owner != self.session {
+        if queue[index].owner() != self.session {
             self.entry_lost(now);
             return;
         }
@@ -785,19 +823,42 @@ impl Machine {
             return;
         }
         if was_leading {
-            // Something sorts ahead of a leader: impossible with a conforming backend; stop
+            // Something sorts ahead of a leader: a foreign contender that came while we led (it
+            // ignores our entries, so it leads already), or a non-conforming backend: stop
             // leading at once rather than trust it.
-            warn!(path = %self.cfg.path, candidate = %self.cfg.id, "an entry sorts ahead of the leader's; stepping down");
-            self.step_down(now, Reason::EntryDeleted);
+            let reason = if queue[..index].iter().any(|s| s.is_foreign()) {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = ?self.state.token(), "a foreign contender sorts ahead of the leader's entry; stepping down");
+                Reason::ForeignContenderAhead
+            } else {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, "an entry sorts ahead of the leader's; stepping down");
+                Reason::EntryDeleted
+            };
+            self.step_down(now, reason);
         }
-        let predecessor = listing.entries[index - 1].name.clone();
-        let head = listing.entries[0].name.clone();
+        let predecessor = queue[index - 1].name().to_owned();
+        let head_slot = queue[0];
+        let head = head_slot.name().to_owned();
         if self.head.as_deref() != Some(head.as_str()) {
             self.head = Some(head.clone());
-            self.head_owner = Some(listing.entries[0].owner);
-            self.leader = None;
-            self.want_read = Some(head);
+            self.head_owner = Some(head_slot.owner());
+            match head_slot {
+                // A foreign head: the listing has its data; nothing to read.
+                foreign::Slot::Foreign(c, kind) => {
+                    self.leader = Some(foreign::leader_of(c, kind));
+                    self.want_read = None;
+                }
+                foreign::Slot::Ours(_) => {
+                    self.leader = None;
+                    self.want_read = Some(head);
+                }
+            }
         }
+        // The head left and we were next: nothing of ours can come between, but a foreign
+        // contender that does not order ours sorts ahead whenever it comes. After a foreign
+        // predecessor, list again rather than confirm.
+        // Once a contender of another implementation was seen on the path, every claim comes
+        // from a listing.
+        let predecessor_was_head = index == 1 && !self.seen_contenders;
         let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == predecessor);
         if !watching {
             self.out.push(Action::WatchPredecessor {
@@ -808,7 +869,7 @@ impl Machine {
             entry,
             role: Role::Following {
                 predecessor,
-                predecessor_was_head: index == 1,
+                predecessor_was_head,
             },
         };
         // From Follower, a new state means a new position, and positions only fall while we

@@ -82,5 +82,6 @@ fn reason_name(reason: &Reason) -> &'static str {
         Reason::WorkReturned => "work_returned",
         Reason::WorkFailed(_) => "work_failed",
         Reason::WorkPanicked(_) => "work_panicked",
+        Reason::ForeignContenderAhead => "foreign_contender_ahead",
     }
 }

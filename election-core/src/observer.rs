@@ -169,15 +169,27 @@ async fn follow(client: Session, path: ElectionPath, tx: &watch::Sender<LeaderVi
                 continue;
             }
         };
-        let view = match listing.entries.first() {
+        let queue = crate::foreign::queue(&listing, None);
+        let view = match queue.first().copied() {
             None => LeaderView::Nobody,
-            Some(head) if head_name.as_deref() == Some(head.name.as_str()) => tx.borrow().clone(),
-            Some(head) => match session.read(&path, &head.name).await {
+            // A contender of another implementation leads (a migration under way): the
+            // listing has its data.
+            Some(crate::foreign::Slot::Foreign(c, kind)) => {
+                head_name = None;
+                LeaderView::Leader(crate::foreign::leader_of(c, kind))
+            }
+            Some(crate::foreign::Slot::Ours(head))
+                if head_name.as_deref() == Some(head.name.as_str()) =>
+            {
+                tx.borrow().clone()
+            }
+            Some(crate::foreign::Slot::Ours(head)) => match session.read(&path, &head.name).await {
                 Ok(Some(info)) => match CandidateRecord::decode(&info.data) {
                     Ok(r) => {
                         head_name = Some(head.name.clone());
                         LeaderView::Leader(LeaderInfo {
                             id: r.id,
+                            implementation: crate::Implementation::Election,
                             payload: r.payload.into(),
                             token: info.token,
                             session: info.owner,
@@ -210,7 +222,7 @@ async fn follow(client: Session, path: ElectionPath, tx: &watch::Sender<LeaderVi
             },
         };
         backoff = Duration::from_millis(10);
-        if listing.entries.is_empty() {
+        if queue.is_empty() {
             head_name = None;
         }
         tx.send_if_modified(|cur| {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use crate::backend::{FencingToken, SessionId};
+use crate::foreign::Implementation;
 
 /// A candidate's state, as published on its watch channel
 /// ([`Candidate::state`](crate::Candidate::state)).
@@ -83,10 +84,17 @@ pub enum Contact {
 }
 
 /// The leader as a follower or observer knows it.
+///
+/// The leader may be a contender of another implementation (a Curator or kazoo client on the
+/// same path, during a migration): then `implementation` says which, `id` is its data read as
+/// plain UTF-8 (or `<N bytes, not UTF-8>`: shown, never trusted), `payload` its raw data, and
+/// a candidate of ours waits behind it (a follower whose leader is foreign waits for it).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LeaderInfo {
     /// The leader's candidate id.
     pub id: String,
+    /// Which implementation leads: [`Implementation::Election`] for one of ours.
+    pub implementation: Implementation,
     /// The leader's payload, shared by every copy of this value (states and events).
     pub payload: Arc<[u8]>,
     /// The leader's term token.
@@ -127,8 +135,11 @@ impl LeaderView {
 /// ([`Client::participants`](crate::Client::participants)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Participant {
-    /// The candidate id.
+    /// The candidate id (for a contender of another implementation, its data as UTF-8, or
+    /// `<N bytes, not UTF-8>`).
     pub id: String,
+    /// Which implementation it is: [`Implementation::Election`] for one of ours.
+    pub implementation: Implementation,
     /// Its payload.
     pub payload: Vec<u8>,
     /// The token its term has (or will have) if it leads.
@@ -177,6 +188,9 @@ pub enum Reason {
     Resigned,
     /// Our entry was deleted by someone else (or the election root was deleted).
     EntryDeleted,
+    /// A contender of another implementation (Curator, kazoo) came ahead of our entry while we
+    /// led: it does not see ours and leads already, so we stepped down.
+    ForeignContenderAhead,
     /// The session expired or closed.
     SessionEnded,
     /// After our session ended, we rejoin at the tail with a new session.
@@ -207,11 +221,34 @@ pub struct Transition {
     pub reason: Reason,
 }
 
+/// A contender of another implementation (Curator, kazoo, ...) in an election directory: a
+/// foreign sequential node, which candidates of ours never lead beside.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForeignContender {
+    /// Its node's name.
+    pub name: String,
+    /// Which implementation its name looks like.
+    pub implementation: Implementation,
+    /// Its data as plain UTF-8 (Curator and kazoo store their id so), or
+    /// `<N bytes, not UTF-8>`: shown, never trusted.
+    pub id: String,
+    /// The session that owns it.
+    pub session: SessionId,
+    /// Its place in the directory's order (ZooKeeper's sequence).
+    pub sequence: u64,
+}
+
 /// Something worth knowing that does not change the state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// Children of the election path that are not election entries: ignored, never counted.
     ForeignEntries(Vec<String>),
+    /// Contenders of other implementations in the election path (a Curator or kazoo client on
+    /// the same path), in the order this candidate queues them: a candidate of ours never leads
+    /// while one of them is ahead of it, and a contender whose implementation does not order
+    /// our entries (stock Curator and kazoo) is ahead of every entry of ours. Reported when the
+    /// set changes; empty when the last one left.
+    ForeignContenders(Vec<ForeignContender>),
     /// An entry of ours that was not our current one (from a create whose reply was lost) was
     /// found and deleted.
     OrphanRemoved(String),

@@ -27,6 +27,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => any::<bool>().prop_map(Step::Resign),
         1 => Just(Step::Stop),
         1 => Just(Step::LateCreate),
+        1 => Just(Step::ForeignJoin),
     ]
 }
 

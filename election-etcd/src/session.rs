@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use election_core::{
-    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken, ListedEntry,
-    Listing, Marker, Notification, SessionId, SessionState, Watch,
+    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken,
+    ListedContender, ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
 };
 use etcd_client::{
     Client, Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget,
@@ -160,12 +160,25 @@ impl EtcdSession {
                         owner: name.owner,
                         marker: name.marker,
                     }),
+                    // A key on a lease lives as long as its session, as an entry does: a
+                    // contender of another implementation, ordered by its create revision.
+                    None if kv.lease() != 0 => listing.contenders.push(ListedContender {
+                        name: rest.into_owned(),
+                        sequence: kv.create_revision() as u64,
+                        owner: SessionId(kv.lease() as u64),
+                        token: FencingToken(kv.create_revision() as u64),
+                        // Read apart: the range lists keys only.
+                        data: Vec::new(),
+                    }),
                     None => listing.foreign.push(rest.into_owned()),
                 },
             }
         }
         listing
             .entries
+            .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
+        listing
+            .contenders
             .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
         listing.foreign.sort();
         listing.foreign.dedup();
@@ -192,7 +205,29 @@ impl EtcdSession {
             })
             .await?;
         let revision = resp.header().map_or(0, |h| h.revision());
-        Ok((Self::listing(&prefix, resp.kvs()), revision))
+        let mut listing = Self::listing(&prefix, resp.kvs());
+        // The range lists keys only: read each contender's data (one get each; only where
+        // another implementation shares the prefix). One gone meanwhile is no contender.
+        let mut contenders = Vec::with_capacity(listing.contenders.len());
+        for mut c in std::mem::take(&mut listing.contenders) {
+            let key = format!("{prefix}{}", c.name);
+            let k = key.clone();
+            let resp = self
+                .run("read contender", &key, |mut cl| async move {
+                    cl.get(k, None).await
+                })
+                .await?;
+            if let Some(kv) = resp
+                .kvs()
+                .first()
+                .filter(|kv| kv.create_revision() as u64 == c.sequence)
+            {
+                c.data = kv.value().to_vec();
+                contenders.push(c);
+            }
+        }
+        listing.contenders = contenders;
+        Ok((listing, revision))
     }
 }
 
@@ -330,7 +365,9 @@ impl BackendSession for EtcdSession {
         let Some(kv) = resp.kvs().first() else {
             return Ok(Watch::Gone);
         };
-        if kv.lease() == 0 || claimed != Some(SessionId(kv.lease() as u64)) {
+        // An entry's name claims its lease; a foreign contender's does not (only the lack of
+        // a lease makes it a look-alike).
+        if kv.lease() == 0 || claimed.is_some_and(|c| c != SessionId(kv.lease() as u64)) {
             return Ok(Watch::NotAnEntry);
         }
         let found = Found {

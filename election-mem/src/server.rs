@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use election_core::{
-    BackendError, CoordinationBackend, EntryInfo, ErrorKind, FencingToken, ListedEntry, Listing,
-    Marker, SessionId, SessionState,
+    BackendError, CoordinationBackend, EntryInfo, ErrorKind, FencingToken, ListedContender,
+    ListedEntry, Listing, Marker, SessionId, SessionState,
 };
 use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, Instant};
@@ -111,6 +111,10 @@ impl Default for MemConfig {
 pub struct MemCluster {
     pub(crate) inner: Arc<Mutex<Server>>,
 }
+
+/// The high bits of the sessions that own foreign contenders ([`MemCluster::create_contender`]):
+/// no session of the service has them, so none expires.
+const FOREIGN_SESSIONS: u64 = 0xf0f0 << 48;
 
 pub(crate) type Waiter = oneshot::Sender<Result<(), BackendError>>;
 
@@ -272,12 +276,15 @@ fn children_in<'a, N>(
         })
 }
 
-/// The election entries and foreign names among `names`, by name alone, as ZooKeeper's
-/// `getChildren`: a look-alike (a persistent node named like an entry) is listed as an entry;
+/// The election entries, foreign contenders and foreign names among `children` (name, data,
+/// czxid, owner), as ZooKeeper's `getChildren` and a read of each foreign sequential child: a
+/// look-alike (a persistent node named like an entry) is listed as an entry, by name alone;
 /// only its stat tells.
-fn listing_of<'a>(names: impl Iterator<Item = &'a str>) -> Listing {
+fn listing_of<'a>(
+    children: impl Iterator<Item = (&'a str, &'a [u8], u64, Option<SessionId>)>,
+) -> Listing {
     let mut listing = Listing::default();
-    for name in names {
+    for (name, data, czxid, owner) in children {
         match parse_entry(name) {
             Some((marker, owner, sequence)) => listing.entries.push(ListedEntry {
                 name: name.to_owned(),
@@ -285,10 +292,20 @@ fn listing_of<'a>(names: impl Iterator<Item = &'a str>) -> Listing {
                 owner,
                 marker,
             }),
-            None => listing.foreign.push(name.to_owned()),
+            None => match election_core::foreign::zookeeper_sequence(name) {
+                Some(sequence) => listing.contenders.push(ListedContender {
+                    name: name.to_owned(),
+                    sequence,
+                    owner: owner.unwrap_or(SessionId(0)),
+                    token: FencingToken(czxid),
+                    data: data.to_vec(),
+                }),
+                None => listing.foreign.push(name.to_owned()),
+            },
         }
     }
     listing.entries.sort_by_key(|e| e.sequence);
+    listing.contenders.sort_by_key(|c| c.sequence);
     listing
 }
 
@@ -349,7 +366,9 @@ impl Server {
     /// `listing` as `session` sees it (stale when its member lost its leader).
     pub(crate) fn listing_for(&self, session: SessionId, dir: &str) -> Listing {
         match self.stale_view(session) {
-            Some(view) => listing_of(children_in(view, dir).map(|(name, _)| name)),
+            Some(view) => listing_of(
+                children_in(view, dir).map(|(name, n)| (name, n.data.as_slice(), n.czxid, n.owner)),
+            ),
             None => self.listing(dir),
         }
     }
@@ -565,7 +584,10 @@ impl Server {
     /// By name alone, as ZooKeeper's `getChildren`: a look-alike (a persistent node named like
     /// an entry) is listed as an entry; only its stat tells.
     pub(crate) fn listing(&self, dir: &str) -> Listing {
-        listing_of(self.children(dir).map(|(name, _)| name))
+        listing_of(
+            self.children(dir)
+                .map(|(name, n)| (name, n.data.as_slice(), n.czxid, n.owner)),
+        )
     }
 
     pub(crate) fn read(&self, dir: &str, name: &str) -> Option<EntryInfo> {
@@ -574,10 +596,12 @@ impl Server {
     }
 
     /// Whether the node `name` in `dir` exists but is not the entry of the session its name
-    /// claims (a persistent look-alike, or another session's node).
+    /// claims (a persistent look-alike, or another session's node), or, for a foreign name, is
+    /// persistent (it never goes away by itself).
     pub(crate) fn is_lookalike(&self, dir: &str, name: &str) -> bool {
         self.nodes.get(&child_path(dir, name)).is_some_and(|node| {
-            parse_entry(name).map(|(_, owner, _)| owner) != node.owner || node.owner.is_none()
+            node.owner.is_none()
+                || parse_entry(name).is_some_and(|(_, owner, _)| Some(owner) != node.owner)
         })
     }
 
@@ -1181,6 +1205,47 @@ impl MemCluster {
         name
     }
 
+    /// Creates the ephemeral sequential node of a contender of another implementation in `dir`,
+    /// named as that implementation names its nodes (Curator's `_c_{uuid}-latch-{seq}` or
+    /// `_c_{uuid}-lock-{seq}`, kazoo's `{uuid hex}__lock__{seq}`, or `member_{seq}` for
+    /// [`Implementation::Unknown`](election_core::Implementation::Unknown)), with `data` as its
+    /// data (Curator and kazoo write their id as UTF-8). It takes the next sequence of `dir`,
+    /// shared with the entries, and is owned by a foreign client's session that stays alive
+    /// until the node is deleted ([`delete_entry`](Self::delete_entry)). Returns its name.
+    ///
+    /// # Panics
+    /// For [`Implementation::Election`](election_core::Implementation::Election): an entry of
+    /// ours is created by a candidate.
+    pub fn create_contender(
+        &self,
+        dir: &str,
+        implementation: election_core::Implementation,
+        data: &[u8],
+    ) -> String {
+        use election_core::Implementation as I;
+        let mut s = self.server();
+        s.ensure_parents(dir);
+        let parent = s.nodes.get_mut(dir).expect("parent just ensured");
+        let seq = parent.next_seq;
+        parent.next_seq += 1;
+        let z = s.bump();
+        let uuid = format!("{z:08x}-5eed-4000-8000-{seq:012x}");
+        let name = match implementation {
+            I::CuratorLatch => format!("_c_{uuid}-latch-{seq:010}"),
+            I::CuratorLock => format!("_c_{uuid}-lock-{seq:010}"),
+            I::Kazoo => format!("{z:016x}{seq:016x}__lock__{seq:010}"),
+            I::Unknown => format!("member_{seq:010}"),
+            other => panic!("create_contender: {other:?} is not a foreign implementation"),
+        };
+        let owner = SessionId(FOREIGN_SESSIONS | z);
+        s.nodes.insert(
+            child_path(dir, &name),
+            Node::new(data.to_vec(), z, Some(owner)),
+        );
+        s.fire_children(dir);
+        name
+    }
+
     /// Creates a persistent node that is not an election entry (a foreign node).
     pub fn create_foreign(&self, dir: &str, name: &str) {
         let mut s = self.server();
@@ -1208,6 +1273,13 @@ impl MemCluster {
     /// The election entries under `dir`, in order, as the service has them now.
     pub fn entries(&self, dir: &str) -> Vec<ListedEntry> {
         self.server().listing(dir).entries
+    }
+
+    /// The contenders of other implementations under `dir` (foreign children ending in a
+    /// sequence, [`create_contender`](Self::create_contender)), ascending by sequence, as the
+    /// service has them now.
+    pub fn contenders(&self, dir: &str) -> Vec<ListedContender> {
+        self.server().listing(dir).contenders
     }
 
     /// The election entries under `dir`, in order, with their tokens and the candidate id of

@@ -40,6 +40,22 @@ impl Harness for MemHarness {
     async fn heal(&self, session: SessionId) {
         self.cluster.heal(session);
     }
+
+    async fn create_contender(
+        &self,
+        dir: &str,
+        implementation: election_core::Implementation,
+        data: &[u8],
+    ) -> String {
+        self.cluster.create_contender(dir, implementation, data)
+    }
+
+    async fn remove_contender(&self, dir: &str, name: &str) {
+        assert!(
+            self.cluster.delete_entry(dir, name),
+            "{dir}/{name} not found"
+        );
+    }
 }
 
 election_core::conformance_suite!(paused, MemHarness::new());

@@ -38,6 +38,11 @@ enum Step {
     ExpireIsolated(usize),
     ForceExpire(usize),
     DeleteEntry(usize),
+    /// A contender of another implementation joins (Curator latch, Curator lock, kazoo,
+    /// unknown; by index): while one is there, none of ours leads.
+    ContenderJoins(u8),
+    /// A contender of another implementation leaves (by index among them).
+    ContenderLeaves(usize),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -49,6 +54,8 @@ struct Model {
     /// One client per candidate, in join order, with whether it crashed.
     clients: Vec<(String, bool)>,
     joined: usize,
+    /// Contenders of other implementations on the path.
+    foreign: usize,
 }
 
 impl Model {
@@ -118,6 +125,15 @@ impl ReferenceStateMachine for ElectionModel {
         if q > 0 {
             options.push((1, (0..q).prop_map(Step::DeleteEntry).boxed()));
         }
+        // A stock contender that joins while one of ours leads leads beside it (it does not
+        // see our entries): the model lets contenders join only while none of ours leads.
+        if q == 0 || state.foreign > 0 {
+            options.push((1, (0u8..4).prop_map(Step::ContenderJoins).boxed()));
+        }
+        if state.foreign > 0 {
+            let f = state.foreign;
+            options.push((1, (0..f).prop_map(Step::ContenderLeaves).boxed()));
+        }
         if options.is_empty() {
             // Everyone has joined and gone: time passing is all that is left.
             return Just(Step::Resign(usize::MAX)).boxed();
@@ -136,6 +152,8 @@ impl ReferenceStateMachine for ElectionModel {
                 *i < state.live_clients().len()
             }
             Step::DeleteEntry(i) => *i < state.queue.len(),
+            Step::ContenderJoins(_) => state.queue.is_empty() || state.foreign > 0,
+            Step::ContenderLeaves(i) => *i < state.foreign,
         }
     }
 
@@ -176,6 +194,8 @@ impl ReferenceStateMachine for ElectionModel {
                 let id = state.queue[*i].clone();
                 state.move_to_tail(&id);
             }
+            Step::ContenderJoins(_) => state.foreign += 1,
+            Step::ContenderLeaves(_) => state.foreign -= 1,
         }
         state
     }
@@ -239,7 +259,8 @@ impl StateMachineTest for ElectionModel {
     fn apply(mut sut: System, after: &Model, step: Step) -> System {
         let model = sut.before.clone();
         let sim = sut.sim.as_mut().unwrap();
-        let leader_before = model.queue.first().cloned();
+        // While a contender of another implementation is there, none of ours leads.
+        let leader_before = model.queue.first().cloned().filter(|_| model.foreign == 0);
         let successor = model.queue.get(1).cloned();
         let before = transitions_per_candidate(sim);
         sut.rt.block_on(async {
@@ -272,6 +293,20 @@ impl StateMachineTest for ElectionModel {
                     })
                     .await
                 }
+                Step::ContenderJoins(kind) => {
+                    sim.apply(Op::Contender {
+                        path: 0,
+                        kind: *kind,
+                    })
+                    .await
+                }
+                Step::ContenderLeaves(i) => {
+                    sim.apply(Op::ContenderLeaves {
+                        path: 0,
+                        index: *i as u8,
+                    })
+                    .await
+                }
             };
             let outcome = outcome.and(sim.apply(settle()).await);
             if let Err(v) = outcome {
@@ -286,7 +321,13 @@ impl StateMachineTest for ElectionModel {
             sim.trace()
         );
         let leaders = sim.leaders(0);
-        let expected: Vec<String> = after.queue.first().cloned().into_iter().collect();
+        let expected: Vec<String> = after
+            .queue
+            .first()
+            .cloned()
+            .filter(|_| after.foreign == 0)
+            .into_iter()
+            .collect();
         assert_eq!(
             leaders,
             expected,

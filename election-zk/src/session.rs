@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use election_core::{
-    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken, ListedEntry,
-    Listing, Marker, Notification, SessionId, SessionState, Watch,
+    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken,
+    ListedContender, ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -272,7 +272,13 @@ impl ZkSession {
         )
     }
 
-    fn listing(children: Vec<String>) -> Listing {
+    /// Sorts `children` into entries, foreign contenders (a name ending in a ZooKeeper
+    /// sequence: read for their data and owner, one `getData` each) and foreign names.
+    async fn listing(
+        &self,
+        dir_path: &str,
+        children: Vec<String>,
+    ) -> Result<Listing, BackendError> {
         let mut listing = Listing::default();
         for child in children {
             match EntryName::parse(&child) {
@@ -282,14 +288,42 @@ impl ZkSession {
                     owner: entry.owner,
                     marker: entry.marker,
                 }),
-                None => listing.foreign.push(child),
+                None => match election_core::foreign::zookeeper_sequence(&child) {
+                    Some(sequence) => {
+                        let path = format!("{dir_path}/{child}");
+                        let p = &path;
+                        let read = self
+                            .request("read contender", p, |client| async move {
+                                match client.get_data(p).await {
+                                    Ok(found) => Ok(Some(found)),
+                                    Err(zk::Error::NoNode) => Ok(None),
+                                    Err(e) => Err(e),
+                                }
+                            })
+                            .await?;
+                        // Gone since the listing: no longer a contender.
+                        if let Some((data, stat)) = read {
+                            listing.contenders.push(ListedContender {
+                                name: child,
+                                sequence,
+                                owner: SessionId(stat.ephemeral_owner as u64),
+                                token: FencingToken(stat.czxid as u64),
+                                data,
+                            });
+                        }
+                    }
+                    None => listing.foreign.push(child),
+                },
             }
         }
         listing
             .entries
             .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
-        listing.foreign.sort();
         listing
+            .contenders
+            .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
+        listing.foreign.sort();
+        Ok(listing)
     }
 }
 
@@ -379,7 +413,7 @@ impl BackendSession for ZkSession {
                 }
             })
             .await?;
-        Ok(Self::listing(children))
+        self.listing(&path, children).await
     }
 
     async fn list_and_watch(
@@ -400,7 +434,7 @@ impl BackendSession for ZkSession {
                 .await?;
             if let Some((children, watcher)) = listed {
                 let notification = notify::on_any_change(watcher, path.clone());
-                return Ok((Self::listing(children), notification));
+                return Ok((self.listing(&path, children).await?, notification));
             }
             // No directory: watch for its creation instead.
             let watched = self
@@ -424,6 +458,8 @@ impl BackendSession for ZkSession {
     async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError> {
         let path = self.entry_path(dir, name)?;
         let p = &path;
+        // An entry's name claims its owner; a foreign contender's does not (only persistence
+        // makes it a look-alike).
         let claimed = EntryName::parse(name).map(|n| n.owner);
         let armed = self
             .request("watch", p, |client| async move {
@@ -436,7 +472,9 @@ impl BackendSession for ZkSession {
             None => Watch::Gone,
             // A persistent node (ephemeralOwner 0) or one not owned by the session its name
             // claims: a look-alike that would never go away.
-            Some((owner, _)) if owner == 0 || claimed != Some(SessionId(owner as u64)) => {
+            Some((owner, _))
+                if owner == 0 || claimed.is_some_and(|c| c != SessionId(owner as u64)) =>
+            {
                 Watch::NotAnEntry
             }
             Some((_, watcher)) => Watch::Armed(notify::on_deleted(

@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use election_core::{
-    BackendSession, CoordinationBackend, ElectionPath, ErrorKind, Marker, SessionState, Watch,
+    BackendSession, CoordinationBackend, ElectionPath, ErrorKind, FencingToken, Marker, SessionId,
+    SessionState, Watch,
 };
 use election_zk::{EntryName, ZkBackend};
 use tokio::time::{timeout, Instant};
@@ -185,11 +186,51 @@ async fn every_primitive_against_a_real_server() {
         .await
         .unwrap();
 
-    // list: ordered by sequence, the foreign child apart.
+    // A foreign contender: Curator's latch name, ephemeral sequential on the plain client.
+    let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+    let (stat, seq) = raw
+        .create(
+            "/t1/services/x/leader/_c_u-latch-",
+            b"curator-1",
+            &ephemeral,
+        )
+        .await
+        .unwrap();
+    let curator = format!("_c_u-latch-{seq}");
+    raw.create("/t1/services/x/leader/notes", b"", &persistent)
+        .await
+        .unwrap();
+
+    // list: ordered by sequence; children ending in a sequence are contenders (with their
+    // owner, czxid and data; a persistent one has no owner), the others foreign.
     let listing = b.list(&dir).await.unwrap();
     let names: Vec<_> = listing.entries.iter().map(|e| e.name.clone()).collect();
     assert_eq!(names, [e1.name.clone(), e2.name.clone(), e3.name.clone()]);
-    assert_eq!(listing.foreign, ["lock-0000000000"]);
+    assert_eq!(listing.foreign, ["notes"]);
+    let contenders: Vec<_> = listing
+        .contenders
+        .iter()
+        .map(|c| (c.name.as_str(), c.owner, c.data.as_slice()))
+        .collect();
+    assert_eq!(
+        contenders,
+        [
+            ("lock-0000000000", SessionId(0), &b""[..]),
+            (
+                curator.as_str(),
+                SessionId(raw.session_id().0 as u64),
+                &b"curator-1"[..]
+            ),
+        ]
+    );
+    assert!(listing.contenders[1].sequence > listing.entries[2].sequence);
+    assert_eq!(listing.contenders[1].token, FencingToken(stat.czxid as u64));
+    raw.delete(&format!("/t1/services/x/leader/{curator}"), None)
+        .await
+        .unwrap();
+    raw.delete("/t1/services/x/leader/notes", None)
+        .await
+        .unwrap();
     assert_eq!(listing.entries[1].owner, b.id());
     assert_eq!(listing.entries[1].marker, marker(2));
     assert_eq!(

@@ -18,6 +18,8 @@ pub struct EtcdHarness {
     member: EtcdMember,
     timeout: Duration,
     sessions: Proxies,
+    /// The leases of foreign contenders, by key.
+    contenders: Mutex<BTreeMap<String, (etcd_client::Client, i64)>>,
 }
 
 impl EtcdHarness {
@@ -28,6 +30,7 @@ impl EtcdHarness {
             member: EtcdMember::start(),
             timeout: Duration::from_secs(2),
             sessions: Arc::default(),
+            contenders: Mutex::default(),
         }
     }
 
@@ -107,6 +110,47 @@ impl Harness for EtcdHarness {
 
     async fn heal(&self, session: SessionId) {
         self.proxy_of(session).resume();
+    }
+
+    async fn create_contender(
+        &self,
+        dir: &str,
+        implementation: election_core::Implementation,
+        data: &[u8],
+    ) -> String {
+        let mut client =
+            etcd_client::Client::connect([self.member.client_addr().to_string()], None)
+                .await
+                .expect("etcd client");
+        // Long enough for any case; revoked when the contender is removed.
+        let lease = client.lease_grant(60, None).await.expect("lease").id();
+        let name = format!(
+            "{}{:010}",
+            election_core::testing::contender_prefix(implementation, lease as u64),
+            lease as u64 % 1_000_000_000
+        );
+        let key = format!("{dir}/{name}");
+        client
+            .put(
+                key.clone(),
+                data,
+                Some(etcd_client::PutOptions::new().with_lease(lease)),
+            )
+            .await
+            .expect("put a contender");
+        self.contenders
+            .lock()
+            .expect("contenders")
+            .insert(key, (client, lease));
+        name
+    }
+
+    async fn remove_contender(&self, dir: &str, name: &str) {
+        let key = format!("{dir}/{name}");
+        let found = self.contenders.lock().expect("contenders").remove(&key);
+        let (mut client, lease) =
+            found.unwrap_or_else(|| panic!("{key} is no contender of this harness"));
+        client.lease_revoke(lease).await.expect("revoke");
     }
 
     fn slack(&self) -> Duration {

@@ -20,6 +20,8 @@ pub struct ZkHarness {
     pki: Option<TestPki>,
     timeout: Duration,
     sessions: Proxies,
+    /// The sessions of foreign contenders, by node path.
+    contenders: Mutex<BTreeMap<String, zookeeper_client::Client>>,
 }
 
 impl ZkHarness {
@@ -30,6 +32,7 @@ impl ZkHarness {
             pki: None,
             timeout: Duration::from_secs(2),
             sessions: Arc::default(),
+            contenders: Mutex::default(),
         }
     }
 
@@ -49,6 +52,7 @@ impl ZkHarness {
             // loaded 2-core machine went past 800 ms once in two runs (a join timed out).
             timeout: Duration::from_secs(3),
             sessions: Arc::default(),
+            contenders: Mutex::default(),
         };
         harness.warm_up();
         harness
@@ -201,6 +205,48 @@ impl Harness for ZkHarness {
         let session = candidate.client().session().await.id();
         self.proxy_of(session).cut();
         candidate.abort();
+    }
+
+    async fn create_contender(
+        &self,
+        dir: &str,
+        implementation: election_core::Implementation,
+        data: &[u8],
+    ) -> String {
+        use zookeeper_client as zk;
+        let client = crate::scenario::raw(&self.server.connect_string(), self.timeout).await;
+        let persistent = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        let mut at = String::new();
+        for part in dir.split('/').filter(|p| !p.is_empty()) {
+            at = format!("{at}/{part}");
+            match client.create(&at, &[], &persistent).await {
+                Ok(_) | Err(zk::Error::NodeExists) => {}
+                Err(e) => panic!("create {at}: {e}"),
+            }
+        }
+        let unique = client.session_id().0 as u64;
+        let prefix = election_core::testing::contender_prefix(implementation, unique);
+        let options = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        let (_, sequence) = client
+            .create(&format!("{dir}/{prefix}"), data, &options)
+            .await
+            .unwrap_or_else(|e| panic!("create a contender in {dir}: {e}"));
+        let name = format!("{prefix}{sequence}");
+        self.contenders
+            .lock()
+            .expect("contenders")
+            .insert(format!("{dir}/{name}"), client);
+        name
+    }
+
+    async fn remove_contender(&self, dir: &str, name: &str) {
+        let path = format!("{dir}/{name}");
+        let client = self.contenders.lock().expect("contenders").remove(&path);
+        let client = client.unwrap_or_else(|| panic!("{path} is no contender of this harness"));
+        client
+            .delete(&path, None)
+            .await
+            .unwrap_or_else(|e| panic!("delete {path}: {e}"));
     }
 
     fn slack(&self) -> Duration {

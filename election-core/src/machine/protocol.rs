@@ -38,6 +38,10 @@ pub(crate) struct MachineConfig {
     pub when_work_ends: WorkEnded,
     /// High 32 bits of every marker this candidate uses: entries with it are ours.
     pub marker_prefix: u32,
+    /// The implementation whose names our entries take (a compatibility mode), whose
+    /// contenders therefore order ours by sequence; `None`: none, every foreign contender is
+    /// ahead of ours.
+    pub compatible: Option<crate::foreign::Implementation>,
 }
 
 /// Everything that can happen to a candidate.

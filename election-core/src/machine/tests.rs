@@ -17,6 +17,7 @@ fn cfg(has_work: bool) -> MachineConfig {
         has_work,
         when_work_ends: WorkEnded::Resign,
         marker_prefix: 0xabcd,
+        compatible: None,
     }
 }
 
@@ -83,6 +84,7 @@ fn placed(has_work: bool, ahead: u64) -> (Machine, Instant, Vec<Action>) {
         Input::Listed(Ok(Listing {
             entries,
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -107,6 +109,7 @@ fn unknown_create_is_looked_up_before_creating_again() {
     let l = Listing {
         entries: vec![entry("mine", 0, ME, mk.clone())],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now + T, Input::Listed(Ok(l)));
     assert_eq!(
@@ -146,6 +149,7 @@ fn marker_under_another_session_is_not_adopted() {
     let l = Listing {
         entries: vec![entry("old", 0, SessionId(3), mk)],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now + T, Input::Listed(Ok(l)));
     let out = m.take_actions();
@@ -165,6 +169,7 @@ fn first_in_listing_but_foreign_owner_does_not_lead() {
     let l = Listing {
         entries: vec![entry("mine", 0, SessionId(3), mk)],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now, Input::Listed(Ok(l)));
     assert!(!m.state().is_leader());
@@ -374,6 +379,7 @@ fn reconnect_reverifies_before_confirming() {
     let l = Listing {
         entries: vec![entry("mine", 0, ME, marker_of_entry())],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now + T / 3, Input::Listed(Ok(l)));
     assert!(matches!(
@@ -423,6 +429,7 @@ fn machine_with_prefix(prefix: u32) -> (Machine, Instant) {
     let now = Instant::now();
     let cfg = MachineConfig {
         marker_prefix: prefix,
+        compatible: None,
         ..cfg(false)
     };
     let mut m = Machine::new(cfg, ME, T, SessionState::Connected, now);
@@ -495,6 +502,7 @@ fn a_watch_that_keeps_failing_backs_off() {
         let l = Listing {
             entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         };
         m.handle(now, Input::Listed(Ok(l)));
         let out = m.take_actions();
@@ -682,6 +690,7 @@ fn work_that_ends_by_itself_resigns_and_rejoins_after_a_growing_backoff() {
         let l = Listing {
             entries: vec![entry("mine", round + 1, ME, marker.clone())],
             foreign: vec![],
+            contenders: vec![],
         };
         m.handle(now, Input::Listed(Ok(l)));
         assert!(m
@@ -750,6 +759,7 @@ fn orphans_of_ours_are_deleted() {
     let l = Listing {
         entries: vec![orphan, entry("mine", 1, ME, mk)],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now, Input::Listed(Ok(l)));
     // Behind our own orphan for now: delete it, and follow it meanwhile.
@@ -971,6 +981,7 @@ fn a_lookalike_predecessor_is_ignored() {
     let l = Listing {
         entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now, Input::Listed(Ok(l)));
     assert!(m.state().is_leader(), "{:?}", m.state());
@@ -1070,6 +1081,7 @@ fn stop_during_an_unknown_create_that_was_not_applied_creates_nothing() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0)],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     // The lookup's listing already shows nothing of ours: the stop ends at once, no create,
@@ -1085,6 +1097,7 @@ fn stop_during_an_unknown_create_that_was_not_applied_creates_nothing() {
             &Listing {
                 entries: vec![other(0)],
                 foreign: vec![],
+                contenders: vec![],
             },
         )
     };
@@ -1108,6 +1121,7 @@ fn an_unknown_create_that_was_not_applied_is_sent_again_with_a_fresh_marker() {
         Input::Listed(Ok(Listing {
             entries: vec![],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let mut out = m.take_actions();
@@ -1208,6 +1222,7 @@ fn placed_after_an_unknown_create() -> (Machine, Instant) {
     let listing = Listing {
         entries: vec![other(0), entry("mine", 1, ME, mk.clone())],
         foreign: vec![],
+        contenders: vec![],
     };
     m.handle(now + T, Input::Listed(Ok(listing.clone())));
     m.take_actions();
@@ -1251,6 +1266,7 @@ fn the_sweep_before_stopping_deletes_our_entries_then_finishes_at_once() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0), entry("late", 5, ME, late)],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -1284,6 +1300,7 @@ fn a_sweep_that_finds_nothing_finishes_on_its_listing() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0)],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     assert!(m.take_actions().contains(&Action::Finished));
@@ -1334,6 +1351,7 @@ fn moving_up_the_queue_is_reported_as_predecessor_left() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0), entry("mine", 2, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -1564,6 +1582,7 @@ fn a_lookup_read_of_an_entry_another_session_owns_is_not_adopted() {
         Input::Listed(Ok(Listing {
             entries: vec![entry("mine", 0, ME, mk.clone())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     m.take_actions();
@@ -1634,6 +1653,7 @@ fn a_session_end_completes_a_resignation_under_way_and_only_then() {
             Input::Listed(Ok(Listing {
                 entries: vec![entry("mine", 0, ME, mk)],
                 foreign: vec![],
+                contenders: vec![],
             })),
         );
         assert!(m.state().is_leader());
@@ -1719,6 +1739,7 @@ fn foreign_nodes_are_reported_once_per_change() {
     let listing = |foreign: &[&str]| Listing {
         entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
         foreign: foreign.iter().map(|s| s.to_string()).collect(),
+        contenders: vec![],
     };
     let relist = |m: &mut Machine, foreign: &[&str]| {
         m.handle(
@@ -1756,6 +1777,7 @@ fn lookalikes_are_forgotten_once_gone() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0), mine.clone()],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     assert!(m.state().is_leader());
@@ -1777,6 +1799,7 @@ fn lookalikes_are_forgotten_once_gone() {
         Input::Listed(Ok(Listing {
             entries: vec![entry("again", 2, ME, mk)],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     assert!(m.lookalikes.is_empty(), "{:?}", m.lookalikes);
@@ -1800,6 +1823,7 @@ fn a_suspended_follower_is_restored_by_its_listing() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -1837,6 +1861,7 @@ fn a_leader_that_stepped_down_reclaims_with_new_work_after_contact_returns() {
         Input::Listed(Ok(Listing {
             entries: vec![entry("mine", 0, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -1863,6 +1888,7 @@ fn a_lookalike_behind_the_head_keeps_the_known_leader() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0), other(1), entry("mine", 2, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -1889,6 +1915,7 @@ fn a_lookalike_head_is_not_read() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     out.extend(m.take_actions());
@@ -1928,6 +1955,7 @@ fn a_resignation_during_an_unknown_create_looks_it_up_before_creating_again() {
         Input::Listed(Ok(Listing {
             entries: vec![entry("mine", 0, ME, mk.clone())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     m.take_actions();
@@ -1974,6 +2002,7 @@ fn a_refusal_closes_the_session_only_when_an_entry_may_be_held() {
         Input::Listed(Ok(Listing {
             entries: vec![],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let mut out = m.take_actions();
@@ -2081,6 +2110,7 @@ fn a_sibling_candidates_entry_on_our_session_is_not_an_orphan() {
         Input::Listed(Ok(Listing {
             entries: vec![sibling, entry("mine", 1, ME, mk)],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let out = m.take_actions();
@@ -2137,6 +2167,7 @@ fn a_success_resets_the_back_off() {
         Input::Listed(Ok(Listing {
             entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     assert!(m
@@ -2164,6 +2195,7 @@ fn orphans_are_deleted_before_creating_again() {
         Input::Listed(Ok(Listing {
             entries: vec![entry("late", 0, ME, older)],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     let mut out = m.take_actions();
@@ -2263,6 +2295,7 @@ fn the_confirming_read_waits_for_the_last_terms_work() {
         Input::Listed(Ok(Listing {
             entries: vec![other(3), entry("again", 5, ME, mk)],
             foreign: vec![],
+            contenders: vec![],
         })),
     );
     m.take_actions();

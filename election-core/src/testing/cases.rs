@@ -1353,3 +1353,70 @@ pub async fn stop_returns_after_aborted_work_ended(h: &dyn Harness) {
         log.spans()
     );
 }
+
+/// S1 across implementations: a contender of another implementation (a Curator latch) ahead of
+/// a candidate is listed with its order, owner, token and data; the candidate waits behind it
+/// (its follower state names it as the leader, with its implementation and id), reports it,
+/// never leads beside it, and leads once it is gone.
+pub async fn foreign_contender_ahead_is_waited_for(h: &dyn Harness) {
+    use crate::foreign::Implementation;
+    let p = path(h, "foreign_contender_ahead_is_waited_for");
+    let name = h
+        .create_contender(p.as_str(), Implementation::CuratorLatch, b"curator-1")
+        .await;
+    let mut rec = Recorder::new();
+    let a = join(h, &p, "a").await;
+    rec.watch(&a);
+    let mut events = a.events();
+    wait_entries(h, &p, 1).await;
+    // The listing carries it, ordered with our entry, with its data and live owner.
+    let l = admin_list(h, &p).await;
+    assert_eq!(l.contenders.len(), 1, "{l:?}");
+    let c = &l.contenders[0];
+    assert_eq!(c.name, name);
+    assert_eq!(c.data, b"curator-1");
+    assert_ne!(c.owner, crate::SessionId(0), "{c:?}");
+    assert!(c.sequence < l.entries[0].sequence, "{l:?}");
+    assert!(l.foreign.is_empty(), "{l:?}");
+    let deadline = Instant::now() + patience(h);
+    loop {
+        if let ElectionState::Follower {
+            position: 1,
+            leader: Some(leader),
+        } = a.current()
+        {
+            assert_eq!(leader.implementation, Implementation::CuratorLatch);
+            assert_eq!(leader.id, "curator-1");
+            assert_eq!(leader.token, c.token);
+            break;
+        }
+        assert!(Instant::now() < deadline, "a: {:?}", a.current());
+        sleep(Duration::from_millis(10) + h.slack() / 4).await;
+    }
+    let mut reported = false;
+    while let Ok(e) = events.try_recv() {
+        if let Event::Notice {
+            notice: Notice::ForeignContenders(cs),
+            ..
+        } = e
+        {
+            reported |= cs.iter().any(|c| {
+                c.name == name
+                    && c.implementation == Implementation::CuratorLatch
+                    && c.id == "curator-1"
+            });
+        }
+    }
+    assert!(reported, "the contender was not reported");
+    sleep(h.session_timeout()).await;
+    assert!(!a.is_leader(), "a led beside the contender");
+    let removed = Instant::now();
+    h.remove_contender(p.as_str(), &name).await;
+    lead(h, &a).await;
+    let intervals = rec.leader_intervals();
+    assert!(
+        intervals.len() == 1 && intervals[0].start >= removed,
+        "{intervals:?}"
+    );
+    a.stop().await;
+}

@@ -5,6 +5,8 @@
 //! command), and after every step the machine's actions are executed by the model and checked.
 //!
 //! Checks, by contract line (a [`Violation`] names the line):
+//! - **S1 beside another implementation**: no claim while a foreign contender (a stock Curator
+//!   latch, [`Step::ForeignJoin`]) created before our entry is there.
 //! - **S2**: while out of contact, the machine leaves the Leader state, and its work ends, before
 //!   `last_contact + step_down_fraction x timeout`.
 //! - **S3**: it starts work and enters the Leader state only while its entry is the head of the
@@ -27,7 +29,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backend::SessionState;
-use crate::backend::{EntryInfo, FencingToken, ListedEntry, Listing, Marker, SessionId};
+use crate::backend::{
+    EntryInfo, FencingToken, ListedContender, ListedEntry, Listing, Marker, SessionId,
+};
 use crate::error::{BackendError, ErrorKind};
 use crate::machine::{Action, Input, Machine, MachineConfig, WorkEnd};
 use crate::path::ElectionPath;
@@ -115,6 +119,10 @@ pub enum Step {
     Resign(bool),
     /// The user stops the candidate.
     Stop,
+    /// A contender of another implementation (a stock Curator latch) joins at the tail: it does
+    /// not see our entries, so none of ours may claim while it is there; it leaves as others
+    /// do ([`Step::Leave`]).
+    ForeignJoin,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(3);
@@ -128,6 +136,8 @@ struct Entry {
     marker: Marker,
     token: u64,
     mine: bool,
+    /// A contender of another implementation (listed apart, as a contender).
+    foreign: bool,
     /// Applied late (the machine cannot know of it before its next listing).
     late: bool,
 }
@@ -251,6 +261,7 @@ impl Run {
             has_work: setup.has_work,
             when_work_ends: setup.when_work_ends,
             marker_prefix: 0x5eed,
+            compatible: None,
         };
         let now = Instant::now();
         let machine = Machine::new(cfg, SessionId(1), TIMEOUT, SessionState::Connected, now);
@@ -415,6 +426,7 @@ impl Run {
             marker,
             token: self.zxid,
             mine,
+            foreign: false,
             late: false,
         };
         self.entries.push(entry.clone());
@@ -443,11 +455,23 @@ impl Run {
                 Input::Listed(Ok(Listing {
                     entries: sorted
                         .iter()
+                        .filter(|e| !e.foreign)
                         .map(|e| ListedEntry {
                             name: e.name.clone(),
                             sequence: e.seq,
                             owner: SessionId(e.owner),
                             marker: e.marker.clone(),
+                        })
+                        .collect(),
+                    contenders: sorted
+                        .iter()
+                        .filter(|e| e.foreign)
+                        .map(|e| ListedContender {
+                            name: e.name.clone(),
+                            sequence: e.seq,
+                            owner: SessionId(e.owner),
+                            token: FencingToken(e.token),
+                            data: b"curator-peer".to_vec(),
                         })
                         .collect(),
                     foreign: Vec::new(),
@@ -599,6 +623,25 @@ impl Run {
                 let owner = OTHERS + self.zxid;
                 let marker = Marker::from_bits(0xffff_0000_0000 + self.zxid);
                 self.create(owner, marker, false);
+            }
+            Step::ForeignJoin => {
+                let owner = OTHERS + self.zxid;
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.zxid += 1;
+                self.entries.push(Entry {
+                    name: format!(
+                        "_c_{:08x}-5eed-4000-8000-{seq:012x}-latch-{seq:010}",
+                        self.zxid
+                    ),
+                    seq,
+                    owner,
+                    marker: Marker::from_bits(0xfeed_0000_0000 + self.zxid),
+                    token: self.zxid,
+                    mine: false,
+                    foreign: true,
+                    late: false,
+                });
             }
             Step::Leave(i) => {
                 let others: Vec<String> = self
@@ -929,9 +972,26 @@ impl Run {
         Ok(())
     }
 
-    /// S3: a claim is made only on the head entry, ours, owned by our live session, in contact.
+    /// S3: a claim is made only on the head entry, ours, owned by our live session, in contact,
+    /// and (S1 beside another implementation) with no foreign contender created before our
+    /// entry still there (our listing after the create showed it).
     fn check_claim(&self, token: FencingToken) -> Result<(), Violation> {
-        let head = self.entries.iter().min_by_key(|e| e.seq);
+        if let Some(mine) = self.entries.iter().find(|e| e.mine && e.token == token.0) {
+            if let Some(f) = self.entries.iter().find(|e| e.foreign && e.seq < mine.seq) {
+                return Err(Violation::new(
+                    "S1",
+                    format!(
+                        "claimed term {token} while the foreign contender {} precedes our entry",
+                        f.name
+                    ),
+                ));
+            }
+        }
+        let head = self
+            .entries
+            .iter()
+            .filter(|e| !e.foreign)
+            .min_by_key(|e| e.seq);
         let ok = self.connected
             && self.server_alive
             && head.is_some_and(|h| h.mine && h.owner == self.session && h.token == token.0);

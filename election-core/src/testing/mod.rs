@@ -25,6 +25,28 @@ use async_trait::async_trait;
 
 use crate::backend::{CoordinationBackend, SessionId};
 
+/// The text a contender of `implementation` puts before the sequence of its node's name
+/// (`unique` stands in for its uuid), for harnesses'
+/// [`create_contender`](Harness::create_contender).
+///
+/// # Panics
+/// For [`Implementation::Election`](crate::Implementation::Election).
+pub fn contender_prefix(implementation: crate::Implementation, unique: u64) -> String {
+    use crate::Implementation as I;
+    let uuid = format!(
+        "{:08x}-5eed-4000-8000-{:012x}",
+        unique >> 48,
+        unique & 0xffff_ffff_ffff
+    );
+    match implementation {
+        I::CuratorLatch => format!("_c_{uuid}-latch-"),
+        I::CuratorLock => format!("_c_{uuid}-lock-"),
+        I::Kazoo => format!("{unique:032x}__lock__"),
+        I::Unknown => "member_".to_owned(),
+        other => panic!("{other:?} is not a foreign implementation"),
+    }
+}
+
 /// What the suite needs from a backend under test.
 #[async_trait]
 pub trait Harness: Send + Sync + 'static {
@@ -56,6 +78,23 @@ pub trait Harness: Send + Sync + 'static {
     async fn crash(&self, candidate: crate::Candidate) {
         candidate.abort();
     }
+
+    /// Creates, in directory `dir` (an election path), the node of a contender of another
+    /// implementation, named as `implementation` names its own (Curator's
+    /// `_c_{uuid}-latch-{seq}`, kazoo's `{hex}__lock__{seq}`, ...), with `data`, owned by a
+    /// session of a foreign client that lives until [`remove_contender`](Self::remove_contender):
+    /// on ZooKeeper an `EPHEMERAL_SEQUENTIAL` node of its own session, on etcd a key on a lease
+    /// of its own. Returns its name.
+    async fn create_contender(
+        &self,
+        dir: &str,
+        implementation: crate::Implementation,
+        data: &[u8],
+    ) -> String;
+
+    /// Removes a contender made by [`create_contender`](Self::create_contender), as its client
+    /// giving up.
+    async fn remove_contender(&self, dir: &str, name: &str);
 
     /// Slack allowed on timing bounds: zero on virtual time; on a real service, the scheduling
     /// and network noise of the machine.
@@ -110,6 +149,7 @@ macro_rules! conformance_suite {
             resign_and_stop_from_inside_the_work,
             term_tasks_end_with_the_work,
             stop_returns_after_aborted_work_ended,
+            foreign_contender_ahead_is_waited_for,
         );
     };
     (@cases [$attr:meta] $harness:expr; $($case:ident),* $(,)?) => {
@@ -130,6 +170,7 @@ pub async fn run_all(h: &dyn Harness) {
     primitives_watch_gone(h).await;
     primitives_close_removes_entries(h).await;
     primitives_list_and_watch(h).await;
+    foreign_contender_ahead_is_waited_for(h).await;
     first_joiner_leads_with_its_entry_token(h).await;
     resign_hands_over_in_queue_order(h).await;
     only_the_successor_wakes(h).await;

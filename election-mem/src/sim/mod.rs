@@ -15,6 +15,8 @@
 //!
 //! What is checked, and when:
 //! - after every op: S3/L2 (every candidate in the Leader state holds the head of its queue),
+//!   S1 in a mixed fleet (no candidate in the Leader state holds an entry that a foreign
+//!   contender, `Op::Contender`, precedes),
 //!   L3 (every entry is watched by at most one other candidate), S5 (no candidate holds two
 //!   entries, a stopped one holds none);
 //! - at the end: S1/S2 over every Leader interval and S4 over every work span, with terms ended
@@ -40,8 +42,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use election_core::testing::invariants::{
-    check_leader_holds_head, check_leaders_forced, check_liveness, check_no_herd, check_no_orphans,
-    check_work_forced, Forced, HeadEntry, Violation,
+    check_leader_holds_head, check_leaders_forced, check_liveness, check_no_herd,
+    check_no_leader_behind_foreign, check_no_orphans, check_work_forced, Forced, HeadEntry,
+    LeaderEntry, Violation,
 };
 use election_core::testing::recorder::{Recorder, WorkLog};
 use election_core::testing::{FencedStore, Process};
@@ -623,6 +626,28 @@ impl Sim {
                     .create_lookalike(&self.paths[p], election_core::SessionId(0x0bad_cafe));
                 self.trace.line(format!("  {name}"));
             }
+            Op::Contender { path, kind } => {
+                use election_core::Implementation as I;
+                let p = usize::from(path) % self.paths.len();
+                let kind =
+                    [I::CuratorLatch, I::CuratorLock, I::Kazoo, I::Unknown][usize::from(kind) % 4];
+                let name = self.cluster.create_contender(
+                    &self.paths[p],
+                    kind,
+                    format!("foreign-{}", self.ops).as_bytes(),
+                );
+                self.trace.line(format!("  {name}"));
+            }
+            Op::ContenderLeaves { path, index } => {
+                let p = usize::from(path) % self.paths.len();
+                let contenders = self.cluster.contenders(&self.paths[p]);
+                let Some(c) = Self::pick(&contenders.iter().collect::<Vec<_>>(), index) else {
+                    return;
+                };
+                let name = c.name.clone();
+                self.trace.line(format!("  {name}"));
+                self.cluster.delete_entry(&self.paths[p], &name);
+            }
         }
     }
 
@@ -865,6 +890,28 @@ impl Sim {
                 .filter_map(|c| Some((c.id.clone(), c.handle.as_ref()?.token()?)))
                 .collect();
             check_leader_holds_head(&leaders, head.as_ref(), &self.forced)?;
+            // S1 in a mixed fleet: no leader of ours behind a foreign contender.
+            let entries = self.cluster.entries(&self.paths[p]);
+            let ours: Vec<LeaderEntry> = leaders
+                .iter()
+                .filter_map(|(id, token)| {
+                    let e = queue
+                        .iter()
+                        .find(|e| e.candidate.as_ref() == Some(id) && e.token == *token)?;
+                    let seq = entries.iter().find(|l| l.name == e.name)?.sequence;
+                    Some(LeaderEntry {
+                        candidate: id.clone(),
+                        sequence: seq,
+                    })
+                })
+                .collect();
+            let contenders: Vec<(String, u64)> = self
+                .cluster
+                .contenders(&self.paths[p])
+                .into_iter()
+                .map(|c| (c.name, c.sequence))
+                .collect();
+            check_no_leader_behind_foreign(&ours, &contenders)?;
             // A candidate whose entry was taken by force keeps its old watch until it learns
             // (notifications may be delayed up to half a second): give it a second.
             let settled = self.forced.iter().rev().all(|f| {
@@ -928,6 +975,13 @@ impl Sim {
     async fn check_liveness(&mut self) -> Result<(), Violation> {
         self.trace.line("faults stop");
         self.cluster.clear_faults();
+        // Contenders of other implementations leave too: none of ours leads while one is there.
+        for p in &self.paths {
+            for c in self.cluster.contenders(p) {
+                self.trace.line(format!("  contender {} leaves", c.name));
+                self.cluster.delete_entry(p, &c.name);
+            }
+        }
         // A process pause cannot be undone: wait for the last to end.
         let paused = self.pauses.iter().map(|p| p.end).max();
         if let Some(end) = paused.filter(|&e| e > Instant::now()) {

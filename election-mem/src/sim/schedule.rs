@@ -192,6 +192,23 @@ pub enum Op {
     /// client, with a candidate on every path (with the user's leader work in a
     /// [`Simulation`](super::Simulation), else `Quick` work).
     Restart,
+    /// A client of another implementation joins an election on the same path (a migration):
+    /// an ephemeral sequential node named as Curator's `LeaderLatch` (`kind` 0), Curator's
+    /// lock (1), kazoo's lock (2) or an unknown implementation (3) names it, taking the next
+    /// sequence among ours.
+    Contender {
+        /// Path index.
+        path: u8,
+        /// Which implementation (modulo 4).
+        kind: u8,
+    },
+    /// A contender of another implementation leaves (its node is deleted).
+    ContenderLeaves {
+        /// Path index.
+        path: u8,
+        /// Contender index, in sequence order.
+        index: u8,
+    },
 }
 
 impl fmt::Display for Op {
@@ -328,6 +345,14 @@ fn op(rng: &mut SplitMix64) -> Op {
         63..=65 => Op::Pause {
             client,
             ms: pause_ms(rng),
+        },
+        66 => Op::Contender {
+            path: rng.index(),
+            kind: rng.index(),
+        },
+        67..=68 => Op::ContenderLeaves {
+            path: rng.index(),
+            index: rng.index(),
         },
         _ => Op::Advance {
             ms: match rng.below(10) {

@@ -6,6 +6,7 @@
 //! | file | line | checks |
 //! |---|---|---|
 //! | `leaders.rs` | S1, S2 | [`check_leaders`], [`check_leaders_forced`], [`check_leaders_tolerating`] |
+//! | `foreign.rs` | S1 (mixed fleet) | [`check_no_leader_behind_foreign`] |
 //! | `work.rs` | S4 | [`check_work`], [`check_work_forced`] |
 //! | `head.rs` | S3, L2 | [`check_leader_holds_head`] |
 //! | `herd.rs` | L3 | [`check_no_herd`] |
@@ -13,6 +14,7 @@
 //! | `orphans.rs` | S5 | [`check_no_orphans`] |
 //! | `liveness.rs` | L1 | [`check_liveness`] |
 
+mod foreign;
 mod head;
 mod herd;
 mod leaders;
@@ -28,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::backend::FencingToken;
 
+pub use foreign::{check_no_leader_behind_foreign, LeaderEntry};
 pub use head::{check_leader_holds_head, HeadEntry};
 pub use herd::check_no_herd;
 pub use leaders::{check_leaders, check_leaders_forced, check_leaders_tolerating};

@@ -1,0 +1,323 @@
+//! A mixed fleet on one real ZooKeeper 3.8 server: stock Curator 5.4 (`LeaderLatch`, and
+//! `InterProcessMutex` as the Maxwell HA patch uses it) and kazoo 2.8 (`Election`) contenders,
+//! run as real peer processes (`tests/peers/`), on the same path as an `election` candidate.
+//! A candidate of ours with a stock peer ahead of it never leads until the peer gives up, then
+//! leads; checked from the peers' own reports ("LEADER", "NOT_LEADER" on their stdout), our
+//! candidate's recorded transitions, and the server's children.
+//!
+//! Needs Debian's `libcurator-framework-java`, `libcurator-recipes-java`,
+//! `libcurator-client-java` and `python3-kazoo` (`scripts/test.sh` installs them), `javac`, and
+//! `/usr/bin/python3` (Debian's, which sees python3-kazoo; a pyenv `python3` does not).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use election_core::testing::recorder::Recorder;
+use election_core::{Candidate, CoordinationBackend, ElectionState, Event, Implementation, Notice};
+use election_tests::candidates::{lead, patience, SLACK, T};
+use election_tests::scenario::{direct, raw, raw_children, wait_state};
+use election_zk::testing::ZkServer;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+const CURATOR_JARS: [&str; 3] = [
+    "/usr/share/java/curator-recipes.jar",
+    "/usr/share/java/curator-framework.jar",
+    "/usr/share/java/curator-client.jar",
+];
+const PYTHON: &str = "/usr/bin/python3";
+
+fn peers_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
+}
+
+/// `CuratorPeer.java` compiled once per test binary into a temporary directory.
+fn curator_classes() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        for jar in CURATOR_JARS {
+            assert!(
+                Path::new(jar).exists(),
+                "{jar} is missing: install Debian's libcurator-framework-java, \
+                 libcurator-recipes-java and libcurator-client-java (scripts/test.sh does)"
+            );
+        }
+        let dir =
+            std::env::temp_dir().join(format!("election-curator-peer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let status = Command::new("javac")
+            .arg("-d")
+            .arg(&dir)
+            .arg("-cp")
+            .arg(classpath(None))
+            .arg(peers_dir().join("CuratorPeer.java"))
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("javac could not run ({e}): install a JDK (Debian's default-jdk-headless)")
+            });
+        assert!(
+            status.success(),
+            "javac failed on tests/peers/CuratorPeer.java"
+        );
+        dir
+    })
+}
+
+fn classpath(classes: Option<&Path>) -> String {
+    let mut parts: Vec<String> = CURATOR_JARS.iter().map(|s| (*s).to_owned()).collect();
+    parts.push("/usr/share/java/zookeeper.jar".into());
+    parts.push("/usr/share/java/slf4j-nop.jar".into());
+    if let Some(c) = classes {
+        parts.push(c.display().to_string());
+    }
+    parts.join(":")
+}
+
+fn check_kazoo() {
+    let ok = Command::new(PYTHON)
+        .args(["-c", "import kazoo"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{PYTHON} cannot import kazoo: install Debian's python3-kazoo (scripts/test.sh does)"
+    );
+}
+
+/// A peer process of another implementation; killed and reaped on drop.
+struct Peer {
+    name: &'static str,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::UnboundedReceiver<(Instant, String)>,
+    transcript: Vec<(Instant, String)>,
+}
+
+impl Peer {
+    fn curator(connect: &str, path: &str, id: &str, mode: &str) -> Self {
+        let classes = curator_classes();
+        let cmd = Command::new("java")
+            .args([
+                "-Xmx64m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-Djava.net.preferIPv4Stack=true",
+                "-cp",
+                &classpath(Some(classes)),
+                "CuratorPeer",
+                connect,
+                path,
+                id,
+                mode,
+                &T.as_millis().to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("java could not run: {e}"));
+        Self::new("curator", cmd)
+    }
+
+    fn kazoo(connect: &str, path: &str, id: &str) -> Self {
+        check_kazoo();
+        let cmd = Command::new(PYTHON)
+            .arg(peers_dir().join("kazoo_peer.py"))
+            .args([connect, path, id, &T.as_millis().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{PYTHON} could not run: {e}"));
+        Self::new("kazoo", cmd)
+    }
+
+    fn new(name: &'static str, mut child: Child) -> Self {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stdin = child.stdin.take();
+        let (tx, lines) = mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send((Instant::now(), line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            name,
+            child,
+            stdin,
+            lines,
+            transcript: Vec::new(),
+        }
+    }
+
+    /// The next line starting with `prefix` (bounded): its text and when it was read.
+    async fn expect(&mut self, prefix: &str, limit: Duration) -> (Instant, String) {
+        let deadline = Instant::now() + limit;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some((at, line))) => {
+                    self.transcript.push((at, line.clone()));
+                    assert!(!line.starts_with("ERROR"), "{} peer: {line}", self.name);
+                    if line.starts_with(prefix) {
+                        return (at, line);
+                    }
+                }
+                Ok(None) => panic!(
+                    "{} peer exited before saying {prefix:?}; it said {:?}",
+                    self.name, self.transcript
+                ),
+                Err(_) => panic!(
+                    "{} peer did not say {prefix:?} within {limit:?}; it said {:?}",
+                    self.name, self.transcript
+                ),
+            }
+        }
+    }
+
+    /// Its node's name and when it said it leads (the two lines come in either order).
+    async fn node_and_leader(&mut self) -> (String, Instant) {
+        let (mut node, mut leading) = (None, None);
+        while node.is_none() || leading.is_none() {
+            let (at, line) = self.expect("", patience()).await;
+            if let Some(name) = line.strip_prefix("NODE ") {
+                node = Some(name.to_owned());
+            } else if line == "LEADER" {
+                leading = Some(at);
+            }
+        }
+        (
+            node.unwrap_or_default(),
+            leading.unwrap_or_else(Instant::now),
+        )
+    }
+
+    /// Tells the peer to give up (close its latch, release its lock, leave its election).
+    fn close(&mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "CLOSE");
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Our candidate joins behind `peer`, which leads: it waits (a follower whose leader is the
+/// peer, reported as `implementation` with its id), never leads while the peer holds its node,
+/// and leads once the peer gives up.
+async fn ours_waits_for(
+    server: &ZkServer,
+    path: &str,
+    mut peer: Peer,
+    implementation: Implementation,
+    peer_id: Option<&str>,
+) {
+    let (node, _) = peer.node_and_leader().await;
+    let backend: Arc<dyn CoordinationBackend> = direct(&server.connect_string());
+    let mut rec = Recorder::new();
+    let ours = Candidate::builder(path, "ours-1")
+        .session_timeout(T)
+        .join(backend)
+        .await
+        .expect("join");
+    rec.watch(&ours);
+    let mut events = ours.events();
+    let state = wait_state(&ours, "waiting behind the peer", patience(), |s| {
+        matches!(s, ElectionState::Follower { leader: Some(l), .. } if l.implementation == implementation)
+    })
+    .await;
+    let ElectionState::Follower {
+        position: 1,
+        leader: Some(leader),
+    } = state
+    else {
+        panic!("not first behind the peer: {state:?}");
+    };
+    if let Some(id) = peer_id {
+        assert_eq!(leader.id, id, "{leader:?}");
+    }
+    // Reported, with the implementation it looks like.
+    let mut reported = false;
+    while let Ok(e) = events.try_recv() {
+        if let Event::Notice {
+            notice: Notice::ForeignContenders(c),
+            ..
+        } = e
+        {
+            reported |= c.len() == 1 && c[0].name == node && c[0].implementation == implementation;
+        }
+    }
+    assert!(reported, "the contender {node} was not reported");
+    // A while behind it: never leads.
+    tokio::time::sleep(T / 2).await;
+    assert!(!ours.is_leader(), "led beside the {} peer", peer.name);
+    let closed_at = Instant::now();
+    peer.close();
+    let (peer_stopped, _) = peer.expect("NOT_LEADER", patience()).await;
+    let token = lead(&ours).await;
+    let intervals = rec.leader_intervals();
+    assert_eq!(intervals.len(), 1, "{intervals:?}");
+    assert!(
+        intervals[0].start >= closed_at,
+        "led before the peer was told to close"
+    );
+    assert!(
+        intervals[0].start + SLACK >= peer_stopped,
+        "led {:?} before the peer said it stopped",
+        peer_stopped - intervals[0].start
+    );
+    // The server agrees: the peer's node is gone, ours is the only child.
+    let admin = raw(&server.connect_string(), T).await;
+    let children = raw_children(&admin, path).await;
+    assert!(!children.contains(&node), "{children:?}");
+    assert_eq!(children.len(), 1, "{children:?}");
+    println!(
+        "{implementation:?}: ours led with token {token} {:?} after the peer said NOT_LEADER",
+        intervals[0].start.saturating_duration_since(peer_stopped)
+    );
+    peer.expect("CLOSED", patience()).await;
+    ours.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curator_latch_ahead_is_waited_for_then_ours_leads() {
+    let server = ZkServer::start();
+    let path = "/mixed/curator-latch";
+    let peer = Peer::curator(&server.connect_string(), path, "curator-1", "latch");
+    ours_waits_for(
+        &server,
+        path,
+        peer,
+        Implementation::CuratorLatch,
+        Some("curator-1"),
+    )
+    .await;
+}
+
+/// The Maxwell HA patch: a Curator `InterProcessMutex` on a fixed path (its node's data is the
+/// host's address, not an id: shown, never trusted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curator_mutex_ahead_is_waited_for_then_ours_leads() {
+    let server = ZkServer::start();
+    let path = "/mixed/curator-mutex";
+    let peer = Peer::curator(&server.connect_string(), path, "curator-2", "mutex");
+    ours_waits_for(&server, path, peer, Implementation::CuratorLock, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kazoo_election_ahead_is_waited_for_then_ours_leads() {
+    let server = ZkServer::start();
+    let path = "/mixed/kazoo";
+    let peer = Peer::kazoo(&server.connect_string(), path, "kazoo-1");
+    ours_waits_for(&server, path, peer, Implementation::Kazoo, Some("kazoo-1")).await;
+}
