@@ -45,6 +45,8 @@ impl Guard {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .env_remove("NOTIFY_SOCKET")
+            .env_remove(crate::SECRET_ENV[0])
+            .env_remove(crate::SECRET_ENV[1])
             .process_group(0)
             .spawn()?;
         let stdin = child
