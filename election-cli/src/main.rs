@@ -290,3 +290,64 @@ fn fail(code: i32, reason: impl std::fmt::Display) -> i32 {
     eprintln!("election: {reason}");
     code
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["election", "status", "--path", "/x"].iter().chain(args))
+    }
+
+    #[test]
+    fn security_flags_come_in_their_sets_and_with_their_service() {
+        let zk = ["--zookeeper", "h:1"];
+        let ok = |extra: &[&str]| {
+            let args: Vec<&str> = zk.iter().chain(extra).copied().collect();
+            parse(&args).unwrap_or_else(|e| panic!("{extra:?}: {e}"))
+        };
+        let refused = |extra: &[&str]| {
+            let args: Vec<&str> = zk.iter().chain(extra).copied().collect();
+            let e = parse(&args).map(|_| ()).unwrap_err();
+            assert_eq!(e.exit_code(), exit::USAGE, "{extra:?}");
+        };
+        ok(&["--zk-tls-ca", "ca.pem"]);
+        ok(&[
+            "--zk-tls-ca",
+            "ca",
+            "--zk-tls-cert",
+            "c",
+            "--zk-tls-key",
+            "k",
+        ]);
+        ok(&["--zk-sasl-user", "u", "--zk-sasl-password-file", "pw"]);
+        // A certificate without its key or CA, a key without its certificate.
+        refused(&["--zk-tls-ca", "ca", "--zk-tls-cert", "c"]);
+        refused(&["--zk-tls-cert", "c", "--zk-tls-key", "k"]);
+        refused(&["--zk-tls-ca", "ca", "--zk-tls-key", "k"]);
+        // A password file without its user; no flag takes a password itself.
+        refused(&["--zk-sasl-password-file", "pw"]);
+        refused(&["--zk-sasl-password", "pw"]);
+        refused(&["--etcd-password", "pw"]);
+        // The other service's flags.
+        refused(&["--etcd-user", "u"]);
+        refused(&["--etcd-tls-ca", "ca"]);
+        let e = Cli::try_parse_from([
+            "election",
+            "status",
+            "--path",
+            "/x",
+            "--etcd",
+            "h:1",
+            "--zk-tls-ca",
+            "ca",
+        ])
+        .map(|_| ())
+        .unwrap_err();
+        assert_eq!(e.exit_code(), exit::USAGE);
+        let Command::Status(q) = ok(&["--zk-tls-ca", "ca.pem"]).command else {
+            panic!("not status");
+        };
+        assert_eq!(q.service.security.zk_tls_ca, Some(PathBuf::from("ca.pem")));
+    }
+}
