@@ -24,7 +24,8 @@ pub struct ChildEnv {
 }
 
 /// Starts `argv` directly (no shell), in a process group of its own (its pid is the group id),
-/// with stdin, stdout and stderr inherited, `env` added and `NOTIFY_SOCKET` removed, and
+/// with stdin, stdout and stderr inherited, `env` added, `NOTIFY_SOCKET` and the password
+/// variables ([`SECRET_ENV`](crate::SECRET_ENV)) removed, and
 /// SIGKILL as its parent-death signal.
 ///
 /// Must be called from a thread that lives as long as the supervisor: the parent-death signal
@@ -40,6 +41,9 @@ pub fn spawn(argv: &[OsString], env: &ChildEnv) -> io::Result<(Child, Pid)> {
         .env_remove("NOTIFY_SOCKET")
         .process_group(0)
         .kill_on_drop(false);
+    for key in crate::SECRET_ENV {
+        command.env_remove(key);
+    }
     for (key, value) in &env.vars {
         command.env(key, value);
     }

@@ -45,6 +45,8 @@ impl Guard {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .env_remove("NOTIFY_SOCKET")
+            .env_remove(crate::ZK_SASL_PASSWORD_ENV)
+            .env_remove(crate::ETCD_PASSWORD_ENV)
             .process_group(0)
             .spawn()?;
         let stdin = child

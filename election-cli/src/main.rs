@@ -18,6 +18,7 @@ mod run;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -34,6 +35,10 @@ pub mod exit {
     /// The coordination service could not be reached within `--connection-timeout`; nothing was
     /// created (`EX_UNAVAILABLE`).
     pub const UNAVAILABLE: i32 = 69;
+    /// The service refused this client for a reason of security (a server certificate not
+    /// signed by `--zk-tls-ca`, expired or for another host; a plain port where TLS was
+    /// expected; a wrong user or password; no permission): nothing was created (`EX_NOPERM`).
+    pub const REFUSED: i32 = 77;
     /// The command exists but cannot be executed.
     pub const NOT_EXECUTABLE: i32 = 126;
     /// The command was not found.
@@ -101,6 +106,86 @@ struct Service {
     /// than needed.
     #[arg(long, env = "ELECTION_ZK_TICK_TIME", value_parser = parse_duration)]
     zk_tick_time: Option<Duration>,
+    #[command(flatten)]
+    security: Security,
+}
+
+/// The environment variables that hold a password itself: read by the supervisor, never
+/// passed on to the command it runs (nor to its guard process).
+pub const SECRET_ENV: [&str; 2] = [ZK_SASL_PASSWORD_ENV, ETCD_PASSWORD_ENV];
+/// The ZooKeeper SASL password itself (instead of `--zk-sasl-password-file`).
+pub const ZK_SASL_PASSWORD_ENV: &str = "ELECTION_ZK_SASL_PASSWORD";
+/// The etcd password itself (instead of `--etcd-password-file`).
+pub const ETCD_PASSWORD_ENV: &str = "ELECTION_ETCD_PASSWORD";
+
+/// The help heading of the security flags.
+const SECURITY: &str = "Security (no secret on the command line)";
+
+/// TLS and credentials. No secret is ever a command-line value: a private key or a password
+/// comes from a file that other users cannot read, or a password from an environment variable.
+#[derive(Debug, Clone, Args)]
+// Without the etcd feature, `--etcd` and its flags are refused before they are read.
+#[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+struct Security {
+    /// ZooKeeper over TLS (its `secureClientPort`): the PEM file of the CA(s) the servers'
+    /// certificates must chain to. The certificate must name the host as written in --zookeeper.
+    #[arg(long, help_heading = SECURITY, env = "ELECTION_ZK_TLS_CA", value_name = "FILE", conflicts_with = "etcd")]
+    zk_tls_ca: Option<PathBuf>,
+    /// The client certificate (PEM) presented to ZooKeeper; with --zk-tls-key.
+    #[arg(
+        long,
+        help_heading = SECURITY,
+        env = "ELECTION_ZK_TLS_CERT",
+        value_name = "FILE",
+        requires_all = ["zk_tls_key", "zk_tls_ca"]
+    )]
+    zk_tls_cert: Option<PathBuf>,
+    /// The client's private key (PEM); refused if other users can read the file.
+    #[arg(long, help_heading = SECURITY, env = "ELECTION_ZK_TLS_KEY", value_name = "FILE", requires = "zk_tls_cert")]
+    zk_tls_key: Option<PathBuf>,
+    /// SASL DIGEST-MD5 user on ZooKeeper; the password from --zk-sasl-password-file or the
+    /// ELECTION_ZK_SASL_PASSWORD environment variable. Nodes created are then writable by this
+    /// user only (readable by anyone).
+    #[arg(long, help_heading = SECURITY, env = "ELECTION_ZK_SASL_USER", value_name = "USER", conflicts_with = "etcd")]
+    zk_sasl_user: Option<String>,
+    /// A file holding the SASL password alone (one line); refused if other users can read it.
+    #[arg(
+        long,
+        help_heading = SECURITY,
+        env = "ELECTION_ZK_SASL_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "zk_sasl_user"
+    )]
+    zk_sasl_password_file: Option<PathBuf>,
+    /// etcd user (etcd's `auth enable`); the password from --etcd-password-file or the
+    /// ELECTION_ETCD_PASSWORD environment variable.
+    #[arg(long, help_heading = SECURITY, env = "ELECTION_ETCD_USER", value_name = "USER", conflicts_with = "zookeeper")]
+    etcd_user: Option<String>,
+    /// A file holding the etcd password alone (one line); refused if other users can read it.
+    #[arg(
+        long,
+        help_heading = SECURITY,
+        env = "ELECTION_ETCD_PASSWORD_FILE",
+        value_name = "FILE",
+        requires = "etcd_user"
+    )]
+    etcd_password_file: Option<PathBuf>,
+    /// etcd over TLS: the PEM file of the CA(s) the members' certificates must chain to.
+    #[arg(long, help_heading = SECURITY, env = "ELECTION_ETCD_TLS_CA", value_name = "FILE", conflicts_with = "zookeeper")]
+    etcd_tls_ca: Option<PathBuf>,
+    /// The client certificate (PEM) presented to etcd (`--client-cert-auth`); with
+    /// --etcd-tls-key.
+    #[arg(
+        long,
+        help_heading = SECURITY,
+        env = "ELECTION_ETCD_TLS_CERT",
+        value_name = "FILE",
+        requires_all = ["etcd_tls_key", "etcd_tls_ca"]
+    )]
+    etcd_tls_cert: Option<PathBuf>,
+    /// The client's private key (PEM) for etcd; refused if other users can read the file.
+    #[arg(long, help_heading = SECURITY, env = "ELECTION_ETCD_TLS_KEY", value_name = "FILE", requires = "etcd_tls_cert")]
+    etcd_tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -204,4 +289,65 @@ fn main() {
 fn fail(code: i32, reason: impl std::fmt::Display) -> i32 {
     eprintln!("election: {reason}");
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(["election", "status", "--path", "/x"].iter().chain(args))
+    }
+
+    #[test]
+    fn security_flags_come_in_their_sets_and_with_their_service() {
+        let zk = ["--zookeeper", "h:1"];
+        let ok = |extra: &[&str]| {
+            let args: Vec<&str> = zk.iter().chain(extra).copied().collect();
+            parse(&args).unwrap_or_else(|e| panic!("{extra:?}: {e}"))
+        };
+        let refused = |extra: &[&str]| {
+            let args: Vec<&str> = zk.iter().chain(extra).copied().collect();
+            let e = parse(&args).map(|_| ()).unwrap_err();
+            assert_eq!(e.exit_code(), exit::USAGE, "{extra:?}");
+        };
+        ok(&["--zk-tls-ca", "ca.pem"]);
+        ok(&[
+            "--zk-tls-ca",
+            "ca",
+            "--zk-tls-cert",
+            "c",
+            "--zk-tls-key",
+            "k",
+        ]);
+        ok(&["--zk-sasl-user", "u", "--zk-sasl-password-file", "pw"]);
+        // A certificate without its key or CA, a key without its certificate.
+        refused(&["--zk-tls-ca", "ca", "--zk-tls-cert", "c"]);
+        refused(&["--zk-tls-cert", "c", "--zk-tls-key", "k"]);
+        refused(&["--zk-tls-ca", "ca", "--zk-tls-key", "k"]);
+        // A password file without its user; no flag takes a password itself.
+        refused(&["--zk-sasl-password-file", "pw"]);
+        refused(&["--zk-sasl-password", "pw"]);
+        refused(&["--etcd-password", "pw"]);
+        // The other service's flags.
+        refused(&["--etcd-user", "u"]);
+        refused(&["--etcd-tls-ca", "ca"]);
+        let e = Cli::try_parse_from([
+            "election",
+            "status",
+            "--path",
+            "/x",
+            "--etcd",
+            "h:1",
+            "--zk-tls-ca",
+            "ca",
+        ])
+        .map(|_| ())
+        .unwrap_err();
+        assert_eq!(e.exit_code(), exit::USAGE);
+        let Command::Status(q) = ok(&["--zk-tls-ca", "ca.pem"]).command else {
+            panic!("not status");
+        };
+        assert_eq!(q.service.security.zk_tls_ca, Some(PathBuf::from("ca.pem")));
+    }
 }

@@ -269,7 +269,8 @@ pub async fn run(args: RunArgs) -> i32 {
         Ok(c) => c,
         Err(e) => {
             client.close().await;
-            return fail(exit::FAILURE, format!("cannot join {}: {e}", service.path));
+            let (code, _) = backend.refusal(&e);
+            return fail(code, format!("cannot join {}: {e}", service.path));
         }
     };
     info!(path = %service.path, candidate = %id, session = %client.session_id(), grace = ?timing.grace, budget = ?timing.budget, "joined; waiting to lead");

@@ -118,7 +118,7 @@ impl World {
     }
 
     /// The flags that name the service at `connect`.
-    fn service_flags(&self, connect: &str) -> Vec<String> {
+    pub fn service_flags(&self, connect: &str) -> Vec<String> {
         match &self.service {
             Service::Zk(_) => vec![
                 "--zookeeper".into(),
@@ -131,7 +131,7 @@ impl World {
         }
     }
 
-    fn on(service: Service, path: &str) -> World {
+    pub fn on(service: Service, path: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let script = dir.path().join("child.sh");
         fs::write(&script, CHILD).unwrap();
