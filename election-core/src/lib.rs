@@ -55,6 +55,7 @@ mod state;
 mod term;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 
 pub use backend::{
     BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedContender, ListedEntry,
@@ -76,3 +77,4 @@ pub use state::{
     Reason, StopReason, Transition,
 };
 pub use term::{Term, WorkEnded, WorkResult};
+pub use tls::TlsFiles;

@@ -221,7 +221,7 @@ impl EtcdBackendBuilder {
                 namespace,
                 #[cfg(feature = "tls")]
                 tls: match &self.tls_files {
-                    Some(files) => Some(files.load()?),
+                    Some(files) => Some(crate::tls::load(files)?),
                     None => self.tls,
                 },
             }),

@@ -409,7 +409,7 @@ impl ZkBackendBuilder {
                             .into(),
                     });
                 }
-                Some(tls.load()?)
+                Some(crate::tls::load(tls)?)
             }
             None => None,
         };

@@ -10,11 +10,10 @@
 use std::fmt;
 use std::io::ErrorKind as IoKind;
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use election_core::secret::read_secret_file;
+use election_core::tls::tls_error;
 use election_core::ConfigError;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -40,94 +39,52 @@ use crate::error::SecurityError;
 ///     .client_identity("/etc/election/client.pem", "/etc/election/client-key.pem");
 /// # let _ = tls;
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ZkTls {
-    ca_file: PathBuf,
-    identity: Option<(PathBuf, PathBuf)>,
-}
+pub type ZkTls = election_core::TlsFiles;
 
-impl ZkTls {
-    /// Trusts the CA certificates (and CRLs) in the PEM file `ca_file`, and no others.
-    pub fn new(ca_file: impl Into<PathBuf>) -> Self {
-        Self {
-            ca_file: ca_file.into(),
-            identity: None,
-        }
+/// Reads the files of `tls` and builds both the client's settings and our own handshake's.
+pub(crate) fn load(tls: &ZkTls) -> Result<TlsSettings, ConfigError> {
+    let pem = tls.read()?;
+    let ca_file = tls.ca_file();
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem.ca.as_bytes()) {
+        let cert = cert.map_err(|e| tls_error(format!("CA file {ca_file:?}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| tls_error(format!("CA file {ca_file:?}: {e}")))?;
     }
-
-    /// Presents the certificate chain in `cert_file` with the private key in `key_file` (PEM,
-    /// PKCS#8, PKCS#1 or SEC1). The key file must not be readable by other users.
-    pub fn client_identity(
-        mut self,
-        cert_file: impl Into<PathBuf>,
-        key_file: impl Into<PathBuf>,
-    ) -> Self {
-        self.identity = Some((cert_file.into(), key_file.into()));
-        self
-    }
-
-    /// Reads and checks the files.
-    pub(crate) fn load(&self) -> Result<TlsSettings, ConfigError> {
-        let bad = |reason: String| ConfigError::Backend {
-            what: "TLS",
-            reason,
-        };
-        let ca_pem = std::fs::read_to_string(&self.ca_file)
-            .map_err(|e| bad(format!("CA file {:?}: {e}", self.ca_file)))?;
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            let cert = cert.map_err(|e| bad(format!("CA file {:?}: {e}", self.ca_file)))?;
-            roots
-                .add(cert)
-                .map_err(|e| bad(format!("CA file {:?}: {e}", self.ca_file)))?;
+    let provider = crypto_provider();
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| tls_error(e.to_string()))?
+        .with_root_certificates(roots);
+    let mut options = zk::TlsOptions::new()
+        .with_pem_ca(&pem.ca)
+        .map_err(|e| tls_error(format!("CA file {ca_file:?}: {e}")))?;
+    let probe = match &pem.identity {
+        None => builder.with_no_client_auth(),
+        Some(id) => {
+            let (cert_file, key_file) = (&id.cert_file, &id.key_file);
+            let chain = CertificateDer::pem_slice_iter(id.cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| tls_error(format!("client certificate {cert_file:?}: {e}")))?;
+            // The parse error never quotes the key.
+            let key = PrivateKeyDer::from_pem_slice(id.key.as_bytes()).map_err(|_| {
+                tls_error(format!("client key {key_file:?} holds no PEM private key"))
+            })?;
+            options = options
+                .with_pem_identity(&id.cert, &id.key)
+                .map_err(|_| tls_error(format!("client key {key_file:?} cannot be used")))?;
+            builder.with_client_auth_cert(chain, key).map_err(|e| {
+                tls_error(format!(
+                    "client certificate {cert_file:?} and key {key_file:?}: {e}"
+                ))
+            })?
         }
-        if roots.is_empty() {
-            return Err(bad(format!(
-                "CA file {:?} holds no PEM certificate",
-                self.ca_file
-            )));
-        }
-        let provider = crypto_provider();
-        let builder = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?
-            .with_root_certificates(roots);
-        let mut options = zk::TlsOptions::new()
-            .with_pem_ca(&ca_pem)
-            .map_err(|e| bad(format!("CA file {:?}: {e}", self.ca_file)))?;
-        let probe = match &self.identity {
-            None => builder.with_no_client_auth(),
-            Some((cert_file, key_file)) => {
-                let cert_pem = std::fs::read_to_string(cert_file)
-                    .map_err(|e| bad(format!("client certificate {cert_file:?}: {e}")))?;
-                let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| bad(format!("client certificate {cert_file:?}: {e}")))?;
-                if chain.is_empty() {
-                    return Err(bad(format!(
-                        "client certificate {cert_file:?} holds no PEM certificate"
-                    )));
-                }
-                let key_pem = read_secret_file(key_file)?;
-                // The parse error never quotes the key.
-                let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|_| {
-                    bad(format!("client key {key_file:?} holds no PEM private key"))
-                })?;
-                options = options
-                    .with_pem_identity(&cert_pem, &key_pem)
-                    .map_err(|_| bad(format!("client key {key_file:?} cannot be used")))?;
-                builder.with_client_auth_cert(chain, key).map_err(|e| {
-                    bad(format!(
-                        "client certificate {cert_file:?} and key {key_file:?}: {e}"
-                    ))
-                })?
-            }
-        };
-        Ok(TlsSettings {
-            options,
-            probe: Arc::new(probe),
-        })
-    }
+    };
+    Ok(TlsSettings {
+        options,
+        probe: Arc::new(probe),
+    })
 }
 
 /// The crypto provider: the process default if one is installed, else aws-lc-rs, installed as
@@ -319,13 +276,13 @@ mod tests {
 
     #[test]
     fn a_missing_or_empty_ca_file_is_a_config_error() {
-        let e = ZkTls::new("/nonexistent/ca.pem").load().unwrap_err();
+        let e = load(&ZkTls::new("/nonexistent/ca.pem")).unwrap_err();
         assert!(matches!(e, ConfigError::Backend { what: "TLS", .. }), "{e}");
         let dir = std::env::temp_dir().join(format!("election-zk-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let ca = dir.join("empty.pem");
         std::fs::write(&ca, "not a certificate\n").unwrap();
-        let e = ZkTls::new(&ca).load().unwrap_err();
+        let e = load(&ZkTls::new(&ca)).unwrap_err();
         assert!(e.to_string().contains("no PEM certificate"), "{e}");
         std::fs::remove_dir_all(dir).unwrap();
     }
