@@ -76,6 +76,9 @@ pub(crate) struct Driver {
     timer: Option<Instant>,
     resign_waiters: Vec<oneshot::Sender<()>>,
     outlets: Outlets,
+    /// When the latest notice that the predecessor's entry is gone came: the start of this
+    /// candidate's share of a take-over (metrics only).
+    predecessor_gone_at: Option<Instant>,
 }
 
 impl Driver {
@@ -113,6 +116,7 @@ impl Driver {
             work_abort: None,
             work_handover: None,
             timer: None,
+            predecessor_gone_at: None,
             resign_waiters: Vec::new(),
             outlets,
         }
@@ -239,7 +243,12 @@ impl Driver {
             }
         };
         match wake {
-            Wake::Input(input) => input,
+            Wake::Input(input) => {
+                if let Input::PredecessorGone { result: Ok(()), .. } = &input {
+                    self.predecessor_gone_at = Some(Instant::now());
+                }
+                input
+            }
             Wake::Opened(session) => {
                 let (id, timeout) = (session.id(), session.timeout());
                 self.session_state = session.state();
@@ -377,6 +386,11 @@ impl Driver {
                 let (state, seen) = match &event {
                     Event::Transition(t) => {
                         crate::metrics::transition(&self.path, t);
+                        if t.to.is_leader() && !t.from.is_leader() {
+                            if let Some(gone) = self.predecessor_gone_at.take() {
+                                crate::metrics::takeover(&self.path, t.at - gone);
+                            }
+                        }
                         (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k)))
                     }
                     Event::Notice { .. } => (None, None),

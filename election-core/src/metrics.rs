@@ -10,12 +10,15 @@
 //! | `election_token` | gauge | `path` | the token of the latest term led here (as `f64`: exact below 2^53) |
 //! | `election_session_state` | gauge | `state` | 1 for the session state a candidate saw last (`connected`, `disconnected`, `expired`, `closed`), 0 for the others |
 //! | `election_session_changes_total` | counter | `state` | session state changes seen by candidates |
+//! | `election_takeover_seconds` | histogram | `path` | a new leader's share of a failover: from the notice that its predecessor's entry is gone to leading (the share before it is the old leader's release, or the service's session timeout after a crash) |
 //!
 //! Label values: `path` is the election path; `from` and `to` are
 //! [`ElectionState::name`](crate::ElectionState::name); `reason` is the
 //! [`Reason`] variant in snake case (without the text of a work failure).
 
-use metrics::{counter, gauge};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
 
 use crate::backend::SessionState;
 use crate::path::ElectionPath;
@@ -43,6 +46,11 @@ pub(crate) fn transition(path: &ElectionPath, t: &Transition) {
         }
         _ => {}
     }
+}
+
+/// Records a take-over on `path`: from the predecessor's entry gone to leading.
+pub(crate) fn takeover(path: &ElectionPath, took: Duration) {
+    histogram!("election_takeover_seconds", "path" => path.to_string()).record(took.as_secs_f64());
 }
 
 /// Records a session state a candidate saw.
