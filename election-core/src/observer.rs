@@ -184,7 +184,7 @@ async fn follow(client: Session, path: ElectionPath, tx: &watch::Sender<LeaderVi
                 tx.borrow().clone()
             }
             Some(crate::foreign::Slot::Ours(head)) => match session.read(&path, &head.name).await {
-                Ok(Some(info)) => match CandidateRecord::decode(&info.data) {
+                Ok(Some(info)) => match CandidateRecord::decode_entry(&info.data) {
                     Ok(r) => {
                         head_name = Some(head.name.clone());
                         LeaderView::Leader(LeaderInfo {
