@@ -65,7 +65,7 @@
 
 pub use election_core::{
     backend, foreign, record, secret, BackendError, BackendSession, Candidate, CandidateBuilder,
-    CandidateConfig, CandidateRecord, Client, ClientBuilder, ConfigError, Contact,
+    CandidateConfig, CandidateRecord, Client, ClientBuilder, Compatibility, ConfigError, Contact,
     CoordinationBackend, ElectionError, ElectionPath, ElectionState, EntryInfo, ErrorKind, Event,
     FencingToken, ForeignContender, Implementation, LeaderInfo, LeaderView, ListedContender,
     ListedEntry, Listing, Marker, Notice, Notification, Observer, Participant, Reason, SessionId,
