@@ -8,7 +8,9 @@
 //! `latch-`/`lock-` marker after all of its own, and kazoo ignores every child without
 //! `__lock__`. Whatever our place, such a contender leads as soon as it is first among its own
 //! kind, so the election machine treats it as ahead of every entry of ours (see
-//! [`Implementation::orders_ours`]).
+//! [`Implementation::orders_ours`]), unless the candidate runs in the [`Compatibility`] mode of
+//! that implementation: our entries are then named in its shape, it orders them by sequence,
+//! and we order its contenders by sequence among ours.
 //!
 //! Name shapes (ZooKeeper appends the 10-digit sequence):
 //! ```text
