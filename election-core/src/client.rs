@@ -256,7 +256,7 @@ impl Client {
                 let Some(info) = session.read(path, &head.name).await? else {
                     return Ok(None);
                 };
-                match CandidateRecord::decode_entry(&info.data) {
+                match crate::record::decode_listed(&info, head.owner) {
                     Ok(record) => Ok(Some(Some(LeaderInfo {
                         id: record.id,
                         implementation: crate::Implementation::Election,
@@ -324,7 +324,7 @@ impl Client {
                     };
                     // An entry that left meanwhile is simply no longer a participant.
                     if let Some(info) = session.read(path, &entry.name).await? {
-                        if let Ok(record) = CandidateRecord::decode_entry(&info.data) {
+                        if let Ok(record) = crate::record::decode_listed(&info, entry.owner) {
                             out.push(Participant {
                                 id: record.id,
                                 implementation: crate::Implementation::Election,

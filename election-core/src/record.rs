@@ -108,6 +108,21 @@ impl CandidateRecord {
     }
 }
 
+/// The record of a listed entry of ours that was read as `info`: in either form
+/// ([`CandidateRecord::decode_entry`]) when the service's owner is the live session the name
+/// claims (`claimed`), as a record only otherwise: a look-alike (persistent, or owned by another
+/// session) is never taken for a compatibility entry on the strength of readable text.
+pub(crate) fn decode_listed(
+    info: &crate::backend::EntryInfo,
+    claimed: crate::backend::SessionId,
+) -> Result<CandidateRecord, RecordError> {
+    if info.owner == claimed && info.owner != crate::backend::SessionId(0) {
+        CandidateRecord::decode_entry(&info.data)
+    } else {
+        CandidateRecord::decode(&info.data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
