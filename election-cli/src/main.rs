@@ -198,6 +198,11 @@ struct RunArgs {
     /// What others read about this copy (default: this host's address towards the service).
     #[arg(long, env = "ELECTION_PAYLOAD")]
     payload: Option<String>,
+    /// Name this copy's entry so that stock Curator or kazoo clients on the same path order it
+    /// by sequence, for a rolling migration (ZooKeeper only; the entry then holds the id and no
+    /// payload): `curator-latch`, `curator-lock` or `kazoo`. See docs/migrating.md.
+    #[arg(long, env = "ELECTION_COMPAT", value_name = "MODE", conflicts_with_all = ["etcd", "payload"])]
+    compat: Option<election::Compatibility>,
     /// How long the command has to exit after SIGTERM before its process group gets SIGKILL.
     /// Must fit in the step-down budget (see `election run --help`); default a quarter of it.
     #[arg(long, env = "ELECTION_GRACE", value_parser = parse_duration)]

@@ -184,11 +184,19 @@ pub async fn run(args: RunArgs) -> i32 {
         Err((code, reason)) => return fail(code, reason),
     };
     let id = args.id.clone().unwrap_or_else(backend::host_name);
-    let payload = args
-        .payload
-        .clone()
-        .or_else(|| backend.local_address())
-        .unwrap_or_else(backend::host_name);
+    // A compatibility mode's entry holds the id alone: no payload.
+    let payload = match args.compat {
+        Some(_) => String::new(),
+        None => args
+            .payload
+            .clone()
+            .or_else(|| backend.local_address())
+            .unwrap_or_else(backend::host_name),
+    };
+    let compat = |b: election::CandidateBuilder| match args.compat {
+        Some(mode) => b.compatibility(mode),
+        None => b,
+    };
     let policy = match args.on_exit {
         OnExit::Resign => WorkEnded::Resign,
         OnExit::Exit => WorkEnded::Leave,
@@ -196,7 +204,7 @@ pub async fn run(args: RunArgs) -> i32 {
         OnExit::Restart => WorkEnded::Resign,
     };
     // Checked in full before anything is created: a bad path or id is a usage error.
-    let check = Candidate::builder(service.path.clone(), id.clone())
+    let check = compat(Candidate::builder(service.path.clone(), id.clone()))
         .payload(payload.clone().into_bytes())
         .session_timeout(service.session_timeout)
         .leader_grace(timing.library_grace())
@@ -254,7 +262,7 @@ pub async fn run(args: RunArgs) -> i32 {
         exit: Notify::new(),
     });
     let work_ctx = ctx.clone();
-    let config = Candidate::builder(service.path.clone(), id.clone())
+    let config = compat(Candidate::builder(service.path.clone(), id.clone()))
         .payload(payload.into_bytes())
         .session_timeout(service.session_timeout)
         .leader_grace(timing.library_grace())

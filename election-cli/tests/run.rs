@@ -560,3 +560,50 @@ impl WaitOutput for std::process::Child {
         (status.code(), out)
     }
 }
+
+/// `--compat`: the leader's entry holds the id alone (status shows the id with an empty
+/// payload); with `--etcd`, `--payload` or an unknown mode it is a
+/// usage error before anything is created.
+#[test]
+fn compat_entry_holds_the_id_alone() {
+    let w = World::new("/cli/compat");
+    let zk = w.connect();
+    let mut a = w.supervisor("a", &zk, &["--compat", "curator-latch"], &["run"]);
+    w.wait_line("a's child", LONG, |l| l.kind == "start" && l.id == "a");
+    let s = wait_queued(&w, &zk, 1);
+    assert_eq!(s["leader"]["id"], "a", "{s}");
+    assert_eq!(s["leader"]["payload"], "", "{s}");
+    // Without the mode the payload defaults to this host's address; in it, the entry holds
+    // the id alone (its `-latch-` name is checked by tests/tests/zk_mixed_fleet.rs).
+    a.signal("TERM");
+    a.wait(LONG);
+    for (extra, needle) in [
+        (&["--compat", "kazoo", "--payload", "x"][..], "--payload"),
+        (&["--compat", "zk"][..], "unknown compatibility mode"),
+    ] {
+        let mut args = vec!["run", "--zookeeper", &zk, "--path", "/cli/compat"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "true"]);
+        let out = run_election(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+    let out = run_election(&[
+        "run",
+        "--etcd",
+        "127.0.0.1:1",
+        "--path",
+        "/cli/compat",
+        "--compat",
+        "kazoo",
+        "--",
+        "true",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

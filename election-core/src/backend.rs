@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::BackendError;
+use crate::foreign::Compatibility;
 use crate::path::ElectionPath;
 
 /// A coordination service that can open sessions. Object safe: pick one at run time as
@@ -95,6 +96,28 @@ pub trait BackendSession: Send + Sync + 'static {
         marker: &Marker,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError>;
+
+    /// Like [`create`](Self::create), with the entry named in the shape of `mode` (see
+    /// [`Compatibility`]) so that that implementation orders it by its sequence among its own
+    /// nodes; `data` is the candidate id as plain UTF-8. [`list`](Self::list) and
+    /// [`read`](Self::read) must report such an entry as an entry (marker and session from its
+    /// name), never as a contender.
+    ///
+    /// The default refuses with [`ErrorKind::Invalid`](crate::ErrorKind::Invalid): only a
+    /// backend that other implementations share (ZooKeeper) has these modes.
+    async fn create_compatible(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        mode: Compatibility,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        let _ = (dir, marker, data);
+        Err(BackendError::new(
+            crate::ErrorKind::Invalid,
+            format!("this backend has no {mode} compatibility mode (ZooKeeper only)"),
+        ))
+    }
 
     /// Lists the election entries in `dir`, ordered by `sequence`, with the contenders of other
     /// implementations (foreign children that carry the service's order: on ZooKeeper a

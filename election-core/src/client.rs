@@ -16,6 +16,7 @@ use crate::candidate::Candidate;
 use crate::config::{validate_session_timeout, CandidateConfig, DEFAULT_SESSION_TIMEOUT};
 use crate::driver::{Driver, Outlets};
 use crate::error::{ElectionError, ErrorKind};
+use crate::foreign::Compatibility;
 use crate::machine::{Machine, MachineConfig};
 use crate::observer::Observer;
 use crate::path::ElectionPath;
@@ -143,11 +144,16 @@ impl Client {
         let session = self.session.usable().await?;
         let grace = config.grace_for(session.timeout())?;
         self.session.reserve_member(&config.path, &config.id)?;
-        let record = CandidateRecord {
-            id: config.id.clone(),
-            payload: config.payload.clone(),
-        }
-        .encode();
+        // In a compatibility mode the entry holds the id as plain UTF-8, as the other
+        // implementation writes (and reads) its participants' ids.
+        let record = match config.compatibility {
+            Some(_) => config.id.clone().into_bytes(),
+            None => CandidateRecord {
+                id: config.id.clone(),
+                payload: config.payload.clone(),
+            }
+            .encode(),
+        };
         let machine_config = MachineConfig {
             path: config.path.clone(),
             id: config.id.clone(),
@@ -157,7 +163,7 @@ impl Client {
             has_work: config.work.is_some(),
             when_work_ends: config.when_work_ends,
             marker_prefix: self.session.next_random() as u32,
-            compatible: None,
+            compatible: config.compatibility.map(Compatibility::implementation),
         };
         // One receiver, read and kept: the driver goes on from this very value, so a change
         // published after it (an expiry) is one the driver still sees.
@@ -181,6 +187,7 @@ impl Client {
             self.session.clone(),
             config.path.clone(),
             record,
+            config.compatibility,
             session,
             session_state,
             commands_rx,
@@ -249,7 +256,7 @@ impl Client {
                 let Some(info) = session.read(path, &head.name).await? else {
                     return Ok(None);
                 };
-                match CandidateRecord::decode(&info.data) {
+                match crate::record::decode_listed(&info, head.owner) {
                     Ok(record) => Ok(Some(Some(LeaderInfo {
                         id: record.id,
                         implementation: crate::Implementation::Election,
@@ -317,7 +324,7 @@ impl Client {
                     };
                     // An entry that left meanwhile is simply no longer a participant.
                     if let Some(info) = session.read(path, &entry.name).await? {
-                        if let Ok(record) = CandidateRecord::decode(&info.data) {
+                        if let Ok(record) = crate::record::decode_listed(&info, entry.owner) {
                             out.push(Participant {
                                 id: record.id,
                                 implementation: crate::Implementation::Election,

@@ -8,6 +8,7 @@ use crate::backend::CoordinationBackend;
 use crate::candidate::Candidate;
 use crate::client::Client;
 use crate::error::{ConfigError, ElectionError};
+use crate::foreign::Compatibility;
 use crate::limits::{validate_id, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT};
 use crate::path::ElectionPath;
 use crate::term::{LeaderWork, Term, WorkEnded, WorkResult};
@@ -30,6 +31,7 @@ pub struct CandidateConfig {
     pub(crate) rejoin_on_expiry: bool,
     pub(crate) work: Option<LeaderWork>,
     pub(crate) when_work_ends: WorkEnded,
+    pub(crate) compatibility: Option<Compatibility>,
 }
 
 impl CandidateConfig {
@@ -41,6 +43,11 @@ impl CandidateConfig {
     /// The candidate id.
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The compatibility mode, if any ([`CandidateBuilder::compatibility`]).
+    pub fn compatibility(&self) -> Option<Compatibility> {
+        self.compatibility
     }
 
     /// The leader-work grace for a session of `timeout`: the one configured, or a quarter of the
@@ -114,6 +121,7 @@ pub struct CandidateBuilder {
     rejoin_on_expiry: bool,
     work: Option<LeaderWork>,
     when_work_ends: WorkEnded,
+    compatibility: Option<Compatibility>,
 }
 
 impl std::fmt::Debug for CandidateBuilder {
@@ -127,6 +135,7 @@ impl std::fmt::Debug for CandidateBuilder {
             .field("grace", &self.grace)
             .field("rejoin_on_expiry", &self.rejoin_on_expiry)
             .field("has_leader_work", &self.work.is_some())
+            .field("compatibility", &self.compatibility)
             .finish()
     }
 }
@@ -143,6 +152,7 @@ impl CandidateBuilder {
             rejoin_on_expiry: true,
             work: None,
             when_work_ends: WorkEnded::default(),
+            compatibility: None,
         }
     }
 
@@ -209,6 +219,16 @@ impl CandidateBuilder {
         self
     }
 
+    /// Names this candidate's entries so that one other implementation sharing the path
+    /// (Curator's `LeaderLatch`, Curator's `InterProcessMutex`/`LeaderSelector`, or kazoo's
+    /// `Lock`/`Election`) orders them by sequence among its own nodes, for a rolling migration
+    /// from it; see [`Compatibility`]. The entry's data is then the id as plain UTF-8, so no
+    /// payload may be set. ZooKeeper only. Default: none (our own names and record).
+    pub fn compatibility(mut self, mode: Compatibility) -> Self {
+        self.compatibility = Some(mode);
+        self
+    }
+
     /// Checks every setting.
     pub fn build(self) -> Result<CandidateConfig, ConfigError> {
         let path = ElectionPath::new(self.path)?;
@@ -218,6 +238,11 @@ impl CandidateBuilder {
                 len: self.payload.len(),
                 max: MAX_PAYLOAD_LEN,
             });
+        }
+        if let Some(mode) = self.compatibility {
+            if !self.payload.is_empty() {
+                return Err(ConfigError::PayloadWithCompatibility(mode));
+            }
         }
         validate_session_timeout(self.session_timeout)?;
         let f = self.step_down_fraction;
@@ -238,6 +263,7 @@ impl CandidateBuilder {
             rejoin_on_expiry: self.rejoin_on_expiry,
             work: self.work,
             when_work_ends: self.when_work_ends,
+            compatibility: self.compatibility,
         })
     }
 

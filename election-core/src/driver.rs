@@ -20,6 +20,7 @@ use tracing::{error, warn};
 
 use crate::backend::FencingToken;
 use crate::backend::{BackendSession, SessionState, Watch};
+use crate::foreign::Compatibility;
 use crate::machine::{Action, Input, Machine, WorkEnd};
 use crate::path::ElectionPath;
 use crate::process::{Frozen, Role};
@@ -55,6 +56,8 @@ pub(crate) struct Driver {
     client: Session,
     path: ElectionPath,
     record: Arc<[u8]>,
+    /// How our entries are named (a compatibility mode), or our own names.
+    compatibility: Option<Compatibility>,
     session: Arc<dyn BackendSession>,
     session_state: watch::Receiver<SessionState>,
     session_open: bool,
@@ -88,6 +91,7 @@ impl Driver {
         client: Session,
         path: ElectionPath,
         record: Vec<u8>,
+        compatibility: Option<Compatibility>,
         session: Arc<dyn BackendSession>,
         session_state: watch::Receiver<SessionState>,
         commands: mpsc::UnboundedReceiver<Command>,
@@ -101,6 +105,7 @@ impl Driver {
             client,
             path,
             record: record.into(),
+            compatibility,
             session,
             session_state,
             session_open: true,
@@ -310,8 +315,12 @@ impl Driver {
             }
             Action::Create { marker } => {
                 let record = self.record.clone();
+                let compatibility = self.compatibility;
                 self.request = Some(Box::pin(async move {
-                    Input::Created(s.create(&path, &marker, &record).await)
+                    Input::Created(match compatibility {
+                        None => s.create(&path, &marker, &record).await,
+                        Some(mode) => s.create_compatible(&path, &marker, mode, &record).await,
+                    })
                 }));
             }
             Action::List => {

@@ -160,6 +160,10 @@ pub enum ConfigError {
         /// `step_down_fraction x session_timeout`.
         budget: Duration,
     },
+    /// A payload was given with a compatibility mode: in those modes the entry's data is the
+    /// candidate id as plain UTF-8 (what Curator and kazoo read), so there is no room for one.
+    #[error("a payload cannot be offered in the {0} compatibility mode: the entry's data is the candidate id as plain UTF-8")]
+    PayloadWithCompatibility(crate::Compatibility),
     /// A duration is too large to be represented or accepted.
     #[error("{what} of {value:?} is more than the limit of {max:?}")]
     DurationTooLong {

@@ -8,7 +8,9 @@
 //! `latch-`/`lock-` marker after all of its own, and kazoo ignores every child without
 //! `__lock__`. Whatever our place, such a contender leads as soon as it is first among its own
 //! kind, so the election machine treats it as ahead of every entry of ours (see
-//! [`Implementation::orders_ours`]).
+//! [`Implementation::orders_ours`]), unless the candidate runs in the [`Compatibility`] mode of
+//! that implementation: our entries are then named in its shape, it orders them by sequence,
+//! and we order its contenders by sequence among ours.
 //!
 //! Name shapes (ZooKeeper appends the 10-digit sequence):
 //! ```text
@@ -64,6 +66,88 @@ impl Implementation {
     /// ahead of every entry of ours, whatever the sequences say.
     pub fn orders_ours(self) -> bool {
         matches!(self, Self::Election)
+    }
+}
+
+/// A compatibility mode: our entries are named (and hold their id) so that one other
+/// implementation on the same path orders them by their ZooKeeper sequence among its own nodes
+/// and reads their id, and our candidates order that implementation's contenders by sequence
+/// among ours. For a rolling migration from that implementation; see `docs/migrating.md`.
+///
+/// In every mode the entry's data is the candidate id as plain UTF-8 (what the other
+/// implementation reads as a participant's id), so no payload is offered: a candidate with a
+/// payload and a compatibility mode is a [`ConfigError`](crate::ConfigError). Our own
+/// guarantees stay: the marker and the session are in the name (a create whose reply is lost
+/// is found again), ownership is checked by the node's `ephemeralOwner`, and the token is the
+/// node's `czxid`. ZooKeeper only: other backends refuse the create with
+/// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid).
+///
+/// Name shapes (ZooKeeper appends the 10-digit sequence):
+/// ```text
+/// _c_{marker}-{session:016x}-latch-0000000007   CuratorLatch (LeaderLatch sorts by the text after `latch-`)
+/// _c_{marker}-{session:016x}-lock-0000000007    CuratorLock (InterProcessMutex, LeaderSelector: after `lock-`)
+/// _c_{marker}-{session:016x}__lock__0000000007  Kazoo (Lock, Election: `__lock__` + 10 digits at the end)
+/// ```
+/// The kazoo shape keeps our `_c_` tag rather than kazoo's bare 32 hex digits: a stock kazoo
+/// node (`uuid4().hex` + `__lock__`) would otherwise read as a marker and a session of ours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Compatibility {
+    /// Curator's `LeaderLatch`.
+    CuratorLatch,
+    /// Curator's `InterProcessMutex` and `LeaderSelector` (the Maxwell HA patch).
+    CuratorLock,
+    /// kazoo's `Lock` and `Election`.
+    Kazoo,
+}
+
+impl Compatibility {
+    /// The implementation whose names this mode takes.
+    pub fn implementation(self) -> Implementation {
+        match self {
+            Self::CuratorLatch => Implementation::CuratorLatch,
+            Self::CuratorLock => Implementation::CuratorLock,
+            Self::Kazoo => Implementation::Kazoo,
+        }
+    }
+
+    /// What ends the name before the sequence: `-latch-`, `-lock-` or `__lock__`.
+    pub fn separator(self) -> &'static str {
+        match self {
+            Self::CuratorLatch => "-latch-",
+            Self::CuratorLock => "-lock-",
+            Self::Kazoo => "__lock__",
+        }
+    }
+
+    /// The mode named as on the command line: `curator-latch`, `curator-lock`, `kazoo`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CuratorLatch => "curator-latch",
+            Self::CuratorLock => "curator-lock",
+            Self::Kazoo => "kazoo",
+        }
+    }
+}
+
+impl fmt::Display for Compatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Compatibility {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "curator-latch" => Ok(Self::CuratorLatch),
+            "curator-lock" => Ok(Self::CuratorLock),
+            "kazoo" => Ok(Self::Kazoo),
+            other => Err(format!(
+                "unknown compatibility mode {other:?}: expected curator-latch, curator-lock or kazoo"
+            )),
+        }
     }
 }
 

@@ -67,7 +67,7 @@ pub use config::{
     CandidateBuilder, CandidateConfig, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,
 };
 pub use error::{BackendError, ConfigError, ElectionError, ErrorKind};
-pub use foreign::Implementation;
+pub use foreign::{Compatibility, Implementation};
 pub use limits::{MAX_ID_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT};
 pub use observer::Observer;
 pub use path::{ElectionPath, MAX_PATH_LEN};

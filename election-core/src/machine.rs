@@ -642,7 +642,8 @@ impl Machine {
                     self.found_lookalike(now, name);
                     return;
                 }
-                match CandidateRecord::decode(&info.data) {
+                // A record, or the id alone (a candidate in a compatibility mode).
+                match CandidateRecord::decode_entry(&info.data) {
                     Ok(record) => {
                         self.leader = Some(LeaderInfo {
                             id: record.id,

@@ -11,7 +11,6 @@ use tracing::{debug, warn};
 use crate::backend::FencingToken;
 use crate::error::{ElectionError, ErrorKind};
 use crate::path::ElectionPath;
-use crate::record::CandidateRecord;
 use crate::session::Session;
 use crate::state::{LeaderInfo, LeaderView};
 
@@ -184,7 +183,7 @@ async fn follow(client: Session, path: ElectionPath, tx: &watch::Sender<LeaderVi
                 tx.borrow().clone()
             }
             Some(crate::foreign::Slot::Ours(head)) => match session.read(&path, &head.name).await {
-                Ok(Some(info)) => match CandidateRecord::decode(&info.data) {
+                Ok(Some(info)) => match crate::record::decode_listed(&info, head.owner) {
                     Ok(r) => {
                         head_name = Some(head.name.clone());
                         LeaderView::Leader(LeaderInfo {

@@ -92,12 +92,55 @@ impl CandidateRecord {
             payload: payload.to_vec(),
         })
     }
+
+    /// Decodes the data of an entry of ours in either form: a record, or (a candidate in a
+    /// [`Compatibility`](crate::Compatibility) mode) the id alone as plain UTF-8, with no
+    /// payload. The two cannot be confused: a record starts with its version byte, a control
+    /// character that no valid id has. Anything else is the record's error.
+    pub fn decode_entry(data: &[u8]) -> Result<Self, RecordError> {
+        Self::decode(data).or_else(|e| match std::str::from_utf8(data) {
+            Ok(id) if crate::limits::validate_id(id).is_ok() => Ok(Self {
+                id: id.to_owned(),
+                payload: Vec::new(),
+            }),
+            _ => Err(e),
+        })
+    }
+}
+
+/// The record of a listed entry of ours that was read as `info`: in either form
+/// ([`CandidateRecord::decode_entry`]) when the service's owner is the live session the name
+/// claims (`claimed`), as a record only otherwise: a look-alike (persistent, or owned by another
+/// session) is never taken for a compatibility entry on the strength of readable text.
+pub(crate) fn decode_listed(
+    info: &crate::backend::EntryInfo,
+    claimed: crate::backend::SessionId,
+) -> Result<CandidateRecord, RecordError> {
+    if info.owner == claimed && info.owner != crate::backend::SessionId(0) {
+        CandidateRecord::decode_entry(&info.data)
+    } else {
+        CandidateRecord::decode(&info.data)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_compatibility_entry_holds_the_id_alone() {
+        let plain = CandidateRecord::decode_entry(b"host-a").unwrap();
+        assert_eq!((plain.id.as_str(), plain.payload.len()), ("host-a", 0));
+        let r = CandidateRecord {
+            id: "ab".into(),
+            payload: vec![9],
+        };
+        assert_eq!(CandidateRecord::decode_entry(&r.encode()), Ok(r));
+        assert!(CandidateRecord::decode_entry(b"").is_err());
+        assert!(CandidateRecord::decode_entry(&[0xff, 0xfe]).is_err());
+        assert!(CandidateRecord::decode_entry(&[1, 0, 9, b'x']).is_err());
+    }
 
     #[test]
     fn layout_is_as_documented() {

@@ -15,7 +15,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 use tracing::debug;
 
-use crate::names::{entry_prefix, parse_entry};
+use crate::names::{entry_prefix, entry_prefix_in, parse_entry};
 use crate::session::MemSession;
 
 /// Counters of what the service did, for benchmarks and herd checks.
@@ -548,6 +548,7 @@ impl Server {
         session: SessionId,
         dir: &str,
         marker: &Marker,
+        mode: Option<election_core::Compatibility>,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
         self.stats.creates += 1;
@@ -556,7 +557,7 @@ impl Server {
         let parent = self.nodes.get_mut(dir).expect("parent just ensured");
         let seq = parent.next_seq;
         parent.next_seq += 1;
-        let name = format!("{}{seq:010}", entry_prefix(marker, session));
+        let name = format!("{}{seq:010}", entry_prefix_in(marker, session, mode));
         let token = self.bump();
         self.nodes.insert(
             child_path(dir, &name),
@@ -1297,7 +1298,7 @@ impl MemCluster {
                     return None;
                 }
                 Some(QueuedEntry {
-                    candidate: election_core::CandidateRecord::decode(&node.data)
+                    candidate: election_core::CandidateRecord::decode_entry(&node.data)
                         .ok()
                         .map(|r| r.id),
                     token: FencingToken(node.czxid),

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use election_core::{
-    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, Listing, Marker,
-    Notification, SessionId, SessionState, Watch,
+    BackendError, BackendSession, Compatibility, ElectionPath, EntryInfo, ErrorKind, Listing,
+    Marker, Notification, SessionId, SessionState, Watch,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -70,6 +70,26 @@ fn notification(rx: oneshot::Receiver<Result<(), BackendError>>) -> Notification
     })
 }
 
+impl MemSession {
+    /// Creates our entry with `marker`, in our own shape or `mode`'s (as ZooKeeper's backend
+    /// names them).
+    async fn create_named(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        mode: Option<Compatibility>,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        self.enter().await;
+        let mut s = self.cluster.server();
+        s.writable(self.id)?;
+        if s.session_usable(self.id).is_ok() {
+            s.permitted(dir.as_str(), Permission::Create)?;
+        }
+        s.create(self.id, dir.as_str(), marker, mode, data)
+    }
+}
+
 #[async_trait]
 impl BackendSession for MemSession {
     fn id(&self) -> SessionId {
@@ -96,13 +116,17 @@ impl BackendSession for MemSession {
         marker: &Marker,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        self.enter().await;
-        let mut s = self.cluster.server();
-        s.writable(self.id)?;
-        if s.session_usable(self.id).is_ok() {
-            s.permitted(dir.as_str(), Permission::Create)?;
-        }
-        s.create(self.id, dir.as_str(), marker, data)
+        self.create_named(dir, marker, None, data).await
+    }
+
+    async fn create_compatible(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        mode: Compatibility,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        self.create_named(dir, marker, Some(mode), data).await
     }
 
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {

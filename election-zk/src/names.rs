@@ -16,11 +16,22 @@
 //!   still ours, and its sequence is read as the unsigned 32-bit value, so it sorts after every
 //!   positive one, in creation order.
 //!
+//! In a [`Compatibility`] mode the sequence follows the other implementation's separator
+//! instead of `-`, so that it orders our entry by its sequence (and reads the id it holds):
+//! ```text
+//! _c_{marker}-{owner}-latch-{sequence}    Curator LeaderLatch
+//! _c_{marker}-{owner}-lock-{sequence}     Curator InterProcessMutex / LeaderSelector
+//! _c_{marker}-{owner}__lock__{sequence}   kazoo Lock / Election
+//! ```
+//! Such a name is ours just the same (marker and owner from the name). A stock Curator node
+//! (`_c_{uuid}-latch-..`: the UUID has dashes) or kazoo node (`{32 hex}__lock__..`: no tag)
+//! never reads as ours.
+//!
 //! Any other child name is foreign: reported apart, never counted as a candidate.
 
 use std::fmt;
 
-use election_core::{Marker, SessionId};
+use election_core::{Compatibility, Marker, SessionId};
 
 const TAG: &str = "_c_";
 const OWNER_LEN: usize = 16;
@@ -47,12 +58,26 @@ pub struct EntryName {
     pub owner: SessionId,
     /// The sequence ZooKeeper appended.
     pub sequence: u64,
+    /// The compatibility mode the name is shaped for; `None`: our own shape.
+    pub compatibility: Option<Compatibility>,
 }
+
+const MODES: [Compatibility; 3] = [
+    Compatibility::CuratorLatch,
+    Compatibility::CuratorLock,
+    Compatibility::Kazoo,
+];
 
 impl EntryName {
     /// The prefix given to ZooKeeper for a sequential create; ZooKeeper appends the sequence.
     pub fn prefix(marker: &Marker, owner: SessionId) -> String {
-        format!("{TAG}{marker}-{:016x}-", owner.0)
+        Self::prefix_in(marker, owner, None)
+    }
+
+    /// The prefix of an entry shaped for `mode` (our own shape for `None`).
+    pub fn prefix_in(marker: &Marker, owner: SessionId, mode: Option<Compatibility>) -> String {
+        let separator = mode.map_or("-", Compatibility::separator);
+        format!("{TAG}{marker}-{:016x}{separator}", owner.0)
     }
 
     /// Reads a child name; `None` when it is not an election entry (a foreign node).
@@ -68,11 +93,21 @@ impl EntryName {
             return None;
         }
         let owner = u64::from_str_radix(owner, 16).ok()?;
-        let sequence = parse_sequence(rest[OWNER_LEN..].strip_prefix('-')?)?;
+        let rest = &rest[OWNER_LEN..];
+        // The compatibility separators first: `-latch-` and `-lock-` also start with `-`.
+        let (compatibility, sequence) = match MODES
+            .iter()
+            .find_map(|m| rest.strip_prefix(m.separator()).map(|s| (Some(*m), s)))
+        {
+            Some(found) => found,
+            None => (None, rest.strip_prefix('-')?),
+        };
+        let sequence = parse_sequence(sequence)?;
         Some(Self {
             marker,
             owner: SessionId(owner),
             sequence,
+            compatibility,
         })
     }
 }
@@ -111,7 +146,7 @@ impl fmt::Display for EntryName {
         write!(
             f,
             "{}{}",
-            Self::prefix(&self.marker, self.owner),
+            Self::prefix_in(&self.marker, self.owner, self.compatibility),
             spell_sequence(self.sequence)
         )
     }
@@ -200,17 +235,60 @@ mod tests {
             "_c_0123456789abcdef-00000100a3f20001-00000000000000000001",
             "x_c_0123456789abcdef-00000100a3f20001-0000000003",
             "_c_0123456789abcdé-00000100a3f20001-0000000003",
+            "_c_0123456789abcdef-00000100a3f20001-latch0000000003",
+            "_c_0123456789abcdef-00000100a3f20001__lock0000000003",
+            "_c_0123456789abcdef-00000100a3f20001-lock-000000003",
+            // Stock Curator and kazoo nodes.
+            "_c_5d0e6b1a-3c2f-4b9e-9f5a-6a7c1e2d3b4f-latch-0000000003",
+            "_c_5d0e6b1a-3c2f-4b9e-9f5a-6a7c1e2d3b4f-lock-0000000003",
+            "9f1c0e4a5b6d4e2f8a7b3c1d0e9f8a7b__lock__0000000005",
         ] {
             assert_eq!(EntryName::parse(name), None, "{name:?}");
         }
     }
 
+    #[test]
+    fn compatibility_shapes_are_ours_and_read_as_the_peers_read_them() {
+        let m = Marker::parse("0123456789abcdef").unwrap();
+        let owner = SessionId(0x100_a3f2_0001);
+        for (mode, text) in [
+            (
+                Compatibility::CuratorLatch,
+                "_c_0123456789abcdef-00000100a3f20001-latch-0000000007",
+            ),
+            (
+                Compatibility::CuratorLock,
+                "_c_0123456789abcdef-00000100a3f20001-lock-0000000007",
+            ),
+            (
+                Compatibility::Kazoo,
+                "_c_0123456789abcdef-00000100a3f20001__lock__0000000007",
+            ),
+        ] {
+            assert_eq!(
+                format!("{}0000000007", EntryName::prefix_in(&m, owner, Some(mode))),
+                text
+            );
+            let n = EntryName::parse(text).unwrap_or_else(|| panic!("{text} is ours"));
+            assert_eq!((&n.marker, n.owner, n.sequence), (&m, owner, 7));
+            assert_eq!(n.compatibility, Some(mode));
+            assert_eq!(n.to_string(), text);
+            // The peer's own rules: Curator sorts by the text after the last `latch-`/`lock-`,
+            // kazoo matches `__lock__` + 10 digits at the end; both see sequence 7.
+            let kind = election_core::Implementation::of_foreign(text);
+            assert_eq!(kind, mode.implementation(), "{text}");
+            assert_eq!(election_core::foreign::zookeeper_sequence(text), Some(7));
+        }
+    }
+
     proptest! {
         #[test]
-        fn round_trips(marker in any::<u64>(), owner in any::<u64>(), sequence in 0u64..=i32::MAX as u64) {
-            let n = EntryName { marker: Marker::from_bits(marker), owner: SessionId(owner), sequence };
+        fn round_trips(marker in any::<u64>(), owner in any::<u64>(), sequence in 0u64..=i32::MAX as u64, mode in 0usize..4) {
+            let compatibility = MODES.get(mode).copied();
+            let n = EntryName { marker: Marker::from_bits(marker), owner: SessionId(owner), sequence, compatibility };
             let text = n.to_string();
-            prop_assert_eq!(text.len(), 3 + 16 + 1 + 16 + 1 + 10);
+            let separator = compatibility.map_or(1, |m| m.separator().len());
+            prop_assert_eq!(text.len(), 3 + 16 + 1 + 16 + separator + 10);
             prop_assert_eq!(EntryName::parse(&text), Some(n));
         }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use election_core::{
-    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken,
+    BackendError, BackendSession, Compatibility, ElectionPath, EntryInfo, ErrorKind, FencingToken,
     ListedContender, ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
 };
 use tokio::sync::watch;
@@ -272,6 +272,68 @@ impl ZkSession {
         )
     }
 
+    /// Creates our entry with `marker`, in our own shape or `mode`'s.
+    async fn create_named(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        mode: Option<Compatibility>,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        if data.len() > MAX_DATA_LEN {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
+                    data.len()
+                ),
+            ));
+        }
+        let dir_path = self.absolute(dir.as_str());
+        let prefix = EntryName::prefix_in(marker, self.id, mode);
+        let path = format!("{dir_path}/{prefix}");
+        let acl = self.settings.acl;
+        // Optimistic: the directory usually exists, so try the entry first (one round trip) and
+        // create the parents only when the server says one is missing. `NoNode` is a definite
+        // "not applied", so retrying after it cannot make a second entry.
+        let p = &path;
+        for attempt in 1..=CREATE_ATTEMPTS {
+            let created = self
+                .write("create", p, |client| async move {
+                    let options = acl.options(zk::CreateMode::EphemeralSequential);
+                    client.create(p, data, &options).await
+                })
+                .await;
+            match created {
+                Ok((stat, sequence)) => {
+                    let name = format!("{prefix}{sequence}");
+                    let parsed = EntryName::parse(&name).ok_or_else(|| {
+                        BackendError::new(
+                            ErrorKind::Other,
+                            format!("created {dir_path}/{name}, a name this backend cannot read"),
+                        )
+                    })?;
+                    tracing::debug!(session = %self.id, path = %dir_path, name, czxid = stat.czxid, "entry created");
+                    return Ok(EntryInfo {
+                        name,
+                        sequence: parsed.sequence,
+                        owner: self.id,
+                        marker: marker.clone(),
+                        token: FencingToken(stat.czxid as u64),
+                        data: data.to_vec(),
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
+                    if let Err(e) = self.create_parents(&dir_path).await {
+                        return Err(self.explain_refusal(p, e).await);
+                    }
+                }
+                Err(e) => return Err(self.explain_refusal(p, e).await),
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
     /// Sorts `children` into entries, foreign contenders (a name ending in a ZooKeeper
     /// sequence: read for their data and owner, one `getData` each) and foreign names.
     async fn listing(
@@ -347,58 +409,17 @@ impl BackendSession for ZkSession {
         marker: &Marker,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        if data.len() > MAX_DATA_LEN {
-            return Err(BackendError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
-                    data.len()
-                ),
-            ));
-        }
-        let dir_path = self.absolute(dir.as_str());
-        let prefix = EntryName::prefix(marker, self.id);
-        let path = format!("{dir_path}/{prefix}");
-        let acl = self.settings.acl;
-        // Optimistic: the directory usually exists, so try the entry first (one round trip) and
-        // create the parents only when the server says one is missing. `NoNode` is a definite
-        // "not applied", so retrying after it cannot make a second entry.
-        let p = &path;
-        for attempt in 1..=CREATE_ATTEMPTS {
-            let created = self
-                .write("create", p, |client| async move {
-                    let options = acl.options(zk::CreateMode::EphemeralSequential);
-                    client.create(p, data, &options).await
-                })
-                .await;
-            match created {
-                Ok((stat, sequence)) => {
-                    let name = format!("{prefix}{sequence}");
-                    let parsed = EntryName::parse(&name).ok_or_else(|| {
-                        BackendError::new(
-                            ErrorKind::Other,
-                            format!("created {dir_path}/{name}, a name this backend cannot read"),
-                        )
-                    })?;
-                    tracing::debug!(session = %self.id, path = %dir_path, name, czxid = stat.czxid, "entry created");
-                    return Ok(EntryInfo {
-                        name,
-                        sequence: parsed.sequence,
-                        owner: self.id,
-                        marker: marker.clone(),
-                        token: FencingToken(stat.czxid as u64),
-                        data: data.to_vec(),
-                    });
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
-                    if let Err(e) = self.create_parents(&dir_path).await {
-                        return Err(self.explain_refusal(p, e).await);
-                    }
-                }
-                Err(e) => return Err(self.explain_refusal(p, e).await),
-            }
-        }
-        unreachable!("the last attempt returns")
+        self.create_named(dir, marker, None, data).await
+    }
+
+    async fn create_compatible(
+        &self,
+        dir: &ElectionPath,
+        marker: &Marker,
+        mode: Compatibility,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        self.create_named(dir, marker, Some(mode), data).await
     }
 
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {

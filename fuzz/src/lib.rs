@@ -139,6 +139,11 @@ pub fn check_decode(data: &[u8]) {
         }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
+    // Either form of an entry of ours (a record, or a compatibility mode's plain id).
+    if let Ok(record) = CandidateRecord::decode_entry(data) {
+        assert!(!record.id.is_empty() && record.id.len() <= MAX_ID_LEN);
+        assert!(record.payload.len() <= MAX_PAYLOAD_LEN);
+    }
     // The same bytes, as a child name the service lists.
     let name = String::from_utf8_lossy(data);
     if let Some(parsed) = election_zk::EntryName::parse(&name) {

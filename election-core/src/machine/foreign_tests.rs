@@ -259,3 +259,170 @@ fn behind_several_contenders_we_watch_the_one_directly_ahead() {
         ElectionState::Follower { position: 3, leader: Some(l) } if l.id == "a"
     ));
 }
+
+/// A Curator latch node at `seq`, of its own session.
+fn latch(seq: u64) -> ListedContender {
+    let mut c = contender(
+        &format!("_c_5d0e6b1a-3c2f-4b9e-9f5a-6a7c1e2d3b4f-latch-{seq:010}"),
+        seq,
+        format!("curator-{seq}").as_bytes(),
+    );
+    c.owner = SessionId(0x100 + seq);
+    c
+}
+
+#[test]
+fn in_a_compatibility_mode_the_queue_hands_over_in_sequence_order() {
+    // Curator latches at 1, 2 and 4; ours at 3. We wait behind 2 (Curator's own order agrees:
+    // it sorts our `-latch-` entry at 3), and lead once 1 and 2 are gone, with 4 behind us.
+    let mode = Some(Implementation::CuratorLatch);
+    let (mut m, now, out) = placed(mode, 3, vec![latch(1), latch(2), latch(4)]);
+    assert!(
+        out.contains(&Action::WatchPredecessor {
+            name: latch(2).name
+        }),
+        "{out:?}"
+    );
+    assert!(matches!(
+        m.state(),
+        ElectionState::Follower { position: 2, leader: Some(l) }
+            if l.id == "curator-1" && l.implementation == Implementation::CuratorLatch
+    ));
+    let mk = marker(&m);
+    // 1 leaves (our watch is on 2), then 2: its watch fires. A contender of another implementation was seen, so the claim
+    // comes from a listing, never from the notification alone.
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: latch(2).name,
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::List), "{out:?}");
+    assert!(!m.state().is_leader());
+    m.handle(now, Input::Listed(Ok(listing(&mk, 3, vec![latch(4)]))));
+    assert_eq!(m.state().token(), Some(FencingToken(103)));
+    m.take_actions();
+    // A latch joining behind a leader of ours in this mode does not unseat it.
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(now, Input::Session(SessionState::Connected));
+    assert!(m.take_actions().contains(&Action::List));
+    m.handle(
+        now,
+        Input::Listed(Ok(listing(&mk, 3, vec![latch(4), latch(5)]))),
+    );
+    assert_eq!(m.state().token(), Some(FencingToken(103)));
+    // A Curator *lock* or kazoo node does not order our latch-named entry: ahead, whatever its
+    // sequence; the leader steps down.
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(now, Input::Session(SessionState::Connected));
+    m.take_actions();
+    let lock = contender(
+        "_c_5d0e6b1a-3c2f-4b9e-9f5a-6a7c1e2d3b4f-lock-0000000006",
+        6,
+        b"lock",
+    );
+    m.handle(
+        now,
+        Input::Listed(Ok(listing(&mk, 3, vec![latch(4), lock.clone()]))),
+    );
+    let out = m.take_actions();
+    assert!(!m.state().is_leader());
+    assert!(
+        out.contains(&Action::WatchPredecessor { name: lock.name }),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn each_mode_orders_only_its_own_kind_by_sequence() {
+    let lock = |seq: u64| {
+        contender(
+            &format!("_c_5d0e6b1a-3c2f-4b9e-9f5a-6a7c1e2d3b4f-lock-{seq:010}"),
+            seq,
+            b"l",
+        )
+    };
+    let kazoo = |seq: u64| {
+        contender(
+            &format!("9f1c0e4a5b6d4e2f8a7b3c1d0e9f8a7b__lock__{seq:010}"),
+            seq,
+            b"k",
+        )
+    };
+    use Implementation::{CuratorLatch, CuratorLock, Kazoo};
+    // (mode, the contender behind our entry at 1, whether we lead)
+    let cases = [
+        (Some(CuratorLatch), latch(2), true),
+        (Some(CuratorLatch), lock(2), false),
+        (Some(CuratorLatch), kazoo(2), false),
+        (Some(CuratorLock), lock(2), true),
+        (Some(CuratorLock), latch(2), false),
+        (Some(Kazoo), kazoo(2), true),
+        (Some(Kazoo), lock(2), false),
+        (None, latch(2), false),
+        (None, kazoo(2), false),
+    ];
+    for (mode, c, leads) in cases {
+        let name = c.name.clone();
+        let (m, _, _) = placed(mode, 1, vec![c]);
+        assert_eq!(m.state().is_leader(), leads, "{mode:?} with {name}");
+    }
+}
+
+#[test]
+fn the_leader_read_of_a_compatibility_entry_of_ours_shows_its_plain_id() {
+    let (mut m, now, marker) = machine(Some(Implementation::Kazoo));
+    m.handle(
+        now,
+        Input::Created(Ok(EntryInfo {
+            name: "mine".into(),
+            sequence: 4,
+            owner: ME,
+            marker: marker.clone(),
+            token: FencingToken(104),
+            data: b"me".to_vec(),
+        })),
+    );
+    m.take_actions();
+    let head = "_c_00000000000000aa-0000000000000009__lock__0000000002";
+    let mut l = listing(&marker, 4, vec![]);
+    l.entries.insert(
+        0,
+        ListedEntry {
+            name: head.into(),
+            sequence: 2,
+            owner: SessionId(9),
+            marker: Marker::from_bits(0xaa),
+        },
+    );
+    m.handle(now, Input::Listed(Ok(l)));
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Read { name: head.into() }), "{out:?}");
+    m.handle(
+        now,
+        Input::Read {
+            name: head.into(),
+            result: Ok(Some(EntryInfo {
+                name: head.into(),
+                sequence: 2,
+                owner: SessionId(9),
+                marker: Marker::from_bits(0xaa),
+                token: FencingToken(102),
+                data: b"host-a".to_vec(),
+            })),
+        },
+    );
+    assert!(matches!(
+        m.state(),
+        ElectionState::Follower { position: 1, leader: Some(l) }
+            if l.id == "host-a" && l.payload.is_empty() && l.implementation == Implementation::Election
+    ));
+}
