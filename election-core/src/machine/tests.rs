@@ -1076,14 +1076,7 @@ fn stop_during_an_unknown_create_that_was_not_applied_creates_nothing() {
     );
     m.handle(now + T, Input::Timer);
     assert!(m.take_actions().contains(&Action::List));
-    m.handle(
-        now + T,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0)],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now + T, vec![other(0)]);
     // The lookup's listing already shows nothing of ours: the stop ends at once, no create,
     // no second listing.
     let out = m.take_actions();
@@ -1116,14 +1109,7 @@ fn an_unknown_create_that_was_not_applied_is_sent_again_with_a_fresh_marker() {
     );
     m.handle(now + T, Input::Timer);
     assert!(m.take_actions().contains(&Action::List));
-    m.handle(
-        now + T,
-        Input::Listed(Ok(Listing {
-            entries: vec![],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now + T, vec![]);
     let mut out = m.take_actions();
     for i in 2..6 {
         if has_create(&out) {
@@ -1261,14 +1247,7 @@ fn the_sweep_before_stopping_deletes_our_entries_then_finishes_at_once() {
     assert!(out.contains(&Action::List), "{out:?}");
     // The lost create's late twin, under our prefix and session, is listed.
     let late = Marker::from_bits((0xabcd_u64 << 32) | 99);
-    m.handle(
-        now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0), entry("late", 5, ME, late)],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now, vec![other(0), entry("late", 5, ME, late)]);
     let out = m.take_actions();
     assert!(
         out.contains(&Action::Delete {
@@ -1295,14 +1274,7 @@ fn a_sweep_that_finds_nothing_finishes_on_its_listing() {
     m.handle(now, Input::Stop);
     m.take_actions();
     assert!(deleted(&mut m, now).contains(&Action::List));
-    m.handle(
-        now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0)],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now, vec![other(0)]);
     assert!(m.take_actions().contains(&Action::Finished));
 }
 
@@ -1346,13 +1318,10 @@ fn moving_up_the_queue_is_reported_as_predecessor_left() {
         },
     );
     assert!(m.take_actions().contains(&Action::List));
-    m.handle(
+    listed(
+        &mut m,
         now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0), entry("mine", 2, ME, marker_of_entry())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
+        vec![other(0), entry("mine", 2, ME, marker_of_entry())],
     );
     let out = m.take_actions();
     let t = *transitions(&out).last().expect("a transition");
@@ -1577,14 +1546,7 @@ fn a_lookup_read_of_an_entry_another_session_owns_is_not_adopted() {
     );
     m.handle(now + T, Input::Timer);
     m.take_actions();
-    m.handle(
-        now + T,
-        Input::Listed(Ok(Listing {
-            entries: vec![entry("mine", 0, ME, mk.clone())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now + T, vec![entry("mine", 0, ME, mk.clone())]);
     m.take_actions();
     let mut theirs = info("mine", 0, mk);
     theirs.owner = SessionId(5);
@@ -1772,14 +1734,7 @@ fn lookalikes_are_forgotten_once_gone() {
     m.handle(now, Input::PredecessorNotAnEntry { name: "o0".into() });
     m.take_actions();
     let mine = entry("mine", 1, ME, marker_of_entry());
-    m.handle(
-        now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0), mine.clone()],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now, vec![other(0), mine.clone()]);
     assert!(m.state().is_leader());
     assert!(m.lookalikes.contains("o0"));
     m.handle(now, Input::Resign { rejoin: true });
@@ -1794,14 +1749,7 @@ fn lookalikes_are_forgotten_once_gone() {
     };
     m.handle(now, Input::Created(Ok(info("again", 2, mk.clone()))));
     m.take_actions();
-    m.handle(
-        now,
-        Input::Listed(Ok(Listing {
-            entries: vec![entry("again", 2, ME, mk)],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now, vec![entry("again", 2, ME, mk)]);
     assert!(m.lookalikes.is_empty(), "{:?}", m.lookalikes);
 }
 
@@ -1818,13 +1766,10 @@ fn a_suspended_follower_is_restored_by_its_listing() {
     assert_eq!(m.state(), &ElectionState::Suspended);
     m.handle(now, Input::Session(SessionState::Connected));
     assert!(m.take_actions().contains(&Action::List));
-    m.handle(
+    listed(
+        &mut m,
         now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
+        vec![other(0), entry("mine", 1, ME, marker_of_entry())],
     );
     let out = m.take_actions();
     let t = *transitions(&out).last().expect("a transition");
@@ -1856,13 +1801,10 @@ fn a_leader_that_stepped_down_reclaims_with_new_work_after_contact_returns() {
     );
     m.handle(now + T, Input::Session(SessionState::Connected));
     assert!(m.take_actions().contains(&Action::List));
-    m.handle(
+    listed(
+        &mut m,
         now + T,
-        Input::Listed(Ok(Listing {
-            entries: vec![entry("mine", 0, ME, marker_of_entry())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
+        vec![entry("mine", 0, ME, marker_of_entry())],
     );
     let out = m.take_actions();
     assert!(
@@ -1883,13 +1825,10 @@ fn a_lookalike_behind_the_head_keeps_the_known_leader() {
     m.take_actions();
     m.handle(now, Input::PredecessorNotAnEntry { name: "o1".into() });
     assert!(m.take_actions().contains(&Action::List));
-    m.handle(
+    listed(
+        &mut m,
         now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0), other(1), entry("mine", 2, ME, marker_of_entry())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
+        vec![other(0), other(1), entry("mine", 2, ME, marker_of_entry())],
     );
     let out = m.take_actions();
     assert!(
@@ -1910,13 +1849,10 @@ fn a_lookalike_head_is_not_read() {
     // The read under way answers late; nothing asks for the look-alike again.
     read_head(&mut m, now, Ok(Some(other_info(0, "ghost"))));
     let mut out = m.take_actions();
-    m.handle(
+    listed(
+        &mut m,
         now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
+        vec![other(0), entry("mine", 1, ME, marker_of_entry())],
     );
     out.extend(m.take_actions());
     assert!(m.state().is_leader(), "{:?}", m.state());
@@ -1950,14 +1886,7 @@ fn a_resignation_during_an_unknown_create_looks_it_up_before_creating_again() {
     assert!(!has_create(&out), "created before the lookup: {out:?}");
     assert!(out.contains(&Action::List), "{out:?}");
     // It was applied: adopted, then released (deleted) before anything else.
-    m.handle(
-        now + T,
-        Input::Listed(Ok(Listing {
-            entries: vec![entry("mine", 0, ME, mk.clone())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now + T, vec![entry("mine", 0, ME, mk.clone())]);
     m.take_actions();
     m.handle(
         now + T,
@@ -1997,14 +1926,7 @@ fn a_refusal_closes_the_session_only_when_an_entry_may_be_held() {
     );
     m.handle(now + T, Input::Timer);
     m.take_actions();
-    m.handle(
-        now + T,
-        Input::Listed(Ok(Listing {
-            entries: vec![],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now + T, vec![]);
     let mut out = m.take_actions();
     for i in 2..6 {
         if has_create(&out) {
@@ -2105,14 +2027,7 @@ fn a_sibling_candidates_entry_on_our_session_is_not_an_orphan() {
     m.handle(now, Input::Created(Ok(info("mine", 1, mk.clone()))));
     m.take_actions();
     let sibling = entry("sibling", 0, ME, Marker::from_bits((0x1234_u64 << 32) | 1));
-    m.handle(
-        now,
-        Input::Listed(Ok(Listing {
-            entries: vec![sibling, entry("mine", 1, ME, mk)],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now, vec![sibling, entry("mine", 1, ME, mk)]);
     let out = m.take_actions();
     assert!(
         !out.iter().any(|a| matches!(a, Action::Delete { .. })),
@@ -2162,13 +2077,10 @@ fn a_success_resets_the_back_off() {
     let delays: Vec<_> = (0..4).map(|_| list_fails(&mut m, &mut now)).collect();
     assert!(delays[3] > floor, "no back-off: {delays:?}");
     // A listing that succeeds resets the listing's back-off.
-    m.handle(
+    listed(
+        &mut m,
         now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
-            foreign: vec![],
-            contenders: vec![],
-        })),
+        vec![other(0), entry("mine", 1, ME, marker_of_entry())],
     );
     assert!(m
         .take_actions()
@@ -2190,14 +2102,7 @@ fn orphans_are_deleted_before_creating_again() {
     m.handle(now + T, Input::Timer);
     m.take_actions();
     let older = Marker::from_bits((0xabcd_u64 << 32) | 99);
-    m.handle(
-        now + T,
-        Input::Listed(Ok(Listing {
-            entries: vec![entry("late", 0, ME, older)],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now + T, vec![entry("late", 0, ME, older)]);
     let mut out = m.take_actions();
     for i in 2..6 {
         if out
@@ -2290,14 +2195,7 @@ fn the_confirming_read_waits_for_the_last_terms_work() {
         .expect("registers again");
     m.handle(now, Input::Created(Ok(info("again", 5, mk.clone()))));
     m.take_actions();
-    m.handle(
-        now,
-        Input::Listed(Ok(Listing {
-            entries: vec![other(3), entry("again", 5, ME, mk)],
-            foreign: vec![],
-            contenders: vec![],
-        })),
-    );
+    listed(&mut m, now, vec![other(3), entry("again", 5, ME, mk)]);
     m.take_actions();
     m.handle(
         now,
@@ -2393,4 +2291,16 @@ fn an_overrun_reported_after_rejoining_names_the_old_terms_token() {
         })
         .collect();
     assert_eq!(reported, [FencingToken(100)], "{out:?}");
+}
+
+/// Answers the machine's listing with `entries` (no foreign nodes, no contenders).
+fn listed(m: &mut Machine, now: Instant, entries: Vec<ListedEntry>) {
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries,
+            foreign: vec![],
+            contenders: vec![],
+        })),
+    );
 }
