@@ -234,9 +234,7 @@ impl Backend {
         if backend.kind() != ErrorKind::NotPermitted {
             return (exit::FAILURE, format!("{}: {e}", self.what));
         }
-        let why = backend
-            .source()
-            .and_then(|s| s.downcast_ref::<election::zk::SecurityError>())
+        let why = election::SecurityError::of(backend)
             .map_or_else(|| backend.to_string(), ToString::to_string);
         (
             exit::REFUSED,
