@@ -2,7 +2,6 @@
 //! secrets read from files or the environment, no traffic) and connecting with a backoff
 //! bounded by `--connection-timeout`.
 
-use std::error::Error as _;
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -315,7 +315,7 @@ async fn delayed_notifications_delay_but_never_overlap() {
 #[tokio::test(start_paused = true)]
 async fn thousands_of_foreign_children_keep_a_listing_bounded() {
     use election_core::limits::{MAX_FOREIGN_DATA_LEN, MAX_FOREIGN_NAMES, MAX_FOREIGN_NAME_LEN};
-    use election_core::{BackendSession as _, CoordinationBackend as _, ElectionPath};
+    use election_core::ElectionPath;
     const N: usize = 5000;
     let cluster = MemCluster::new();
     let mut stored = 0;
