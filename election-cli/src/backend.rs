@@ -2,7 +2,6 @@
 //! secrets read from files or the environment, no traffic) and connecting with a backoff
 //! bounded by `--connection-timeout`.
 
-use std::error::Error as _;
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -234,9 +233,7 @@ impl Backend {
         if backend.kind() != ErrorKind::NotPermitted {
             return (exit::FAILURE, format!("{}: {e}", self.what));
         }
-        let why = backend
-            .source()
-            .and_then(|s| s.downcast_ref::<election::zk::SecurityError>())
+        let why = election::SecurityError::of(backend)
             .map_or_else(|| backend.to_string(), ToString::to_string);
         (
             exit::REFUSED,

@@ -36,8 +36,9 @@ pub mod exit {
     /// created (`EX_UNAVAILABLE`).
     pub const UNAVAILABLE: i32 = 69;
     /// The service refused this client for a reason of security (a server certificate not
-    /// signed by `--zk-tls-ca`, expired or for another host; a plain port where TLS was
-    /// expected; a wrong user or password; no permission): nothing was created (`EX_NOPERM`).
+    /// signed by `--zk-tls-ca` or `--etcd-tls-ca`, expired or for another host; a plain port
+    /// where TLS was expected or TLS where it was not; a client certificate refused; a wrong
+    /// user or password; no permission): nothing was created (`EX_NOPERM`).
     pub const REFUSED: i32 = 77;
     /// The command exists but cannot be executed.
     pub const NOT_EXECUTABLE: i32 = 126;

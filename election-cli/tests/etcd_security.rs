@@ -159,6 +159,22 @@ fn etcd_run_and_status_with_tls_and_a_password_from_a_file_or_the_environment() 
     });
     assert_eq!(keys, 0, "a refused run wrote keys");
 
+    // A CA that did not sign the member's certificate: exit 77, said in the typed error's words.
+    let other_ca = pki.other_ca_file().display().to_string();
+    let started = std::time::Instant::now();
+    let out = election()
+        .args(["run", "--path", "/cli/etcd-untrusted", "--etcd", &endpoint])
+        .args(["--etcd-tls-ca", &other_ca, "--etcd-tls-cert", &cert])
+        .args(["--etcd-tls-key", &key, "--etcd-user", "root"])
+        .args(["--etcd-password-file", &password_file, "--", "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("exit 77 in {:?}: {stderr}", started.elapsed());
+    assert!(stderr.contains("not signed by a trusted CA"), "{stderr}");
+
     a.signal("TERM");
     assert_eq!(a.wait(LONG).code(), Some(7), "{}", a.stderr());
     w.check();

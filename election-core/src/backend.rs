@@ -349,8 +349,60 @@ pub struct Listing {
     /// Contenders of other implementations, ascending by `sequence`.
     pub contenders: Vec<ListedContender>,
     /// Names of children that are neither election entries nor contenders: ignored, never
-    /// counted as candidates.
+    /// counted as candidates. Sorted; add with [`push_foreign`](Self::push_foreign), which
+    /// keeps at most [`MAX_FOREIGN_NAMES`](crate::limits::MAX_FOREIGN_NAMES), each at most
+    /// [`MAX_FOREIGN_NAME_LEN`](crate::limits::MAX_FOREIGN_NAME_LEN) bytes long.
     pub foreign: Vec<String>,
+    /// How many more foreign children there were than [`foreign`](Self::foreign) keeps
+    /// (another tenant may put thousands under the election path: they are counted, not kept).
+    pub foreign_omitted: usize,
+}
+
+impl Listing {
+    /// Adds the name of a foreign child: kept (cut to
+    /// [`MAX_FOREIGN_NAME_LEN`](crate::limits::MAX_FOREIGN_NAME_LEN) bytes) if it is among
+    /// the first [`MAX_FOREIGN_NAMES`](crate::limits::MAX_FOREIGN_NAMES) in byte order, so that
+    /// the names kept do not depend on the order children are listed in; counted in
+    /// [`foreign_omitted`](Self::foreign_omitted) otherwise. A name already kept is not added
+    /// twice.
+    pub fn push_foreign(&mut self, name: &str) {
+        let name = crate::limits::foreign_name(name);
+        let at = match self.foreign.binary_search(&name) {
+            Ok(_) => return,
+            Err(at) => at,
+        };
+        if at >= crate::limits::MAX_FOREIGN_NAMES {
+            self.foreign_omitted += 1;
+            return;
+        }
+        self.foreign.insert(at, name);
+        if self.foreign.len() > crate::limits::MAX_FOREIGN_NAMES {
+            self.foreign.pop();
+            self.foreign_omitted += 1;
+        }
+    }
+
+    /// Applies the limits to a listing however it was built (by any backend): foreign names
+    /// as [`push_foreign`](Self::push_foreign) keeps them, and each contender's data cut to
+    /// [`MAX_FOREIGN_DATA_LEN`](crate::limits::MAX_FOREIGN_DATA_LEN). Contenders themselves
+    /// are all kept: the order of the queue needs them.
+    pub fn bound(&mut self) {
+        let sorted = self.foreign.windows(2).all(|w| w[0] < w[1]);
+        let fits = self.foreign.len() <= crate::limits::MAX_FOREIGN_NAMES
+            && self
+                .foreign
+                .iter()
+                .all(|n| n.len() <= crate::limits::MAX_FOREIGN_NAME_LEN);
+        if !(sorted && fits) {
+            let names = std::mem::take(&mut self.foreign);
+            for name in &names {
+                self.push_foreign(name);
+            }
+        }
+        for c in &mut self.contenders {
+            crate::limits::cap_data(&mut c.data, crate::limits::MAX_FOREIGN_DATA_LEN);
+        }
+    }
 }
 
 /// A whole entry, as [`BackendSession::create`] and [`BackendSession::read`] return it.

@@ -245,33 +245,40 @@ impl Client {
         for _ in 0..8 {
             let attempt = async {
                 let listing = session.list(path).await?;
-                let head = match crate::foreign::queue(&listing, None).first() {
-                    None => return Ok(Some(None)),
-                    // A contender of another implementation leads (a migration under way).
-                    Some(crate::foreign::Slot::Foreign(c, kind)) => {
-                        return Ok(Some(Some(crate::foreign::leader_of(c, *kind))))
+                for slot in crate::foreign::queue(&listing, None) {
+                    let head = match slot {
+                        // A contender of another implementation leads (a migration under way).
+                        crate::foreign::Slot::Foreign(c, kind) => {
+                            return Ok(Some(Some(crate::foreign::leader_of(c, kind))))
+                        }
+                        crate::foreign::Slot::Ours(head) => head,
+                    };
+                    let Some(info) = session.read(path, &head.name).await? else {
+                        return Ok(None);
+                    };
+                    if info.owner == crate::SessionId(0) || info.owner != head.owner {
+                        // A look-alike (persistent, or not owned by the session its name
+                        // claims): nobody leads with it, as the machine sees it.
+                        continue;
                     }
-                    Some(crate::foreign::Slot::Ours(head)) => (*head).clone(),
-                };
-                let Some(info) = session.read(path, &head.name).await? else {
-                    return Ok(None);
-                };
-                match crate::record::decode_listed(&info, head.owner) {
-                    Ok(record) => Ok(Some(Some(LeaderInfo {
-                        id: record.id,
-                        implementation: crate::Implementation::Election,
-                        payload: record.payload.into(),
-                        token: info.token,
-                        session: info.owner,
-                    }))),
-                    Err(e) => Err(crate::BackendError::new(
-                        ErrorKind::Invalid,
-                        format!(
-                            "the leader's entry {} holds a record that cannot be decoded: {e}",
-                            head.name
-                        ),
-                    )),
+                    return match crate::record::decode_listed(&info, head.owner) {
+                        Ok(record) => Ok(Some(Some(LeaderInfo {
+                            id: record.id,
+                            implementation: crate::Implementation::Election,
+                            payload: record.payload.into(),
+                            token: info.token,
+                            session: info.owner,
+                        }))),
+                        Err(e) => Err(crate::BackendError::new(
+                            ErrorKind::Invalid,
+                            format!(
+                                "the leader's entry {} holds a record that cannot be decoded: {e}",
+                                head.name
+                            ),
+                        )),
+                    };
                 }
+                Ok(Some(None))
             }
             .await;
             match attempt {

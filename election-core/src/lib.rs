@@ -40,7 +40,7 @@ mod config;
 mod driver;
 mod error;
 pub mod foreign;
-mod limits;
+pub mod limits;
 mod machine;
 pub mod metrics;
 mod observer;
@@ -50,12 +50,15 @@ mod path;
 mod process;
 pub mod record;
 pub mod secret;
+mod security;
 pub(crate) mod session;
 mod state;
 mod term;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;
+#[cfg(feature = "tls")]
+pub mod tls_probe;
 
 pub use backend::{
     BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedContender, ListedEntry,
@@ -72,6 +75,7 @@ pub use limits::{MAX_ID_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT};
 pub use observer::Observer;
 pub use path::{ElectionPath, MAX_PATH_LEN};
 pub use record::CandidateRecord;
+pub use security::SecurityError;
 pub use state::{
     Contact, ElectionState, Event, ForeignContender, LeaderInfo, LeaderView, Notice, Participant,
     Reason, StopReason, Transition,

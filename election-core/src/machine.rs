@@ -172,6 +172,8 @@ pub(crate) struct Machine {
     head: Option<String>,
     leader: Option<LeaderInfo>,
     foreign: Vec<String>,
+    /// How many more foreign children the last listing counted than it kept.
+    foreign_omitted: usize,
     /// The foreign contenders of our last listing, as last reported.
     contenders: Vec<ForeignContender>,
     /// A contender of another implementation was seen on the path: no claim on a notification
@@ -239,6 +241,7 @@ impl Machine {
             head: None,
             leader: None,
             foreign: Vec::new(),
+            foreign_omitted: 0,
             contenders: Vec::new(),
             seen_contenders: false,
             lookalikes: Default::default(),
@@ -699,6 +702,9 @@ impl Machine {
             }
         };
         self.reset_backoff(Op::List);
+        // Another tenant may have put thousands of children, or huge ones, under the path:
+        // keep no more of them than the limits of a listing, whatever the backend kept.
+        listing.bound();
         // Look-alikes found earlier are no candidates; forget those that are gone.
         self.lookalikes.retain(|name| {
             listing.entries.iter().any(|e| e.name == *name)
@@ -716,10 +722,9 @@ impl Machine {
                 .into_iter()
                 .partition::<Vec<_>, _>(|c| c.owner == SessionId(0));
             listing.contenders = live;
-            listing
-                .foreign
-                .extend(persistent.into_iter().map(|c| c.name));
-            listing.foreign.sort();
+            for c in persistent {
+                listing.push_foreign(&c.name);
+            }
         }
         let contenders = foreign::contenders(&foreign::queue(&listing, self.cfg.compatible));
         self.seen_contenders |= !contenders.is_empty();
@@ -728,11 +733,15 @@ impl Machine {
             warn!(path = %self.cfg.path, candidate = %self.cfg.id, contenders = ?self.contenders, "contenders of other implementations in the election path: none of ours leads while one is ahead");
             self.notice(now, Notice::ForeignContenders(self.contenders.clone()));
         }
-        if listing.foreign != self.foreign {
+        if listing.foreign != self.foreign || listing.foreign_omitted != self.foreign_omitted {
             self.foreign = listing.foreign.clone();
+            self.foreign_omitted = listing.foreign_omitted;
             if !self.foreign.is_empty() {
-                warn!(path = %self.cfg.path, candidate = %self.cfg.id, foreign = ?self.foreign, "foreign nodes in the election path are ignored");
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, foreign = ?self.foreign, omitted = self.foreign_omitted, "foreign nodes in the election path are ignored");
                 self.notice(now, Notice::ForeignEntries(self.foreign.clone()));
+            }
+            if self.foreign_omitted > 0 {
+                self.notice(now, Notice::ForeignEntriesOmitted(self.foreign_omitted));
             }
         }
         // S5: entries of ours (our marker prefix, our session) other than the current one are

@@ -242,7 +242,14 @@ pub struct ForeignContender {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notice {
     /// Children of the election path that are not election entries: ignored, never counted.
+    /// At most [`MAX_FOREIGN_NAMES`](crate::limits::MAX_FOREIGN_NAMES) of them (the first in
+    /// byte order), each cut to [`MAX_FOREIGN_NAME_LEN`](crate::limits::MAX_FOREIGN_NAME_LEN)
+    /// bytes.
     ForeignEntries(Vec<String>),
+    /// How many foreign children the election path held beyond those
+    /// [`ForeignEntries`](Self::ForeignEntries) names: counted, not kept. Reported with it
+    /// when the count changes.
+    ForeignEntriesOmitted(usize),
     /// Contenders of other implementations in the election path (a Curator or kazoo client on
     /// the same path), in the order this candidate queues them: a candidate of ours never leads
     /// while one of them is ahead of it, and a contender whose implementation does not order

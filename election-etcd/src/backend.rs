@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use election_core::{
     BackendError, BackendSession, ConfigError, CoordinationBackend, ElectionPath, ErrorKind,
+    SecurityError,
 };
 use etcd_client::{Client, ConnectOptions};
 use tokio::time::Instant;
@@ -27,6 +28,10 @@ pub(crate) struct Settings {
     pub(crate) namespace: Option<ElectionPath>,
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<etcd_client::TlsOptions>,
+    /// Diagnoses a connection that fails for a reason of security: with the roots and identity
+    /// of `tls_files`, or (without TLS) whether the members speak TLS.
+    #[cfg(feature = "tls")]
+    pub(crate) probe: Option<election_core::tls_probe::Probe>,
 }
 
 impl Settings {
@@ -206,6 +211,27 @@ impl EtcdBackendBuilder {
                 return Err(bad("auth", "the user must not be empty".into()));
             }
         }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() || self.tls_files.is_some() {
+            if let Some(e) = self.endpoints.iter().find(|e| e.starts_with("http://")) {
+                return Err(bad(
+                    "endpoints",
+                    format!("{e:?}: TLS is configured, so the endpoint must be https:// (or have no scheme)"),
+                ));
+            }
+        }
+        #[cfg(feature = "tls")]
+        let (tls, probe) = match &self.tls_files {
+            Some(files) => {
+                let (options, probe) = crate::tls::load(files)?;
+                (Some(options), Some(probe))
+            }
+            // Our own handshake cannot know the roots of options given whole; without TLS it
+            // asks whether the members expect it.
+            None if self.tls.is_some() => (self.tls, None),
+            None if self.endpoints.iter().any(|e| e.starts_with("https://")) => (None, None),
+            None => (None, Some(election_core::tls_probe::Probe::plain())),
+        };
         let namespace = match self.namespace {
             None => None,
             Some(ns) => Some(
@@ -220,10 +246,9 @@ impl EtcdBackendBuilder {
                 auth: self.auth,
                 namespace,
                 #[cfg(feature = "tls")]
-                tls: match &self.tls_files {
-                    Some(files) => Some(crate::tls::load(files)?),
-                    None => self.tls,
-                },
+                tls,
+                #[cfg(feature = "tls")]
+                probe,
             }),
         })
     }
@@ -282,6 +307,42 @@ fn check_endpoint(e: &str) -> Result<(), &'static str> {
 }
 
 /// The lease TTL to ask for a session timeout: whole seconds, rounded up.
+/// How long a connection without TLS may take before we ask whether the members expect TLS.
+#[cfg(feature = "tls")]
+const PLAIN_PROBE_DELAY: Duration = Duration::from_millis(300);
+
+/// `host:port` of an endpoint, without its scheme or trailing slash.
+#[cfg(feature = "tls")]
+fn host_port(endpoint: &str) -> &str {
+    let rest = endpoint
+        .strip_prefix("https://")
+        .or_else(|| endpoint.strip_prefix("http://"))
+        .unwrap_or(endpoint);
+    rest.strip_suffix('/').unwrap_or(rest)
+}
+
+/// Wraps a failure of `Client::connect`: refused credentials are a
+/// [`SecurityError::AuthenticationFailed`]; a refusal is `NotPermitted` and bad settings
+/// `Invalid`; anything else `Other` (retry with back-off: no entry can have been written).
+fn connect_error(settings: &Settings, endpoints: &str, e: etcd_client::Error) -> BackendError {
+    if let Some(auth) = &settings.auth {
+        // etcd 3.4 answers a wrong user or password with InvalidArgument.
+        if e.to_string().contains("authentication failed") {
+            return SecurityError::AuthenticationFailed {
+                hosts: endpoints.to_owned(),
+                mechanism: "user and password",
+                user: Some(auth.user.clone()),
+            }
+            .into();
+        }
+    }
+    let kind = match crate::error::classify(&e) {
+        k @ (ErrorKind::NotPermitted | ErrorKind::Invalid) => k,
+        _ => ErrorKind::Other,
+    };
+    BackendError::with_source(kind, format!("connect to {endpoints}: {e}"), e)
+}
+
 pub(crate) fn ttl_for(timeout: Duration) -> i64 {
     let secs = timeout.as_secs() + u64::from(timeout.subsec_nanos() > 0);
     secs.max(1) as i64
@@ -298,7 +359,12 @@ impl CoordinationBackend for EtcdBackend {
     /// # Errors
     /// - [`ErrorKind::Invalid`]: `timeout` is zero or above [`MAX_TIMEOUT`], or no tokio runtime;
     /// - [`ErrorKind::Other`]: no lease within the connect timeout (unreachable cluster);
-    /// - [`ErrorKind::NotPermitted`]: authentication failed.
+    /// - [`ErrorKind::NotPermitted`], with a [`SecurityError`] as its
+    ///   [source](std::error::Error::source): a wrong user or password; with the `tls`
+    ///   feature also an untrusted, expired or misnamed member certificate, a client
+    ///   certificate refused or missing, TLS to a plain member or a plain endpoint for a member
+    ///   that expects TLS (found by one handshake of our own per member, so within moments, not
+    ///   at the connect timeout).
     async fn open_session(
         &self,
         timeout: Duration,
@@ -339,47 +405,78 @@ impl CoordinationBackend for EtcdBackend {
                 format!("connect to {endpoints}: no lease within {bound:?}{detail}"),
             )
         };
-        let client = match tokio::time::timeout_at(
-            deadline,
-            Client::connect(&settings.endpoints, Some(options)),
-        )
-        .await
-        {
-            Err(_) => return Err(unreachable(String::new())),
-            Ok(Err(e)) => {
-                let kind = match crate::error::classify(&e) {
-                    // etcd 3.4 answers a wrong user or password with InvalidArgument.
-                    _ if settings.auth.is_some()
-                        && e.to_string().contains("authentication failed") =>
-                    {
-                        ErrorKind::NotPermitted
+        let attempt = async {
+            let client = match tokio::time::timeout_at(
+                deadline,
+                Client::connect(&settings.endpoints, Some(options)),
+            )
+            .await
+            {
+                Err(_) => return Err(unreachable(String::new())),
+                Ok(Err(e)) => return Err(connect_error(settings, &endpoints, e)),
+                Ok(Ok(client)) => client,
+            };
+            // The lease is counted from when the leader grants it, after this instant.
+            let sent_at = Instant::now();
+            let mut lease = client.lease_client();
+            match tokio::time::timeout_at(deadline, lease.grant(ttl, None)).await {
+                Err(_) => Err(unreachable(String::new())),
+                Ok(Err(e)) => {
+                    let e = backend_error("grant lease on", &endpoints, e);
+                    // No entry can exist yet: an unknown outcome is only a lease that expires.
+                    Err(match e.kind() {
+                        ErrorKind::OutcomeUnknown => unreachable(format!(": {e}")),
+                        _ => e,
+                    })
+                }
+                Ok(Ok(granted)) => Ok((client, sent_at, granted)),
+            }
+        };
+        #[cfg(feature = "tls")]
+        let attempt = async {
+            let Some(probe) = &settings.probe else {
+                return attempt.await;
+            };
+            // A handshake of our own per member, to say why TLS fails (etcd-client retries a
+            // refused handshake until the deadline). Without TLS, only when the connection is
+            // slow to come: a member that answers TLS was meant to be reached over it.
+            let hosts: Vec<&str> = settings.endpoints.iter().map(|e| host_port(e)).collect();
+            let delay = if settings.tls.is_none() {
+                PLAIN_PROBE_DELAY.min(bound / 4)
+            } else {
+                Duration::ZERO
+            };
+            let started = Instant::now();
+            let diagnosis = async {
+                tokio::time::sleep(delay).await;
+                probe.diagnose(&hosts, bound).await
+            };
+            tokio::pin!(attempt, diagnosis);
+            let refused = tokio::select! {
+                biased;
+                Some(refused) = &mut diagnosis => refused,
+                done = &mut attempt => match done {
+                    // etcd-client may give up on a refused handshake before our own is done:
+                    // its verdict explains a failure to connect.
+                    Err(e) if e.kind() == ErrorKind::Other => {
+                        let verdict = if started.elapsed() < delay {
+                            // Failed before our handshake was due: make it now.
+                            probe.diagnose(&hosts, bound).await
+                        } else {
+                            diagnosis.await
+                        };
+                        match verdict {
+                            Some(refused) => refused,
+                            None => return Err(e),
+                        }
                     }
-                    k @ (ErrorKind::NotPermitted | ErrorKind::Invalid) => k,
-                    _ => ErrorKind::Other,
-                };
-                return Err(BackendError::with_source(
-                    kind,
-                    format!("connect to {endpoints}: {e}"),
-                    e,
-                ));
-            }
-            Ok(Ok(client)) => client,
+                    done => return done,
+                },
+            };
+            tracing::error!(endpoints = %endpoints, error = %refused, "etcd refused this client");
+            Err(refused.into())
         };
-        // The lease is counted from when the leader grants it, after this instant.
-        let sent_at = Instant::now();
-        let mut lease = client.lease_client();
-        let granted = match tokio::time::timeout_at(deadline, lease.grant(ttl, None)).await {
-            Err(_) => return Err(unreachable(String::new())),
-            Ok(Err(e)) => {
-                let e = backend_error("grant lease on", &endpoints, e);
-                // No entry can exist yet: an unknown outcome is only a lease that expires.
-                return Err(match e.kind() {
-                    ErrorKind::OutcomeUnknown => unreachable(format!(": {e}")),
-                    _ => e,
-                });
-            }
-            Ok(Ok(granted)) => granted,
-        };
+        let (client, sent_at, granted) = attempt.await?;
         if granted.ttl() <= 0 {
             return Err(BackendError::new(
                 ErrorKind::Other,
@@ -458,6 +555,32 @@ mod tests {
             .build()
             .unwrap_err();
         assert_eq!(e, ConfigError::ZeroDuration("connect timeout"));
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn an_http_endpoint_with_tls_settings_is_refused_at_build() {
+        let tls = etcd_client::TlsOptions::new();
+        let e = EtcdBackend::builder(["https://h:1", "http://h:2"])
+            .tls(tls.clone())
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::Backend { what: "endpoints", reason } if reason.contains("http://h:2")),
+            "{e}"
+        );
+        EtcdBackend::builder(["https://h:1", "h:2"])
+            .tls(tls)
+            .build()
+            .unwrap();
+    }
+
+    #[cfg(feature = "tls")]
+    #[test]
+    fn endpoints_become_host_and_port() {
+        assert_eq!(host_port("https://h:1/"), "h:1");
+        assert_eq!(host_port("http://[::1]:2"), "[::1]:2");
+        assert_eq!(host_port("h:3"), "h:3");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use election_core::limits::{MAX_FOREIGN_DATA_LEN, MAX_RECORD_LEN};
 use election_core::{
     BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken,
     ListedContender, ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
@@ -152,7 +153,7 @@ impl EtcdSession {
             let rest = String::from_utf8_lossy(rest);
             match rest.split_once('/') {
                 // A deeper key: its first segment is a foreign child.
-                Some((child, _)) => listing.foreign.push(child.to_owned()),
+                Some((child, _)) => listing.push_foreign(child),
                 None => match EntryName::parse(&rest) {
                     Some(name) => listing.entries.push(ListedEntry {
                         name: rest.into_owned(),
@@ -170,7 +171,7 @@ impl EtcdSession {
                         // Read apart: the range lists keys only.
                         data: Vec::new(),
                     }),
-                    None => listing.foreign.push(rest.into_owned()),
+                    None => listing.push_foreign(&rest),
                 },
             }
         }
@@ -180,8 +181,6 @@ impl EtcdSession {
         listing
             .contenders
             .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
-        listing.foreign.sort();
-        listing.foreign.dedup();
         listing
     }
 
@@ -222,7 +221,13 @@ impl EtcdSession {
                 .first()
                 .filter(|kv| kv.create_revision() as u64 == c.sequence)
             {
-                c.data = kv.value().to_vec();
+                // Shown, never trusted: no more than the limit is copied.
+                let value = kv.value();
+                if value.len() > MAX_FOREIGN_DATA_LEN {
+                    let len = value.len();
+                    tracing::warn!(key = %key, len, "oversized contender data cut");
+                }
+                c.data = value[..value.len().min(MAX_FOREIGN_DATA_LEN)].to_vec();
                 contenders.push(c);
             }
         }
@@ -406,7 +411,9 @@ impl BackendSession for EtcdSession {
             owner: SessionId(kv.lease() as u64),
             marker: parsed.marker,
             token: FencingToken(kv.create_revision() as u64),
-            data: kv.value().to_vec(),
+            // More than any record of ours is foreign: one byte past the limit tells the
+            // decoder so.
+            data: kv.value()[..kv.value().len().min(MAX_RECORD_LEN + 1)].to_vec(),
         }))
     }
 

@@ -1,6 +1,7 @@
 //! TLS to the etcd members from PEM files: [`EtcdTls`], read and checked when the backend is
 //! built.
 
+use election_core::tls_probe::Probe;
 use election_core::ConfigError;
 use etcd_client::{Certificate, Identity, TlsOptions};
 
@@ -19,12 +20,14 @@ use etcd_client::{Certificate, Identity, TlsOptions};
 /// ```
 pub type EtcdTls = election_core::TlsFiles;
 
-/// Reads the files of `tls` into etcd-client's options.
-pub(crate) fn load(tls: &EtcdTls) -> Result<TlsOptions, ConfigError> {
+/// Reads the files of `tls` into etcd-client's options, and the probe that diagnoses a refused
+/// handshake with the same roots and identity.
+pub(crate) fn load(tls: &EtcdTls) -> Result<(TlsOptions, Probe), ConfigError> {
     let pem = tls.read()?;
+    let probe = Probe::new(&pem, tls.ca_file())?;
     let mut options = TlsOptions::new().ca_certificate(Certificate::from_pem(pem.ca));
     if let Some(id) = pem.identity {
         options = options.identity(Identity::from_pem(id.cert, id.key));
     }
-    Ok(options)
+    Ok((options, probe))
 }

@@ -298,9 +298,10 @@ fn listing_of<'a>(
                     sequence,
                     owner: owner.unwrap_or(SessionId(0)),
                     token: FencingToken(czxid),
-                    data: data.to_vec(),
+                    data: data[..data.len().min(election_core::limits::MAX_FOREIGN_DATA_LEN)]
+                        .to_vec(),
                 }),
-                None => listing.foreign.push(name.to_owned()),
+                None => listing.push_foreign(name),
             },
         }
     }

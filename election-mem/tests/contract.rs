@@ -308,6 +308,65 @@ async fn delayed_notifications_delay_but_never_overlap() {
     b.stop().await;
 }
 
+/// Another tenant puts thousands of foreign children under the election path (some with
+/// 64 KiB names) and a contender with 1 MiB of data: a listing keeps a bounded number of
+/// names, each bounded, counts the rest, and cuts the contender's data; a candidate of ours
+/// still leads among them.
+#[tokio::test(start_paused = true)]
+async fn thousands_of_foreign_children_keep_a_listing_bounded() {
+    use election_core::limits::{MAX_FOREIGN_DATA_LEN, MAX_FOREIGN_NAMES, MAX_FOREIGN_NAME_LEN};
+    use election_core::ElectionPath;
+    const N: usize = 5000;
+    let cluster = MemCluster::new();
+    let mut stored = 0;
+    for i in 0..N {
+        let name = if i % 50 == 0 {
+            format!("big-{i:05}-{}", "x".repeat(64 * 1024))
+        } else {
+            format!("junk-{i:05}")
+        };
+        stored += name.len();
+        cluster.create_foreign(P, &name);
+    }
+    let a = join(&cluster, "a").await;
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
+    // A contender (ahead of ours: stock Curator does not order our entries) with huge data.
+    cluster.create_contender(
+        P,
+        election_core::Implementation::CuratorLock,
+        &vec![b'd'; 1 << 20],
+    );
+    let session = cluster.backend().open_session(T).await.unwrap();
+    let listing = session.list(&ElectionPath::new(P).unwrap()).await.unwrap();
+    session.close().await;
+    assert_eq!(listing.entries.len(), 1);
+    assert_eq!(listing.foreign.len(), MAX_FOREIGN_NAMES);
+    assert_eq!(listing.foreign_omitted, N - MAX_FOREIGN_NAMES);
+    assert!(listing
+        .foreign
+        .iter()
+        .all(|n| n.len() <= MAX_FOREIGN_NAME_LEN));
+    assert_eq!(listing.contenders.len(), 1);
+    assert_eq!(listing.contenders[0].data.len(), MAX_FOREIGN_DATA_LEN);
+    let kept: usize = listing.foreign.iter().map(String::len).sum::<usize>()
+        + listing
+            .contenders
+            .iter()
+            .map(|c| c.data.len())
+            .sum::<usize>();
+    eprintln!(
+        "measure: {N} foreign children ({stored} bytes of names) and 1 MiB of contender data \
+         listed as {kept} bytes ({} names kept, {} counted)",
+        listing.foreign.len(),
+        listing.foreign_omitted
+    );
+    assert!(kept < 64 * 1024, "{kept}");
+    a.stop().await;
+}
+
 /// Foreign nodes in the election directory are ignored and reported, never counted.
 #[tokio::test(start_paused = true)]
 async fn foreign_nodes_are_ignored_and_reported() {

@@ -595,7 +595,7 @@ impl CoordinationBackend for ZkBackend {
                 return Err(e);
             }
             #[cfg(feature = "tls")]
-            Ok(Err(Refusal::Tls(e))) => return Err(e.into_backend_error()),
+            Ok(Err(Refusal::Tls(e))) => return Err(e.into()),
             Ok(Ok(client)) => client,
         };
         // The session was created (by the ZooKeeper leader) after `created`. Confirm with a

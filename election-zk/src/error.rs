@@ -43,90 +43,7 @@ pub(crate) fn backend_error(op: &str, path: &str, err: zk::Error) -> BackendErro
     BackendError::with_source(classify(&err), format!("{op} {path}: {err}"), err)
 }
 
-/// Why a session could not be opened for a reason of security: the
-/// [`source`](std::error::Error::source) of the [`BackendError`] (of kind
-/// [`ErrorKind::NotPermitted`], which stops a candidate with this reason) that
-/// [`open_session`](election_core::CoordinationBackend::open_session) returns.
-///
-/// ```
-/// # fn check(e: &election_core::BackendError) {
-/// use std::error::Error as _;
-/// use election_zk::SecurityError;
-///
-/// match e.source().and_then(|s| s.downcast_ref::<SecurityError>()) {
-///     Some(SecurityError::UntrustedCertificate { host, .. }) => eprintln!("check the CA of {host}"),
-///     Some(other) => eprintln!("{other}"),
-///     None => eprintln!("{e}"),
-/// }
-/// # }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SecurityError {
-    /// The server's certificate does not chain to a CA of [`ZkTls`](crate::ZkTls).
-    #[error("{host}: the server's certificate is not signed by a trusted CA ({detail})")]
-    UntrustedCertificate {
-        /// `host:port` as in the connect string.
-        host: String,
-        /// What the TLS library said.
-        detail: String,
-    },
-    /// The server's certificate has expired, or is not valid yet.
-    #[error("{host}: the server's certificate has expired or is not yet valid ({detail})")]
-    CertificateExpired {
-        /// `host:port` as in the connect string.
-        host: String,
-        /// What the TLS library said.
-        detail: String,
-    },
-    /// The server's certificate does not name the host of the connect string.
-    #[error("{host}: the server's certificate is not valid for this host name ({detail})")]
-    CertificateNameMismatch {
-        /// `host:port` as in the connect string.
-        host: String,
-        /// What the TLS library said.
-        detail: String,
-    },
-    /// Nothing speaks TLS on that port: most likely the plain `clientPort` was given where the
-    /// `secureClientPort` was meant.
-    #[error(
-        "{host}: no TLS answer on this port; is it ZooKeeper's plain clientPort rather than its \
-         secureClientPort? ({detail})"
-    )]
-    NotTls {
-        /// `host:port` as in the connect string.
-        host: String,
-        /// What was seen.
-        detail: String,
-    },
-    /// The TLS handshake failed for another reason (the server refused the client certificate,
-    /// no common protocol version or cipher suite, ...).
-    #[error("{host}: TLS handshake failed ({detail})")]
-    TlsHandshake {
-        /// `host:port` as in the connect string.
-        host: String,
-        /// What the TLS library said.
-        detail: String,
-    },
-    /// The ensemble refused the session's credentials (a wrong SASL or digest password, an
-    /// unknown user), or requires authentication and none was configured.
-    #[error("{hosts}: authentication failed ({mechanism}{})", user.as_deref().map(|u| format!(" as user {u:?}")).unwrap_or_default())]
-    AuthenticationFailed {
-        /// The connect string's hosts.
-        hosts: String,
-        /// `"SASL DIGEST-MD5"`, `"digest"`, or `"none configured"`.
-        mechanism: &'static str,
-        /// The user, when one was configured (never the password).
-        user: Option<String>,
-    },
-}
-
-impl SecurityError {
-    /// This error as the [`BackendError`] that stops a candidate.
-    pub(crate) fn into_backend_error(self) -> BackendError {
-        BackendError::with_source(ErrorKind::NotPermitted, format!("connect: {self}"), self)
-    }
-}
+pub use election_core::SecurityError;
 
 /// The identity a backend authenticates with, for [`SecurityError::AuthenticationFailed`].
 pub(crate) type AuthDescription = (&'static str, Option<String>);
@@ -145,7 +62,7 @@ pub(crate) fn connect_error(hosts: &str, err: zk::Error, auth: AuthDescription) 
                 mechanism,
                 user,
             }
-            .into_backend_error();
+            .into();
         }
         _ => ErrorKind::Other,
     };

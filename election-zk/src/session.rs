@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use election_core::limits::{cap_data, MAX_FOREIGN_DATA_LEN, MAX_RECORD_LEN};
 use election_core::{
     BackendError, BackendSession, Compatibility, ElectionPath, EntryInfo, ErrorKind, FencingToken,
     ListedContender, ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
@@ -364,7 +365,11 @@ impl ZkSession {
                             })
                             .await?;
                         // Gone since the listing: no longer a contender.
-                        if let Some((data, stat)) = read {
+                        if let Some((mut data, stat)) = read {
+                            // Shown, never trusted: keep no more than the limit.
+                            if let Some(len) = cap_data(&mut data, MAX_FOREIGN_DATA_LEN) {
+                                tracing::warn!(path = %path, len, "oversized contender data cut");
+                            }
                             listing.contenders.push(ListedContender {
                                 name: child,
                                 sequence,
@@ -374,7 +379,7 @@ impl ZkSession {
                             });
                         }
                     }
-                    None => listing.foreign.push(child),
+                    None => listing.push_foreign(&child),
                 },
             }
         }
@@ -384,7 +389,6 @@ impl ZkSession {
         listing
             .contenders
             .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
-        listing.foreign.sort();
         Ok(listing)
     }
 }
@@ -529,7 +533,15 @@ impl BackendSession for ZkSession {
                 }
             })
             .await?;
-        Ok(read.map(|(data, stat)| EntryInfo {
+        let Some((mut data, stat)) = read else {
+            return Ok(None);
+        };
+        // More than any record of ours: foreign. Keep one byte past the limit, so that the
+        // decoder still sees it is too long.
+        if let Some(len) = cap_data(&mut data, MAX_RECORD_LEN + 1) {
+            tracing::warn!(path = %path, len, "oversized data under an entry's name cut");
+        }
+        Ok(Some(EntryInfo {
             name: name.to_owned(),
             sequence: parsed.sequence,
             // The server's record of the owner, not the name's claim.

@@ -207,7 +207,10 @@ async fn tls_and_sasl_lead_and_every_refusal_is_typed() {
 
     // No client certificate, while the server needs one.
     let (e, _) = refused(secure(&connect, ZkTls::new(pki.ca_file()))).await;
-    assert!(matches!(e, SecurityError::TlsHandshake { .. }), "{e:?}");
+    assert!(
+        matches!(e, SecurityError::ClientCertificateRefused { .. }),
+        "{e:?}"
+    );
 
     leader.stop().await;
     assert!(stranger

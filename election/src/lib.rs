@@ -64,14 +64,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use election_core::{
-    backend, foreign, record, secret, tls, BackendError, BackendSession, Candidate,
+    backend, foreign, limits, record, secret, tls, BackendError, BackendSession, Candidate,
     CandidateBuilder, CandidateConfig, CandidateRecord, Client, ClientBuilder, Compatibility,
     ConfigError, Contact, CoordinationBackend, ElectionError, ElectionPath, ElectionState,
     EntryInfo, ErrorKind, Event, FencingToken, ForeignContender, Implementation, LeaderInfo,
     LeaderView, ListedContender, ListedEntry, Listing, Marker, Notice, Notification, Observer,
-    Participant, Reason, SessionId, SessionState, StopReason, Term, TlsFiles, Transition, Watch,
-    WorkEnded, WorkResult, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION, EVENTS_CAPACITY,
-    MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
+    Participant, Reason, SecurityError, SessionId, SessionState, StopReason, Term, TlsFiles,
+    Transition, Watch, WorkEnded, WorkResult, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,
+    EVENTS_CAPACITY, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
 };
 
 /// The names of the metrics the library records (see the module's table).

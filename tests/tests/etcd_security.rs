@@ -1,13 +1,17 @@
 //! etcd with TLS (`--client-cert-auth`, certificates generated at test time) and
 //! authentication enabled: a candidate leads with `tls_files` + `auth`; a wrong password and no
-//! credentials are refused before any entry exists; a loose key file is refused at build. One
-//! etcd member. Needs etcd (`scripts/test.sh` unpacks Debian's).
+//! credentials are refused before any entry exists; a loose key file is refused at build. Each
+//! TLS refusal (untrusted, expired or misnamed certificate, no client certificate, TLS to a
+//! plain member, a plain endpoint for a TLS member) is a typed [`SecurityError`], found well
+//! within the connect timeout. Four etcd members in all (about 1 s each to start). Needs etcd
+//! (`scripts/test.sh` unpacks Debian's).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use election_core::{
-    Candidate, CoordinationBackend, ElectionError, ElectionState, ErrorKind, StopReason,
+    BackendError, Candidate, CoordinationBackend, ElectionError, ElectionState, ErrorKind,
+    SecurityError, StopReason,
 };
 use election_etcd::testing::{EtcdMember, EtcdSecurity};
 use election_etcd::{EtcdBackend, EtcdBackendBuilder, EtcdTls};
@@ -17,6 +21,8 @@ use tokio::time::timeout;
 
 const T: Duration = Duration::from_secs(3);
 const WAIT: Duration = Duration::from_secs(15);
+/// Long, so that a refusal reported well within it was diagnosed, not timed out.
+const CONNECT_BOUND: Duration = Duration::from_secs(20);
 
 fn tls(pki: &TestPki) -> EtcdTls {
     EtcdTls::new(pki.ca_file()).client_identity(pki.client_cert_file(), pki.client_key_file())
@@ -113,6 +119,20 @@ async fn tls_and_auth_lead_and_refusals_leave_nothing() {
     .await;
     assert_eq!(kind, Some(ErrorKind::NotPermitted), "{why}");
     assert!(why.contains("authentication failed"), "{why}");
+    let (e, _) = refused(
+        EtcdBackend::builder([endpoint.clone()])
+            .tls_files(tls(&pki))
+            .auth("root", "wrong"),
+    )
+    .await;
+    assert_eq!(
+        e,
+        SecurityError::AuthenticationFailed {
+            hosts: endpoint.clone(),
+            mechanism: "user and password",
+            user: Some("root".into()),
+        }
+    );
     assert!(!why.contains("wrong"), "the password leaked: {why}");
     // Without credentials etcd takes the client certificate's CN ("election client") as the
     // user, who has no role: the lease is granted (etcd does not check it), the first write
@@ -146,6 +166,136 @@ async fn tls_and_auth_lead_and_refusals_leave_nothing() {
     assert!(entries[0].starts_with("/tenant/svc/leader/_c_"), "{keys:?}");
 
     leader.stop().await;
+}
+
+/// Opens a session that must be refused; returns the security error and how long it took.
+async fn refused(backend: EtcdBackendBuilder) -> (SecurityError, Duration) {
+    let backend = backend
+        .connect_timeout(CONNECT_BOUND)
+        .build()
+        .expect("valid settings");
+    let started = Instant::now();
+    let e: BackendError = backend
+        .open_session(T)
+        .await
+        .err()
+        .expect("the session must be refused");
+    let took = started.elapsed();
+    assert_eq!(e.kind(), ErrorKind::NotPermitted, "{e}");
+    let source = SecurityError::of(&e)
+        .unwrap_or_else(|| panic!("no SecurityError in {e}"))
+        .clone();
+    eprintln!("measure: refused in {took:?}: {e}");
+    assert!(
+        took < CONNECT_BOUND / 2,
+        "diagnosed, not timed out: {took:?}"
+    );
+    (source, took)
+}
+
+fn secure_member(pki: &TestPki, cert: std::path::PathBuf) -> EtcdMember {
+    EtcdMember::start_secure(EtcdSecurity {
+        cert_file: cert.clone(),
+        key_file: cert,
+        ca_file: pki.ca_file(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_tls_refusal_is_typed_and_quick() {
+    let pki = TestPki::generate();
+    let member = secure_member(&pki, pki.server_key_and_cert_file());
+    let https = format!("https://{}", member.endpoint());
+    let builder = |endpoint: &str| EtcdBackend::builder([endpoint.to_owned()]);
+
+    // A CA that did not sign the member's certificate; the candidate stops with the reason.
+    let untrusted = || {
+        builder(&https).tls_files(
+            EtcdTls::new(pki.other_ca_file())
+                .client_identity(pki.client_cert_file(), pki.client_key_file()),
+        )
+    };
+    let (e, _) = refused(untrusted()).await;
+    assert!(
+        matches!(e, SecurityError::UntrustedCertificate { ref host, .. } if *host == member.endpoint()),
+        "{e:?}"
+    );
+    let (kind, why) = refused_join(untrusted()).await;
+    assert_eq!(kind, Some(ErrorKind::NotPermitted), "{why}");
+    assert!(why.contains("not signed by a trusted CA"), "{why}");
+
+    // The certificate names 127.0.0.1 only; `localhost` is another name.
+    let port = member.endpoint().rsplit_once(':').unwrap().1.to_owned();
+    let (e, _) = refused(builder(&format!("https://localhost:{port}")).tls_files(tls(&pki))).await;
+    assert!(
+        matches!(e, SecurityError::CertificateNameMismatch { .. }),
+        "{e:?}"
+    );
+
+    // No client certificate, while the member requires one (`--client-cert-auth`).
+    let (e, _) = refused(builder(&https).tls_files(EtcdTls::new(pki.ca_file()))).await;
+    assert!(
+        matches!(e, SecurityError::ClientCertificateRefused { .. }),
+        "{e:?}"
+    );
+
+    // No TLS configured for a member that expects it.
+    let (e, _) = refused(builder(&member.endpoint())).await;
+    assert!(matches!(e, SecurityError::TlsRequired { .. }), "{e:?}");
+    let (e, _) = refused(builder(&format!("http://{}", member.endpoint()))).await;
+    assert!(matches!(e, SecurityError::TlsRequired { .. }), "{e:?}");
+
+    // TLS to a member that serves plain HTTP.
+    let plain = EtcdMember::start();
+    let (e, _) =
+        refused(builder(&format!("https://{}", plain.endpoint())).tls_files(tls(&pki))).await;
+    assert!(matches!(e, SecurityError::NotTls { .. }), "{e:?}");
+    // ... while plain HTTP to it serves (the probe finds nothing to say).
+    let ok = builder(&plain.endpoint()).build().unwrap();
+    ok.open_session(T)
+        .await
+        .expect("a plain session")
+        .close()
+        .await;
+
+    // An expired member certificate.
+    let expired = secure_member(&pki, pki.expired_server_key_and_cert_file());
+    let (e, _) =
+        refused(builder(&format!("https://{}", expired.endpoint())).tls_files(tls(&pki))).await;
+    assert!(
+        matches!(e, SecurityError::CertificateExpired { .. }),
+        "{e:?}"
+    );
+
+    // Nothing was written by any refused client: the members hold no key.
+    for (endpoint, tls) in [
+        (&https, Some(&pki)),
+        (&format!("http://{}", plain.endpoint()), None),
+    ] {
+        let mut options = ConnectOptions::new();
+        if let Some(pki) = tls {
+            options = options.with_tls(raw_tls(pki));
+        }
+        let mut c = etcd_client::Client::connect([endpoint.clone()], Some(options))
+            .await
+            .unwrap();
+        let keys = c
+            .get("/", Some(GetOptions::new().with_prefix().with_keys_only()))
+            .await
+            .unwrap();
+        assert_eq!(keys.kvs().len(), 0, "{endpoint}");
+    }
+}
+
+fn raw_tls(pki: &TestPki) -> TlsOptions {
+    TlsOptions::new()
+        .ca_certificate(Certificate::from_pem(
+            std::fs::read_to_string(pki.ca_file()).unwrap(),
+        ))
+        .identity(Identity::from_pem(
+            std::fs::read_to_string(pki.client_cert_file()).unwrap(),
+            std::fs::read_to_string(pki.client_key_file()).unwrap(),
+        ))
 }
 
 #[test]

@@ -76,6 +76,7 @@ fn listing(marker: &Marker, seq: u64, contenders: Vec<ListedContender>) -> Listi
         }],
         contenders,
         foreign: vec![],
+        foreign_omitted: 0,
     }
 }
 

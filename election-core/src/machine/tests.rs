@@ -85,6 +85,7 @@ fn placed(has_work: bool, ahead: u64) -> (Machine, Instant, Vec<Action>) {
             entries,
             foreign: vec![],
             contenders: vec![],
+            foreign_omitted: 0,
         })),
     );
     let out = m.take_actions();
@@ -110,6 +111,7 @@ fn unknown_create_is_looked_up_before_creating_again() {
         entries: vec![entry("mine", 0, ME, mk.clone())],
         foreign: vec![],
         contenders: vec![],
+        foreign_omitted: 0,
     };
     m.handle(now + T, Input::Listed(Ok(l)));
     assert_eq!(
@@ -150,6 +152,7 @@ fn marker_under_another_session_is_not_adopted() {
         entries: vec![entry("old", 0, SessionId(3), mk)],
         foreign: vec![],
         contenders: vec![],
+        foreign_omitted: 0,
     };
     m.handle(now + T, Input::Listed(Ok(l)));
     let out = m.take_actions();
@@ -170,6 +173,7 @@ fn first_in_listing_but_foreign_owner_does_not_lead() {
         entries: vec![entry("mine", 0, SessionId(3), mk)],
         foreign: vec![],
         contenders: vec![],
+        foreign_omitted: 0,
     };
     m.handle(now, Input::Listed(Ok(l)));
     assert!(!m.state().is_leader());
@@ -380,6 +384,7 @@ fn reconnect_reverifies_before_confirming() {
         entries: vec![entry("mine", 0, ME, marker_of_entry())],
         foreign: vec![],
         contenders: vec![],
+        foreign_omitted: 0,
     };
     m.handle(now + T / 3, Input::Listed(Ok(l)));
     assert!(matches!(
@@ -503,6 +508,7 @@ fn a_watch_that_keeps_failing_backs_off() {
             entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
             foreign: vec![],
             contenders: vec![],
+            foreign_omitted: 0,
         };
         m.handle(now, Input::Listed(Ok(l)));
         let out = m.take_actions();
@@ -691,6 +697,7 @@ fn work_that_ends_by_itself_resigns_and_rejoins_after_a_growing_backoff() {
             entries: vec![entry("mine", round + 1, ME, marker.clone())],
             foreign: vec![],
             contenders: vec![],
+            foreign_omitted: 0,
         };
         m.handle(now, Input::Listed(Ok(l)));
         assert!(m
@@ -760,6 +767,7 @@ fn orphans_of_ours_are_deleted() {
         entries: vec![orphan, entry("mine", 1, ME, mk)],
         foreign: vec![],
         contenders: vec![],
+        foreign_omitted: 0,
     };
     m.handle(now, Input::Listed(Ok(l)));
     // Behind our own orphan for now: delete it, and follow it meanwhile.
@@ -982,6 +990,7 @@ fn a_lookalike_predecessor_is_ignored() {
         entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
         foreign: vec![],
         contenders: vec![],
+        foreign_omitted: 0,
     };
     m.handle(now, Input::Listed(Ok(l)));
     assert!(m.state().is_leader(), "{:?}", m.state());
@@ -1091,6 +1100,7 @@ fn stop_during_an_unknown_create_that_was_not_applied_creates_nothing() {
                 entries: vec![other(0)],
                 foreign: vec![],
                 contenders: vec![],
+                foreign_omitted: 0,
             },
         )
     };
@@ -1209,6 +1219,7 @@ fn placed_after_an_unknown_create() -> (Machine, Instant) {
         entries: vec![other(0), entry("mine", 1, ME, mk.clone())],
         foreign: vec![],
         contenders: vec![],
+        foreign_omitted: 0,
     };
     m.handle(now + T, Input::Listed(Ok(listing.clone())));
     m.take_actions();
@@ -1616,6 +1627,7 @@ fn a_session_end_completes_a_resignation_under_way_and_only_then() {
                 entries: vec![entry("mine", 0, ME, mk)],
                 foreign: vec![],
                 contenders: vec![],
+                foreign_omitted: 0,
             })),
         );
         assert!(m.state().is_leader());
@@ -1702,6 +1714,7 @@ fn foreign_nodes_are_reported_once_per_change() {
         entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
         foreign: foreign.iter().map(|s| s.to_string()).collect(),
         contenders: vec![],
+        foreign_omitted: 0,
     };
     let relist = |m: &mut Machine, foreign: &[&str]| {
         m.handle(
@@ -1724,6 +1737,85 @@ fn foreign_nodes_are_reported_once_per_change() {
     assert!(relist(&mut m, &["config"]).is_empty());
     assert!(relist(&mut m, &[]).is_empty());
     assert_eq!(relist(&mut m, &["lock"]), vec![vec!["lock".to_string()]]);
+}
+
+/// A listing with thousands of foreign children, some with huge names, as a backend that does
+/// not bound them might hand over: the machine keeps and reports a bounded number of names,
+/// each bounded, and counts the rest; the count is news when it changes.
+#[test]
+fn thousands_of_foreign_children_are_counted_not_kept() {
+    use crate::limits::{MAX_FOREIGN_NAMES, MAX_FOREIGN_NAME_LEN};
+    let (mut m, now, _) = placed(false, 1);
+    let huge = "h".repeat(1 << 20);
+    let mut names: Vec<String> = (0..5000).map(|i| format!("junk-{i:05}")).collect();
+    names.push(huge.clone());
+    // Not sorted, as a backend might list them.
+    names.reverse();
+    let relist = |m: &mut Machine, foreign: Vec<String>| {
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: "o0".into(),
+                result: Err(BackendError::new(ErrorKind::Other, "watch lost")),
+            },
+        );
+        let at = m.retry_at.unwrap_or(now);
+        m.handle(at, Input::Timer);
+        m.take_actions();
+        let listing = Listing {
+            entries: vec![other(0), entry("mine", 1, ME, marker_of_entry())],
+            foreign,
+            contenders: vec![],
+            foreign_omitted: 0,
+        };
+        m.handle(at, Input::Listed(Ok(listing)));
+        m.take_actions()
+    };
+    let omitted = |out: &[Action]| -> Vec<usize> {
+        out.iter()
+            .filter_map(|a| match a {
+                Action::Emit(Event::Notice {
+                    notice: Notice::ForeignEntriesOmitted(n),
+                    ..
+                }) => Some(*n),
+                _ => None,
+            })
+            .collect()
+    };
+    let out = relist(&mut m, names.clone());
+    let reported = foreign_notices(&out);
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    let kept = &reported[0];
+    assert_eq!(kept.len(), MAX_FOREIGN_NAMES);
+    assert!(kept.iter().all(|n| n.len() <= MAX_FOREIGN_NAME_LEN));
+    assert!(kept.windows(2).all(|w| w[0] < w[1]), "sorted");
+    // The first in byte order: the huge name ("h...") sorts before "junk-".
+    assert!(
+        kept[0].starts_with("hhh") && kept[0].ends_with('…'),
+        "{}",
+        &kept[0][..8]
+    );
+    assert_eq!(kept[1], "junk-00000");
+    assert_eq!(omitted(&out), [names.len() - MAX_FOREIGN_NAMES]);
+    assert_eq!(m.foreign.len(), MAX_FOREIGN_NAMES);
+    // The same children, in another order: no news.
+    names.reverse();
+    let out = relist(&mut m, names.clone());
+    assert!(
+        foreign_notices(&out).is_empty() && omitted(&out).is_empty(),
+        "{out:?}"
+    );
+    // One more beyond those kept: the count is news.
+    names.push("zzz".into());
+    let out = relist(&mut m, names.clone());
+    assert_eq!(omitted(&out), [names.len() - MAX_FOREIGN_NAMES]);
+    // They count for nothing in the queue: one entry ahead, and it is that.
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        m.state()
+    );
+    drop(huge);
 }
 
 /// A look-alike is remembered only while listings still show it.
@@ -2301,6 +2393,7 @@ fn listed(m: &mut Machine, now: Instant, entries: Vec<ListedEntry>) {
             entries,
             foreign: vec![],
             contenders: vec![],
+            foreign_omitted: 0,
         })),
     );
 }

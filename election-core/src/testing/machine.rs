@@ -475,6 +475,7 @@ impl Run {
                         })
                         .collect(),
                     foreign: Vec::new(),
+                    foreign_omitted: 0,
                 }))
             }
             Pending::Read(name) => {

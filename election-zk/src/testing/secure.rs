@@ -120,6 +120,12 @@ impl TestPki {
         self.dir.path().join(SERVER)
     }
 
+    /// As [`server_key_and_cert_file`](Self::server_key_and_cert_file), with a certificate
+    /// that expired in 2020.
+    pub fn expired_server_key_and_cert_file(&self) -> PathBuf {
+        self.dir.path().join(EXPIRED_SERVER)
+    }
+
     /// The directory holding the files, for tests that add their own.
     pub fn dir(&self) -> &Path {
         self.dir.path()
