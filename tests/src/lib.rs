@@ -3,5 +3,6 @@
 
 pub mod candidates;
 pub mod etcd;
+pub mod peers;
 pub mod scenario;
 pub mod zk;

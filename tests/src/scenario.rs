@@ -112,6 +112,60 @@ pub fn confirmed_leader(s: &ElectionState) -> bool {
     )
 }
 
+/// Two bare zookeeper-client sessions (30 s) for the raw floor of a hand-over.
+pub struct RawFloor {
+    a: zk::Client,
+    b: zk::Client,
+}
+
+impl RawFloor {
+    /// Opens both sessions and creates `/bench/floor`.
+    pub async fn new(connect: &str) -> Self {
+        let a = raw(connect, Duration::from_secs(30)).await;
+        let b = raw(connect, Duration::from_secs(30)).await;
+        a.mkdir("/bench/floor", &persistent()).await.unwrap();
+        RawFloor { a, b }
+    }
+
+    /// A delete on one session until an exists-watch fires on the other (node
+    /// `/bench/floor/node`).
+    pub async fn round(&self) -> Duration {
+        let p = "/bench/floor/node";
+        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        self.a.create(p, b"", &ephemeral).await.unwrap();
+        let (stat, watcher) = self.b.check_and_watch_stat(p).await.unwrap();
+        assert!(stat.is_some());
+        let started = Instant::now();
+        let fired = async {
+            let event = watcher.changed().await;
+            (Instant::now(), event)
+        };
+        let (deleted, (fired_at, event)) = tokio::join!(self.a.delete(p, None), fired);
+        deleted.unwrap();
+        assert_eq!(event.event_type, zk::EventType::NodeDeleted);
+        fired_at - started
+    }
+
+    /// One request's round trip: an `exists` of `/`.
+    pub async fn round_trip(&self) -> Duration {
+        let started = Instant::now();
+        let stat = self.a.check_stat("/").await.unwrap();
+        let elapsed = started.elapsed();
+        assert!(stat.is_some());
+        elapsed
+    }
+}
+
+/// The raw floor of a hand-over, `rounds` times: see [`RawFloor::round`].
+pub async fn raw_floor(connect: &str, rounds: usize) -> Vec<Duration> {
+    let floor = RawFloor::new(connect).await;
+    let mut out = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        out.push(floor.round().await);
+    }
+    out
+}
+
 /// Min, p50, p99 and max of a sample, in that order (nearest-rank percentiles).
 pub fn summary(samples: &[Duration]) -> [Duration; 4] {
     assert!(!samples.is_empty(), "no samples");

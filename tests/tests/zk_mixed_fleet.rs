@@ -21,74 +21,22 @@ use election_core::{
     Candidate, Compatibility, CoordinationBackend, ElectionState, Event, Implementation, Notice,
 };
 use election_tests::candidates::{lead, patience, SLACK, T};
+use election_tests::peers;
 use election_tests::scenario::{direct, raw, raw_children, wait_state};
 use election_zk::testing::ZkServer;
 use election_zk::EntryName;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-const CURATOR_JARS: [&str; 3] = [
-    "/usr/share/java/curator-recipes.jar",
-    "/usr/share/java/curator-framework.jar",
-    "/usr/share/java/curator-client.jar",
-];
-const PYTHON: &str = "/usr/bin/python3";
-
-fn peers_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers")
-}
-
 /// `CuratorPeer.java` compiled once per test binary into a temporary directory.
 fn curator_classes() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        for jar in CURATOR_JARS {
-            assert!(
-                Path::new(jar).exists(),
-                "{jar} is missing: install Debian's libcurator-framework-java, \
-                 libcurator-recipes-java and libcurator-client-java (scripts/test.sh does)"
-            );
-        }
         let dir =
             std::env::temp_dir().join(format!("election-curator-peer-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let status = Command::new("javac")
-            .arg("-d")
-            .arg(&dir)
-            .arg("-cp")
-            .arg(classpath(None))
-            .arg(peers_dir().join("CuratorPeer.java"))
-            .status()
-            .unwrap_or_else(|e| {
-                panic!("javac could not run ({e}): install a JDK (Debian's default-jdk-headless)")
-            });
-        assert!(
-            status.success(),
-            "javac failed on tests/peers/CuratorPeer.java"
-        );
+        peers::compile_curator("CuratorPeer.java", &dir).unwrap_or_else(|e| panic!("{e}"));
         dir
     })
-}
-
-fn classpath(classes: Option<&Path>) -> String {
-    let mut parts: Vec<String> = CURATOR_JARS.iter().map(|s| (*s).to_owned()).collect();
-    parts.push("/usr/share/java/zookeeper.jar".into());
-    parts.push("/usr/share/java/slf4j-nop.jar".into());
-    if let Some(c) = classes {
-        parts.push(c.display().to_string());
-    }
-    parts.join(":")
-}
-
-fn check_kazoo() {
-    let ok = Command::new(PYTHON)
-        .args(["-c", "import kazoo"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "{PYTHON} cannot import kazoo: install Debian's python3-kazoo (scripts/test.sh does)"
-    );
 }
 
 /// A peer process of another implementation; killed and reaped on drop.
@@ -110,7 +58,7 @@ impl Peer {
                 "-XX:TieredStopAtLevel=1",
                 "-Djava.net.preferIPv4Stack=true",
                 "-cp",
-                &classpath(Some(classes)),
+                &peers::curator_classpath(Some(classes)),
                 "CuratorPeer",
                 connect,
                 path,
@@ -127,15 +75,15 @@ impl Peer {
     }
 
     fn kazoo(connect: &str, path: &str, id: &str) -> Self {
-        check_kazoo();
-        let cmd = Command::new(PYTHON)
-            .arg(peers_dir().join("kazoo_peer.py"))
+        peers::check_kazoo("kazoo_peer.py").unwrap_or_else(|e| panic!("{e}"));
+        let cmd = Command::new(peers::PYTHON)
+            .arg(peers::peers_dir().join("kazoo_peer.py"))
             .args([connect, path, id, &T.as_millis().to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("{PYTHON} could not run: {e}"));
+            .unwrap_or_else(|e| panic!("{} could not run: {e}", peers::PYTHON));
         Self::new("kazoo", cmd)
     }
 

@@ -30,11 +30,10 @@ use std::time::Duration;
 
 use election_core::testing::recorder::Recorder;
 use election_core::{Candidate, CoordinationBackend, ElectionState};
-use election_tests::scenario::{direct, json_stats, ms, persistent, raw, summary};
+use election_tests::scenario::{direct, json_stats, ms, raw_floor, summary};
 use election_zk::testing::ZkServer;
 use election_zk::ZkBackend;
 use tokio::time::{sleep, timeout, Instant};
-use zookeeper_client as zk;
 
 /// Session timeout of the graceful and counting phases: long, so pings stay rare.
 const QUIET_TIMEOUT: Duration = Duration::from_secs(30);
@@ -334,32 +333,6 @@ async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
     out
 }
 
-/// The bare client: a delete on one session until an exists-watch fires on another.
-async fn floor(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
-    let connect = zk.connect_string();
-    let a = raw(&connect, QUIET_TIMEOUT).await;
-    let b = raw(&connect, QUIET_TIMEOUT).await;
-    a.mkdir("/bench/floor", &persistent()).await.unwrap();
-    let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-    let mut out = Vec::with_capacity(rounds);
-    for _ in 0..rounds {
-        let p = "/bench/floor/node";
-        a.create(p, b"", &ephemeral).await.unwrap();
-        let (stat, watcher) = b.check_and_watch_stat(p).await.unwrap();
-        assert!(stat.is_some());
-        let started = Instant::now();
-        let fired = async {
-            let event = watcher.changed().await;
-            (Instant::now(), event)
-        };
-        let (deleted, (fired_at, event)) = tokio::join!(a.delete(p, None), fired);
-        deleted.unwrap();
-        assert_eq!(event.event_type, zk::EventType::NodeDeleted);
-        out.push(fired_at - started);
-    }
-    out
-}
-
 fn row(label: &str, s: &[Duration]) -> String {
     let [min, p50, p99, max] = summary(s);
     format!(
@@ -407,7 +380,7 @@ async fn main() {
         Vec::new()
     };
     eprintln!("raw floor, {} rounds ...", args.rounds);
-    let raw_floor = floor(&zk, args.rounds).await;
+    let raw_floor = raw_floor(&zk.connect_string(), args.rounds).await;
 
     let mut t = String::new();
     let _ = writeln!(t, "election zk_bench: {machine}");
