@@ -502,6 +502,7 @@ impl BackendSession for ZkSession {
                 watcher,
                 Arc::downgrade(&self.client),
                 path,
+                self.id,
                 self.timeout,
             )),
         })

@@ -11,7 +11,8 @@ use std::future::Future;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
-use election_core::{BackendError, ErrorKind, Notification};
+use election_core::metrics::HANDOVER_TARGET;
+use election_core::{BackendError, ErrorKind, Notification, SessionId};
 use tokio::task::JoinHandle;
 use zookeeper_client as zk;
 
@@ -67,6 +68,7 @@ pub(crate) fn on_deleted(
     watcher: zk::OneshotWatcher,
     slot: Weak<ClientSlot>,
     path: String,
+    session: SessionId,
     bound: Duration,
 ) -> Notification {
     spawn(async move {
@@ -74,7 +76,10 @@ pub(crate) fn on_deleted(
         loop {
             let event = watcher.changed().await;
             match event.event_type {
-                zk::EventType::NodeDeleted => return Ok(()),
+                zk::EventType::NodeDeleted => {
+                    tracing::trace!(target: HANDOVER_TARGET, leg = "watch_fired", path = %path, session = %session);
+                    return Ok(());
+                }
                 zk::EventType::Session => return Err(session_ended(event.session_state, &path)),
                 zk::EventType::NodeCreated
                 | zk::EventType::NodeDataChanged

@@ -3,5 +3,6 @@
 
 pub mod candidates;
 pub mod etcd;
+pub mod legs;
 pub mod scenario;
 pub mod zk;
