@@ -2,10 +2,10 @@
 //! leader lets go" (`resign()` called) and "the next leader's work runs" (the successor's work
 //! closure is first polled).
 //!
-//! The driver emits a `tracing` event at each checkpoint (target
-//! [`HANDOVER_TARGET`](election_core::metrics::HANDOVER_TARGET)); [`Marks`] is a
-//! `tracing-subscriber` layer that stamps each with an [`Instant`] as it is emitted. Without
-//! that layer the events cost one atomic load each, so the library measured is the one users run.
+//! The driver emits a `tracing` event at each checkpoint (target [`HANDOVER_TARGET`]); [`Marks`]
+//! is a `tracing-subscriber` layer that stamps each with an [`Instant`] as it is emitted. Without
+//! that layer the events cost one atomic load each, so the library measured is the one users
+//! run.
 
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
