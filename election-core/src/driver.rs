@@ -249,8 +249,16 @@ impl Driver {
         };
         match wake {
             Wake::Input(input) => {
-                if let Input::PredecessorGone { result: Ok(()), .. } = &input {
-                    self.predecessor_gone_at = Some(Instant::now());
+                match &input {
+                    Input::PredecessorGone { result: Ok(()), .. } => {
+                        self.predecessor_gone_at = Some(Instant::now());
+                        self.checkpoint("notified");
+                    }
+                    Input::WorkDone { .. } => self.checkpoint("work_ended"),
+                    Input::Deleted { .. } => self.checkpoint("delete_answered"),
+                    Input::Read { .. } => self.checkpoint("read_answered"),
+                    Input::Listed(_) => self.checkpoint("list_answered"),
+                    _ => {}
                 }
                 input
             }
@@ -263,6 +271,7 @@ impl Driver {
                 Input::SessionOpened { id, timeout, state }
             }
             Wake::Command(Some(Command::Resign { rejoin, done })) => {
+                self.checkpoint("resign_received");
                 self.resign_waiters.push(done);
                 Input::Resign { rejoin }
             }
@@ -274,6 +283,11 @@ impl Driver {
                 Input::Stop
             }
         }
+    }
+
+    /// A hand-over checkpoint (see [`crate::metrics::HANDOVER_TARGET`]).
+    fn checkpoint(&self, leg: &'static str) {
+        crate::metrics::checkpoint(leg, &self.path, self.machine.id(), self.session.id());
     }
 
     /// Executes one action; `true` when the machine has finished.
@@ -324,15 +338,18 @@ impl Driver {
                 }));
             }
             Action::List => {
+                self.checkpoint("list_sent");
                 self.request = Some(Box::pin(async move { Input::Listed(s.list(&path).await) }));
             }
             Action::Read { name } => {
+                self.checkpoint("read_sent");
                 self.request = Some(Box::pin(async move {
                     let result = s.read(&path, &name).await;
                     Input::Read { name, result }
                 }));
             }
             Action::Delete { name } => {
+                self.checkpoint("delete_sent");
                 self.request = Some(Box::pin(async move {
                     let result = s.delete(&path, &name).await;
                     Input::Deleted { name, result }
@@ -360,6 +377,7 @@ impl Driver {
             Action::UnwatchOwn => self.own = None,
             Action::StartWork { token } => {
                 if let Some(work_fn) = &self.work_fn {
+                    self.checkpoint("work_start");
                     let cancel = CancellationToken::new();
                     let abort = CancellationToken::new();
                     let process = self.client.process();
@@ -381,6 +399,7 @@ impl Driver {
             }
             Action::CancelWork => {
                 if let Some(cancel) = self.work_cancel.take() {
+                    self.checkpoint("work_cancel");
                     cancel.cancel();
                 }
             }
@@ -392,10 +411,12 @@ impl Driver {
             Action::SetTimer(at) => self.timer = at,
             Action::Emit(event) => {
                 // The event first: whoever sees the new state can already find its transition.
+                let mut claimed = false;
                 let (state, seen) = match &event {
                     Event::Transition(t) => {
                         crate::metrics::transition(&self.path, t);
                         if t.to.is_leader() && !t.from.is_leader() {
+                            claimed = true;
                             if let Some(gone) = self.predecessor_gone_at.take() {
                                 crate::metrics::takeover(&self.path, t.at - gone);
                             }
@@ -407,6 +428,9 @@ impl Driver {
                 let _ = self.outlets.events.send(event);
                 if let Some(state) = state {
                     self.outlets.state.send_replace(state);
+                }
+                if claimed {
+                    self.checkpoint("published");
                 }
                 if let Some((at, token)) = seen {
                     if let Some(last) = self.client.note_token(&self.path, token) {

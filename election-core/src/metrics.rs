@@ -15,6 +15,13 @@
 //! Label values: `path` is the election path; `from` and `to` are
 //! [`ElectionState::name`](crate::ElectionState::name); `reason` is the
 //! [`Reason`] variant in snake case (without the text of a work failure).
+//!
+//! # Hand-over checkpoints
+//! For measuring where the time of a hand-over goes, the driver also emits a `tracing` event at
+//! `TRACE` level with target [`HANDOVER_TARGET`] at each step of a leader's release and a
+//! successor's claim, with the fields `leg` (one of [`HANDOVER_LEGS`]), `path`, `candidate` and
+//! `session`. With no subscriber enabled for that target they cost one relaxed atomic load each.
+//! `zk_bench --legs` records them with a `tracing-subscriber` layer and prints each leg's share.
 
 use std::time::Duration;
 
@@ -51,6 +58,45 @@ pub(crate) fn transition(path: &ElectionPath, t: &Transition) {
 /// Records a take-over on `path`: from the predecessor's entry gone to leading.
 pub(crate) fn takeover(path: &ElectionPath, took: Duration) {
     histogram!("election_takeover_seconds", "path" => path.to_string()).record(took.as_secs_f64());
+}
+
+/// The `tracing` target of the hand-over checkpoints (see the [module docs](self)).
+pub const HANDOVER_TARGET: &str = "election::handover";
+
+/// The hand-over checkpoints, in the order a graceful hand-over passes them: the old leader's
+/// driver receives the resignation (`resign_received`), tells its work to stop
+/// (`work_cancel`), learns that the work and its tasks ended (`work_ended`), hands the delete of
+/// its entry to the backend (`delete_sent`) and receives its answer (`delete_answered`); the
+/// backend of the successor receives the watch notification (`watch_fired`, emitted by
+/// backends that can tell), its driver receives it (`notified`), hands the confirming request to
+/// the backend and receives its answer (`read_sent`, `read_answered` when it reads its own entry
+/// to confirm it; `list_sent`, `list_answered` when it lists the election to find its place),
+/// starts the new term's work (`work_start`) and publishes the Leader state (`published`).
+pub const HANDOVER_LEGS: [&str; 13] = [
+    "resign_received",
+    "work_cancel",
+    "work_ended",
+    "delete_sent",
+    "delete_answered",
+    "watch_fired",
+    "notified",
+    "read_sent",
+    "read_answered",
+    "list_sent",
+    "list_answered",
+    "work_start",
+    "published",
+];
+
+/// Emits one hand-over checkpoint (see [`HANDOVER_TARGET`]).
+#[inline]
+pub(crate) fn checkpoint(
+    leg: &'static str,
+    path: &ElectionPath,
+    candidate: &str,
+    session: crate::SessionId,
+) {
+    tracing::trace!(target: HANDOVER_TARGET, leg, path = %path, candidate, session = %session);
 }
 
 /// Records a session state a candidate saw.

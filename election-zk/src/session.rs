@@ -506,6 +506,7 @@ impl BackendSession for ZkSession {
                 watcher,
                 Arc::downgrade(&self.client),
                 path,
+                self.id,
                 self.timeout,
             )),
         })

@@ -2,17 +2,21 @@
 //! `'static` future that resolves `Ok(())` on the change and `Err(SessionGone)` when the session
 //! ends first.
 //!
-//! Each armed watch waits in its own small tokio task, aborted when the notification is dropped
-//! (which removes the watch on the client). The task shields the caller from the client's
-//! one-shot receiver, which panics if the client's session task is torn down (at runtime
-//! shutdown) without delivering an event: that comes out as `SessionGone` instead.
+//! An armed watch is a plain future, polled by whoever awaits the notification (a candidate's
+//! driver): the client's session task wakes that task directly when the event comes, with no
+//! task of our own in between (one task hop less on every hand-over). Dropping the notification
+//! drops the client's watcher, which removes the watch on the client. The client's one-shot
+//! receiver panics if the client's session task is torn down (at runtime shutdown) without
+//! delivering an event: that panic is caught here and comes out as `SessionGone` instead.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
-use election_core::{BackendError, ErrorKind, Notification};
-use tokio::task::JoinHandle;
+use election_core::metrics::HANDOVER_TARGET;
+use election_core::{BackendError, ErrorKind, Notification, SessionId};
+use futures_util::FutureExt;
 use zookeeper_client as zk;
 
 use crate::error::{backend_error, classify};
@@ -20,26 +24,17 @@ use crate::error::{backend_error, classify};
 /// The client of a session, shared with its armed watches; `None` once the session is closed.
 pub(crate) type ClientSlot = Mutex<Option<zk::Client>>;
 
-struct AbortOnDrop(JoinHandle<Result<(), BackendError>>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn spawn(task: impl Future<Output = Result<(), BackendError>> + Send + 'static) -> Notification {
-    let mut guard = AbortOnDrop(tokio::spawn(task));
-    Box::pin(async move {
-        match (&mut guard.0).await {
-            Ok(result) => result,
-            Err(e) => Err(BackendError::with_source(
-                ErrorKind::SessionGone,
-                "the watch ended with the client's runtime",
-                e,
-            )),
-        }
-    })
+/// The watch as a notification; a panic of the client's receiver ends it as `SessionGone`.
+fn notification(
+    watch: impl Future<Output = Result<(), BackendError>> + Send + 'static,
+) -> Notification {
+    Box::pin(AssertUnwindSafe(watch).catch_unwind().map(|out| match out {
+        Ok(result) => result,
+        Err(_) => Err(BackendError::new(
+            ErrorKind::SessionGone,
+            "the watch ended with the client's session task",
+        )),
+    }))
 }
 
 fn session_ended(state: zk::SessionState, path: &str) -> BackendError {
@@ -52,7 +47,7 @@ fn session_ended(state: zk::SessionState, path: &str) -> BackendError {
 /// A notification that fires on any change the watcher reports (used for the children of an
 /// election directory, or its creation).
 pub(crate) fn on_any_change(watcher: zk::OneshotWatcher, path: String) -> Notification {
-    spawn(async move {
+    notification(async move {
         let event = watcher.changed().await;
         match event.event_type {
             zk::EventType::Session => Err(session_ended(event.session_state, &path)),
@@ -67,14 +62,18 @@ pub(crate) fn on_deleted(
     watcher: zk::OneshotWatcher,
     slot: Weak<ClientSlot>,
     path: String,
+    session: SessionId,
     bound: Duration,
 ) -> Notification {
-    spawn(async move {
+    notification(async move {
         let mut watcher = watcher;
         loop {
             let event = watcher.changed().await;
             match event.event_type {
-                zk::EventType::NodeDeleted => return Ok(()),
+                zk::EventType::NodeDeleted => {
+                    tracing::trace!(target: HANDOVER_TARGET, leg = "watch_fired", path = %path, session = %session);
+                    return Ok(());
+                }
                 zk::EventType::Session => return Err(session_ended(event.session_state, &path)),
                 zk::EventType::NodeCreated
                 | zk::EventType::NodeDataChanged

@@ -8,6 +8,11 @@
 //!
 //! Prints a table and writes JSON (default `target/zk-bench.json`).
 //!
+//! `zk_bench --legs [--rounds N] [--sizes 2,10,50]` instead breaks the graceful hand-over into
+//! its legs (see `election_tests::legs`): candidates with leader work, from `resign()` to the
+//! successor's work running, p50/p99 per leg, with the raw floor, a read round trip and the
+//! host's steal time measured in the same run.
+//!
 //! # Counting server work
 //! ZooKeeper 3.8.0's `mntr` has no per-opcode counters. What it has, and what we use:
 //! - `zk_cnt_updatelatency`: one sample per write request (create, delete, and session
@@ -45,6 +50,7 @@ struct Args {
     sizes: Vec<usize>,
     crash_rounds: usize,
     out: String,
+    legs: bool,
 }
 
 fn parse_args() -> Args {
@@ -53,6 +59,7 @@ fn parse_args() -> Args {
         sizes: vec![2, 10, 50, 200],
         crash_rounds: 5,
         out: "target/zk-bench.json".into(),
+        legs: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -74,8 +81,9 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--out" => args.out = value("--out"),
+            "--legs" => args.legs = true,
             "-h" | "--help" => {
-                println!("zk_bench [--quick] [--rounds N] [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH]");
+                println!("zk_bench [--quick] [--rounds N] [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH] [--legs]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (try --help)"),
@@ -333,6 +341,33 @@ async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
     out
 }
 
+/// `--legs`: the graceful hand-over leg by leg (see `election_tests::legs`).
+async fn legs(zk: &Arc<ZkServer>, args: &Args, machine: &str) {
+    use election_tests::legs;
+    let marks = legs::Marks::install();
+    let steal0 = legs::cpu_steal();
+    let mut results = Vec::new();
+    for &n in &args.sizes {
+        eprintln!("hand-over legs, {n} candidates, {} rounds ...", args.rounds);
+        let connect = zk.connect_string();
+        let backend = direct(&connect);
+        results
+            .push(legs::hand_overs(&marks, &connect, backend, n, args.rounds, QUIET_TIMEOUT).await);
+    }
+    let steal = legs::steal_percent(steal0, legs::cpu_steal())
+        .map_or_else(|| "?".to_owned(), |s| format!("{s:.1}%"));
+    let mut t = String::new();
+    let _ = writeln!(t, "election zk_bench --legs: {machine}");
+    let _ = writeln!(
+        t,
+        "\nGraceful hand-over leg by leg: resign() -> the successor's work runs ({} rounds each, leader work awaiting cancellation; each round also takes one raw floor and one read round trip sample; {:?} idle before each; host steal time during the run {steal})",
+        args.rounds,
+        legs::GAP
+    );
+    t.push_str(&legs::table(&results));
+    print!("{t}");
+}
+
 fn row(label: &str, s: &[Duration]) -> String {
     let [min, p50, p99, max] = summary(s);
     format!(
@@ -364,6 +399,10 @@ async fn main() {
         "nproc {nproc}, {kernel}, {date}; ZooKeeper {version} standalone (tickTime 200 ms, forceSync=no)"
     );
     eprintln!("zk_bench: {machine}");
+    if args.legs {
+        legs(&zk, &args, &machine).await;
+        return;
+    }
 
     let mut graceful_results = Vec::new();
     for &n in &args.sizes {
