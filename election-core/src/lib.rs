@@ -39,6 +39,7 @@ pub mod clock;
 mod config;
 mod driver;
 mod error;
+mod events;
 pub mod foreign;
 mod limits;
 mod machine;
