@@ -343,6 +343,8 @@ async fn child_elections(connect: &str, n: usize) {
 // Phase: many candidates on one path, a session each.
 
 struct Group {
+    path: String,
+    backend: Arc<dyn CoordinationBackend>,
     cs: Vec<Candidate>,
     /// Queue order: leader first.
     order: Vec<usize>,
@@ -383,6 +385,8 @@ async fn populate(backend: &Arc<dyn CoordinationBackend>, path: &str, n: usize) 
         .collect();
     order.sort();
     Group {
+        path: path.to_owned(),
+        backend: backend.clone(),
         cs,
         order: order.into_iter().map(|(_, i)| i).collect(),
         prev_leaver: None,
@@ -409,9 +413,15 @@ async fn knows_leader(c: &Candidate) {
     .expect("alive");
 }
 
-/// One graceful failover: the leader resigns (and rejoins at the tail). Returns the hand-over
-/// time and how many candidates other than the resigner changed state (1 without a herd).
-async fn failover(g: &mut Group, seen: &mut [watch::Receiver<ElectionState>]) -> (Duration, usize) {
+/// One graceful failover: the leader resigns (and rejoins at the tail at once), or with `leave`
+/// leaves and joins again (on a new session) only after the successor leads, so that its
+/// rejoin is not part of the hand-over. Returns the hand-over time and how many candidates other
+/// than the leaver changed state (1 without a herd).
+async fn failover(
+    g: &mut Group,
+    seen: &mut [watch::Receiver<ElectionState>],
+    leave: bool,
+) -> (Duration, usize) {
     for s in seen.iter_mut() {
         s.borrow_and_update();
     }
@@ -423,12 +433,25 @@ async fn failover(g: &mut Group, seen: &mut [watch::Receiver<ElectionState>]) ->
         Instant::now()
     });
     let started = Instant::now();
-    g.cs[leader].resign().await.expect("resign");
+    if leave {
+        g.cs[leader].leave().await.expect("leave");
+    } else {
+        g.cs[leader].resign().await.expect("resign");
+    }
     let led_at = timeout(Duration::from_secs(10), lead)
         .await
         .unwrap_or_else(|_| panic!("{} did not lead", g.cs[successor].id()))
         .expect("wait task");
     g.order.rotate_left(1);
+    if leave {
+        let again = Candidate::builder(g.path.as_str(), g.cs[leader].id())
+            .session_timeout(QUIET_TIMEOUT)
+            .join(g.backend.clone())
+            .await
+            .expect("join again");
+        seen[leader] = again.state();
+        g.cs[leader] = again;
+    }
     // The resigner is back at the tail and knows the new leader before the next round.
     knows_leader(&g.cs[leader]).await;
     let woken = seen
@@ -497,33 +520,27 @@ async fn child_path(connect: &str, m: usize, rounds: usize) {
         (idle1.reads_and_pings - idle0.reads_and_pings) / (idle1.at - idle0.at).as_secs_f64();
     report("idle_reads_per_s", ping_rate);
 
-    let mut results = [
-        PathResult {
-            samples: Vec::new(),
-            woken: Vec::new(),
-            writes: 0.0,
-            reads: 0.0,
-            notifications: 0.0,
-        },
-        PathResult {
-            samples: Vec::new(),
-            woken: Vec::new(),
-            writes: 0.0,
-            reads: 0.0,
-            notifications: 0.0,
-        },
-    ];
+    let mut results: [PathResult; 4] = std::array::from_fn(|_| PathResult {
+        samples: Vec::new(),
+        woken: Vec::new(),
+        writes: 0.0,
+        reads: 0.0,
+        notifications: 0.0,
+    });
     let steal0 = steal();
     let mut done = 0;
     while done < rounds {
         let block = BLOCK.min(rounds - done);
-        for (k, (group, seen)) in [(&mut base, &mut base_seen), (&mut big, &mut big_seen)]
-            .into_iter()
-            .enumerate()
-        {
+        for k in 0..4 {
+            let (group, seen) = if k % 2 == 0 {
+                (&mut base, &mut base_seen)
+            } else {
+                (&mut big, &mut big_seen)
+            };
+            let leave = k >= 2;
             let c0 = counters(connect).await;
             for _ in 0..block {
-                let (took, woken) = failover(group, seen).await;
+                let (took, woken) = failover(group, seen, leave).await;
                 results[k].samples.push(took);
                 results[k].woken.push(woken);
                 // The same idle gap after every failover.
@@ -540,7 +557,10 @@ async fn child_path(connect: &str, m: usize, rounds: usize) {
     let steal1 = steal();
     let steal_pct = 100.0 * (steal1.0 - steal0.0) as f64 / (steal1.1 - steal0.1).max(1) as f64;
     report("steal_pct", steal_pct);
-    for (label, r) in ["base", "big"].iter().zip(results.iter()) {
+    for (label, r) in ["base", "big", "base_leave", "big_leave"]
+        .iter()
+        .zip(results.iter())
+    {
         let f = r.samples.len() as f64;
         let [min, p50, p99, max] = summary(&r.samples);
         report(
@@ -784,6 +804,8 @@ fn main() {
         let grew = get::<u64>(&r, "rss_after").saturating_sub(get(&r, "rss_before"));
         let base = floats(&r, "base_latency_ms");
         let big = floats(&r, "big_latency_ms");
+        let base_leave = floats(&r, "base_leave_latency_ms");
+        let big_leave = floats(&r, "big_leave_latency_ms");
         let _ = writeln!(
             t,
             "\n{m} candidates on one path, a session each (beside {BASE_CANDIDATES} on another path; blocks of {BLOCK} failovers in turn; host steal {:.1}%):",
@@ -811,11 +833,10 @@ fn main() {
             "reads(-idle)",
             "watch notif."
         );
-        for (label, lat) in [
-            (format!("{BASE_CANDIDATES} candidates"), &base),
-            (format!("{m} candidates"), &big),
+        for (label, key, lat) in [
+            (format!("{BASE_CANDIDATES} candidates"), "base", &base),
+            (format!("{m} candidates"), "big", &big),
         ] {
-            let key = if lat == &base { "base" } else { "big" };
             let woken = floats(&r, &format!("{key}_woken_mean_max"));
             let per = floats(&r, &format!("{key}_per_failover"));
             let _ = writeln!(
@@ -829,6 +850,31 @@ fn main() {
             t,
             "  ratio {m}/{BASE_CANDIDATES}: p50 {r50:.2}x, p99 {r99:.2}x   goal p50 within 10%: {}",
             goal_mark(r50 <= 1.10)
+        );
+        let _ = writeln!(
+            t,
+            "  leave, rejoin after the successor leads (no rejoin inside the hand-over), same blocks:"
+        );
+        for (label, key, lat) in [
+            (
+                format!("{BASE_CANDIDATES} candidates"),
+                "base_leave",
+                &base_leave,
+            ),
+            (format!("{m} candidates"), "big_leave", &big_leave),
+        ] {
+            let woken = floats(&r, &format!("{key}_woken_mean_max"));
+            let _ = writeln!(
+                t,
+                "  {label:<16} {:>8.2} {:>8.2} {:>8.2} {:>8.2}        {:>8.2}/{:<5}",
+                lat[0], lat[1], lat[2], lat[3], woken[0], woken[1]
+            );
+        }
+        let _ = writeln!(
+            t,
+            "  ratio {m}/{BASE_CANDIDATES} (leave): p50 {:.2}x, p99 {:.2}x",
+            big_leave[1] / base_leave[1],
+            big_leave[2] / base_leave[2]
         );
         print!("{t}");
         t.clear();
