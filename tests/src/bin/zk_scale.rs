@@ -531,7 +531,7 @@ async fn child_path(connect: &str, m: usize, rounds: usize) {
     let mut done = 0;
     while done < rounds {
         let block = BLOCK.min(rounds - done);
-        for k in 0..4 {
+        for (k, result) in results.iter_mut().enumerate() {
             let (group, seen) = if k % 2 == 0 {
                 (&mut base, &mut base_seen)
             } else {
@@ -541,16 +541,16 @@ async fn child_path(connect: &str, m: usize, rounds: usize) {
             let c0 = counters(connect).await;
             for _ in 0..block {
                 let (took, woken) = failover(group, seen, leave).await;
-                results[k].samples.push(took);
-                results[k].woken.push(woken);
+                result.samples.push(took);
+                result.woken.push(woken);
                 // The same idle gap after every failover.
                 sleep(Duration::from_millis(20)).await;
             }
             let c1 = counters(connect).await;
-            results[k].writes += c1.writes - c0.writes;
-            results[k].reads +=
+            result.writes += c1.writes - c0.writes;
+            result.reads +=
                 c1.reads_and_pings - c0.reads_and_pings - ping_rate * (c1.at - c0.at).as_secs_f64();
-            results[k].notifications += c1.notifications - c0.notifications;
+            result.notifications += c1.notifications - c0.notifications;
         }
         done += block;
     }
