@@ -1,4 +1,6 @@
 //! The candidate handle: what a user holds while running in an election.
+use std::sync::Arc;
+
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -7,12 +9,14 @@ use crate::client::Client;
 use crate::config::CandidateBuilder;
 use crate::driver::Command;
 use crate::error::ElectionError;
+use crate::events::EventsOutlet;
 use crate::path::ElectionPath;
 use crate::state::{ElectionState, Event, LeaderInfo, Participant};
 
 /// How many events a receiver of [`Candidate::events`] may fall behind before it loses the
 /// oldest: a candidate emits a handful per change of leader, so tens are plenty for a reader
-/// that keeps up; allocated up front for every candidate.
+/// that keeps up. The channel is allocated at the first [`Candidate::events`] call; until then a
+/// candidate keeps only the events it has emitted (at most this many).
 pub const EVENTS_CAPACITY: usize = 64;
 
 /// A running candidate.
@@ -56,10 +60,8 @@ pub struct Candidate {
     id: String,
     client: Client,
     state: watch::Receiver<ElectionState>,
-    events: broadcast::Sender<Event>,
-    /// Subscribed before the driver started: handed to the first `events()` call, so that it
-    /// sees the first transitions.
-    first_events: std::sync::Mutex<Option<broadcast::Receiver<Event>>>,
+    /// The driver's events: the first `events()` call gets every one since the start.
+    events: Arc<EventsOutlet>,
     commands: mpsc::UnboundedSender<Command>,
     done: watch::Receiver<()>,
     task: Option<JoinHandle<()>>,
@@ -77,8 +79,7 @@ impl Candidate {
         id: String,
         client: Client,
         state: watch::Receiver<ElectionState>,
-        events: broadcast::Sender<Event>,
-        first_events: broadcast::Receiver<Event>,
+        events: Arc<EventsOutlet>,
         commands: mpsc::UnboundedSender<Command>,
         done: watch::Receiver<()>,
         task: JoinHandle<()>,
@@ -89,7 +90,6 @@ impl Candidate {
             client,
             state,
             events,
-            first_events: std::sync::Mutex::new(Some(first_events)),
             commands,
             done,
             task: Some(task),
@@ -139,11 +139,7 @@ impl Candidate {
     /// leader payloads they carry ([`LeaderInfo::payload`] is an `Arc`), so a lagging receiver
     /// holds at most [`EVENTS_CAPACITY`] events, not that many copies of each payload.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.first_events
-            .lock()
-            .expect("events lock")
-            .take()
-            .unwrap_or_else(|| self.events.subscribe())
+        self.events.subscribe()
     }
 
     /// `true` while this candidate leads.

@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::info;
 
@@ -177,9 +177,8 @@ impl Client {
             Instant::now(),
         );
         let (state_tx, state_rx) = watch::channel(machine.state().clone());
-        // Subscribed before the driver starts: the first `events()` call sees its first
-        // transitions.
-        let (events_tx, first_events) = broadcast::channel(crate::candidate::EVENTS_CAPACITY);
+        // Kept from the start: the first `events()` call sees the first transitions.
+        let events = Arc::new(crate::events::EventsOutlet::new());
         let (done_tx, done_rx) = watch::channel(());
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
         let driver = Driver::new(
@@ -194,7 +193,7 @@ impl Client {
             config.work,
             Outlets {
                 state: state_tx,
-                events: events_tx.clone(),
+                events: events.clone(),
                 done: done_tx,
             },
         );
@@ -214,8 +213,7 @@ impl Client {
             config.id,
             self.clone(),
             state_rx,
-            events_tx,
-            first_events,
+            events,
             commands_tx,
             done_rx,
             task,

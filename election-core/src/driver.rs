@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, Instant};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ pub(crate) enum Command {
 /// The channels a driver publishes on.
 pub(crate) struct Outlets {
     pub state: watch::Sender<ElectionState>,
-    pub events: broadcast::Sender<Event>,
+    pub events: Arc<crate::events::EventsOutlet>,
     /// Never sent on: dropped when the driver ends, which is what `stop` waits for.
     #[allow(dead_code)]
     pub done: watch::Sender<()>,
@@ -179,7 +179,7 @@ impl Driver {
         let from = self.outlets.state.borrow().clone();
         if !from.is_stopped() {
             let to = ElectionState::Stopped(StopReason::Failed(reason));
-            let _ = self.outlets.events.send(Event::Transition(Transition {
+            self.outlets.events.send(Event::Transition(Transition {
                 at: Instant::now(),
                 from,
                 to: to.clone(),
@@ -425,7 +425,7 @@ impl Driver {
                     }
                     Event::Notice { .. } => (None, None),
                 };
-                let _ = self.outlets.events.send(event);
+                self.outlets.events.send(event);
                 if let Some(state) = state {
                     self.outlets.state.send_replace(state);
                 }
@@ -436,7 +436,7 @@ impl Driver {
                     if let Some(last) = self.client.note_token(&self.path, token) {
                         error!(path = %self.path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
                         let notice = Notice::TokenWentBack { token, last };
-                        let _ = self.outlets.events.send(Event::Notice { at, notice });
+                        self.outlets.events.send(Event::Notice { at, notice });
                     }
                 }
             }

@@ -39,6 +39,7 @@ pub mod clock;
 mod config;
 mod driver;
 mod error;
+mod events;
 pub mod foreign;
 pub mod limits;
 mod machine;

@@ -91,6 +91,8 @@ pub(crate) struct ServerSettings {
     pub(crate) sync_limit: u32,
     /// `maxSessionTimeout`: longer session timeouts asked for are cut to this.
     pub(crate) max_session_timeout: Duration,
+    /// `tickTime`; `minSessionTimeout` is two ticks, ZooKeeper's own default.
+    pub(crate) tick_time: Duration,
 }
 
 impl Default for ServerSettings {
@@ -98,6 +100,7 @@ impl Default for ServerSettings {
         Self {
             sync_limit: 5,
             max_session_timeout: Duration::from_secs(60),
+            tick_time: TICK_TIME,
         }
     }
 }
@@ -140,7 +143,27 @@ impl ZkServer {
     /// When ZooKeeper is not installed, or the server does not serve within 30 s (the message
     /// holds the tail of the server log).
     pub fn start() -> ZkServer {
-        Self::start_with(None)
+        Self::start_with(None, ServerSettings::default())
+    }
+
+    /// Starts a standalone server as [`start`](Self::start) does, with `tickTime` set to `tick`
+    /// instead of [`TICK_TIME`] (and so a shortest session timeout of two ticks): for measuring
+    /// crash failover against the server's tick.
+    ///
+    /// # Panics
+    /// As [`start`](Self::start); also when `tick` is under 1 ms.
+    pub fn start_with_tick_time(tick: Duration) -> ZkServer {
+        assert!(
+            tick >= Duration::from_millis(1),
+            "tickTime {tick:?} is under 1 ms"
+        );
+        Self::start_with(
+            None,
+            ServerSettings {
+                tick_time: tick,
+                ..ServerSettings::default()
+            },
+        )
     }
 
     /// Starts a standalone server with a `secureClientPort` (TLS, with the key store of
@@ -150,10 +173,10 @@ impl ZkServer {
     /// # Panics
     /// As [`start`](Self::start); also when Debian's Netty jars are missing.
     pub fn start_secure(security: ZkSecurity) -> ZkServer {
-        Self::start_with(Some(security))
+        Self::start_with(Some(security), ServerSettings::default())
     }
 
-    fn start_with(security: Option<ZkSecurity>) -> ZkServer {
+    fn start_with(security: Option<ZkSecurity>, settings: ServerSettings) -> ZkServer {
         let install = require_zookeeper();
         let mut attempt = 1;
         loop {
@@ -162,14 +185,8 @@ impl ZkServer {
                 Err(e) => panic!("cannot find a free loopback port: {e}"),
             };
             let secure = security.as_ref().map(|s| (s, secure_port));
-            let server = ZkServer::prepare_with(
-                install.clone(),
-                port,
-                None,
-                ServerSettings::default(),
-                secure,
-            )
-            .unwrap_or_else(|e| panic!("cannot prepare a ZooKeeper server: {e}"));
+            let server = ZkServer::prepare_with(install.clone(), port, None, settings, secure)
+                .unwrap_or_else(|e| panic!("cannot prepare a ZooKeeper server: {e}"));
             let started = Instant::now();
             let outcome = server
                 .launch()
@@ -222,12 +239,13 @@ impl ZkServer {
 
         let mut cfg = format!(
             "tickTime={}\ninitLimit=10\nsyncLimit={}\ndataDir={}\nclientPort={client_port}\n\
-             clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nminSessionTimeout=400\n\
+             clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nminSessionTimeout={}\n\
              maxSessionTimeout={}\n4lw.commands.whitelist=*\npreAllocSize=4096\n\
              admin.enableServer=false\nforceSync=no\n",
-            TICK_TIME.as_millis(),
+            settings.tick_time.as_millis(),
             settings.sync_limit,
             data_dir.display(),
+            (settings.tick_time * 2).as_millis(),
             settings.max_session_timeout.as_millis(),
         );
         let mut ports = vec![client_port];

@@ -1,0 +1,183 @@
+//! A candidate's event outlet: what its driver emits and [`Candidate::events`] hands out.
+//!
+//! A broadcast channel of [`EVENTS_CAPACITY`] slots costs about 15 KiB, allocated when it is
+//! made, and most candidates never have their events read (a process running 10,000 elections
+//! would spend 150 MiB on them). So the channel is made at the first
+//! [`subscribe`](EventsOutlet::subscribe); until then the outlet keeps the newest events (at most
+//! what the channel would keep) and counts the ones it let go. The first subscriber gets what it
+//! would have got from a receiver subscribed when the candidate started: the kept events in
+//! order, after a `Lagged(n)` for the `n` lost ones if there were any.
+//!
+//! [`Candidate::events`]: crate::Candidate::events
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use tokio::sync::broadcast;
+
+use crate::candidate::EVENTS_CAPACITY;
+use crate::state::Event;
+
+/// How many events a receiver holds: the broadcast channel rounds its capacity up to a power
+/// of two, and so does what is kept before it exists.
+fn kept_capacity() -> usize {
+    EVENTS_CAPACITY.next_power_of_two()
+}
+
+enum Outlet {
+    /// Nobody asked for the events yet.
+    Kept {
+        /// The newest events, oldest first: at most [`kept_capacity`].
+        events: VecDeque<Event>,
+        /// How many older ones were let go.
+        lost: u64,
+    },
+    /// Someone did: the channel.
+    Open(broadcast::Sender<Event>),
+}
+
+/// The events of one candidate, shared by its driver (which sends) and its handle (which
+/// subscribes).
+pub(crate) struct EventsOutlet {
+    outlet: Mutex<Outlet>,
+}
+
+impl EventsOutlet {
+    pub(crate) fn new() -> Self {
+        Self {
+            outlet: Mutex::new(Outlet::Kept {
+                events: VecDeque::new(),
+                lost: 0,
+            }),
+        }
+    }
+
+    /// Sends `event` to the subscribers, or keeps it for the first one.
+    pub(crate) fn send(&self, event: Event) {
+        let mut outlet = self.outlet.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *outlet {
+            Outlet::Kept { events, lost } => {
+                if events.len() == kept_capacity() {
+                    events.pop_front();
+                    *lost += 1;
+                }
+                events.push_back(event);
+            }
+            // No receiver: nobody is listening now, and later subscribers start from their
+            // own subscription.
+            Outlet::Open(tx) => {
+                let _ = tx.send(event);
+            }
+        }
+    }
+
+    /// A receiver: the first one gets every event since the candidate started (or a `Lagged`
+    /// for those it could not keep, then the newest), later ones the events from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        let mut outlet = self.outlet.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *outlet {
+            Outlet::Open(tx) => tx.subscribe(),
+            Outlet::Kept { events, lost } => {
+                let (tx, rx) = broadcast::channel(EVENTS_CAPACITY);
+                if let Some(first) = events.front() {
+                    // Stand-ins for the lost events, overwritten by the kept ones below (there
+                    // are `kept_capacity` of them whenever any was lost): the receiver's first
+                    // `recv` says `Lagged(lost)`, as a receiver that fell behind would hear.
+                    let at = match first {
+                        Event::Transition(t) => t.at,
+                        Event::Notice { at, .. } => *at,
+                    };
+                    for _ in 0..*lost {
+                        let _ = tx.send(Event::Notice {
+                            at,
+                            notice: crate::state::Notice::WorkFinished(crate::FencingToken(0)),
+                        });
+                    }
+                }
+                for event in events.drain(..) {
+                    let _ = tx.send(event);
+                }
+                *outlet = Outlet::Open(tx);
+                rx
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::Notice;
+    use tokio::sync::broadcast::error::TryRecvError;
+    use tokio::time::Instant;
+
+    fn notice(i: u64) -> Event {
+        Event::Notice {
+            at: Instant::now(),
+            notice: Notice::WorkFinished(crate::FencingToken(i)),
+        }
+    }
+
+    fn number(e: Event) -> u64 {
+        match e {
+            Event::Notice {
+                notice: Notice::WorkFinished(t),
+                ..
+            } => t.0,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_first_subscriber_gets_every_event_since_the_start() {
+        let outlet = EventsOutlet::new();
+        for i in 1..=3 {
+            outlet.send(notice(i));
+        }
+        let mut first = outlet.subscribe();
+        outlet.send(notice(4));
+        let mut later = outlet.subscribe();
+        outlet.send(notice(5));
+        let got: Vec<u64> = std::iter::from_fn(|| first.try_recv().ok())
+            .map(number)
+            .collect();
+        assert_eq!(got, [1, 2, 3, 4, 5]);
+        assert_eq!(number(later.try_recv().expect("5")), 5);
+        assert_eq!(later.try_recv().unwrap_err(), TryRecvError::Empty);
+    }
+
+    #[test]
+    fn the_first_subscriber_hears_how_many_were_lost_then_the_newest() {
+        for extra in [0u64, 1, 7, 200] {
+            let outlet = EventsOutlet::new();
+            let total = kept_capacity() as u64 + extra;
+            for i in 1..=total {
+                outlet.send(notice(i));
+            }
+            let mut rx = outlet.subscribe();
+            if extra > 0 {
+                assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Lagged(extra));
+            }
+            let got: Vec<u64> = std::iter::from_fn(|| rx.try_recv().ok())
+                .map(number)
+                .collect();
+            assert_eq!(
+                got,
+                ((extra + 1)..=total).collect::<Vec<_>>(),
+                "extra {extra}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_receiver_that_falls_behind_an_open_outlet_lags_as_before() {
+        let outlet = EventsOutlet::new();
+        let mut rx = outlet.subscribe();
+        let total = kept_capacity() as u64 + 3;
+        for i in 1..=total {
+            outlet.send(notice(i));
+        }
+        assert_eq!(rx.try_recv().unwrap_err(), TryRecvError::Lagged(3));
+        assert_eq!(number(rx.try_recv().expect("oldest kept")), 4);
+    }
+}
