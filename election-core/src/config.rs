@@ -447,6 +447,15 @@ mod tests {
                 .unwrap_err(),
             ConfigError::GraceTooLong { .. }
         ));
+        // Settings are checked in order: a zero fraction is named before a zero grace (a
+        // zero fraction alone would also fail later, as a zero budget).
+        assert_eq!(
+            b().step_down_fraction(0.0)
+                .leader_grace(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            ConfigError::StepDownFraction(0.0)
+        );
         // Found by the `input` fuzzer: a budget that rounds to zero left a default grace of 0.
         assert!(matches!(
             b().step_down_fraction(1e-300).build().unwrap_err(),
