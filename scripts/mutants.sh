@@ -89,15 +89,17 @@ for name in names:
     if not os.path.isdir(path):
         print(f"{name:<10} not run")
         continue
-    # After stage 2 (--iterate), what stage 1 caught is in previously_caught.txt.
-    for kind in ("previously_caught", "caught", "missed", "timeout", "unviable"):
-        if not os.path.exists(os.path.join(path, f"{kind}.txt")):
-            continue
-        with open(os.path.join(path, f"{kind}.txt")) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    outcome[line] = "caught" if kind == "previously_caught" else kind
+    # Stage 1's results are in mutants.out.old once stage 2 (--iterate) ran; stage 2's
+    # previously_caught.txt lumps stage 1's caught and unviable together, so read stage 1 first.
+    for stage in (path + ".old", path):
+        for kind in ("previously_caught", "caught", "missed", "timeout", "unviable"):
+            if not os.path.exists(os.path.join(stage, f"{kind}.txt")):
+                continue
+            with open(os.path.join(stage, f"{kind}.txt")) as f:
+                for line in f:
+                    line = line.strip()
+                    if line and not (kind == "previously_caught" and line in outcome):
+                        outcome[line] = "caught" if kind == "previously_caught" else kind
     counts = {"caught": 0, "missed": 0, "equiv": 0, "timeout": 0, "unviable": 0}
     survivors = []
     for mutant, kind in sorted(outcome.items()):
