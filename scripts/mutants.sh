@@ -24,23 +24,36 @@ export ELECTION_SIM_CASES="${ELECTION_SIM_CASES:-100}" PROPTEST_CASES="${PROPTES
 mutate() {
   local name=$1
   shift
-  cargo mutants --no-shuffle -j 1 --timeout 180 --all-features -o "$out/$name" "$@" || true
+  cargo mutants --no-shuffle -j 1 -o "$out/$name" "$@" || true
 }
 
 # The tests that can see each file's rules: its unit tests first, then every suite that drives
-# it (`--package` through `--cargo-test-arg`, which cargo-mutants 27.1 honours where
-# `--test-package` alone did not run election-mem's tests).
-heavy=(--cargo-test-arg=--package=election-core --cargo-test-arg=--package=election-mem
-  --cargo-test-arg=--tests)
+# it. `--package` goes through `--cargo-arg`, so that the build phase already builds
+# election-mem's tests (with `--cargo-test-arg` they were built inside the timed test phase,
+# and the baseline timed out on a loaded machine); `--test-package election-mem` alone did not
+# run them in cargo-mutants 27.1. The heavy stage's timeout is cargo-mutants' own, from the
+# baseline's test time.
+heavy=(--cargo-arg=--package=election-core --cargo-arg=--package=election-mem
+  --cargo-arg=--tests)
 
 run_file() {
-  local name=$1 package=$2 file=$3
-  mutate "$name" -p "$package" --file "$file" --cargo-test-arg=--lib
+  local name=$1 package=$2 file=$3 features=--all-features
+  # The ZooKeeper backend's harness, without TLS and SASL (their C crypto build costs minutes
+  # and none of these files' rules depends on them).
+  if [ "$package" = election-zk ]; then features=--features=testing; fi
+  if [ "$name" = driver ]; then
+    # The driver has no unit tests of its own: only the candidates the suites run exercise it.
+    mutate "$name" -p "$package" --file "$file" "$features" "${heavy[@]}"
+    return
+  fi
+  # `--lib` for the build as well as the test (`--cargo-arg`): only the unit-test binary is
+  # rebuilt per mutant, not every test target of the package.
+  mutate "$name" -p "$package" --file "$file" "$features" --timeout 180 --cargo-arg=--lib
   if [ "$package" = election-core ]; then
-    mutate "$name" --iterate -p "$package" --file "$file" "${heavy[@]}"
+    mutate "$name" --iterate -p "$package" --file "$file" "$features" "${heavy[@]}"
   else
     # The ZooKeeper backend's own suites, on real servers from the harness.
-    mutate "$name" --iterate -p "$package" --file "$file" --cargo-test-arg=--tests
+    mutate "$name" --iterate -p "$package" --file "$file" "$features" --cargo-test-arg=--tests
   fi
 }
 
@@ -76,15 +89,17 @@ for name in names:
     if not os.path.isdir(path):
         print(f"{name:<10} not run")
         continue
-    # After stage 2 (--iterate), what stage 1 caught is in previously_caught.txt.
-    for kind in ("previously_caught", "caught", "missed", "timeout", "unviable"):
-        if not os.path.exists(os.path.join(path, f"{kind}.txt")):
-            continue
-        with open(os.path.join(path, f"{kind}.txt")) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    outcome[line] = "caught" if kind == "previously_caught" else kind
+    # Stage 1's results are in mutants.out.old once stage 2 (--iterate) ran; stage 2's
+    # previously_caught.txt lumps stage 1's caught and unviable together, so read stage 1 first.
+    for stage in (path + ".old", path):
+        for kind in ("previously_caught", "caught", "missed", "timeout", "unviable"):
+            if not os.path.exists(os.path.join(stage, f"{kind}.txt")):
+                continue
+            with open(os.path.join(stage, f"{kind}.txt")) as f:
+                for line in f:
+                    line = line.strip()
+                    if line and not (kind == "previously_caught" and line in outcome):
+                        outcome[line] = "caught" if kind == "previously_caught" else kind
     counts = {"caught": 0, "missed": 0, "equiv": 0, "timeout": 0, "unviable": 0}
     survivors = []
     for mutant, kind in sorted(outcome.items()):

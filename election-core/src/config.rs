@@ -318,6 +318,87 @@ mod tests {
     }
 
     #[test]
+    fn the_config_returns_what_was_built() {
+        let c = b().build().unwrap();
+        assert_eq!(
+            (c.path().as_str(), c.id(), c.compatibility()),
+            ("/e", "c1", None)
+        );
+        let c = CandidateBuilder::new("/x/y", "kazoo-1")
+            .compatibility(Compatibility::Kazoo)
+            .build()
+            .unwrap();
+        assert_eq!(
+            (c.path().as_str(), c.id(), c.compatibility()),
+            ("/x/y", "kazoo-1", Some(Compatibility::Kazoo))
+        );
+    }
+
+    /// Debug output shows every setting but never the payload's bytes (it may hold an address
+    /// or a secret), only its length.
+    #[test]
+    fn debug_shows_the_settings_not_the_payload() {
+        let builder = b()
+            .payload(b"secret-bytes".to_vec())
+            .leader_grace(Duration::from_millis(700));
+        let text = format!("{builder:?}");
+        for part in [
+            "\"/e\"",
+            "\"c1\"",
+            "payload_len: 12",
+            "700ms",
+            "rejoin_on_expiry: true",
+        ] {
+            assert!(text.contains(part), "{text} should show {part}");
+        }
+        assert!(!text.contains("secret"), "{text}");
+        let text = format!("{:?}", builder.build().unwrap());
+        for part in [
+            "\"c1\"",
+            "payload_len: 12",
+            "700ms",
+            "has_leader_work: false",
+        ] {
+            assert!(text.contains(part), "{text} should show {part}");
+        }
+        assert!(!text.contains("secret"), "{text}");
+    }
+
+    /// Each limit is inclusive: the largest payload and the longest session timeout are
+    /// accepted; a grace must be strictly shorter than the step-down budget.
+    #[test]
+    fn limits_are_exact() {
+        assert!(b().payload(vec![0; MAX_PAYLOAD_LEN]).build().is_ok());
+        assert!(b().session_timeout(MAX_SESSION_TIMEOUT).build().is_ok());
+        // 4 s x 0.5: a budget of exactly 2 s.
+        let budget = b()
+            .session_timeout(Duration::from_secs(4))
+            .step_down_fraction(0.5);
+        let just_under = Duration::from_secs(2) - Duration::from_nanos(1);
+        assert_eq!(
+            budget
+                .leader_grace(just_under)
+                .build()
+                .unwrap()
+                .grace_for(Duration::from_secs(4)),
+            Ok(just_under)
+        );
+        let budget = b()
+            .session_timeout(Duration::from_secs(4))
+            .step_down_fraction(0.5);
+        assert_eq!(
+            budget
+                .leader_grace(Duration::from_secs(2))
+                .build()
+                .unwrap_err(),
+            ConfigError::GraceTooLong {
+                grace: Duration::from_secs(2),
+                budget: Duration::from_secs(2)
+            }
+        );
+    }
+
+    #[test]
     fn every_bad_setting_is_a_typed_error() {
         assert_eq!(
             CandidateBuilder::new("/e", "").build().unwrap_err(),
@@ -366,6 +447,15 @@ mod tests {
                 .unwrap_err(),
             ConfigError::GraceTooLong { .. }
         ));
+        // Settings are checked in order: a zero fraction is named before a zero grace (a
+        // zero fraction alone would also fail later, as a zero budget).
+        assert_eq!(
+            b().step_down_fraction(0.0)
+                .leader_grace(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            ConfigError::StepDownFraction(0.0)
+        );
         // Found by the `input` fuzzer: a budget that rounds to zero left a default grace of 0.
         assert!(matches!(
             b().step_down_fraction(1e-300).build().unwrap_err(),

@@ -62,3 +62,56 @@ fn a_handover_records_terms_and_the_successors_takeover_time() {
     assert_eq!(takeovers.len(), 1, "{takeovers:?}");
     assert!((0.0..0.5).contains(&takeovers[0]), "{takeovers:?}");
 }
+
+/// Take-over time is a new leader's: a follower whose predecessor (not the leader) left, and
+/// which then stops without ever leading, records none.
+#[test]
+fn a_follower_that_never_leads_records_no_takeover() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let path = "/metrics/no-takeover";
+    metrics::with_local_recorder(&recorder, || {
+        rt.block_on(async {
+            let cluster = MemCluster::new();
+            let join = |id: &'static str| {
+                Candidate::builder(path, id)
+                    .session_timeout(T)
+                    .join(&cluster)
+            };
+            let a = join("a").await.unwrap();
+            a.wait_for_leadership().await.unwrap();
+            let b = join("b").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let c = join("c").await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert_eq!(cluster.entries(path).len(), 3);
+            // c's predecessor goes; a still leads.
+            b.stop().await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            c.stop().await;
+            a.stop().await;
+        })
+    });
+    let takeovers: Vec<f64> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .filter(|(key, ..)| {
+            key.key().name() == "election_takeover_seconds"
+                && key
+                    .key()
+                    .labels()
+                    .any(|l| l.key() == "path" && l.value() == path)
+        })
+        .flat_map(|(_, _, _, value)| match value {
+            DebugValue::Histogram(v) => v.into_iter().map(|x| x.into_inner()).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    assert!(takeovers.is_empty(), "{takeovers:?}");
+}

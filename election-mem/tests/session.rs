@@ -159,3 +159,93 @@ async fn close_during_a_renewal_stops_the_candidate() {
     assert!(!cluster.session_alive(client.session_id()));
     assert!(cluster.entries(path.as_str()).is_empty());
 }
+
+/// A backend that refuses to open any session after the first while `refusing` is set, and
+/// records (in virtual time) when each session was asked for; `hammered` is notified once it
+/// was asked 40 times (a retry loop without backoff never lets the paused clock move on).
+struct Refusing {
+    cluster: MemCluster,
+    refusing: std::sync::atomic::AtomicBool,
+    asked: std::sync::Mutex<Vec<tokio::time::Instant>>,
+    hammered: tokio::sync::Notify,
+}
+
+#[async_trait::async_trait]
+impl election_core::CoordinationBackend for Refusing {
+    async fn open_session(
+        &self,
+        timeout: Duration,
+    ) -> Result<std::sync::Arc<dyn election_core::BackendSession>, election_core::BackendError>
+    {
+        let first = {
+            let mut asked = self.asked.lock().unwrap();
+            asked.push(tokio::time::Instant::now());
+            if asked.len() == 40 {
+                self.hammered.notify_one();
+            }
+            asked.len() == 1
+        };
+        if !first && self.refusing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(election_core::BackendError::new(
+                election_core::ErrorKind::OutcomeUnknown,
+                "service unreachable (test)",
+            ));
+        }
+        self.cluster.backend().open_session(timeout).await
+    }
+}
+
+/// A candidate whose session ended and whose new one cannot be opened retries with a backoff
+/// that doubles from 50 ms up to 5 s (each delay jittered between half of it and all of it):
+/// it neither hammers an unreachable service nor gives up, and rejoins once it can.
+#[tokio::test(start_paused = true)]
+async fn reopening_a_session_backs_off_doubling_to_five_seconds() {
+    let cluster = MemCluster::new();
+    let path = ElectionPath::new("/session/reopen-backoff").unwrap();
+    let backend = std::sync::Arc::new(Refusing {
+        cluster: cluster.clone(),
+        refusing: std::sync::atomic::AtomicBool::new(true),
+        asked: Default::default(),
+        hammered: Default::default(),
+    });
+    let shared: std::sync::Arc<dyn election_core::CoordinationBackend> = backend.clone();
+    let client = Client::connect(shared, T).await.unwrap();
+    let a = client
+        .join(Candidate::builder(path.as_str(), "a").build().unwrap())
+        .await
+        .unwrap();
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    cluster.expire_session(client.session_id());
+    tokio::select! {
+        () = tokio::time::sleep(Duration::from_secs(30)) => {}
+        () = backend.hammered.notified() => {}
+    }
+    let asked = backend.asked.lock().unwrap().clone();
+    // The first open was the client's own; then one renewal attempt per retry.
+    let gaps: Vec<Duration> = asked[1..].windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        (8..30).contains(&gaps.len()),
+        "{} retries in 30 s: {gaps:?}",
+        gaps.len()
+    );
+    for (i, gap) in gaps.iter().enumerate() {
+        let backoff =
+            (Duration::from_millis(50) * 2u32.pow(i.min(10) as u32)).min(Duration::from_secs(5));
+        assert!(
+            *gap >= backoff / 2 && *gap <= backoff,
+            "retry {i} came {gap:?} after the one before; its backoff is {backoff:?} (all: {gaps:?})"
+        );
+    }
+    backend
+        .refusing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::timeout(T * 3, a.wait_for_leadership())
+        .await
+        .unwrap()
+        .unwrap();
+    a.stop().await;
+    client.close().await;
+}

@@ -195,6 +195,7 @@ mod tests {
         let c = ok("zk-1.example.com:2181,zk_2:2182,tcp://10.0.0.3:65535/app/election");
         assert_eq!(c.hosts, "zk-1.example.com:2181,zk_2:2182,10.0.0.3:65535");
         assert_eq!(c.chroot.unwrap().as_str(), "/app/election");
+        assert_eq!((c.plain_schemes, c.tls_schemes), (1, 0));
         assert_eq!(ok("localhost").hosts, "localhost:2181");
         let c = ok("tcp+tls://a:2281,tcp+tls://b:2281,c/x");
         assert_eq!(
@@ -205,6 +206,7 @@ mod tests {
             ok("[::1]:2182,[fe80::1]/x").hosts,
             "[::1]:2182,[fe80::1]:2181"
         );
+        assert_eq!(ok("[::ffff:10.0.0.1]:2181").hosts, "[::ffff:10.0.0.1]:2181");
     }
 
     #[test]
@@ -231,16 +233,24 @@ mod tests {
             ("::1:2181", "brackets"),
             ("[::1", "unclosed"),
             ("[]:2181", "IPv6"),
+            ("[fe80::zz]:2181", "bad IPv6"),
             ("[::1]2181", "after ']'"),
             ("h@st:2181", "not allowed"),
             ("http://h:2181", "scheme"),
             ("h:1/a,h:2", "last host"),
-            ("h:1/", "chroot"),
-            ("h:1/a/", "chroot"),
-            ("h:1/a//b", "chroot"),
-            ("h:1/a/../b", "chroot"),
-            ("h:1/zookeeper", "chroot"),
-            ("h:1//", "chroot"),
+            // The chroot's own rule is named.
+            ("h:1/", "invalid chroot \"/\": must not be the root"),
+            ("h:1/a/", "invalid chroot \"/a/\": must not end with '/'"),
+            ("h:1/a//b", "invalid chroot \"/a//b\": has an empty segment"),
+            (
+                "h:1/a/../b",
+                "invalid chroot \"/a/../b\": has a '.' or '..' segment",
+            ),
+            (
+                "h:1/zookeeper",
+                "invalid chroot \"/zookeeper\": must not be under the reserved",
+            ),
+            ("h:1//", "invalid chroot \"//\": must not end with '/'"),
         ] {
             let reason = err(s);
             assert!(

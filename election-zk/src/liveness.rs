@@ -441,12 +441,21 @@ mod tests {
         for i in 1..=200u64 {
             l.record_proof(t0 + ms(i));
         }
-        assert!(l.proofs().pending.len() <= MAX_PENDING_PROOFS);
+        assert_eq!(l.proofs().pending.len(), MAX_PENDING_PROOFS);
         assert_eq!(l.last_contact(), t0);
         l.record_proof(t0 + ms(1000));
         // The oldest pending proof (1 ms) survived the thinning and now counts, or a later one.
         assert!(l.last_contact() >= t0 + ms(1));
         assert!(l.last_contact() <= t0 + ms(500));
+    }
+
+    #[test]
+    fn a_proof_recorded_twice_is_kept_once() {
+        let (l, t0) = live();
+        for at in [100, 100, 200, 200, 100] {
+            l.record_proof(t0 + ms(at));
+        }
+        assert_eq!(l.proofs().pending, [t0 + ms(100), t0 + ms(200)]);
     }
 
     #[test]

@@ -133,11 +133,12 @@ fn parse_sequence(text: &str) -> Option<u64> {
     text.parse().ok()
 }
 
-/// ZooKeeper's spelling of `sequence`: a wrapped 32-bit counter is written negative.
+/// ZooKeeper's spelling of `sequence`: its counter is a signed 32-bit number, so a wrapped one
+/// (above `i32::MAX`) is written negative; a 64-bit sequence as it is.
 fn spell_sequence(sequence: u64) -> String {
     match u32::try_from(sequence) {
-        Ok(v) if v > i32::MAX as u32 => format!("{:010}", v as i32),
-        _ => format!("{sequence:010}"),
+        Ok(v) => format!("{:010}", v as i32),
+        Err(_) => format!("{sequence:010}"),
     }
 }
 
@@ -223,6 +224,8 @@ mod tests {
             "lock-0000000001",
             "_c_0123456789abcdef-00000100a3f20001-",
             "_c_0123456789abcdef-00000100a3f20001-000000003",
+            // A negative sequence has 9 or 10 digits after its sign (`%010d`).
+            "_c_0123456789abcdef-00000100a3f20001--00000000001",
             "_c_0123456789abcdef-00000100a3f20001-00000000003x",
             "_c_0123456789abcdef-00000100a3f20001--00000001",
             "_c_0123456789abcdef-00000100a3f20001--0000000000",
