@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use election_core::metrics::HANDOVER_TARGET;
-use election_core::{Candidate, CoordinationBackend, ElectionState};
+use election_core::{Candidate, CoordinationBackend};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tracing::field::{Field, Visit};
@@ -20,7 +20,7 @@ use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::Registry;
 use zookeeper_client as zk;
 
-use crate::scenario::{ms, persistent, raw, summary};
+use crate::scenario::{self, ms, persistent, raw, summary, wait_state};
 
 /// One checkpoint as it was emitted.
 #[derive(Clone, Debug)]
@@ -350,42 +350,7 @@ pub async fn hand_overs(
 }
 
 async fn settled(c: &Candidate) {
-    let mut st = c.state();
-    timeout(
-        Duration::from_secs(30),
-        st.wait_for(|s| {
-            matches!(
-                s,
-                ElectionState::Follower {
-                    leader: Some(_),
-                    ..
-                } | ElectionState::Leader { .. }
-            )
-        }),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{} not settled: {:?}", c.id(), c.current()))
-    .expect("candidate alive");
-}
-
-/// The host's CPU counters from `/proc/stat` (the `cpu` line): (steal, total) in ticks.
-pub fn cpu_steal() -> Option<(u64, u64)> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal [guest guest_nice: counted in user]
-    let total = v.iter().take(8).sum();
-    Some((*v.get(7)?, total))
-}
-
-/// Steal as a percentage of all CPU time between two [`cpu_steal`] readings.
-pub fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
-    let ((s0, t0), (s1, t1)) = (before?, after?);
-    (t1 > t0).then(|| 100.0 * (s1 - s0) as f64 / (t1 - t0) as f64)
+    wait_state(c, "settled", Duration::from_secs(30), scenario::settled).await;
 }
 
 /// The median of a sample of ratios.

@@ -3,6 +3,7 @@
 
 pub mod candidates;
 pub mod etcd;
+pub mod host;
 pub mod legs;
 pub mod peers;
 pub mod scenario;

@@ -101,6 +101,31 @@ pub async fn wait_state(
     }
 }
 
+/// `true` for a follower that knows who leads.
+pub fn follows_known_leader(s: &ElectionState) -> bool {
+    matches!(
+        s,
+        ElectionState::Follower {
+            leader: Some(_),
+            ..
+        }
+    )
+}
+
+/// `true` for a candidate that has found its place and knows who leads: the leader, or a
+/// follower that knows the leader.
+pub fn settled(s: &ElectionState) -> bool {
+    s.is_leader() || follows_known_leader(s)
+}
+
+/// `true` once a candidate's entry is placed in the queue (following or leading).
+pub fn placed(s: &ElectionState) -> bool {
+    matches!(
+        s,
+        ElectionState::Follower { .. } | ElectionState::Leader { .. }
+    )
+}
+
 /// `true` for a leader whose contact is confirmed.
 pub fn confirmed_leader(s: &ElectionState) -> bool {
     matches!(

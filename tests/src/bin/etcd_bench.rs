@@ -11,10 +11,10 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use election_core::{Candidate, CoordinationBackend, ElectionState};
+use election_core::{Candidate, CoordinationBackend};
 use election_etcd::testing::EtcdMember;
 use election_etcd::EtcdBackend;
-use election_tests::scenario::{json_stats, ms, summary};
+use election_tests::scenario::{self, json_stats, ms, summary, wait_state};
 use etcd_client::{EventType, WatchOptions};
 use tokio::time::{timeout, Instant};
 
@@ -63,23 +63,7 @@ fn backend(endpoint: &str) -> Arc<dyn CoordinationBackend> {
 }
 
 async fn settled(c: &Candidate) {
-    let mut st = c.state();
-    timeout(
-        Duration::from_secs(30),
-        st.wait_for(|s| {
-            matches!(
-                s,
-                ElectionState::Leader { .. }
-                    | ElectionState::Follower {
-                        leader: Some(_),
-                        ..
-                    }
-            )
-        }),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{} not settled: {:?}", c.id(), c.current()))
-    .expect("candidate alive");
+    wait_state(c, "settled", Duration::from_secs(30), scenario::settled).await;
 }
 
 /// Resign -> the successor in Leader, `rounds` times round the queue of `n`.

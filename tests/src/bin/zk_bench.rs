@@ -34,8 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use election_core::testing::recorder::Recorder;
-use election_core::{Candidate, CoordinationBackend, ElectionState};
-use election_tests::scenario::{direct, json_stats, ms, raw_floor, summary};
+use election_core::{Candidate, CoordinationBackend};
+use election_tests::scenario::{
+    self, direct, follows_known_leader, json_stats, ms, raw_floor, summary, wait_state,
+};
 use election_zk::testing::ZkServer;
 use election_zk::ZkBackend;
 use tokio::time::{sleep, timeout, Instant};
@@ -156,19 +158,7 @@ struct Graceful {
 }
 
 async fn placed(c: &Candidate) {
-    let mut st = c.state();
-    timeout(
-        Duration::from_secs(30),
-        st.wait_for(|s| {
-            matches!(
-                s,
-                ElectionState::Follower { .. } | ElectionState::Leader { .. }
-            )
-        }),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{} not placed: {:?}", c.id(), c.current()))
-    .expect("candidate alive");
+    wait_state(c, "placed", Duration::from_secs(30), scenario::placed).await;
 }
 
 async fn graceful(zk: &Arc<ZkServer>, n: usize, rounds: usize) -> Graceful {
@@ -224,23 +214,13 @@ async fn graceful(zk: &Arc<ZkServer>, n: usize, rounds: usize) -> Graceful {
         let prev_leaver_now = Some(leader);
         // The resigner is back at the tail, and knows the leader, before the next round: its
         // own transitions must not be counted in the next round.
-        let mut back = cs[leader].state();
-        timeout(
+        wait_state(
+            &cs[leader],
+            "a follower knowing the leader",
             Duration::from_secs(10),
-            back.wait_for(|s| {
-                matches!(
-                    s,
-                    ElectionState::Follower {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-            }),
+            follows_known_leader,
         )
-        .await
-        .unwrap_or_else(|_| panic!("round {round}: the resigner did not settle"))
-        .expect("alive");
-        drop(back);
+        .await;
         let moved: Vec<(String, String)> = rec
             .events()
             .into_iter()
@@ -311,23 +291,13 @@ async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
             .join(successor_backend.clone())
             .await
             .unwrap();
-        let mut st = b.state();
-        timeout(
+        wait_state(
+            &b,
+            "a follower knowing the leader",
             Duration::from_secs(10),
-            st.wait_for(|s| {
-                matches!(
-                    s,
-                    ElectionState::Follower {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-            }),
+            follows_known_leader,
         )
-        .await
-        .unwrap()
-        .unwrap();
-        drop(st);
+        .await;
         let started = Instant::now();
         proxy.cut();
         a.abort();
@@ -345,7 +315,7 @@ async fn crash(zk: &Arc<ZkServer>, rounds: usize) -> Vec<Duration> {
 async fn legs(zk: &Arc<ZkServer>, args: &Args, machine: &str) {
     use election_tests::legs;
     let marks = legs::Marks::install();
-    let steal0 = legs::cpu_steal();
+    let cpu0 = election_tests::host::CpuTimes::now();
     let mut results = Vec::new();
     for &n in &args.sizes {
         eprintln!("hand-over legs, {n} candidates, {} rounds ...", args.rounds);
@@ -354,8 +324,8 @@ async fn legs(zk: &Arc<ZkServer>, args: &Args, machine: &str) {
         results
             .push(legs::hand_overs(&marks, &connect, backend, n, args.rounds, QUIET_TIMEOUT).await);
     }
-    let steal = legs::steal_percent(steal0, legs::cpu_steal())
-        .map_or_else(|| "?".to_owned(), |s| format!("{s:.1}%"));
+    let steal = election_tests::host::Cpu::between(cpu0, election_tests::host::CpuTimes::now())
+        .map_or_else(|| "?".to_owned(), |c| format!("{:.1}%", c.steal));
     let mut t = String::new();
     let _ = writeln!(t, "election zk_bench --legs: {machine}");
     let _ = writeln!(

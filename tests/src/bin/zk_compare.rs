@@ -48,8 +48,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use election_core::{Candidate, CoordinationBackend, ElectionState};
+use election_tests::host::{Cpu, CpuTimes};
 use election_tests::peers::{self, Probe};
-use election_tests::scenario::{direct, json_stats, ms, summary, RawFloor};
+use election_tests::scenario::{
+    direct, follows_known_leader, json_stats, ms, summary, wait_state, RawFloor,
+};
 use election_zk::testing::ZkServer;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, timeout, Instant};
@@ -116,63 +119,6 @@ fn parse_args() -> Args {
         "--sizes: a hand-over needs at least 2 candidates"
     );
     args
-}
-
-/// Cumulative CPU time of the host from the first line of `/proc/stat`, in ticks.
-#[derive(Clone, Copy)]
-struct CpuTimes {
-    steal: u64,
-    /// idle + iowait
-    idle: u64,
-    total: u64,
-}
-
-fn cpu_times() -> Option<CpuTimes> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?;
-    let fields: Vec<u64> = line
-        .strip_prefix("cpu ")?
-        .split_whitespace()
-        .map(|f| f.parse().ok())
-        .collect::<Option<_>>()?;
-    // user nice system idle iowait irq softirq steal (guest and guest_nice are already counted in
-    // user and nice).
-    (fields.len() >= 8).then(|| CpuTimes {
-        steal: fields[7],
-        idle: fields[3] + fields[4],
-        total: fields[..8].iter().sum(),
-    })
-}
-
-/// Between two readings, as percentages of all CPU time in the interval: steal time (taken by
-/// the hypervisor's other guests), and busy time (neither idle nor waiting for I/O, steal included: every
-/// process of this host, the benchmark's own included).
-#[derive(Clone, Copy)]
-struct Cpu {
-    steal: f64,
-    busy: f64,
-}
-
-fn cpu_between(from: Option<CpuTimes>, to: Option<CpuTimes>) -> Option<Cpu> {
-    let (a, b) = (from?, to?);
-    let total = b.total.checked_sub(a.total)?;
-    let share = |x: u64| 100.0 * x as f64 / total as f64;
-    (total > 0).then(|| Cpu {
-        steal: share(b.steal.saturating_sub(a.steal)),
-        busy: share(total.saturating_sub(b.idle.saturating_sub(a.idle))),
-    })
-}
-
-fn cpu_text(c: Option<Cpu>) -> String {
-    c.map_or("steal n/a".into(), |c| {
-        format!("steal {:.1}%, CPU busy {:.0}%", c.steal, c.busy)
-    })
-}
-
-fn cpu_json(c: Option<Cpu>) -> String {
-    c.map_or("\"steal_pct\": null, \"busy_pct\": null".into(), |c| {
-        format!("\"steal_pct\": {:.3}, \"busy_pct\": {:.3}", c.steal, c.busy)
-    })
 }
 
 /// Nearest-rank median of ratios.
@@ -259,22 +205,13 @@ impl Ours {
             "c{next:03} leads, c{successor:03} was next"
         );
         // Settled: the resigner is back at the tail and knows the leader.
-        let mut back = self.cs[leader].state();
-        timeout(
+        wait_state(
+            &self.cs[leader],
+            "a follower knowing the leader",
             LIMIT,
-            back.wait_for(|s| {
-                matches!(
-                    s,
-                    ElectionState::Follower {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-            }),
+            follows_known_leader,
         )
-        .await
-        .unwrap_or_else(|_| panic!("c{leader:03} did not settle after resigning"))
-        .expect("candidate alive");
+        .await;
         self.order.rotate_left(1);
         led_at - started
     }
@@ -355,7 +292,7 @@ async fn pass(
         tokio::task::block_in_place(|| curator.round());
         sleep(args.gap).await;
     }
-    let cpu0 = cpu_times();
+    let cpu0 = CpuTimes::now();
     let t0 = Instant::now();
     let mut blocks: [Vec<Vec<Duration>>; 3] = Default::default();
     let (mut floor, mut rtt) = (Vec::new(), Vec::new());
@@ -383,7 +320,7 @@ async fn pass(
         done += len;
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let cpu = cpu_between(cpu0, cpu_times());
+    let cpu = Cpu::between(cpu0, CpuTimes::now());
     ours.stop().await;
     tokio::task::block_in_place(|| {
         kazoo.quit();
@@ -469,7 +406,7 @@ async fn main() {
     let backend = direct(&connect);
 
     let raw = RawFloor::new(&connect).await;
-    let cpu_start = cpu_times();
+    let cpu_start = CpuTimes::now();
     let mut passes = Vec::new();
     for &n in &args.sizes {
         eprintln!(
@@ -478,7 +415,7 @@ async fn main() {
         );
         passes.push(pass(&zk, &classes, n, &args, &backend, &raw).await);
     }
-    let cpu_run = cpu_between(cpu_start, cpu_times());
+    let cpu_run = Cpu::between(cpu_start, CpuTimes::now());
     let _ = std::fs::remove_dir_all(&classes);
 
     let floor: Vec<Duration> = passes.iter().flat_map(|p| p.floor.clone()).collect();
@@ -502,7 +439,7 @@ async fn main() {
             t,
             "{} candidates ({}, {:.0} s):",
             p.candidates,
-            cpu_text(p.cpu),
+            Cpu::text(p.cpu),
             p.seconds
         );
         for (i, name) in IMPLS.iter().enumerate() {
@@ -544,7 +481,7 @@ async fn main() {
     let _ = writeln!(
         t,
         "Host CPU over the run (/proc/stat, share of all CPU time): {}",
-        cpu_text(cpu_run)
+        Cpu::text(cpu_run)
     );
     print!("{t}");
 
@@ -561,7 +498,7 @@ async fn main() {
         args.gap.as_millis(),
         SESSION_TIMEOUT.as_millis()
     );
-    let _ = writeln!(j, "  {},", cpu_json(cpu_run));
+    let _ = writeln!(j, "  {},", Cpu::json(cpu_run));
     let _ = writeln!(j, "  \"raw_floor\": {},", json_stats(&floor));
     let _ = writeln!(j, "  \"round_trip\": {},", json_stats(&rtt));
     let _ = writeln!(j, "  \"passes\": [");
@@ -584,7 +521,7 @@ async fn main() {
              \"median_block_p50_ratio_kazoo\": {:.3}, \"median_block_p50_ratio_curator\": {:.3}, \
              \"raw_floor\": {}, \"round_trip\": {}, \"goal_p50_ms\": {:.3}}}{}",
             p.candidates,
-            cpu_json(p.cpu),
+            Cpu::json(p.cpu),
             p.seconds,
             json_stats(&p.pooled(0)),
             json_stats(&p.pooled(1)),

@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use election_core::{Candidate, Client, CoordinationBackend, ElectionState};
-use election_tests::scenario::{ms, summary};
+use election_tests::host::{Cpu, CpuTimes};
+use election_tests::scenario::{follows_known_leader, ms, settled, summary, wait_state};
 use election_zk::testing::ZkServer;
 use election_zk::ZkBackend;
 use tokio::sync::watch;
@@ -128,20 +129,6 @@ fn kib(bytes: f64) -> f64 {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
-}
-
-/// `steal` jiffies of the host so far (`/proc/stat`, first line), and all jiffies.
-fn steal() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let cpu: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse().ok())
-        .collect();
-    (cpu.get(7).copied().unwrap_or(0), cpu.iter().sum())
 }
 
 fn backend(connect: &str, tick: Duration) -> Arc<dyn CoordinationBackend> {
@@ -292,22 +279,13 @@ async fn child_elections(connect: &str, n: usize) {
     }
     // Both know the leader before the hand-over.
     for c in &extra {
-        let mut st = c.state();
-        timeout(
+        wait_state(
+            c,
+            "a follower knowing the leader",
             Duration::from_secs(10),
-            st.wait_for(|s| {
-                matches!(
-                    s,
-                    ElectionState::Follower {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-            }),
+            follows_known_leader,
         )
-        .await
-        .expect("followers know the leader")
-        .expect("alive");
+        .await;
     }
     let mut seen: Vec<watch::Receiver<ElectionState>> =
         cs.iter().chain(extra.iter()).map(|c| c.state()).collect();
@@ -394,23 +372,7 @@ async fn populate(backend: &Arc<dyn CoordinationBackend>, path: &str, n: usize) 
 }
 
 async fn knows_leader(c: &Candidate) {
-    let mut st = c.state();
-    timeout(
-        Duration::from_secs(20),
-        st.wait_for(|s| {
-            s.is_leader()
-                || matches!(
-                    s,
-                    ElectionState::Follower {
-                        leader: Some(_),
-                        ..
-                    }
-                )
-        }),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("{} does not know the leader: {:?}", c.id(), c.current()))
-    .expect("alive");
+    wait_state(c, "settled", Duration::from_secs(20), settled).await;
 }
 
 /// One graceful failover: the leader resigns (and rejoins at the tail at once), or with `leave`
@@ -527,7 +489,7 @@ async fn child_path(connect: &str, m: usize, rounds: usize) {
         reads: 0.0,
         notifications: 0.0,
     });
-    let steal0 = steal();
+    let cpu0 = CpuTimes::now();
     let mut done = 0;
     while done < rounds {
         let block = BLOCK.min(rounds - done);
@@ -554,8 +516,7 @@ async fn child_path(connect: &str, m: usize, rounds: usize) {
         }
         done += block;
     }
-    let steal1 = steal();
-    let steal_pct = 100.0 * (steal1.0 - steal0.0) as f64 / (steal1.1 - steal0.1).max(1) as f64;
+    let steal_pct = Cpu::between(cpu0, CpuTimes::now()).map_or(f64::NAN, |c| c.steal);
     report("steal_pct", steal_pct);
     for (label, r) in ["base", "big", "base_leave", "big_leave"]
         .iter()
