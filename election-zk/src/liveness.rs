@@ -401,6 +401,8 @@ pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
             _ = sleep_until(next_sync), if in_flight.is_none() => {
                 in_flight = Some(keep_alive(client.clone(), live.timeout));
             }
+            // Without a silence to watch for the branch is disabled (its placeholder instant is
+            // never waited on).
             _ = sleep_until(wakes.silence.unwrap_or(wakes.check_clocks)), if wakes.silence.is_some() => {
                 live.silence_check(Instant::now());
             }
