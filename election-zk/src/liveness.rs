@@ -128,6 +128,43 @@ impl Liveness {
             .max(Duration::from_millis(1))
     }
 
+    /// When a keep-alive is next due after one sent (or planned) at `from`: one period later.
+    fn keep_alive_due(&self, from: Instant) -> Instant {
+        from + self.period()
+    }
+
+    /// The instant from which the session counts as silent: one [`silence`](Self::silence)
+    /// after the newest proof was sent.
+    fn silence_deadline(&self) -> Instant {
+        self.last_proof() + self.silence()
+    }
+
+    /// Whether no proof has come for [`silence`](Self::silence) by `now`.
+    fn silent_at(&self, now: Instant) -> bool {
+        now >= self.silence_deadline()
+    }
+
+    /// The monitor's timers for a wake-up at `now` while `state` is published (see [`Wakes`]).
+    fn wakes(&self, state: SessionState, now: Instant) -> Wakes {
+        Wakes {
+            // Only a connected session can fall silent: a disconnected one is reported already,
+            // and a terminal one is never reported again.
+            silence: (state == SessionState::Connected).then(|| self.silence_deadline()),
+            // Wake at least every period, so a suspend is noticed within one.
+            check_clocks: now + self.period(),
+        }
+    }
+
+    /// The monitor's silence timer fired at `now`: reports `Disconnected` if the session is still
+    /// silent (a proof may have come in the meantime). Returns whether it was silent.
+    fn silence_check(&self, now: Instant) -> bool {
+        let silent = self.silent_at(now);
+        if silent {
+            self.disconnect("no proof of contact within a third of the session timeout");
+        }
+        silent
+    }
+
     /// How far the leader's view of the session may lag a proof.
     #[cfg(test)]
     pub(crate) fn margin(&self) -> Duration {
@@ -255,6 +292,15 @@ impl Liveness {
     }
 }
 
+/// The monitor's timers besides the keep-alive, computed at each wake-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Wakes {
+    /// When the session counts as silent, if a silence is to be watched for (while connected).
+    silence: Option<Instant>,
+    /// The next comparison of the wall clock with the monotonic clock.
+    check_clocks: Instant,
+}
+
 type Sync = Pin<Box<dyn Future<Output = (Instant, Result<(), SyncError>)> + Send>>;
 
 #[derive(Debug)]
@@ -284,7 +330,7 @@ fn keep_alive(client: zk::Client, bound: Duration) -> Sync {
 pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
     let mut client_state = client.state_watcher();
     let mut ours = live.subscribe();
-    let mut next_sync = Instant::now() + live.period();
+    let mut next_sync = live.keep_alive_due(Instant::now());
     let mut in_flight: Option<Sync> = None;
     let mut clocks = SuspendDetector::new();
     loop {
@@ -297,10 +343,7 @@ pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
             next_sync = Instant::now();
             continue;
         }
-        let connected = state == SessionState::Connected;
-        let silence_deadline = live.last_proof() + live.silence();
-        // Wake at least every period, so a suspend is noticed within one.
-        let check_clocks = Instant::now() + live.period();
+        let wakes = live.wakes(state, Instant::now());
         tokio::select! {
             biased;
             changed = client_state.changed() => match changed {
@@ -332,12 +375,12 @@ pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
                 match result {
                     Ok(()) => {
                         live.record_proof(sent_at);
-                        let fresh = now.saturating_duration_since(live.last_proof()) < live.silence();
+                        let fresh = !live.silent_at(now);
                         if client.state() != zk::SessionState::SyncConnected {
-                            next_sync = now + live.period();
+                            next_sync = live.keep_alive_due(now);
                         } else if fresh {
                             live.publish(SessionState::Connected, "sync answered");
-                            next_sync = (sent_at + live.period()).max(now);
+                            next_sync = live.keep_alive_due(sent_at).max(now);
                         } else {
                             // An old request answered after a reconnect: confirm with a new one.
                             next_sync = now;
@@ -351,19 +394,19 @@ pub(crate) async fn monitor(client: zk::Client, live: Arc<Liveness>) {
                     }
                     Err(e) => {
                         tracing::debug!(session = %live.session, error = ?e, "zookeeper keep-alive sync failed");
-                        next_sync = now + live.period();
+                        next_sync = live.keep_alive_due(now);
                     }
                 }
             }
             _ = sleep_until(next_sync), if in_flight.is_none() => {
                 in_flight = Some(keep_alive(client.clone(), live.timeout));
             }
-            _ = sleep_until(silence_deadline), if connected => {
-                if Instant::now() >= live.last_proof() + live.silence() {
-                    live.disconnect("no proof of contact within a third of the session timeout");
-                }
+            // Without a silence to watch for the branch is disabled (its placeholder instant is
+            // never waited on).
+            _ = sleep_until(wakes.silence.unwrap_or(wakes.check_clocks)), if wakes.silence.is_some() => {
+                live.silence_check(Instant::now());
             }
-            _ = sleep_until(check_clocks) => {}
+            _ = sleep_until(wakes.check_clocks) => {}
         }
     }
     tracing::debug!(session = %live.session, "zookeeper session monitor ends");
@@ -467,6 +510,82 @@ mod tests {
         l.suspended(ms(10));
         assert_eq!(l.last_contact(), before - ms(10));
         assert!(matches!(l.current(), SessionState::Disconnected { .. }));
+    }
+
+    #[test]
+    fn a_keep_alive_is_due_one_period_after_the_last() {
+        let (l, t0) = live();
+        assert_eq!(l.period(), ms(300));
+        assert_eq!(l.keep_alive_due(t0), t0 + ms(300));
+        assert_eq!(l.keep_alive_due(t0 + ms(1000)), t0 + ms(1300));
+    }
+
+    #[test]
+    fn the_monitor_wakes_no_earlier_than_its_timers_are_due() {
+        let (l, t0) = live();
+        l.record_proof(t0 + ms(1000));
+        let now = t0 + ms(1500);
+        let wakes = l.wakes(SessionState::Connected, now);
+        // Silence is measured from the newest proof's send instant: 1 s + T/3.
+        assert_eq!(wakes.silence, Some(t0 + ms(3000)));
+        // The clocks are compared every period, never at once (a busy loop).
+        assert_eq!(wakes.check_clocks, now + ms(300));
+        assert!(wakes.silence.unwrap() > now && wakes.check_clocks > now);
+        // A session reported disconnected, or ended, has no silence to watch for.
+        let disconnected = SessionState::Disconnected { last_contact: t0 };
+        for state in [disconnected, SessionState::Expired, SessionState::Closed] {
+            let wakes = l.wakes(state, now);
+            assert_eq!(wakes.silence, None, "{state:?}");
+            assert_eq!(wakes.check_clocks, now + ms(300), "{state:?}");
+        }
+    }
+
+    /// The gap a surviving mutant showed: the client still holds its connection, the server
+    /// has stopped answering; the session must be reported `Disconnected` once no proof has
+    /// come for a third of the session timeout, not when the client notices.
+    #[test]
+    fn a_connected_session_that_hears_nothing_is_disconnected_after_the_silence() {
+        let (l, t0) = live();
+        l.record_proof(t0 + ms(400));
+        l.record_proof(t0 + ms(1000));
+        let contact = l.last_contact();
+        assert_eq!(contact, t0 + ms(400));
+        // The monitor, connected, arms the silence timer at the newest proof plus T/3.
+        let deadline = l
+            .wakes(SessionState::Connected, t0 + ms(1100))
+            .silence
+            .expect("a connected session watches for silence");
+        assert_eq!(deadline, t0 + ms(3000));
+        // Just before it: still connected.
+        assert!(!l.silent_at(deadline - ms(1)));
+        assert!(!l.silence_check(deadline - ms(1)));
+        assert_eq!(l.current(), SessionState::Connected);
+        // At it: disconnected, with the last contact as it stood.
+        assert!(l.silent_at(deadline));
+        assert!(l.silence_check(deadline));
+        assert_eq!(
+            l.current(),
+            SessionState::Disconnected {
+                last_contact: contact
+            }
+        );
+        // Now there is no silence left to watch for until a proof makes it connected again.
+        assert_eq!(l.wakes(l.current(), deadline).silence, None);
+    }
+
+    #[test]
+    fn a_proof_that_came_in_time_defers_the_silence() {
+        let (l, t0) = live();
+        let first = l.wakes(SessionState::Connected, t0).silence.unwrap();
+        assert_eq!(first, t0 + ms(2000));
+        // A proof arrives before the timer fires: the timer finds the session not silent.
+        l.record_proof(t0 + ms(1500));
+        assert!(!l.silence_check(first));
+        assert_eq!(l.current(), SessionState::Connected);
+        assert_eq!(
+            l.wakes(SessionState::Connected, first).silence,
+            Some(t0 + ms(3500))
+        );
     }
 
     #[test]
