@@ -843,6 +843,71 @@ async fn a_token_lower_than_the_last_one_seen_is_reported() {
     a.stop().await;
 }
 
+/// The same for a follower: the leader's token it reads after the service was rebuilt is lower
+/// than the one it read before, and its own client says so, although it never led.
+#[tokio::test(start_paused = true)]
+async fn a_follower_that_reads_a_lower_leader_token_reports_it() {
+    let cluster = MemCluster::new();
+    for i in 0..20 {
+        cluster.create_foreign("/busy", &format!("n{i}"));
+    }
+    let mut rec = Recorder::new();
+    let a = join(&cluster, "a").await;
+    rec.watch(&a);
+    tokio::time::timeout(T, a.wait_for_leadership())
+        .await
+        .unwrap_or_else(|e| Err(e.into()))
+        .unwrap();
+    let before = a.current().token().unwrap();
+    let b = join(&cluster, "b").await;
+    rec.watch(&b);
+    let knows = |s: &ElectionState| matches!(s, ElectionState::Follower { leader: Some(l), .. } if l.token == before);
+    tokio::time::timeout(T, b.state().wait_for(knows))
+        .await
+        .unwrap()
+        .unwrap();
+    cluster.lose_data();
+    // Both rejoin; whichever follows must read a lower token for the new leader.
+    let deadline = tokio::time::Instant::now() + T * 4;
+    let follower = loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader with a lower token and a follower knowing it: a {:?}, b {:?}",
+            a.current(),
+            b.current()
+        );
+        sleep(Duration::from_millis(10)).await;
+        let leader = [&a, &b].into_iter().find(|c| c.is_leader());
+        match leader.and_then(|l| l.current().token()) {
+            Some(t) if t < before => {
+                let f = if a.is_leader() { &b } else { &a };
+                if matches!(f.current(), ElectionState::Follower { leader: Some(l), .. } if l.token == t)
+                {
+                    break f.id().to_owned();
+                }
+            }
+            _ => {}
+        }
+    };
+    let went_back: Vec<String> = rec
+        .events()
+        .into_iter()
+        .filter_map(|(id, e)| match e {
+            Event::Notice {
+                notice: Notice::TokenWentBack { last, .. },
+                ..
+            } if last == before => Some(id),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        went_back.contains(&follower),
+        "the follower {follower} reported no TokenWentBack: {went_back:?}"
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
 /// Issue 17, points 7 and 8, for observers: an observer that may not read the leader's record
 /// used to list and read again at once, for ever (a busy loop). The leader is now unknown
 /// until the head changes.
