@@ -1809,6 +1809,10 @@ fn thousands_of_foreign_children_are_counted_not_kept() {
     names.push("zzz".into());
     let out = relist(&mut m, names.clone());
     assert_eq!(omitted(&out), [names.len() - MAX_FOREIGN_NAMES]);
+    // Back to a few names: they are news, and no count goes with them (nothing is omitted).
+    let out = relist(&mut m, vec!["a".into(), "b".into()]);
+    assert_eq!(foreign_notices(&out).len(), 1, "{out:?}");
+    assert!(omitted(&out).is_empty(), "{out:?}");
     // They count for nothing in the queue: one entry ahead, and it is that.
     assert!(
         matches!(m.state(), ElectionState::Follower { position: 1, .. }),
@@ -1841,7 +1845,22 @@ fn lookalikes_are_forgotten_once_gone() {
     };
     m.handle(now, Input::Created(Ok(info("again", 2, mk.clone()))));
     m.take_actions();
-    listed(&mut m, now, vec![entry("again", 2, ME, mk)]);
+    // A live contender of another implementation in the same listing does not keep it either.
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("again", 2, ME, mk)],
+            foreign: vec![],
+            contenders: vec![crate::backend::ListedContender {
+                name: "latch-0000000009".into(),
+                sequence: 9,
+                owner: SessionId(77),
+                token: FencingToken(9),
+                data: b"peer".to_vec(),
+            }],
+            foreign_omitted: 0,
+        })),
+    );
     assert!(m.lookalikes.is_empty(), "{:?}", m.lookalikes);
 }
 
