@@ -159,6 +159,36 @@ pub trait BackendSession: Send + Sync + 'static {
     /// when it does not exist.
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError>;
 
+    /// Gives up the entry `old` in `dir` and creates a new entry of this session with `marker`
+    /// and `data`, ordered after every entry, as [`create`](Self::create) does (or
+    /// [`create_compatible`](Self::create_compatible) with `mode`): a candidate that resigns
+    /// and rejoins at the tail.
+    ///
+    /// Where the service can, do both in one atomic step (ZooKeeper's `multi`): one write, not
+    /// two, so that the rejoin's create does not hold up the successor's confirming read behind
+    /// it in the service's queue.
+    ///
+    /// Errors: [`NotFound`](crate::ErrorKind::NotFound) when `old` does not exist, and then
+    /// nothing was created; [`OutcomeUnknown`](crate::ErrorKind::OutcomeUnknown) when either
+    /// step may have been applied. After any other error the new entry was not created (the old
+    /// one may or may not be gone): the election then deletes and creates as two steps.
+    ///
+    /// The default deletes, then creates.
+    async fn requeue(
+        &self,
+        dir: &ElectionPath,
+        old: &str,
+        marker: &Marker,
+        mode: Option<Compatibility>,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        self.delete(dir, old).await?;
+        match mode {
+            None => self.create(dir, marker, data).await,
+            Some(mode) => self.create_compatible(dir, marker, mode, data).await,
+        }
+    }
+
     /// Closes the session: the service deletes its entries now, and the state becomes
     /// [`SessionState::Closed`]. Idempotent; best effort when the service is unreachable (the
     /// session then expires by itself).

@@ -71,9 +71,11 @@ enum Phase {
         entry: OwnEntry,
         role: Role,
     },
-    /// Giving the entry up: the work is stopped first, then the entry deleted.
+    /// Giving the entry up: the work is stopped first, then the entry deleted (or, to rejoin,
+    /// replaced by a new entry at the tail in one step: see [`Requeue`]).
     Releasing {
         entry: OwnEntry,
+        requeue: Requeue,
     },
     /// Stopping after a create of this session had an unknown outcome: one last listing, and
     /// any entry of ours it shows is deleted, before finishing (S5: a create applied after the
@@ -96,6 +98,24 @@ enum Role {
     /// The head left and we were next: reading our own entry before we claim.
     Confirming,
     Leading,
+}
+
+/// How a release that rejoins gives up its entry.
+///
+/// A resignation that rejoins at once asks the backend to delete the old entry and create the
+/// new one in one step ([`Action::Requeue`]; one write on ZooKeeper, a `multi`). Done as two
+/// writes, the rejoin's create reaches the service just as the successor's confirming read
+/// does, and the read waits behind the write: the graceful hand-over took twice the round trip
+/// it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Requeue {
+    /// Not tried yet: a rejoin without a back-off tries it.
+    Ready,
+    /// Delete alone (and create afterwards, as a new registration).
+    Plain,
+    /// A requeue's outcome is unknown: delete alone; the registration that follows looks this
+    /// marker up before anything else (S5: the new entry may exist).
+    Unknown(Marker),
 }
 
 /// What to do once the entry has been given up.
@@ -123,6 +143,8 @@ enum Request {
     List,
     Read(String),
     Delete(String),
+    /// Delete the first and create an entry with the marker, in one step.
+    Requeue(String, Marker),
 }
 
 /// A kind of backend call, for back-off: each kind backs off on its own failures and is reset
@@ -301,6 +323,7 @@ impl Machine {
             Input::Listed(result) => self.on_listed(now, result),
             Input::Read { name, result } => self.on_read(now, name, result),
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
+            Input::Requeued { old, result } => self.on_requeued(now, old, result),
             Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
             Input::PredecessorNotAnEntry { name } => self.on_predecessor_not_an_entry(now, name),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
@@ -747,7 +770,9 @@ impl Machine {
         // S5: entries of ours (our marker prefix, our session) other than the current one are
         // orphans of lost create replies: delete them.
         let current = match &self.phase {
-            Phase::Holding { entry, .. } | Phase::Releasing { entry } => Some(entry.name.clone()),
+            Phase::Holding { entry, .. } | Phase::Releasing { entry, .. } => {
+                Some(entry.name.clone())
+            }
             _ => None,
         };
         // A lookup adopts the first entry with its marker; any other is an orphan too.
@@ -1151,7 +1176,10 @@ impl Machine {
         let entry = entry.clone();
         self.end_term(now);
         self.out.push(Action::UnwatchPredecessor);
-        self.phase = Phase::Releasing { entry };
+        self.phase = Phase::Releasing {
+            entry,
+            requeue: Requeue::Ready,
+        };
         self.want_list = false;
         self.want_read = None;
     }
@@ -1165,13 +1193,23 @@ impl Machine {
             Ok(()) => true,
             Err(e) => e.kind() == ErrorKind::NotFound,
         };
-        if let Phase::Releasing { entry } = &self.phase {
+        if let Phase::Releasing { entry, requeue } = &self.phase {
             if entry.name == name {
                 if done {
-                    self.reset_backoff(Op::Delete);
-                    self.rearm_own = None;
-                    self.out.push(Action::UnwatchOwn);
-                    self.after_release(now);
+                    let unknown = match requeue {
+                        Requeue::Unknown(marker) => Some(marker.clone()),
+                        _ => None,
+                    };
+                    self.released(now);
+                    // S5: the requeue whose outcome was unknown may have created its entry:
+                    // the registration looks it up by its marker before creating anything.
+                    if let (Some(marker), Phase::Registering { .. }) = (unknown, &self.phase) {
+                        self.phase = Phase::Registering {
+                            marker,
+                            unknown: true,
+                            adopting: None,
+                        };
+                    }
                 } else if let Err(e) = result {
                     self.delete_failed(now, &e);
                 }
@@ -1187,6 +1225,69 @@ impl Machine {
                 self.sweep_done(now);
             } else if let Err(e) = result {
                 self.delete_failed(now, &e);
+            }
+        }
+    }
+
+    /// The entry is gone (deleted by us, or found gone): rejoin or stop.
+    fn released(&mut self, now: Instant) {
+        self.reset_backoff(Op::Delete);
+        self.rearm_own = None;
+        self.out.push(Action::UnwatchOwn);
+        self.after_release(now);
+    }
+
+    /// The answer to [`Action::Requeue`]: the old entry deleted and the new one created in one
+    /// step, or neither, or (unknown outcome) either.
+    fn on_requeued(&mut self, now: Instant, old: String, result: Result<EntryInfo, BackendError>) {
+        let marker = match &self.pending {
+            Some(Request::Requeue(name, marker)) if *name == old => marker.clone(),
+            _ => return,
+        };
+        self.pending = None;
+        if !matches!(&self.phase, Phase::Releasing { entry, .. } if entry.name == old) {
+            return;
+        }
+        match result {
+            Ok(info) if self.goal == Goal::Rejoin => {
+                self.reset_backoff(Op::Create);
+                self.released(now);
+                if matches!(self.phase, Phase::Registering { .. }) {
+                    self.adopt(now, info);
+                }
+            }
+            // A stop came while the requeue was under way: the new entry goes too.
+            Ok(info) => {
+                self.reset_backoff(Op::Delete);
+                self.out.push(Action::UnwatchOwn);
+                self.phase = Phase::Releasing {
+                    entry: OwnEntry {
+                        name: info.name,
+                        token: info.token,
+                    },
+                    requeue: Requeue::Plain,
+                };
+            }
+            // The old entry was gone already, and nothing was created.
+            Err(e) if e.kind() == ErrorKind::NotFound => self.released(now),
+            Err(e) => {
+                let unknown = matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Other);
+                if let Phase::Releasing { requeue, .. } = &mut self.phase {
+                    *requeue = if unknown {
+                        Requeue::Unknown(marker)
+                    } else {
+                        Requeue::Plain
+                    };
+                }
+                if unknown {
+                    // S5: the new entry may exist; a stop sweeps before it finishes.
+                    self.sweep_before_finish = true;
+                }
+                // Refused or failed: give the entry up as two steps, each with its own handling
+                // of errors (a delete refused closes the session; a create refused fails).
+                if unknown || e.kind() == ErrorKind::SessionGone {
+                    self.retry_later(now, Op::Delete, &e);
+                }
             }
         }
     }
@@ -1506,8 +1607,24 @@ impl Machine {
             }
             // S5: orphans of ours that a listing showed go before our own entry: once that is
             // deleted we finish, and they would stay behind.
-            Phase::Releasing { entry } if self.work == Work::Idle => {
-                Request::Delete(self.delete_queue.front().unwrap_or(&entry.name).clone())
+            Phase::Releasing { entry, requeue } if self.work == Work::Idle => {
+                match self.delete_queue.front() {
+                    Some(name) => Request::Delete(name.clone()),
+                    None if *requeue == Requeue::Ready
+                        && self.goal == Goal::Rejoin
+                        && self.rejoin_delay.is_none() =>
+                    {
+                        let old = entry.name.clone();
+                        let marker = self.next_marker();
+                        self.out.push(Action::Requeue {
+                            old: old.clone(),
+                            marker: marker.clone(),
+                        });
+                        self.pending = Some(Request::Requeue(old, marker));
+                        return;
+                    }
+                    None => Request::Delete(entry.name.clone()),
+                }
             }
             Phase::Holding {
                 entry,
@@ -1537,7 +1654,7 @@ impl Machine {
             Request::List => Action::List,
             Request::Read(name) => Action::Read { name: name.clone() },
             Request::Delete(name) => Action::Delete { name: name.clone() },
-            Request::Create => unreachable!("handled above"),
+            Request::Create | Request::Requeue(..) => unreachable!("handled above"),
         });
         self.pending = Some(request);
     }

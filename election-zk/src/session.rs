@@ -426,6 +426,103 @@ impl BackendSession for ZkSession {
         self.create_named(dir, marker, Some(mode), data).await
     }
 
+    /// One `multi`: the old entry's delete and the new entry's create in one transaction, so
+    /// one write where two would queue the successor's confirming read behind the second.
+    /// ZooKeeper before 3.9 answers a create inside a `multi` without its stat
+    /// (ZOOKEEPER-4026): the token (the new entry's `czxid`) is then read back, a read that
+    /// queues behind no write.
+    async fn requeue(
+        &self,
+        dir: &ElectionPath,
+        old: &str,
+        marker: &Marker,
+        mode: Option<Compatibility>,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        if data.len() > MAX_DATA_LEN {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
+                    data.len()
+                ),
+            ));
+        }
+        let old_path = self.entry_path(dir, old)?;
+        let dir_path = self.absolute(dir.as_str());
+        let prefix = EntryName::prefix_in(marker, self.id, mode);
+        let path = format!("{dir_path}/{prefix}");
+        let acl = self.settings.acl;
+        let (o, p) = (&old_path, &path);
+        let results = self
+            .write("requeue", o, |client| async move {
+                let options = acl.options(zk::CreateMode::EphemeralSequential);
+                let mut multi = client.new_multi_writer();
+                multi.add_delete(o, None)?;
+                multi.add_create(p, data, &options)?;
+                Ok(multi.commit().await?)
+            })
+            .await;
+        let results = match results {
+            Ok(results) => results,
+            Err(e) => return Err(self.explain_refusal(p, e).await),
+        };
+        let Some(zk::MultiWriteResult::Create {
+            path: created,
+            stat,
+        }) = results.into_iter().nth(1)
+        else {
+            return Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                format!("requeue {old_path}: the multi's answer has no create"),
+            ));
+        };
+        let name = created
+            .rsplit('/')
+            .next()
+            .unwrap_or(created.as_str())
+            .to_owned();
+        let parsed = EntryName::parse(&name).ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Other,
+                format!("created {dir_path}/{name}, a name this backend cannot read"),
+            )
+        })?;
+        let czxid = if stat.is_invalid() {
+            let full = format!("{dir_path}/{name}");
+            let f = &full;
+            let read = self
+                .request(
+                    "exists",
+                    f,
+                    |client| async move { client.check_stat(f).await },
+                )
+                .await?;
+            match read {
+                Some(stat) => stat.czxid,
+                // Gone at once (its session ended, or it was deleted): the caller deletes the
+                // old entry again (already gone) and looks the marker up.
+                None => {
+                    return Err(BackendError::new(
+                        ErrorKind::OutcomeUnknown,
+                        format!("requeue {old_path}: {full} was created, then gone before its token could be read"),
+                    ))
+                }
+            }
+        } else {
+            stat.czxid
+        };
+        tracing::debug!(session = %self.id, path = %dir_path, old, name, czxid, "entry requeued");
+        Ok(EntryInfo {
+            name,
+            sequence: parsed.sequence,
+            owner: self.id,
+            marker: marker.clone(),
+            token: FencingToken(czxid as u64),
+            data: data.to_vec(),
+        })
+    }
+
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
         let path = self.absolute(dir.as_str());
         let p = &path;

@@ -65,6 +65,11 @@ pub(crate) enum Input {
         name: String,
         result: Result<(), BackendError>,
     },
+    /// The answer to [`Action::Requeue`].
+    Requeued {
+        old: String,
+        result: Result<EntryInfo, BackendError>,
+    },
     /// The predecessor's watch fired (`Ok`: it is gone).
     PredecessorGone {
         name: String,
@@ -121,6 +126,13 @@ pub(crate) enum Action {
     },
     Delete {
         name: String,
+    },
+    /// Delete our entry `old` and create a new one with `marker` at the tail, in one step
+    /// where the backend can ([`BackendSession::requeue`](crate::BackendSession::requeue));
+    /// answer with [`Input::Requeued`].
+    Requeue {
+        old: String,
+        marker: Marker,
     },
     /// Watch this entry, replacing any predecessor watch.
     WatchPredecessor {

@@ -581,18 +581,30 @@ fn own_entry_deleted_while_leading_steps_down_and_rejoins() {
     );
 }
 
+/// The marker of the [`Action::Requeue`] of `old` in `out`.
+fn requeue_of(out: &[Action], old: &str) -> Marker {
+    out.iter()
+        .find_map(|a| match a {
+            Action::Requeue { old: o, marker } if o == old => Some(marker.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no requeue of {old}: {out:?}"))
+}
+
+/// A resignation that rejoins gives its entry up and registers anew in one step, once the work
+/// has ended (S4); the new entry is adopted from the answer, as a create's.
 #[test]
-fn resign_waits_for_work_then_deletes_then_rejoins() {
+fn resign_waits_for_work_then_requeues_at_the_tail() {
     let (mut m, now, _) = placed(true, 0);
     m.take_actions();
     m.handle(now, Input::Resign { rejoin: true });
     let out = m.take_actions();
     assert!(out.contains(&Action::CancelWork), "{out:?}");
     assert!(
-        !out.iter().any(|a| matches!(a, Action::Delete { .. })),
-        "deleted before the work ended: {out:?}"
+        !out.iter()
+            .any(|a| matches!(a, Action::Delete { .. } | Action::Requeue { .. })),
+        "given up before the work ended: {out:?}"
     );
-    assert_eq!(m.state(), &ElectionState::Suspended);
     m.handle(
         now,
         Input::WorkDone {
@@ -600,22 +612,194 @@ fn resign_waits_for_work_then_deletes_then_rejoins() {
             handover: false,
         },
     );
-    assert!(m.take_actions().contains(&Action::Delete {
-        name: "mine".into()
-    }));
+    let out = m.take_actions();
+    let mk = requeue_of(&out, "mine");
+    assert!(!has_create(&out), "{out:?}");
     m.handle(
         now,
-        Input::Deleted {
-            name: "mine".into(),
-            result: Ok(()),
+        Input::Requeued {
+            old: "mine".into(),
+            result: Ok(info("again", 1, mk.clone())),
         },
     );
     let out = m.take_actions();
     assert!(out.contains(&Action::ResignDone), "{out:?}");
+    assert!(!has_create(&out), "{out:?}");
     assert!(
-        out.iter().any(|a| matches!(a, Action::Create { .. })),
+        out.contains(&Action::WatchOwn {
+            name: "again".into()
+        }) && out.contains(&Action::List),
         "{out:?}"
     );
+    listed(&mut m, now, vec![other(0), entry("again", 1, ME, mk)]);
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 1, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
+/// A requeue that finds the old entry gone created nothing: register as usual.
+#[test]
+fn a_requeue_of_a_gone_entry_registers_anew() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    requeue_of(&m.take_actions(), "mine");
+    m.handle(
+        now,
+        Input::Requeued {
+            old: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::NotFound, "NoNode")),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::ResignDone), "{out:?}");
+    assert!(has_create(&out), "{out:?}");
+}
+
+/// S5: a requeue whose outcome is unknown may have created its entry. The old entry is deleted
+/// alone, and the marker is looked up before anything is created; found, it is adopted.
+#[test]
+fn a_requeue_of_unknown_outcome_is_looked_up_before_creating() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    let mk = requeue_of(&m.take_actions(), "mine");
+    m.handle(
+        now,
+        Input::Requeued {
+            old: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost")),
+        },
+    );
+    let out = m.take_actions();
+    assert!(!out.iter().any(|a| matches!(
+        a,
+        Action::Delete { .. } | Action::Requeue { .. } | Action::Create { .. }
+    )));
+    assert!(!out.contains(&Action::ResignDone), "{out:?}");
+    m.handle(now + T, Input::Timer);
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    // It was applied: the old entry is gone.
+    m.handle(
+        now + T,
+        Input::Deleted {
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::NotFound, "NoNode")),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::ResignDone), "{out:?}");
+    assert!(!has_create(&out), "created before the lookup: {out:?}");
+    assert!(out.contains(&Action::List), "{out:?}");
+    listed(&mut m, now + T, vec![entry("again", 3, ME, mk.clone())]);
+    let out = m.take_actions();
+    assert!(!has_create(&out), "{out:?}");
+    assert!(
+        out.contains(&Action::Read {
+            name: "again".into()
+        }),
+        "{out:?}"
+    );
+    m.handle(
+        now + T,
+        Input::Read {
+            name: "again".into(),
+            result: Ok(Some(info("again", 3, mk))),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::WatchOwn {
+            name: "again".into()
+        }),
+        "{out:?}"
+    );
+    assert!(!has_create(&out), "{out:?}");
+}
+
+/// A requeue refused gives the entry up in two steps, each with its own handling of refusals.
+#[test]
+fn a_refused_requeue_deletes_then_creates() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    requeue_of(&m.take_actions(), "mine");
+    m.handle(
+        now,
+        Input::Requeued {
+            old: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    let out = deleted(&mut m, now);
+    assert!(out.contains(&Action::ResignDone), "{out:?}");
+    assert!(has_create(&out), "{out:?}");
+}
+
+/// A stop while a requeue is under way: the new entry it made is deleted too, and nothing is
+/// left behind.
+#[test]
+fn a_stop_during_a_requeue_deletes_the_new_entry() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    let mk = requeue_of(&m.take_actions(), "mine");
+    m.handle(now, Input::Stop);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Requeued {
+            old: "mine".into(),
+            result: Ok(info("again", 1, mk)),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Delete {
+            name: "again".into()
+        }),
+        "{out:?}"
+    );
+    assert!(!out.contains(&Action::Finished), "{out:?}");
+    m.handle(
+        now,
+        Input::Deleted {
+            name: "again".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(m.take_actions().contains(&Action::Finished));
+}
+
+/// Work that ended by itself rejoins after a back-off: the entry is deleted alone (the others
+/// lead meanwhile), not requeued.
+#[test]
+fn a_rejoin_after_a_back_off_deletes_without_requeueing() {
+    let (mut m, now, _) = placed(true, 0);
+    m.take_actions();
+    let out = work_ends(&mut m, now, WorkEnd::Returned, false);
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    assert!(!out.iter().any(|a| matches!(a, Action::Requeue { .. })));
 }
 
 /// A leader whose work ends by itself at `after` (as `end`): the actions that follow.
@@ -1633,9 +1817,7 @@ fn a_session_end_completes_a_resignation_under_way_and_only_then() {
         assert!(m.state().is_leader());
         m.take_actions();
         m.handle(now, Input::Resign { rejoin: true });
-        assert!(m.take_actions().contains(&Action::Delete {
-            name: "mine".into()
-        }));
+        requeue_of(&m.take_actions(), "mine");
         m.handle(now, Input::Session(SessionState::Expired));
         let out = m.take_actions();
         assert!(
@@ -1834,16 +2016,14 @@ fn lookalikes_are_forgotten_once_gone() {
     assert!(m.state().is_leader());
     assert!(m.lookalikes.contains("o0"));
     m.handle(now, Input::Resign { rejoin: true });
-    m.take_actions();
-    deleted(&mut m, now);
-    let mk = match m.take_actions().iter().find_map(|a| match a {
-        Action::Create { marker } => Some(marker.clone()),
-        _ => None,
-    }) {
-        Some(mk) => mk,
-        None => marker_of(&m),
-    };
-    m.handle(now, Input::Created(Ok(info("again", 2, mk.clone()))));
+    let mk = requeue_of(&m.take_actions(), "mine");
+    m.handle(
+        now,
+        Input::Requeued {
+            old: "mine".into(),
+            result: Ok(info("again", 2, mk.clone())),
+        },
+    );
     m.take_actions();
     // A live contender of another implementation in the same listing does not keep it either.
     m.handle(
@@ -2008,12 +2188,8 @@ fn a_resignation_during_an_unknown_create_looks_it_up_before_creating_again() {
     );
     let out = m.take_actions();
     assert!(!has_create(&out), "{out:?}");
-    assert!(
-        out.contains(&Action::Delete {
-            name: "mine".into()
-        }),
-        "{out:?}"
-    );
+    // Given up before anything else, in the step that registers anew: one entry at a time.
+    requeue_of(&out, "mine");
 }
 
 /// A refusal that stops a candidate holding nothing closes nothing; one that stops a candidate

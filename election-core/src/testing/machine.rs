@@ -148,6 +148,8 @@ enum Pending {
     List,
     Read(String),
     Delete(String),
+    /// Delete the first, create with the marker: atomic, as ZooKeeper's `multi`.
+    Requeue(String, Marker),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -494,6 +496,15 @@ impl Run {
                 };
                 Input::Deleted { name, result }
             }
+            Pending::Requeue(old, marker) => {
+                let result = if self.remove(&old) {
+                    let e = self.create(self.session, marker, true);
+                    Ok(self.info(&e))
+                } else {
+                    Err(err(ErrorKind::NotFound, "no such entry"))
+                };
+                Input::Requeued { old, result }
+            }
         }
     }
 
@@ -507,6 +518,10 @@ impl Run {
             },
             Pending::Delete(name) => Input::Deleted {
                 name,
+                result: Err(e),
+            },
+            Pending::Requeue(old, _) => Input::Requeued {
+                old,
                 result: Err(e),
             },
         }
@@ -883,7 +898,12 @@ impl Run {
             }
             Action::List => self.request(Pending::List)?,
             Action::Read { name } => self.request(Pending::Read(name))?,
-            Action::Delete { name } => {
+            action @ (Action::Delete { .. } | Action::Requeue { .. }) => {
+                let (name, requeue) = match action {
+                    Action::Requeue { old, marker } => (old, Some(marker)),
+                    Action::Delete { name } => (name, None),
+                    _ => unreachable!("matched above"),
+                };
                 // The entry of the term whose work still runs.
                 let term = match self.work {
                     Work::Running(t) | Work::Cancelled(t) => Some(t.0),
@@ -899,7 +919,10 @@ impl Run {
                         format!("entry {name} given up while its leader work still runs"),
                     ));
                 }
-                self.request(Pending::Delete(name))?;
+                self.request(match requeue {
+                    Some(marker) => Pending::Requeue(name, marker),
+                    None => Pending::Delete(name),
+                })?;
             }
             Action::WatchPredecessor { name } => self.watch(name, false),
             Action::UnwatchPredecessor => self.pred_watch = None,

@@ -120,6 +120,7 @@ macro_rules! conformance_suite {
     (@list [$attr:meta] $harness:expr) => {
         $crate::conformance_suite!(@cases [$attr] $harness;
             primitives_create_list_read_delete,
+            primitives_requeue,
             primitives_watch_gone,
             primitives_close_removes_entries,
             primitives_list_and_watch,
@@ -167,6 +168,7 @@ macro_rules! conformance_suite {
 pub async fn run_all(h: &dyn Harness) {
     use cases::*;
     primitives_create_list_read_delete(h).await;
+    primitives_requeue(h).await;
     primitives_watch_gone(h).await;
     primitives_close_removes_entries(h).await;
     primitives_list_and_watch(h).await;
