@@ -258,7 +258,9 @@ impl Driver {
                     Input::Deleted { .. } | Input::Requeued { .. } => {
                         self.checkpoint("delete_answered")
                     }
-                    Input::Read { .. } => self.checkpoint("read_answered"),
+                    Input::Read { .. } | Input::Confirmed { .. } => {
+                        self.checkpoint("read_answered")
+                    }
                     Input::Listed(_) => self.checkpoint("list_answered"),
                     _ => {}
                 }
@@ -348,6 +350,24 @@ impl Driver {
                 self.request = Some(Box::pin(async move {
                     let result = s.read(&path, &name).await;
                     Input::Read { name, result }
+                }));
+            }
+            Action::Confirm { name, ahead } => {
+                self.checkpoint("read_sent");
+                self.request = Some(Box::pin(async move {
+                    // All at once: the backend pipelines them on the session, one round trip.
+                    let own = s.read(&path, &name);
+                    let others =
+                        futures_util::future::join_all(ahead.iter().map(|a| s.read(&path, a)));
+                    let (own, others) = tokio::join!(own, others);
+                    let result = own.and_then(|own| {
+                        let mut present = false;
+                        for other in others {
+                            present |= other?.is_some();
+                        }
+                        Ok((own, present))
+                    });
+                    Input::Confirmed { name, result }
                 }));
             }
             Action::Delete { name } => {

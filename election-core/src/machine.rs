@@ -93,10 +93,17 @@ enum Role {
     Verifying,
     Following {
         predecessor: String,
-        predecessor_was_head: bool,
+        /// The entries our last listing had ahead of the predecessor, when they were few and all
+        /// ours (`None`: many, or a contender of another implementation was seen). Once the
+        /// predecessor is gone, nothing else can come between them and us: entries sort by the
+        /// order the service created them in.
+        ahead: Option<Vec<String>>,
     },
-    /// The head left and we were next: reading our own entry before we claim.
-    Confirming,
+    /// The predecessor left: reading our own entry, and checking that the entries that were
+    /// ahead of it are gone too, before we claim.
+    Confirming {
+        ahead: Vec<String>,
+    },
     Leading,
 }
 
@@ -142,6 +149,8 @@ enum Request {
     Create,
     List,
     Read(String),
+    /// Read our own entry (the first) and check the ones ahead ([`Action::Confirm`]).
+    Confirm(String),
     Delete(String),
     /// Delete the first and create an entry with the marker, in one step.
     Requeue(String, Marker),
@@ -162,6 +171,10 @@ enum Op {
 impl Op {
     const COUNT: usize = 5;
 }
+
+/// At most this many entries ahead of the predecessor are checked by reads when it leaves
+/// ([`Role::Confirming`]); behind more, the candidate lists the election instead.
+const MAX_CONFIRM_AHEAD: usize = 8;
 
 /// The election state machine of one candidate in one election.
 pub(crate) struct Machine {
@@ -324,6 +337,7 @@ impl Machine {
             Input::Read { name, result } => self.on_read(now, name, result),
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
             Input::Requeued { old, result } => self.on_requeued(now, old, result),
+            Input::Confirmed { name, result } => self.on_confirmed(now, name, result),
             Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
             Input::PredecessorNotAnEntry { name } => self.on_predecessor_not_an_entry(now, name),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
@@ -582,7 +596,7 @@ impl Machine {
         match &self.phase {
             Phase::Holding {
                 entry,
-                role: Role::Confirming,
+                role: Role::Confirming { .. },
             } if entry.name == name => {
                 let entry = entry.clone();
                 self.on_claim_read(now, entry, result);
@@ -617,6 +631,39 @@ impl Machine {
                 // Only a confirmation: the listing decides, whatever the error.
                 self.retry_later(now, Op::Read, &e);
             }
+        }
+    }
+
+    /// S3: the answer to [`Action::Confirm`]: our own entry, and whether any entry that was
+    /// ahead of our predecessor is still there (then a listing decides).
+    fn on_confirmed(
+        &mut self,
+        now: Instant,
+        name: String,
+        result: Result<(Option<EntryInfo>, bool), BackendError>,
+    ) {
+        if self.pending != Some(Request::Confirm(name.clone())) {
+            return;
+        }
+        self.pending = None;
+        let entry = match &self.phase {
+            Phase::Holding {
+                entry,
+                role: Role::Confirming { .. },
+            } if entry.name == name => entry.clone(),
+            _ => return,
+        };
+        match result {
+            Ok((own, false)) => self.on_claim_read(now, entry, Ok(own)),
+            Ok((_, true)) => {
+                self.reset_backoff(Op::Read);
+                self.phase = Phase::Holding {
+                    entry,
+                    role: Role::Verifying,
+                };
+                self.want_list = true;
+            }
+            Err(e) => self.on_claim_read(now, entry, Err(e)),
         }
     }
 
@@ -893,7 +940,12 @@ impl Machine {
         // predecessor, list again rather than confirm.
         // Once a contender of another implementation was seen on the path, every claim comes
         // from a listing.
-        let predecessor_was_head = index == 1 && !self.seen_contenders;
+        let ahead = (index <= MAX_CONFIRM_AHEAD + 1 && !self.seen_contenders).then(|| {
+            queue[..index - 1]
+                .iter()
+                .map(|s| s.name().to_owned())
+                .collect()
+        });
         let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == predecessor);
         if !watching {
             self.out.push(Action::WatchPredecessor {
@@ -902,10 +954,7 @@ impl Machine {
         }
         self.phase = Phase::Holding {
             entry,
-            role: Role::Following {
-                predecessor,
-                predecessor_was_head,
-            },
+            role: Role::Following { predecessor, ahead },
         };
         // From Follower, a new state means a new position, and positions only fall while we
         // hold one entry (new entries sort behind all existing ones): someone ahead left.
@@ -981,11 +1030,7 @@ impl Machine {
     ) {
         let Phase::Holding {
             entry,
-            role:
-                Role::Following {
-                    predecessor,
-                    predecessor_was_head,
-                },
+            role: Role::Following { predecessor, ahead },
         } = &self.phase
         else {
             return;
@@ -993,7 +1038,7 @@ impl Machine {
         if *predecessor != name {
             return;
         }
-        let (entry, was_head) = (entry.clone(), *predecessor_was_head);
+        let (entry, ahead) = (entry.clone(), ahead.clone());
         self.phase = Phase::Holding {
             entry: entry.clone(),
             role: Role::Verifying,
@@ -1008,12 +1053,18 @@ impl Machine {
             // transaction, and its notifications come in no set order (a phantom term otherwise).
             // While a verification listing is pending anyway (after a reconnect), that listing
             // decides.
-            Ok(()) if was_head && !self.want_list => {
-                self.phase = Phase::Holding {
-                    entry,
-                    role: Role::Confirming,
-                };
-            }
+            // With a few entries ahead of the predecessor (ours, from our last listing), the
+            // same read checks that they are gone too: one round trip, however long the queue,
+            // where a listing grows with it.
+            Ok(()) if !self.want_list => match ahead {
+                Some(ahead) => {
+                    self.phase = Phase::Holding {
+                        entry,
+                        role: Role::Confirming { ahead },
+                    }
+                }
+                None => self.want_list = true,
+            },
             // L5: gone, or vanished before the watch was set: list again.
             Ok(()) => self.want_list = true,
             // Whatever the error (a "session gone" can come while the session lives on: its end,
@@ -1628,8 +1679,20 @@ impl Machine {
             }
             Phase::Holding {
                 entry,
-                role: Role::Confirming,
-            } if self.work == Work::Idle => Request::Read(entry.name.clone()),
+                role: Role::Confirming { ahead },
+            } if self.work == Work::Idle => {
+                if ahead.is_empty() {
+                    Request::Read(entry.name.clone())
+                } else {
+                    let name = entry.name.clone();
+                    self.out.push(Action::Confirm {
+                        name: name.clone(),
+                        ahead: ahead.clone(),
+                    });
+                    self.pending = Some(Request::Confirm(name));
+                    return;
+                }
+            }
             Phase::Holding { .. } if self.want_list => Request::List,
             Phase::Holding { .. } | Phase::Releasing { .. } => {
                 if let Some(name) = self.delete_queue.front() {
@@ -1654,7 +1717,9 @@ impl Machine {
             Request::List => Action::List,
             Request::Read(name) => Action::Read { name: name.clone() },
             Request::Delete(name) => Action::Delete { name: name.clone() },
-            Request::Create | Request::Requeue(..) => unreachable!("handled above"),
+            Request::Create | Request::Requeue(..) | Request::Confirm(_) => {
+                unreachable!("handled above")
+            }
         });
         self.pending = Some(request);
     }

@@ -65,6 +65,12 @@ pub(crate) enum Input {
         name: String,
         result: Result<(), BackendError>,
     },
+    /// The answer to [`Action::Confirm`]: our entry as read, and whether any of the entries
+    /// ahead is still there.
+    Confirmed {
+        name: String,
+        result: Result<(Option<EntryInfo>, bool), BackendError>,
+    },
     /// The answer to [`Action::Requeue`].
     Requeued {
         old: String,
@@ -126,6 +132,12 @@ pub(crate) enum Action {
     },
     Delete {
         name: String,
+    },
+    /// Read our entry `name` and check whether any of `ahead` still exists, all at once (one
+    /// round trip); answer with [`Input::Confirmed`].
+    Confirm {
+        name: String,
+        ahead: Vec<String>,
     },
     /// Delete our entry `old` and create a new one with `marker` at the tail, in one step
     /// where the backend can ([`BackendSession::requeue`](crate::BackendSession::requeue));

@@ -271,8 +271,10 @@ fn head_handover_with_our_entry_deleted_in_the_same_transaction_never_leads() {
     );
 }
 
+/// The predecessor was not the head: one round trip reads our entry and checks the entries our
+/// listing had ahead of it. One still there: list again.
 #[test]
-fn a_predecessor_that_was_not_head_means_listing_again() {
+fn a_predecessor_that_was_not_head_is_confirmed_with_the_entries_ahead() {
     let (mut m, now, _) = placed(false, 2);
     m.handle(
         now,
@@ -281,8 +283,130 @@ fn a_predecessor_that_was_not_head_means_listing_again() {
             result: Ok(()),
         },
     );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Confirm {
+            name: "mine".into(),
+            ahead: vec!["o0".into()],
+        }),
+        "{out:?}"
+    );
+    assert!(!out.contains(&Action::List), "{out:?}");
+    m.handle(
+        now,
+        Input::Confirmed {
+            name: "mine".into(),
+            result: Ok((Some(info("mine", 2, marker_of_entry())), true)),
+        },
+    );
     assert!(m.take_actions().contains(&Action::List));
     assert!(!m.state().is_leader());
+}
+
+/// S3 / L3: all of them gone and our entry still ours: we lead without listing.
+#[test]
+fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
+    let (mut m, now, _) = placed(false, 3);
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o2".into(),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::Confirm {
+            name: "mine".into(),
+            ahead: vec!["o0".into(), "o1".into()],
+        }),
+        "{out:?}"
+    );
+    // Our entry gone (an administrator's multi-op took it with the predecessor): no term.
+    let (mut lost, _, _) = placed(false, 3);
+    lost.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o2".into(),
+            result: Ok(()),
+        },
+    );
+    lost.take_actions();
+    lost.handle(
+        now,
+        Input::Confirmed {
+            name: "mine".into(),
+            result: Ok((None, false)),
+        },
+    );
+    assert!(!lost.state().is_leader());
+    assert!(has_create(&lost.take_actions()));
+    m.handle(
+        now,
+        Input::Confirmed {
+            name: "mine".into(),
+            result: Ok((Some(info("mine", 3, marker_of_entry())), false)),
+        },
+    );
+    assert!(m.state().is_leader(), "{:?}", m.state());
+    assert!(!m.take_actions().contains(&Action::List));
+}
+
+/// A failed confirmation falls back to a listing, after a back-off.
+#[test]
+fn a_failed_confirmation_lists_again() {
+    let (mut m, now, _) = placed(false, 2);
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o1".into(),
+            result: Ok(()),
+        },
+    );
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Confirmed {
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost")),
+        },
+    );
+    assert!(!m.state().is_leader());
+    m.handle(now + T, Input::Timer);
+    assert!(m.take_actions().contains(&Action::List));
+}
+
+/// Behind more entries than are worth checking one by one, the candidate lists instead.
+#[test]
+fn far_behind_the_head_a_predecessor_gone_means_listing_again() {
+    let ahead = MAX_CONFIRM_AHEAD as u64 + 2;
+    let (mut m, now, _) = placed(false, ahead);
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: format!("o{}", ahead - 1),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::List), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::Confirm { .. })));
+    // One fewer: checked by reads.
+    let (mut m, now, _) = placed(false, ahead - 1);
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: format!("o{}", ahead - 2),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(
+        out.iter().any(
+            |a| matches!(a, Action::Confirm { ahead, .. } if ahead.len() == MAX_CONFIRM_AHEAD)
+        ),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -1510,6 +1634,14 @@ fn moving_up_the_queue_is_reported_as_predecessor_left() {
         Input::PredecessorGone {
             name: "o1".into(),
             result: Ok(()),
+        },
+    );
+    m.take_actions();
+    m.handle(
+        now,
+        Input::Confirmed {
+            name: "mine".into(),
+            result: Ok((Some(info("mine", 2, marker_of_entry())), true)),
         },
     );
     assert!(m.take_actions().contains(&Action::List));

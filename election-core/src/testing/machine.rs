@@ -147,6 +147,8 @@ enum Pending {
     Create(Marker),
     List,
     Read(String),
+    /// Read the first; are any of the others there?
+    Confirm(String, Vec<String>),
     Delete(String),
     /// Delete the first, create with the marker: atomic, as ZooKeeper's `multi`.
     Requeue(String, Marker),
@@ -488,6 +490,18 @@ impl Run {
                     .map(|e| self.info(e)));
                 Input::Read { name, result }
             }
+            Pending::Confirm(name, ahead) => {
+                let own = self
+                    .entries
+                    .iter()
+                    .find(|e| e.name == name)
+                    .map(|e| self.info(e));
+                let present = self.entries.iter().any(|e| ahead.contains(&e.name));
+                Input::Confirmed {
+                    name,
+                    result: Ok((own, present)),
+                }
+            }
             Pending::Delete(name) => {
                 let result = if self.remove(&name) {
                     Ok(())
@@ -517,6 +531,10 @@ impl Run {
                 result: Err(e),
             },
             Pending::Delete(name) => Input::Deleted {
+                name,
+                result: Err(e),
+            },
+            Pending::Confirm(name, _) => Input::Confirmed {
                 name,
                 result: Err(e),
             },
@@ -898,6 +916,7 @@ impl Run {
             }
             Action::List => self.request(Pending::List)?,
             Action::Read { name } => self.request(Pending::Read(name))?,
+            Action::Confirm { name, ahead } => self.request(Pending::Confirm(name, ahead))?,
             action @ (Action::Delete { .. } | Action::Requeue { .. }) => {
                 let (name, requeue) = match action {
                     Action::Requeue { old, marker } => (old, Some(marker)),
