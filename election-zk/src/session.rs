@@ -343,6 +343,7 @@ impl ZkSession {
         children: Vec<String>,
     ) -> Result<Listing, BackendError> {
         let mut listing = Listing::default();
+        listing.entries.reserve(children.len());
         for child in children {
             match EntryName::parse(&child) {
                 Some(entry) => listing.entries.push(ListedEntry {
@@ -385,7 +386,7 @@ impl ZkSession {
         }
         listing
             .entries
-            .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
+            .sort_unstable_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
         listing
             .contenders
             .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
