@@ -355,18 +355,7 @@ impl Driver {
             Action::Confirm { name, ahead } => {
                 self.checkpoint("read_sent");
                 self.request = Some(Box::pin(async move {
-                    // All at once: the backend pipelines them on the session, one round trip.
-                    let own = s.read(&path, &name);
-                    let others =
-                        futures_util::future::join_all(ahead.iter().map(|a| s.read(&path, a)));
-                    let (own, others) = tokio::join!(own, others);
-                    let result = own.and_then(|own| {
-                        let mut present = false;
-                        for other in others {
-                            present |= other?.is_some();
-                        }
-                        Ok((own, present))
-                    });
+                    let result = s.confirm(&path, &name, &ahead).await;
                     Input::Confirmed { name, result }
                 }));
             }

@@ -651,6 +651,74 @@ impl BackendSession for ZkSession {
         }))
     }
 
+    /// One `multiRead` (ZooKeeper 3.6 and later): our entry's `getData` and one per entry
+    /// ahead, answered together, a missing node as its own error. One request, where separate
+    /// reads would each cross the server's request pipeline.
+    async fn confirm(
+        &self,
+        dir: &ElectionPath,
+        own: &str,
+        ahead: &[String],
+    ) -> Result<(Option<EntryInfo>, bool), BackendError> {
+        if ahead.is_empty() {
+            return Ok((self.read(dir, own).await?, false));
+        }
+        let Some(parsed) = EntryName::parse(own) else {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!("{own:?} is not an election entry name"),
+            ));
+        };
+        let own_path = self.entry_path(dir, own)?;
+        let paths = ahead
+            .iter()
+            .map(|a| self.entry_path(dir, a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (o, ps) = (&own_path, &paths);
+        let results = self
+            .request("confirm", o, |client| async move {
+                let mut reads = client.new_multi_reader();
+                reads.add_get_data(o)?;
+                for p in ps {
+                    reads.add_get_data(p)?;
+                }
+                reads.commit().await
+            })
+            .await?;
+        let mut results = results.into_iter();
+        let found = |r: Option<zk::MultiReadResult>, path: &str| match r {
+            Some(zk::MultiReadResult::Data { data, stat }) => Ok(Some((data, stat))),
+            Some(zk::MultiReadResult::Error {
+                err: zk::Error::NoNode,
+            }) => Ok(None),
+            Some(zk::MultiReadResult::Error { err }) => Err(backend_error("confirm", path, err)),
+            _ => Err(BackendError::new(
+                ErrorKind::Other,
+                format!("confirm {path}: the multiRead's answer does not match its request"),
+            )),
+        };
+        let own_found = found(results.next(), &own_path)?;
+        let mut present = false;
+        for p in &paths {
+            present |= found(results.next(), p)?.is_some();
+        }
+        let own = own_found.map(|(mut data, stat)| {
+            if let Some(len) = cap_data(&mut data, MAX_RECORD_LEN + 1) {
+                tracing::warn!(path = %own_path, len, "oversized data under an entry's name cut");
+            }
+            EntryInfo {
+                name: own.to_owned(),
+                sequence: parsed.sequence,
+                // The server's record of the owner, not the name's claim.
+                owner: SessionId(stat.ephemeral_owner as u64),
+                marker: parsed.marker,
+                token: FencingToken(stat.czxid as u64),
+                data,
+            }
+        });
+        Ok((own, present))
+    }
+
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         let path = self.entry_path(dir, name)?;
         let p = &path;

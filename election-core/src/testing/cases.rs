@@ -221,6 +221,49 @@ pub async fn primitives_requeue(h: &dyn Harness) {
     s.close().await;
 }
 
+/// Backend contract: `confirm` reads our entry as `read` does and tells whether any entry of a
+/// list is still there; a missing own entry is `None`.
+pub async fn primitives_confirm(h: &dyn Harness) {
+    let p = path(h, "confirm");
+    let s = admin(h).await;
+    let mut infos = Vec::new();
+    for i in 0..3u64 {
+        let info = s
+            .create(&p, &Marker::from_bits(0xc0 + i), format!("c{i}").as_bytes())
+            .await
+            .expect("create");
+        infos.push(info);
+    }
+    let names: Vec<String> = infos.iter().map(|i| i.name.clone()).collect();
+    let (a, b, c) = (&names[0], &names[1], &names[2]);
+    let read = s.read(&p, c).await.expect("read");
+    let both = vec![a.clone(), b.clone()];
+    assert_eq!(
+        s.confirm(&p, c, &both).await.expect("confirm"),
+        (read.clone(), true)
+    );
+    assert_eq!(
+        s.confirm(&p, c, &[]).await.expect("confirm"),
+        (read.clone(), false)
+    );
+    s.delete(&p, a).await.expect("delete");
+    assert_eq!(
+        s.confirm(&p, c, &both).await.expect("confirm"),
+        (read.clone(), true)
+    );
+    s.delete(&p, b).await.expect("delete");
+    assert_eq!(
+        s.confirm(&p, c, &both).await.expect("confirm"),
+        (read.clone(), false)
+    );
+    s.delete(&p, c).await.expect("delete");
+    assert_eq!(
+        s.confirm(&p, c, &both).await.expect("confirm"),
+        (None, false)
+    );
+    s.close().await;
+}
+
 /// Backend contract: `watch_gone` reports a missing entry at once, fires on deletion by another
 /// session and on the owner's session closing, and not otherwise.
 pub async fn primitives_watch_gone(h: &dyn Harness) {

@@ -121,6 +121,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases [$attr] $harness;
             primitives_create_list_read_delete,
             primitives_requeue,
+            primitives_confirm,
             primitives_watch_gone,
             primitives_close_removes_entries,
             primitives_list_and_watch,
@@ -169,6 +170,7 @@ pub async fn run_all(h: &dyn Harness) {
     use cases::*;
     primitives_create_list_read_delete(h).await;
     primitives_requeue(h).await;
+    primitives_confirm(h).await;
     primitives_watch_gone(h).await;
     primitives_close_removes_entries(h).await;
     primitives_list_and_watch(h).await;
