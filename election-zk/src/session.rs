@@ -31,7 +31,8 @@ use crate::watch::{self as notify, ClientSlot};
 /// lost reply, so it is refused here as `Invalid` instead.
 pub const MAX_DATA_LEN: usize = 1_000_000;
 
-/// Attempts at a create whose parent vanished (`NoNode`) before giving up.
+/// Attempts at a create whose directory vanished (`NoNode`) before giving up, besides one per
+/// missing ancestor.
 const CREATE_ATTEMPTS: usize = 3;
 /// Attempts at `list_and_watch` when the directory appears or vanishes between the two requests.
 const LIST_WATCH_ATTEMPTS: usize = 3;
@@ -188,12 +189,7 @@ impl ZkSession {
     /// first reply is awaited, then every create of a missing node (the client sends in call
     /// order and the server applies one session's requests in order).
     async fn create_parents(&self, path: &str) -> Result<(), BackendError> {
-        let ancestors: Vec<&str> = path
-            .char_indices()
-            .filter(|&(i, c)| c == '/' && i > 0)
-            .map(|(i, _)| &path[..i])
-            .chain(std::iter::once(path))
-            .collect();
+        let ancestors = ancestors(path);
         let acl = self.settings.acl;
         self.request("create parents", path, |client| async move {
             let checks: Vec<_> = ancestors.iter().map(|p| client.check_stat(p)).collect();
@@ -294,17 +290,45 @@ impl ZkSession {
         let prefix = EntryName::prefix_in(marker, self.id, mode);
         let path = format!("{dir_path}/{prefix}");
         let acl = self.settings.acl;
-        // Optimistic: the directory usually exists, so try the entry first (one round trip) and
-        // create the parents only when the server says one is missing. `NoNode` is a definite
-        // "not applied", so retrying after it cannot make a second entry.
+        // Optimistic: the directory usually exists, so try the entry first (one round trip).
+        // When the server says it is missing, send the creates of the missing directory and of
+        // the entry again back to back, with no existence checks (the client sends in call
+        // order and the server applies one session's requests in order: one round trip); when
+        // the directory's own parent is missing too, of every ancestor and the entry. Only the
+        // entry's reply decides: an ancestor that exists answers `NodeExists` (or `NoAuth`
+        // under a parent that denies CREATE, issue 17), which does not matter once the entry
+        // is created. When the entry still cannot be created and an ancestor was refused, fall
+        // back to creating only the missing ancestors, after existence checks, to say which node
+        // refused. `NoNode` on the entry is a definite "not applied", so retrying after it
+        // cannot make a second entry.
+        let ancestors = ancestors(&dir_path);
         let p = &path;
-        for attempt in 1..=CREATE_ATTEMPTS {
+        // How many of the nearest ancestors (the directory first) go before the entry.
+        let mut depth = 0;
+        let mut checked = false;
+        for _ in 0..CREATE_ATTEMPTS + ancestors.len() {
+            let made = Mutex::new(Vec::new());
+            let made_ref = &made;
+            let chain = &ancestors[ancestors.len() - depth..];
             let created = self
                 .write("create", p, |client| async move {
+                    let dir_options = acl.options(zk::CreateMode::Persistent);
+                    // Sent before any reply is awaited, top-most ancestor first.
+                    let dirs: Vec<_> = chain
+                        .iter()
+                        .map(|d| client.create(d, &[], &dir_options))
+                        .collect();
                     let options = acl.options(zk::CreateMode::EphemeralSequential);
-                    client.create(p, data, &options).await
+                    let entry = client.create(p, data, &options);
+                    let mut outcomes = Vec::with_capacity(dirs.len());
+                    for d in dirs {
+                        outcomes.push(d.await.map(|_| ()));
+                    }
+                    *made_ref.lock().unwrap_or_else(|e| e.into_inner()) = outcomes;
+                    entry.await
                 })
                 .await;
+            let made = made.into_inner().unwrap_or_else(|e| e.into_inner());
             match created {
                 Ok((stat, sequence)) => {
                     let name = format!("{prefix}{sequence}");
@@ -324,15 +348,42 @@ impl ZkSession {
                         data: data.to_vec(),
                     });
                 }
-                Err(e) if e.kind() == ErrorKind::NotFound && attempt < CREATE_ATTEMPTS => {
-                    if let Err(e) = self.create_parents(&dir_path).await {
-                        return Err(self.explain_refusal(p, e).await);
+                Err(e) if e.kind() == ErrorKind::NotFound => {
+                    let top_missing = matches!(made.first(), None | Some(Err(zk::Error::NoNode)));
+                    let refusal = chain.iter().zip(made).find(|(_, r)| {
+                        !matches!(r, Ok(()) | Err(zk::Error::NodeExists | zk::Error::NoNode))
+                    });
+                    match refusal {
+                        Some((node, Err(refused))) => {
+                            let refused = backend_error("create", node, refused);
+                            if checked {
+                                return Err(self.explain_refusal(p, refused).await);
+                            }
+                            // Create only what is missing, after checking, then the entry alone.
+                            checked = true;
+                            depth = 0;
+                            if let Err(e) = self.create_parents(&dir_path).await {
+                                return Err(self.explain_refusal(p, e).await);
+                            }
+                        }
+                        // The directory is missing: create it first. Its parent is missing
+                        // too: create every ancestor first (an existing one answers
+                        // `NodeExists`), rather than one level more per round trip.
+                        _ if top_missing && depth < ancestors.len() => {
+                            depth = if depth == 0 { 1 } else { ancestors.len() };
+                        }
+                        // Created, and deleted again before the entry came (or nothing more to
+                        // create): the same again.
+                        _ => {}
                     }
                 }
                 Err(e) => return Err(self.explain_refusal(p, e).await),
             }
         }
-        unreachable!("the last attempt returns")
+        Err(BackendError::new(
+            ErrorKind::NotFound,
+            format!("create {path}: the election directory keeps vanishing"),
+        ))
     }
 
     /// Sorts `children` into entries, foreign contenders (a name ending in a ZooKeeper
@@ -775,6 +826,15 @@ impl Drop for ZkSession {
         // Dropping the last client clone closes the session on the server.
         self.live.publish(SessionState::Closed, "dropped");
     }
+}
+
+/// `path` and its ancestors below the root, top-most first: `/a/b` gives `/a`, `/a/b`.
+fn ancestors(path: &str) -> Vec<&str> {
+    path.char_indices()
+        .filter(|&(i, c)| c == '/' && i > 0)
+        .map(|(i, _)| &path[..i])
+        .chain(std::iter::once(path))
+        .collect()
 }
 
 /// `auth::` ALL and `world:anyone` READ.

@@ -688,3 +688,65 @@ async fn a_refused_delete_never_leaves_the_entry() {
     assert!(left.is_empty(), "{left:?}");
     drop(a);
 }
+
+/// The server's count of write requests and of other requests (reads, and pings) so far.
+fn request_counts(server: &Server) -> (u64, u64) {
+    let mntr = server.four_letter("mntr").expect("mntr");
+    let count = |key: &str| -> u64 {
+        mntr.lines()
+            .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("mntr has no {key}"))
+    };
+    (
+        count("zk_cnt_updatelatency\t"),
+        count("zk_cnt_readlatency\t"),
+    )
+}
+
+/// Issue 12: what a create costs the server, counted with `mntr` (writes exactly; reads with
+/// pings and keep-alives, so "at most one" where none is sent). A fresh directory under an
+/// existing parent costs three writes and no existence check: the entry's create, answered
+/// `NoNode`, then the directory's and the entry's, sent back to back. An existing directory
+/// costs one write. A missing parent as well costs one round trip more, with every ancestor's
+/// create before the entry's (those that exist answer `NodeExists`): 1 + 2 + 4 writes for
+/// `/deep/a/b`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_directory_costs_three_writes_and_no_existence_check() {
+    let server = Server::start();
+    let backend = ZkBackend::builder(server.connect("")).build().unwrap();
+    // A long timeout: few pings and keep-alives between the counts.
+    let s = open(&backend, Duration::from_secs(30)).await;
+    s.create(&path("/fresh/first"), &marker(1), b"")
+        .await
+        .unwrap();
+    let cases = [
+        ("/fresh/second", 3, "a fresh directory"),
+        ("/fresh/second", 1, "an existing directory"),
+        ("/deep/a/b", 7, "a fresh directory and parents"),
+    ];
+    for (i, (dir, writes, what)) in cases.into_iter().enumerate() {
+        let (w0, r0) = request_counts(&server);
+        let e = s
+            .create(&path(dir), &marker(10 + i as u64), b"x")
+            .await
+            .unwrap();
+        let (w1, r1) = request_counts(&server);
+        eprintln!(
+            "measure: create in {what}: {} writes, {} reads",
+            w1 - w0,
+            r1 - r0
+        );
+        assert_eq!(w1 - w0, writes, "writes for a create in {what}");
+        assert!(
+            r1 - r0 <= 1,
+            "no existence checks for {what}: {} reads",
+            r1 - r0
+        );
+        let listing = s.list(&path(dir)).await.unwrap();
+        assert!(
+            listing.entries.iter().any(|l| l.name == e.name),
+            "{what}: the entry is listed"
+        );
+    }
+    s.close().await;
+}

@@ -47,6 +47,8 @@ struct Args {
     phases: Vec<String>,
     child: Option<String>,
     connect: String,
+    /// The server's process id, for a child to read the JVM's CPU time.
+    server_pid: Option<u32>,
 }
 
 fn parse_args() -> Args {
@@ -58,6 +60,7 @@ fn parse_args() -> Args {
         phases: vec!["elections".into(), "path".into(), "crash".into()],
         child: None,
         connect: String::new(),
+        server_pid: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -80,6 +83,9 @@ fn parse_args() -> Args {
             "--phases" => args.phases = value(&a).split(',').map(str::to_owned).collect(),
             "--child" => args.child = Some(value(&a)),
             "--connect" => args.connect = value(&a),
+            "--server-pid" => {
+                args.server_pid = Some(number(value(&a), "--server-pid") as u32);
+            }
             "-h" | "--help" => {
                 println!(
                     "zk_scale [--quick] [--elections N] [--candidates M] [--rounds R] \
@@ -129,6 +135,38 @@ fn kib(bytes: f64) -> f64 {
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
+}
+
+/// CPU time (user + system) of process `pid` (`self` for this one) so far, from
+/// `/proc/<pid>/stat` (clock ticks of `getconf CLK_TCK`); `None` where it cannot be read.
+fn cpu_time(pid: &str) -> Option<Duration> {
+    static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let hz = *TICK.get_or_init(|| shell("getconf", &["CLK_TCK"]).parse().unwrap_or(100.0));
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from after its closing parenthesis.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_secs_f64((utime + stime) / hz))
+}
+
+/// CPU time of this process and of the server's (when its pid is known), now.
+fn cpu_pair(server_pid: Option<u32>) -> (Option<Duration>, Option<Duration>) {
+    (
+        cpu_time("self"),
+        server_pid.and_then(|p| cpu_time(&p.to_string())),
+    )
+}
+
+fn cpu_between(
+    a: (Option<Duration>, Option<Duration>),
+    b: (Option<Duration>, Option<Duration>),
+) -> (f64, f64) {
+    let d = |x: Option<Duration>, y: Option<Duration>| match (x, y) {
+        (Some(x), Some(y)) => ms(y.saturating_sub(x)),
+        _ => f64::NAN,
+    };
+    (d(a.0, b.0), d(a.1, b.1))
 }
 
 fn backend(connect: &str, tick: Duration) -> Arc<dyn CoordinationBackend> {
@@ -210,7 +248,7 @@ fn report(key: &str, value: impl std::fmt::Display) {
     println!("{key} {value}");
 }
 
-async fn child_elections(connect: &str, n: usize) {
+async fn child_elections(connect: &str, n: usize, server_pid: Option<u32>) {
     let backend = backend(connect, election_zk::testing::TICK_TIME);
     let client = Client::connect(backend.clone(), QUIET_TIMEOUT)
         .await
@@ -230,6 +268,7 @@ async fn child_elections(connect: &str, n: usize) {
     sleep(Duration::from_millis(200)).await;
     let before = rss();
     let c0 = counters(connect).await;
+    let cpu0 = cpu_pair(server_pid);
     let started = Instant::now();
     let mut cs = Vec::with_capacity(n);
     for i in 0..n {
@@ -243,6 +282,7 @@ async fn child_elections(connect: &str, n: usize) {
         placed(c, Duration::from_secs(120)).await;
     }
     let all_placed = started.elapsed();
+    let cpu1 = cpu_pair(server_pid);
     let c1 = counters(connect).await;
     let leaders = cs.iter().filter(|c| c.is_leader()).count();
     // Settle (the leaders' confirming reads), then measure.
@@ -257,6 +297,8 @@ async fn child_elections(connect: &str, n: usize) {
         "reads_per_election",
         (c1.reads_and_pings - c0.reads_and_pings) / n as f64,
     );
+    let (ours, server) = cpu_between(cpu0, cpu1);
+    report("placing_cpu_ms", format!("{ours:.0} {server:.0}"));
     report("rss_before", before);
     report("rss_after", after);
 
@@ -308,13 +350,130 @@ async fn child_elections(connect: &str, n: usize) {
         .count();
     report("handover_ms", ms(took));
     report("woken", woken);
+    // Every candidate told to stop at once, as `Client::close` does.
+    let c2 = counters(connect).await;
+    let cpu2 = cpu_pair(server_pid);
     let stop = Instant::now();
-    for c in cs.iter().chain(extra.iter()) {
-        c.stop().await;
+    let stopping = cs.len() + extra.len();
+    let mut stops = tokio::task::JoinSet::new();
+    for c in cs.drain(..).chain(extra.drain(..)) {
+        stops.spawn(async move { c.stop().await });
+    }
+    while let Some(done) = stops.join_next().await {
+        done.expect("stop task");
     }
     report("stop_all_ms", ms(stop.elapsed()));
-    client.close().await;
+    let cpu3 = cpu_pair(server_pid);
+    let c3 = counters(connect).await;
+    let (ours, server) = cpu_between(cpu2, cpu3);
+    report("stopping_cpu_ms", format!("{ours:.0} {server:.0}"));
+    report(
+        "stop_requests",
+        format!(
+            "{:.2} {:.2}",
+            (c3.writes - c2.writes) / stopping as f64,
+            (c3.reads_and_pings - c2.reads_and_pings) / stopping as f64
+        ),
+    );
     other.close().await;
+
+    // Again, now that the directories exist (a restarted process): one create per join.
+    let c4 = counters(connect).await;
+    let cpu4 = cpu_pair(server_pid);
+    let started = Instant::now();
+    for i in 0..n {
+        let config = Candidate::builder(format!("/scale/e/{i:05}"), "c")
+            .build()
+            .expect("config");
+        cs.push(client.join(config).await.expect("join"));
+    }
+    for c in &cs {
+        placed(c, Duration::from_secs(120)).await;
+    }
+    report("again_placed_ms", ms(started.elapsed()));
+    let cpu5 = cpu_pair(server_pid);
+    let c5 = counters(connect).await;
+    let (ours, server) = cpu_between(cpu4, cpu5);
+    report("again_cpu_ms", format!("{ours:.0} {server:.0}"));
+    report(
+        "again_requests",
+        format!(
+            "{:.2} {:.2}",
+            (c5.writes - c4.writes) / n as f64,
+            (c5.reads_and_pings - c4.reads_and_pings) / n as f64
+        ),
+    );
+    client.close().await;
+    drop(cs);
+
+    // The floor: the fewest requests a join on a fresh path needs (the directory's create, the
+    // entry's, the exists watch on it and the listing), sent by a bare zookeeper-client session
+    // for as many elections at once, on the same server after our run.
+    let (took, writes, reads, cpu) = floor(connect, n, server_pid).await;
+    report("floor_ms", ms(took));
+    report("floor_requests", format!("{writes:.2} {reads:.2}"));
+    report("floor_cpu_ms", format!("{:.0} {:.0}", cpu.0, cpu.1));
+}
+
+/// `n` fresh elections' fewest requests over one bare zookeeper-client session, all at once:
+/// how long until every one is answered, requests per election (writes, reads) and the CPU
+/// time of this process and of the server meanwhile.
+async fn floor(
+    connect: &str,
+    n: usize,
+    server_pid: Option<u32>,
+) -> (Duration, f64, f64, (f64, f64)) {
+    use zookeeper_client as zk;
+    let client = zk::Client::connector()
+        .with_session_timeout(QUIET_TIMEOUT)
+        .connect(connect)
+        .await
+        .expect("floor session");
+    let dir = || zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    for p in ["/floor", "/floor/e"] {
+        client
+            .create(p, &[], &dir())
+            .await
+            .expect("floor directory");
+    }
+    let c0 = counters(connect).await;
+    let cpu0 = cpu_pair(server_pid);
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let client = client.clone();
+        tasks.spawn(async move {
+            let path = format!("/floor/e/{i:05}");
+            let entry = format!("{path}/c-");
+            client.create(&path, &[], &dir()).await.expect("create dir");
+            let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+            let (_, sequence) = client
+                .create(&entry, b"c", &ephemeral)
+                .await
+                .expect("create entry");
+            let name = format!("{entry}{sequence}");
+            let watching = client.check_and_watch_stat(&name);
+            let listing = client.get_children(&path);
+            let (_, watcher) = watching.await.expect("exists watch");
+            listing.await.expect("list");
+            // Kept until counted: dropping it would remove the watch (one more request).
+            watcher
+        });
+    }
+    let mut watchers = Vec::with_capacity(n);
+    while let Some(done) = tasks.join_next().await {
+        watchers.push(done.expect("floor task"));
+    }
+    let took = started.elapsed();
+    let cpu1 = cpu_pair(server_pid);
+    let c1 = counters(connect).await;
+    drop(watchers);
+    (
+        took,
+        (c1.writes - c0.writes) / n as f64,
+        (c1.reads_and_pings - c0.reads_and_pings) / n as f64,
+        cpu_between(cpu0, cpu1),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -618,9 +777,18 @@ async fn crash(
 // ---------------------------------------------------------------------------------------------
 
 /// Runs this binary as a child for one phase and returns what it reported.
-fn run_child(phase: &str, connect: &str, args: &Args) -> BTreeMap<String, String> {
+fn run_child(
+    phase: &str,
+    connect: &str,
+    server_pid: Option<u32>,
+    args: &Args,
+) -> BTreeMap<String, String> {
     let exe = std::env::current_exe().expect("own executable");
-    let out = std::process::Command::new(exe)
+    let mut command = std::process::Command::new(exe);
+    if let Some(pid) = server_pid {
+        command.args(["--server-pid", &pid.to_string()]);
+    }
+    let out = command
         .args([
             "--child",
             phase,
@@ -673,7 +841,9 @@ fn main() {
     if let Some(phase) = args.child.clone() {
         rt.block_on(async {
             match phase.as_str() {
-                "elections" => child_elections(&args.connect, args.elections).await,
+                "elections" => {
+                    child_elections(&args.connect, args.elections, args.server_pid).await
+                }
                 "path" => child_path(&args.connect, args.candidates, args.rounds).await,
                 other => panic!("no child phase {other}"),
             }
@@ -703,7 +873,7 @@ fn main() {
 
     if args.phases.iter().any(|p| p == "elections") {
         eprintln!("{} elections over one session ...", args.elections);
-        let r = run_child("elections", &zk.connect_string(), &args);
+        let r = run_child("elections", &zk.connect_string(), zk.pid(), &args);
         let n: usize = get(&r, "elections");
         let grew = get::<u64>(&r, "rss_after").saturating_sub(get(&r, "rss_before"));
         let per = grew as f64 / n as f64;
@@ -746,10 +916,47 @@ fn main() {
             n + 2,
             goal_mark(woken == 1)
         );
+        let cpu = floats(&r, "placing_cpu_ms");
+        let floor_ms: f64 = get(&r, "floor_ms");
+        let floor_requests = floats(&r, "floor_requests");
+        let floor_cpu = floats(&r, "floor_cpu_ms");
         let _ = writeln!(
             t,
-            "  stopping all took {:.0} ms",
-            get::<f64>(&r, "stop_all_ms")
+            "  CPU while placing: {:.0} ms ours, {:.0} ms the server's",
+            cpu[0], cpu[1]
+        );
+        let _ = writeln!(
+            t,
+            "  floor: a bare zookeeper-client session doing the fewest requests of a fresh join \
+             ({:.2} writes, {:.2} reads) for {n} elections at once: {floor_ms:.0} ms \
+             (CPU {:.0} ms ours, {:.0} ms the server's); placed / floor: {:.2}x",
+            floor_requests[0],
+            floor_requests[1],
+            floor_cpu[0],
+            floor_cpu[1],
+            placed_ms / floor_ms
+        );
+        let again = floats(&r, "again_requests");
+        let again_cpu = floats(&r, "again_cpu_ms");
+        let _ = writeln!(
+            t,
+            "  placed again, the directories in place (a restart): {:.0} ms ({:.2} writes, {:.2} reads per election; CPU {:.0} ms ours, {:.0} ms the server's)",
+            get::<f64>(&r, "again_placed_ms"),
+            again[0],
+            again[1],
+            again_cpu[0],
+            again_cpu[1]
+        );
+        let stop_requests = floats(&r, "stop_requests");
+        let stop_cpu = floats(&r, "stopping_cpu_ms");
+        let _ = writeln!(
+            t,
+            "  stopping all at once took {:.0} ms ({:.2} writes, {:.2} reads per candidate; CPU {:.0} ms ours, {:.0} ms the server's)",
+            get::<f64>(&r, "stop_all_ms"),
+            stop_requests[0],
+            stop_requests[1],
+            stop_cpu[0],
+            stop_cpu[1]
         );
         print!("{t}");
         t.clear();
@@ -760,7 +967,7 @@ fn main() {
             "{} and {BASE_CANDIDATES} candidates on one path each, a session each, {} failovers each ...",
             args.candidates, args.rounds
         );
-        let r = run_child("path", &zk.connect_string(), &args);
+        let r = run_child("path", &zk.connect_string(), zk.pid(), &args);
         let m: usize = get(&r, "candidates");
         let grew = get::<u64>(&r, "rss_after").saturating_sub(get(&r, "rss_before"));
         let base = floats(&r, "base_latency_ms");
