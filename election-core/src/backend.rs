@@ -155,27 +155,48 @@ pub trait BackendSession: Send + Sync + 'static {
     async fn read(&self, dir: &ElectionPath, name: &str)
         -> Result<Option<EntryInfo>, BackendError>;
 
-    /// Reads our entry `own` in `dir` (as [`read`](Self::read)) and tells whether any of the
-    /// entries `ahead` still exists: how a candidate confirms its claim once its predecessor
-    /// left. Where the service can, in one request (ZooKeeper's `multiRead`), so that it costs
-    /// one round trip and one request, whatever the number of entries checked.
+    /// Reads our entry `own` in `dir` (as [`read`](Self::read)), tells whether any of the
+    /// entries `ahead` still exists, and, with `note`, reads the election's leader note (see
+    /// [`note_leader`](Self::note_leader)): how a candidate confirms its claim once its
+    /// predecessor left. Where the service can, in one request (ZooKeeper's `multiRead`), so
+    /// that it costs one round trip and one request, whatever the number of entries checked.
     ///
-    /// The default sends the reads at once and awaits them together.
+    /// The default sends the reads at once and awaits them together, and reads no note.
     async fn confirm(
         &self,
         dir: &ElectionPath,
         own: &str,
         ahead: &[String],
-    ) -> Result<(Option<EntryInfo>, bool), BackendError> {
+        note: bool,
+    ) -> Result<Confirmation, BackendError> {
+        let _ = note;
         let own = self.read(dir, own);
         let others = futures_util::future::join_all(ahead.iter().map(|a| self.read(dir, a)));
         let (own, others) = tokio::join!(own, others);
         let own = own?;
-        let mut present = false;
+        let mut ahead_present = false;
         for other in others {
-            present |= other?.is_some();
+            ahead_present |= other?.is_some();
         }
-        Ok((own, present))
+        Ok(Confirmation {
+            own,
+            ahead_present,
+            leader_note: None,
+        })
+    }
+
+    /// Records, where the election's other candidates can read it, that our entry `name` in
+    /// `dir` leads now: a hint, written after the claim was verified, that says "this entry
+    /// was the head at some instant". A successor whose predecessor was that entry then needs
+    /// no listing to know that nothing is left ahead of it (entries never sort ahead of one
+    /// created before them). Best effort: a failure is the caller's to ignore.
+    ///
+    /// The default records nothing (and [`confirm`](Self::confirm) then reads no note).
+    /// ZooKeeper keeps it as the election directory's data, and never overwrites data that is
+    /// not such a note.
+    async fn note_leader(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
+        let _ = (dir, name);
+        Ok(())
     }
 
     /// Deletes the entry `name` in `dir`. Fails with [`NotFound`](crate::ErrorKind::NotFound)
@@ -403,6 +424,17 @@ pub struct ListedContender {
     pub token: FencingToken,
     /// Its data as stored (Curator and kazoo write their id as UTF-8).
     pub data: Vec<u8>,
+}
+
+/// What [`BackendSession::confirm`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Our own entry, as [`BackendSession::read`] returns it.
+    pub own: Option<EntryInfo>,
+    /// Whether any of the entries asked about still exists.
+    pub ahead_present: bool,
+    /// The entry named by the election's leader note, when asked for and there is one.
+    pub leader_note: Option<String>,
 }
 
 /// The entries of an election directory, in order.

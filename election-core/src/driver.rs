@@ -352,11 +352,17 @@ impl Driver {
                     Input::Read { name, result }
                 }));
             }
-            Action::Confirm { name, ahead } => {
+            Action::Confirm { name, ahead, note } => {
                 self.checkpoint("read_sent");
                 self.request = Some(Box::pin(async move {
-                    let result = s.confirm(&path, &name, &ahead).await;
+                    let result = s.confirm(&path, &name, &ahead, note).await;
                     Input::Confirmed { name, result }
+                }));
+            }
+            Action::NoteLeader { name } => {
+                self.request = Some(Box::pin(async move {
+                    let result = s.note_leader(&path, &name).await;
+                    Input::Noted { name, result }
                 }));
             }
             Action::Delete { name } => {

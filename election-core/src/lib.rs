@@ -62,8 +62,8 @@ pub mod tls;
 pub mod tls_probe;
 
 pub use backend::{
-    BackendSession, CoordinationBackend, EntryInfo, FencingToken, ListedContender, ListedEntry,
-    Listing, Marker, Notification, SessionId, SessionState, Watch,
+    BackendSession, Confirmation, CoordinationBackend, EntryInfo, FencingToken, ListedContender,
+    ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
 };
 pub use candidate::{Candidate, EVENTS_CAPACITY};
 pub use client::{Client, ClientBuilder};

@@ -29,7 +29,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::backend::{EntryInfo, FencingToken, Listing, Marker, SessionId, SessionState};
+use crate::backend::{
+    Confirmation, EntryInfo, FencingToken, Listing, Marker, SessionId, SessionState,
+};
 use crate::error::{BackendError, ErrorKind};
 use crate::foreign;
 use crate::record::CandidateRecord;
@@ -93,18 +95,30 @@ enum Role {
     Verifying,
     Following {
         predecessor: String,
-        /// The entries our last listing had ahead of the predecessor, when they were few and all
-        /// ours (`None`: many, or a contender of another implementation was seen). Once the
-        /// predecessor is gone, nothing else can come between them and us: entries sort by the
-        /// order the service created them in.
-        ahead: Option<Vec<String>>,
+        ahead: Ahead,
     },
-    /// The predecessor left: reading our own entry, and checking that the entries that were
-    /// ahead of it are gone too, before we claim.
+    /// The predecessor left: reading our own entry, and checking that nothing is left ahead of
+    /// it (the entries that were, or the leader note naming it), before we claim.
     Confirming {
-        ahead: Vec<String>,
+        predecessor: String,
+        ahead: Ahead,
     },
     Leading,
+}
+
+/// What a follower knows of the entries ahead of its predecessor, from its last listing. Once
+/// the predecessor is gone, nothing new can come between them and us: entries sort in the order
+/// the service created them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ahead {
+    /// These few, all ours (none: the predecessor was the head): checked by reads, with the
+    /// leader note, in one request.
+    Few(Vec<String>),
+    /// More than are worth checking one by one: the leader note decides, or a listing.
+    Many,
+    /// A contender of another implementation was seen on the path (one may have come ahead
+    /// since): only a listing decides.
+    Unknown,
 }
 
 /// How a release that rejoins gives up its entry.
@@ -151,6 +165,8 @@ enum Request {
     Read(String),
     /// Read our own entry (the first) and check the ones ahead ([`Action::Confirm`]).
     Confirm(String),
+    /// Record that our entry (this one) leads ([`Action::NoteLeader`]); preemptible.
+    Note(String),
     Delete(String),
     /// Delete the first and create an entry with the marker, in one step.
     Requeue(String, Marker),
@@ -190,6 +206,8 @@ pub(crate) struct Machine {
     pending: Option<Request>,
     want_list: bool,
     want_read: Option<String>,
+    /// A term began: record the leader note ([`Action::NoteLeader`]) while leading.
+    want_note: bool,
     delete_queue: VecDeque<String>,
     retry_at: Option<Instant>,
     /// The back-off of each kind of call, reset only when that kind succeeds.
@@ -265,6 +283,7 @@ impl Machine {
             pending: None,
             want_list: false,
             want_read: None,
+            want_note: false,
             delete_queue: VecDeque::new(),
             retry_at: None,
             backoff: [Duration::ZERO; Op::COUNT],
@@ -338,6 +357,16 @@ impl Machine {
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
             Input::Requeued { old, result } => self.on_requeued(now, old, result),
             Input::Confirmed { name, result } => self.on_confirmed(now, name, result),
+            Input::Noted { name, result } => {
+                if self.pending == Some(Request::Note(name.clone())) {
+                    self.pending = None;
+                    self.want_note = false;
+                    if let Err(e) = result {
+                        // Only a hint for successors: without it they list.
+                        debug!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, error = %e, "leader note not recorded");
+                    }
+                }
+            }
             Input::PredecessorGone { name, result } => self.on_predecessor_gone(now, name, result),
             Input::PredecessorNotAnEntry { name } => self.on_predecessor_not_an_entry(now, name),
             Input::OwnGone { name, result } => self.on_own_gone(now, name, result),
@@ -640,22 +669,33 @@ impl Machine {
         &mut self,
         now: Instant,
         name: String,
-        result: Result<(Option<EntryInfo>, bool), BackendError>,
+        result: Result<Confirmation, BackendError>,
     ) {
         if self.pending != Some(Request::Confirm(name.clone())) {
             return;
         }
         self.pending = None;
-        let entry = match &self.phase {
+        let (entry, predecessor, few) = match &self.phase {
             Phase::Holding {
                 entry,
-                role: Role::Confirming { .. },
-            } if entry.name == name => entry.clone(),
+                role: Role::Confirming { predecessor, ahead },
+            } if entry.name == name => (
+                entry.clone(),
+                predecessor.clone(),
+                matches!(ahead, Ahead::Few(_)),
+            ),
             _ => return,
         };
+        // Nothing is left ahead: the few entries that were are gone, or the predecessor was
+        // the head once (its note is written only after its claim was verified).
+        let clear = |c: &Confirmation| {
+            (few && !c.ahead_present) || c.leader_note.as_deref() == Some(predecessor.as_str())
+        };
         match result {
-            Ok((own, false)) => self.on_claim_read(now, entry, Ok(own)),
-            Ok((_, true)) => {
+            Ok(c) if clear(&c) => self.on_claim_read(now, entry, Ok(c.own)),
+            // Our entry is gone: that decides without a listing.
+            Ok(Confirmation { own: None, .. }) => self.entry_lost(now),
+            Ok(_) => {
                 self.reset_backoff(Op::Read);
                 self.phase = Phase::Holding {
                     entry,
@@ -940,12 +980,18 @@ impl Machine {
         // predecessor, list again rather than confirm.
         // Once a contender of another implementation was seen on the path, every claim comes
         // from a listing.
-        let ahead = (index <= MAX_CONFIRM_AHEAD + 1 && !self.seen_contenders).then(|| {
-            queue[..index - 1]
-                .iter()
-                .map(|s| s.name().to_owned())
-                .collect()
-        });
+        let ahead = if self.seen_contenders {
+            Ahead::Unknown
+        } else if index <= MAX_CONFIRM_AHEAD + 1 {
+            Ahead::Few(
+                queue[..index - 1]
+                    .iter()
+                    .map(|s| s.name().to_owned())
+                    .collect(),
+            )
+        } else {
+            Ahead::Many
+        };
         let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == predecessor);
         if !watching {
             self.out.push(Action::WatchPredecessor {
@@ -1008,6 +1054,7 @@ impl Machine {
             };
             return;
         }
+        self.want_note = true;
         if self.cfg.has_work {
             self.work = Work::Running;
             self.term_started = Some(now);
@@ -1038,7 +1085,7 @@ impl Machine {
         if *predecessor != name {
             return;
         }
-        let (entry, ahead) = (entry.clone(), ahead.clone());
+        let (entry, predecessor, ahead) = (entry.clone(), predecessor.clone(), ahead.clone());
         self.phase = Phase::Holding {
             entry: entry.clone(),
             role: Role::Verifying,
@@ -1056,15 +1103,14 @@ impl Machine {
             // With a few entries ahead of the predecessor (ours, from our last listing), the
             // same read checks that they are gone too: one round trip, however long the queue,
             // where a listing grows with it.
-            Ok(()) if !self.want_list => match ahead {
-                Some(ahead) => {
-                    self.phase = Phase::Holding {
-                        entry,
-                        role: Role::Confirming { ahead },
-                    }
-                }
-                None => self.want_list = true,
-            },
+            // Behind many, the leader note may show that the predecessor led (so nothing was
+            // left ahead of it); without it, a listing decides.
+            Ok(()) if !self.want_list && ahead != Ahead::Unknown => {
+                self.phase = Phase::Holding {
+                    entry,
+                    role: Role::Confirming { predecessor, ahead },
+                };
+            }
             // L5: gone, or vanished before the watch was set: list again.
             Ok(()) => self.want_list = true,
             // Whatever the error (a "session gone" can come while the session lives on: its end,
@@ -1621,7 +1667,7 @@ impl Machine {
     fn pump(&mut self) {
         // A read of the leader's record only informs: anything else may take its place (the
         // driver drops the read under way; it is asked again later).
-        let preemptible = matches!(self.pending, Some(Request::Read(_)))
+        let preemptible = matches!(self.pending, Some(Request::Read(_) | Request::Note(_)))
             && !matches!(
                 self.phase,
                 Phase::Registering {
@@ -1679,20 +1725,24 @@ impl Machine {
             }
             Phase::Holding {
                 entry,
-                role: Role::Confirming { ahead },
-            } if self.work == Work::Idle => {
-                if ahead.is_empty() {
-                    Request::Read(entry.name.clone())
-                } else {
+                role: Role::Confirming { ahead, .. },
+            } if self.work == Work::Idle => match ahead {
+                // The predecessor was the head: our own entry is all there is to read.
+                Ahead::Few(ahead) if ahead.is_empty() => Request::Read(entry.name.clone()),
+                _ => {
                     let name = entry.name.clone();
                     self.out.push(Action::Confirm {
                         name: name.clone(),
-                        ahead: ahead.clone(),
+                        ahead: match ahead {
+                            Ahead::Few(ahead) => ahead.clone(),
+                            _ => Vec::new(),
+                        },
+                        note: true,
                     });
                     self.pending = Some(Request::Confirm(name));
                     return;
                 }
-            }
+            },
             Phase::Holding { .. } if self.want_list => Request::List,
             Phase::Holding { .. } | Phase::Releasing { .. } => {
                 if let Some(name) = self.delete_queue.front() {
@@ -1702,6 +1752,18 @@ impl Machine {
                         return;
                     }
                     Request::Read(name.clone())
+                } else if let (
+                    true,
+                    Phase::Holding {
+                        entry,
+                        role: Role::Leading,
+                    },
+                ) = (self.want_note, &self.phase)
+                {
+                    if preemptible {
+                        return;
+                    }
+                    Request::Note(entry.name.clone())
                 } else {
                     return;
                 }
@@ -1717,6 +1779,7 @@ impl Machine {
             Request::List => Action::List,
             Request::Read(name) => Action::Read { name: name.clone() },
             Request::Delete(name) => Action::Delete { name: name.clone() },
+            Request::Note(name) => Action::NoteLeader { name: name.clone() },
             Request::Create | Request::Requeue(..) | Request::Confirm(_) => {
                 unreachable!("handled above")
             }

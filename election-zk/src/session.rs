@@ -12,8 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use election_core::limits::{cap_data, MAX_FOREIGN_DATA_LEN, MAX_RECORD_LEN};
 use election_core::{
-    BackendError, BackendSession, Compatibility, ElectionPath, EntryInfo, ErrorKind, FencingToken,
-    ListedContender, ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
+    BackendError, BackendSession, Compatibility, Confirmation, ElectionPath, EntryInfo, ErrorKind,
+    FencingToken, ListedContender, ListedEntry, Listing, Marker, Notification, SessionId,
+    SessionState, Watch,
 };
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -702,17 +703,23 @@ impl BackendSession for ZkSession {
         }))
     }
 
-    /// One `multiRead` (ZooKeeper 3.6 and later): our entry's `getData` and one per entry
-    /// ahead, answered together, a missing node as its own error. One request, where separate
-    /// reads would each cross the server's request pipeline.
+    /// One `multiRead` (ZooKeeper 3.6 and later): our entry's `getData`, one per entry ahead,
+    /// and the directory's (its data holds the leader note), answered together, a missing node
+    /// as its own error. One request, where separate reads would each cross the server's
+    /// request pipeline.
     async fn confirm(
         &self,
         dir: &ElectionPath,
         own: &str,
         ahead: &[String],
-    ) -> Result<(Option<EntryInfo>, bool), BackendError> {
-        if ahead.is_empty() {
-            return Ok((self.read(dir, own).await?, false));
+        note: bool,
+    ) -> Result<Confirmation, BackendError> {
+        if ahead.is_empty() && !note {
+            return Ok(Confirmation {
+                own: self.read(dir, own).await?,
+                ahead_present: false,
+                leader_note: None,
+            });
         }
         let Some(parsed) = EntryName::parse(own) else {
             return Err(BackendError::new(
@@ -725,13 +732,17 @@ impl BackendSession for ZkSession {
             .iter()
             .map(|a| self.entry_path(dir, a))
             .collect::<Result<Vec<_>, _>>()?;
-        let (o, ps) = (&own_path, &paths);
+        let dir_path = self.absolute(dir.as_str());
+        let (o, ps, d) = (&own_path, &paths, &dir_path);
         let results = self
             .request("confirm", o, |client| async move {
                 let mut reads = client.new_multi_reader();
                 reads.add_get_data(o)?;
                 for p in ps {
                     reads.add_get_data(p)?;
+                }
+                if note {
+                    reads.add_get_data(d)?;
                 }
                 reads.commit().await
             })
@@ -749,10 +760,15 @@ impl BackendSession for ZkSession {
             )),
         };
         let own_found = found(results.next(), &own_path)?;
-        let mut present = false;
+        let mut ahead_present = false;
         for p in &paths {
-            present |= found(results.next(), p)?.is_some();
+            ahead_present |= found(results.next(), p)?.is_some();
         }
+        let leader_note = if note {
+            found(results.next(), &dir_path)?.and_then(|(data, _)| leader_note_of(&data))
+        } else {
+            None
+        };
         let own = own_found.map(|(mut data, stat)| {
             if let Some(len) = cap_data(&mut data, MAX_RECORD_LEN + 1) {
                 tracing::warn!(path = %own_path, len, "oversized data under an entry's name cut");
@@ -767,7 +783,50 @@ impl BackendSession for ZkSession {
                 data,
             }
         });
-        Ok((own, present))
+        Ok(Confirmation {
+            own,
+            ahead_present,
+            leader_note,
+        })
+    }
+
+    /// The directory's data, when it is empty or a leader note already; anything else is
+    /// someone's data, never overwritten. Written with the version read, so a note never
+    /// replaces data written meanwhile.
+    async fn note_leader(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
+        self.entry_path(dir, name)?;
+        let dir_path = self.absolute(dir.as_str());
+        let d = &dir_path;
+        let Some((data, stat)) = self
+            .request("read leader note", d, |client| async move {
+                match client.get_data(d).await {
+                    Ok(found) => Ok(Some(found)),
+                    Err(zk::Error::NoNode) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .await?
+        else {
+            return Ok(());
+        };
+        if !data.is_empty() && leader_note_of(&data).is_none() {
+            tracing::debug!(session = %self.id, path = %dir_path, "the election directory holds data of its own: no leader note");
+            return Ok(());
+        }
+        if leader_note_of(&data).as_deref() == Some(name) {
+            return Ok(());
+        }
+        let note = [LEADER_NOTE_PREFIX, name.as_bytes()].concat();
+        let n = &note;
+        self.write("write leader note", d, |client| async move {
+            match client.set_data(d, n, Some(stat.version)).await {
+                // Written meanwhile (a newer leader's note, or someone's data), or the
+                // directory is gone: leave it.
+                Ok(_) | Err(zk::Error::BadVersion) | Err(zk::Error::NoNode) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
@@ -851,4 +910,16 @@ impl NodeAcl {
             NodeAcl::CreatorAllAnyoneRead => zk::Acls::new(&CREATOR_ALL_ANYONE_READ),
         })
     }
+}
+
+/// How a leader note starts in an election directory's data (the entry name follows).
+const LEADER_NOTE_PREFIX: &[u8] = b"election-leader-note/1 ";
+
+/// The entry a leader note names, if `data` is one.
+fn leader_note_of(data: &[u8]) -> Option<String> {
+    let name = data.strip_prefix(LEADER_NOTE_PREFIX)?;
+    std::str::from_utf8(name)
+        .ok()
+        .filter(|n| !n.is_empty() && !n.contains('/'))
+        .map(str::to_owned)
 }

@@ -69,7 +69,12 @@ pub(crate) enum Input {
     /// ahead is still there.
     Confirmed {
         name: String,
-        result: Result<(Option<EntryInfo>, bool), BackendError>,
+        result: Result<crate::backend::Confirmation, BackendError>,
+    },
+    /// The answer to [`Action::NoteLeader`].
+    Noted {
+        name: String,
+        result: Result<(), BackendError>,
     },
     /// The answer to [`Action::Requeue`].
     Requeued {
@@ -133,11 +138,18 @@ pub(crate) enum Action {
     Delete {
         name: String,
     },
-    /// Read our entry `name` and check whether any of `ahead` still exists, all at once (one
-    /// round trip); answer with [`Input::Confirmed`].
+    /// Read our entry `name`, check whether any of `ahead` still exists and (with `note`) read
+    /// the leader note, all at once (one round trip); answer with [`Input::Confirmed`].
     Confirm {
         name: String,
         ahead: Vec<String>,
+        note: bool,
+    },
+    /// Record that our entry `name` leads ([`BackendSession::note_leader`]); answer with
+    /// [`Input::Noted`]. Like a read of the leader's record, it may be replaced by any other
+    /// request (the driver drops it).
+    NoteLeader {
+        name: String,
     },
     /// Delete our entry `old` and create a new one with `marker` at the tail, in one step
     /// where the backend can ([`BackendSession::requeue`](crate::BackendSession::requeue));

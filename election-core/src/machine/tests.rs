@@ -288,6 +288,7 @@ fn a_predecessor_that_was_not_head_is_confirmed_with_the_entries_ahead() {
         out.contains(&Action::Confirm {
             name: "mine".into(),
             ahead: vec!["o0".into()],
+            note: true,
         }),
         "{out:?}"
     );
@@ -296,7 +297,7 @@ fn a_predecessor_that_was_not_head_is_confirmed_with_the_entries_ahead() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok((Some(info("mine", 2, marker_of_entry())), true)),
+            result: Ok(conf(Some(info("mine", 2, marker_of_entry())), true, None)),
         },
     );
     assert!(m.take_actions().contains(&Action::List));
@@ -319,6 +320,7 @@ fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
         out.contains(&Action::Confirm {
             name: "mine".into(),
             ahead: vec!["o0".into(), "o1".into()],
+            note: true,
         }),
         "{out:?}"
     );
@@ -336,7 +338,7 @@ fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok((None, false)),
+            result: Ok(conf(None, false, None)),
         },
     );
     assert!(!lost.state().is_leader());
@@ -345,7 +347,7 @@ fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok((Some(info("mine", 3, marker_of_entry())), false)),
+            result: Ok(conf(Some(info("mine", 3, marker_of_entry())), false, None)),
         },
     );
     assert!(m.state().is_leader(), "{:?}", m.state());
@@ -376,22 +378,54 @@ fn a_failed_confirmation_lists_again() {
     assert!(m.take_actions().contains(&Action::List));
 }
 
-/// Behind more entries than are worth checking one by one, the candidate lists instead.
+/// Behind more entries than are worth checking one by one, the leader note decides: naming the
+/// predecessor (it led, so nothing was left ahead of it), we lead; naming another, we list.
 #[test]
-fn far_behind_the_head_a_predecessor_gone_means_listing_again() {
+fn far_behind_the_head_the_leader_note_decides() {
     let ahead = MAX_CONFIRM_AHEAD as u64 + 2;
-    let (mut m, now, _) = placed(false, ahead);
-    m.handle(
-        now,
-        Input::PredecessorGone {
-            name: format!("o{}", ahead - 1),
-            result: Ok(()),
-        },
-    );
-    let out = m.take_actions();
-    assert!(out.contains(&Action::List), "{out:?}");
-    assert!(!out.iter().any(|a| matches!(a, Action::Confirm { .. })));
-    // One fewer: checked by reads.
+    let pred = format!("o{}", ahead - 1);
+    for (note, leads) in [
+        (Some(pred.as_str()), true),
+        (Some("o0"), false),
+        (None, false),
+    ] {
+        let (mut m, now, _) = placed(false, ahead);
+        m.handle(
+            now,
+            Input::PredecessorGone {
+                name: pred.clone(),
+                result: Ok(()),
+            },
+        );
+        let out = m.take_actions();
+        assert!(
+            out.contains(&Action::Confirm {
+                name: "mine".into(),
+                ahead: vec![],
+                note: true,
+            }),
+            "{out:?}"
+        );
+        assert!(!out.contains(&Action::List), "{out:?}");
+        m.handle(
+            now,
+            Input::Confirmed {
+                name: "mine".into(),
+                result: Ok(conf(
+                    Some(info("mine", ahead, marker_of_entry())),
+                    false,
+                    note,
+                )),
+            },
+        );
+        assert_eq!(m.state().is_leader(), leads, "note {note:?}");
+        assert_eq!(
+            m.take_actions().contains(&Action::List),
+            !leads,
+            "note {note:?}"
+        );
+    }
+    // One fewer: the entries ahead are checked by reads (and the note too).
     let (mut m, now, _) = placed(false, ahead - 1);
     m.handle(
         now,
@@ -409,18 +443,31 @@ fn far_behind_the_head_a_predecessor_gone_means_listing_again() {
     );
 }
 
+/// A leader records its note once it leads; the note gives way to any other request.
 #[test]
-fn stale_predecessor_notifications_are_ignored() {
-    let (mut m, now, _) = placed(false, 1);
+fn a_new_leader_records_its_note() {
+    let (mut m, now, out) = placed(false, 0);
+    assert!(m.state().is_leader());
+    assert!(
+        out.contains(&Action::NoteLeader {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
     m.handle(
         now,
-        Input::PredecessorGone {
-            name: "someone-else".into(),
-            result: Ok(()),
+        Input::Noted {
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
         },
     );
-    assert!(!m.state().is_leader());
-    assert!(m.take_actions().is_empty());
+    // Only a hint: a failure is not retried, and changes nothing.
+    let out = m.take_actions();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::NoteLeader { .. })),
+        "{out:?}"
+    );
+    assert!(m.state().is_leader());
 }
 
 #[test]
@@ -703,6 +750,15 @@ fn own_entry_deleted_while_leading_steps_down_and_rejoins() {
         out.iter().any(|a| matches!(a, Action::Create { .. })),
         "{out:?}"
     );
+}
+
+/// A [`Confirmation`] as a backend answers it.
+fn conf(own: Option<EntryInfo>, ahead_present: bool, note: Option<&str>) -> Confirmation {
+    Confirmation {
+        own,
+        ahead_present,
+        leader_note: note.map(str::to_owned),
+    }
 }
 
 /// The marker of the [`Action::Requeue`] of `old` in `out`.
@@ -1641,7 +1697,7 @@ fn moving_up_the_queue_is_reported_as_predecessor_left() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok((Some(info("mine", 2, marker_of_entry())), true)),
+            result: Ok(conf(Some(info("mine", 2, marker_of_entry())), true, None)),
         },
     );
     assert!(m.take_actions().contains(&Action::List));

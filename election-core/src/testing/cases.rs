@@ -1,6 +1,7 @@
 //! The conformance cases. Each is a public async fn that runs alone on a [`Harness`], and names
 //! the contract lines it checks.
 
+use crate::backend::Confirmation;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,7 +223,8 @@ pub async fn primitives_requeue(h: &dyn Harness) {
 }
 
 /// Backend contract: `confirm` reads our entry as `read` does and tells whether any entry of a
-/// list is still there; a missing own entry is `None`.
+/// list is still there; a missing own entry is `None`. A leader note, where the backend keeps
+/// one, names the entry last noted; without `note` none is read.
 pub async fn primitives_confirm(h: &dyn Harness) {
     let p = path(h, "confirm");
     let s = admin(h).await;
@@ -238,29 +240,35 @@ pub async fn primitives_confirm(h: &dyn Harness) {
     let (a, b, c) = (&names[0], &names[1], &names[2]);
     let read = s.read(&p, c).await.expect("read");
     let both = vec![a.clone(), b.clone()];
-    assert_eq!(
-        s.confirm(&p, c, &both).await.expect("confirm"),
-        (read.clone(), true)
-    );
-    assert_eq!(
-        s.confirm(&p, c, &[]).await.expect("confirm"),
-        (read.clone(), false)
-    );
+    let confirm = |ahead: Vec<String>, note: bool| {
+        let (s, p, c) = (s.clone(), p.clone(), c.clone());
+        async move { s.confirm(&p, &c, &ahead, note).await.expect("confirm") }
+    };
+    let seen = |own: &Option<crate::EntryInfo>, ahead_present: bool| Confirmation {
+        own: own.clone(),
+        ahead_present,
+        leader_note: None,
+    };
+    assert_eq!(confirm(both.clone(), false).await, seen(&read, true));
+    assert_eq!(confirm(vec![], false).await, seen(&read, false));
     s.delete(&p, a).await.expect("delete");
-    assert_eq!(
-        s.confirm(&p, c, &both).await.expect("confirm"),
-        (read.clone(), true)
+    assert_eq!(confirm(both.clone(), false).await, seen(&read, true));
+    // The note: none yet, then the entry noted (where the backend keeps notes).
+    assert_eq!(confirm(both.clone(), true).await.leader_note, None);
+    s.note_leader(&p, b).await.expect("note");
+    let noted = confirm(both.clone(), true).await;
+    assert!(
+        noted.leader_note.is_none() || noted.leader_note.as_deref() == Some(b.as_str()),
+        "{noted:?}"
     );
+    assert_eq!(confirm(both.clone(), false).await.leader_note, None);
     s.delete(&p, b).await.expect("delete");
-    assert_eq!(
-        s.confirm(&p, c, &both).await.expect("confirm"),
-        (read.clone(), false)
-    );
+    let gone = confirm(both.clone(), true).await;
+    assert_eq!((gone.own, gone.ahead_present), (read.clone(), false));
+    // A note outlives its entry: it says the entry led once.
+    assert_eq!(gone.leader_note, noted.leader_note);
     s.delete(&p, c).await.expect("delete");
-    assert_eq!(
-        s.confirm(&p, c, &both).await.expect("confirm"),
-        (None, false)
-    );
+    assert_eq!(confirm(both, false).await, seen(&None, false));
     s.close().await;
 }
 

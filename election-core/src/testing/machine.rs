@@ -147,8 +147,10 @@ enum Pending {
     Create(Marker),
     List,
     Read(String),
-    /// Read the first; are any of the others there?
-    Confirm(String, Vec<String>),
+    /// Read the first; are any of the others there? (And the leader note?)
+    Confirm(String, Vec<String>, bool),
+    /// Record the leader note.
+    Note(String),
     Delete(String),
     /// Delete the first, create with the marker: atomic, as ZooKeeper's `multi`.
     Requeue(String, Marker),
@@ -189,6 +191,9 @@ struct Run {
     stop_at: Option<Instant>,
     rejoin: bool,
     late_marker: Option<Marker>,
+    /// The leader note: the last entry recorded as leading (by the machine, or by another
+    /// candidate that led before it left).
+    note: Option<String>,
     resigns_pending: usize,
     /// The machine has work and a policy by which the term ends with it.
     leads_only_with_work: bool,
@@ -297,6 +302,7 @@ impl Run {
             rejoin: setup.rejoin,
             leads_only_with_work: setup.has_work && setup.when_work_ends != WorkEnded::KeepLeading,
             late_marker: None,
+            note: None,
             resigns_pending: 0,
             sweep_pending: false,
             closed_unreachable: Vec::new(),
@@ -490,16 +496,27 @@ impl Run {
                     .map(|e| self.info(e)));
                 Input::Read { name, result }
             }
-            Pending::Confirm(name, ahead) => {
+            Pending::Confirm(name, ahead, note) => {
                 let own = self
                     .entries
                     .iter()
                     .find(|e| e.name == name)
                     .map(|e| self.info(e));
-                let present = self.entries.iter().any(|e| ahead.contains(&e.name));
+                let ahead_present = self.entries.iter().any(|e| ahead.contains(&e.name));
                 Input::Confirmed {
                     name,
-                    result: Ok((own, present)),
+                    result: Ok(crate::backend::Confirmation {
+                        own,
+                        ahead_present,
+                        leader_note: if note { self.note.clone() } else { None },
+                    }),
+                }
+            }
+            Pending::Note(name) => {
+                self.note = Some(name.clone());
+                Input::Noted {
+                    name,
+                    result: Ok(()),
                 }
             }
             Pending::Delete(name) => {
@@ -534,7 +551,11 @@ impl Run {
                 name,
                 result: Err(e),
             },
-            Pending::Confirm(name, _) => Input::Confirmed {
+            Pending::Confirm(name, ..) => Input::Confirmed {
+                name,
+                result: Err(e),
+            },
+            Pending::Note(name) => Input::Noted {
                 name,
                 result: Err(e),
             },
@@ -686,6 +707,11 @@ impl Run {
                     .collect();
                 if !others.is_empty() {
                     let name = others[usize::from(*i) % others.len()].clone();
+                    // Another candidate at the head led, and recorded its note, before it left.
+                    let head = self.entries.iter().min_by_key(|e| e.seq);
+                    if head.is_some_and(|h| h.name == name && !h.foreign) {
+                        self.note = Some(name.clone());
+                    }
                     self.remove(&name);
                 }
             }
@@ -830,7 +856,7 @@ impl Run {
         // One request at a time, except that a read (which changes nothing) may be replaced: the
         // driver then drops it, and its reply never comes.
         if let Some(old) = &self.pending {
-            if !matches!(old, Pending::Read(_)) {
+            if !matches!(old, Pending::Read(_) | Pending::Note(_)) {
                 return Err(Violation::new(
                     "driver",
                     format!("request {p:?} issued while {old:?} is under way"),
@@ -916,7 +942,10 @@ impl Run {
             }
             Action::List => self.request(Pending::List)?,
             Action::Read { name } => self.request(Pending::Read(name))?,
-            Action::Confirm { name, ahead } => self.request(Pending::Confirm(name, ahead))?,
+            Action::Confirm { name, ahead, note } => {
+                self.request(Pending::Confirm(name, ahead, note))?
+            }
+            Action::NoteLeader { name } => self.request(Pending::Note(name))?,
             action @ (Action::Delete { .. } | Action::Requeue { .. }) => {
                 let (name, requeue) = match action {
                     Action::Requeue { old, marker } => (old, Some(marker)),
