@@ -185,6 +185,13 @@ pub trait BackendSession: Send + Sync + 'static {
         })
     }
 
+    /// Whether this backend keeps leader notes ([`note_leader`](Self::note_leader)); `false`
+    /// by default. Without them, a candidate far behind the head lists the election to
+    /// confirm its claim, and no leader writes a note.
+    fn keeps_leader_notes(&self) -> bool {
+        false
+    }
+
     /// Records, where the election's other candidates can read it, that our entry `name` in
     /// `dir` leads now: a hint, written after the claim was verified, that says "this entry
     /// was the head at some instant". A successor whose predecessor was that entry then needs

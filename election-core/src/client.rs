@@ -164,6 +164,7 @@ impl Client {
             when_work_ends: config.when_work_ends,
             marker_prefix: self.session.next_random() as u32,
             compatible: config.compatibility.map(Compatibility::implementation),
+            leader_notes: session.keeps_leader_notes(),
         };
         // One receiver, read and kept: the driver goes on from this very value, so a change
         // published after it (an expiry) is one the driver still sees.

@@ -117,7 +117,8 @@ enum Ahead {
     /// More than are worth checking one by one: the leader note decides, or a listing.
     Many,
     /// A contender of another implementation was seen on the path (one may have come ahead
-    /// since): only a listing decides.
+    /// since), or many are ahead and the backend keeps no leader notes: only a listing
+    /// decides.
     Unknown,
 }
 
@@ -989,8 +990,10 @@ impl Machine {
                     .map(|s| s.name().to_owned())
                     .collect(),
             )
-        } else {
+        } else if self.cfg.leader_notes {
             Ahead::Many
+        } else {
+            Ahead::Unknown
         };
         let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == predecessor);
         if !watching {
@@ -1054,7 +1057,7 @@ impl Machine {
             };
             return;
         }
-        self.want_note = true;
+        self.want_note = self.cfg.leader_notes;
         if self.cfg.has_work {
             self.work = Work::Running;
             self.term_started = Some(now);
@@ -1737,7 +1740,7 @@ impl Machine {
                             Ahead::Few(ahead) => ahead.clone(),
                             _ => Vec::new(),
                         },
-                        note: true,
+                        note: self.cfg.leader_notes,
                     });
                     self.pending = Some(Request::Confirm(name));
                     return;

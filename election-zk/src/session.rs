@@ -793,6 +793,10 @@ impl BackendSession for ZkSession {
     /// The directory's data, when it is empty or a leader note already; anything else is
     /// someone's data, never overwritten. Written with the version read, so a note never
     /// replaces data written meanwhile.
+    fn keeps_leader_notes(&self) -> bool {
+        true
+    }
+
     async fn note_leader(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         self.entry_path(dir, name)?;
         let dir_path = self.absolute(dir.as_str());

@@ -22,6 +22,7 @@ fn machine(compatible: Option<Implementation>) -> (Machine, Instant, Marker) {
         when_work_ends: WorkEnded::Resign,
         marker_prefix: 0xabcd,
         compatible,
+        leader_notes: true,
     };
     let now = Instant::now();
     let mut m = Machine::new(cfg, ME, T, SessionState::Connected, now);

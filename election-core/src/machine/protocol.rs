@@ -42,6 +42,8 @@ pub(crate) struct MachineConfig {
     /// contenders therefore order ours by sequence; `None`: none, every foreign contender is
     /// ahead of ours.
     pub compatible: Option<crate::foreign::Implementation>,
+    /// The backend keeps leader notes ([`BackendSession::keeps_leader_notes`](crate::BackendSession::keeps_leader_notes)).
+    pub leader_notes: bool,
 }
 
 /// Everything that can happen to a candidate.

@@ -18,6 +18,7 @@ fn cfg(has_work: bool) -> MachineConfig {
         when_work_ends: WorkEnded::Resign,
         marker_prefix: 0xabcd,
         compatible: None,
+        leader_notes: true,
     }
 }
 
@@ -439,6 +440,53 @@ fn far_behind_the_head_the_leader_note_decides() {
         out.iter().any(
             |a| matches!(a, Action::Confirm { ahead, .. } if ahead.len() == MAX_CONFIRM_AHEAD)
         ),
+        "{out:?}"
+    );
+}
+
+/// A backend without leader notes: far behind, a listing decides, and no leader writes one.
+#[test]
+fn without_leader_notes_far_behind_means_listing() {
+    let now = Instant::now();
+    let mut m = Machine::new(
+        MachineConfig {
+            leader_notes: false,
+            ..cfg(false)
+        },
+        ME,
+        T,
+        SessionState::Connected,
+        now,
+    );
+    let mk = marker_of(&m);
+    let ahead = MAX_CONFIRM_AHEAD as u64 + 2;
+    m.handle(now, Input::Created(Ok(info("mine", ahead, mk.clone()))));
+    m.take_actions();
+    let mut entries: Vec<_> = (0..ahead).map(other).collect();
+    entries.push(entry("mine", ahead, ME, mk.clone()));
+    listed(&mut m, now, entries);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: format!("o{}", ahead - 1),
+            result: Ok(()),
+        },
+    );
+    let out = m.take_actions();
+    assert!(out.contains(&Action::List), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::Confirm { .. })));
+    m.handle(
+        now,
+        Input::Listed(Ok(Listing {
+            entries: vec![entry("mine", ahead, ME, mk)],
+            ..Listing::default()
+        })),
+    );
+    assert!(m.state().is_leader());
+    let out = m.take_actions();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::NoteLeader { .. })),
         "{out:?}"
     );
 }

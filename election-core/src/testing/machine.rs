@@ -271,6 +271,7 @@ impl Run {
             when_work_ends: setup.when_work_ends,
             marker_prefix: 0x5eed,
             compatible: None,
+            leader_notes: true,
         };
         let now = Instant::now();
         let machine = Machine::new(cfg, SessionId(1), TIMEOUT, SessionState::Connected, now);
