@@ -185,9 +185,10 @@ pub trait BackendSession: Send + Sync + 'static {
         })
     }
 
-    /// Whether this backend keeps leader notes ([`note_leader`](Self::note_leader)); `false`
-    /// by default. Without them, a candidate far behind the head lists the election to
-    /// confirm its claim, and no leader writes a note.
+    /// Whether this backend keeps leader notes ([`note_leader`](Self::note_leader)) and
+    /// confirms in one request ([`confirm`](Self::confirm)); `false` by default. Without them,
+    /// a candidate whose predecessor was not the head of its last listing lists the election
+    /// to confirm its claim, and no leader writes a note.
     fn keeps_leader_notes(&self) -> bool {
         false
     }

@@ -981,9 +981,16 @@ impl Machine {
         // predecessor, list again rather than confirm.
         // Once a contender of another implementation was seen on the path, every claim comes
         // from a listing.
+        // A backend without leader notes has no one-request confirmation either: its reads
+        // would each be a call, so only the head's successor confirms by reading.
+        let few = if self.cfg.leader_notes {
+            MAX_CONFIRM_AHEAD
+        } else {
+            0
+        };
         let ahead = if self.seen_contenders {
             Ahead::Unknown
-        } else if index <= MAX_CONFIRM_AHEAD + 1 {
+        } else if index <= few + 1 {
             Ahead::Few(
                 queue[..index - 1]
                     .iter()

@@ -476,6 +476,39 @@ fn without_leader_notes_far_behind_means_listing() {
     let out = m.take_actions();
     assert!(out.contains(&Action::List), "{out:?}");
     assert!(!out.iter().any(|a| matches!(a, Action::Confirm { .. })));
+    // Even one entry ahead of the predecessor: a listing, not reads one by one.
+    let (mut near, _) = {
+        let mut n = Machine::new(
+            MachineConfig {
+                leader_notes: false,
+                ..cfg(false)
+            },
+            ME,
+            T,
+            SessionState::Connected,
+            now,
+        );
+        let nk = marker_of(&n);
+        n.handle(now, Input::Created(Ok(info("mine", 2, nk.clone()))));
+        n.take_actions();
+        listed(
+            &mut n,
+            now,
+            vec![other(0), other(1), entry("mine", 2, ME, nk)],
+        );
+        n.take_actions();
+        (n, ())
+    };
+    near.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o1".into(),
+            result: Ok(()),
+        },
+    );
+    let out = near.take_actions();
+    assert!(out.contains(&Action::List), "{out:?}");
+    assert!(!out.iter().any(|a| matches!(a, Action::Confirm { .. })));
     m.handle(
         now,
         Input::Listed(Ok(Listing {
