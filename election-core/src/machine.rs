@@ -189,8 +189,9 @@ pub(crate) struct Machine {
     /// The session is being closed (an entry of ours could not be deleted): no more requests
     /// on it; its end decides what comes next.
     closing: bool,
-    /// `cfg.marker_prefix` as the 8 hex digits that start our markers.
-    marker_prefix: String,
+    /// `cfg.marker_prefix` as the 8 hex digits that start our markers (inline: no allocation
+    /// per candidate).
+    marker_prefix: [u8; 8],
     state: ElectionState,
     out: Vec<Action>,
     /// When the current term's work started.
@@ -217,7 +218,10 @@ impl Machine {
         now: Instant,
     ) -> Self {
         let mut m = Self {
-            marker_prefix: format!("{:08x}", cfg.marker_prefix),
+            marker_prefix: format!("{:08x}", cfg.marker_prefix)
+                .into_bytes()
+                .try_into()
+                .expect("8 hex digits"),
             jitter: u64::from(cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908,
             cfg,
             session,
@@ -376,7 +380,7 @@ impl Machine {
     }
 
     fn is_ours(&self, marker: &Marker) -> bool {
-        marker.as_str()[..8] == self.marker_prefix
+        marker.as_str().as_bytes()[..8] == self.marker_prefix
     }
 
     fn on_session(&mut self, now: Instant, state: SessionState) {
