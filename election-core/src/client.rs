@@ -182,7 +182,6 @@ impl Client {
         let driver = Driver::new(
             machine,
             self.session.clone(),
-            config.path.clone(),
             record,
             config.compatibility,
             session,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::backend::FencingToken;
-use crate::backend::{BackendSession, SessionState, Watch};
+use crate::backend::{BackendSession, Notification, SessionState, Watch};
 use crate::foreign::Compatibility;
 use crate::link::{Command, CommandReceiver};
 use crate::machine::{Action, Input, Machine, WorkEnd};
@@ -83,10 +83,10 @@ enum Stage {
 }
 
 pub(crate) struct Driver {
+    /// The machine; it also holds the candidate's path and id.
     machine: Machine,
     /// The client's shared session: renewal, sweeps, tokens seen, the member registry.
     client: Session,
-    path: ElectionPath,
     record: Arc<[u8]>,
     /// How our entries are named (a compatibility mode), or our own names.
     compatibility: Option<Compatibility>,
@@ -97,8 +97,8 @@ pub(crate) struct Driver {
     commands: CommandReceiver,
     commands_open: bool,
     request: Option<BoxFuture<Input>>,
-    predecessor: Option<BoxFuture<Input>>,
-    own: Option<BoxFuture<Input>>,
+    predecessor: EntryWatch,
+    own: EntryWatch,
     opening: Option<BoxFuture<Arc<dyn BackendSession>>>,
     work_fn: Option<LeaderWork>,
     /// The running term's work (at most one): its task ends with how the work ended, once the
@@ -109,10 +109,9 @@ pub(crate) struct Driver {
     work_abort: Option<CancellationToken>,
     /// Set by [`Term::resign`].
     work_handover: Option<Arc<AtomicBool>>,
-    timer: Option<Instant>,
-    /// The sleep until `timer`, made when first waited on and dropped when it fires or the
-    /// timer is cleared.
-    sleep: Option<Pin<Box<Sleep>>>,
+    /// The timer the machine set, if any: a sleep until its deadline, dropped when it fires
+    /// or the timer is cleared.
+    timer: Option<Pin<Box<Sleep>>>,
     resign_waiters: Vec<oneshot::Sender<()>>,
     outlets: Outlets,
     /// When the latest notice that the predecessor's entry is gone came: the start of this
@@ -126,7 +125,6 @@ impl Driver {
     pub(crate) fn new(
         machine: Machine,
         client: Session,
-        path: ElectionPath,
         record: Vec<u8>,
         compatibility: Option<Compatibility>,
         session: Arc<dyn BackendSession>,
@@ -140,7 +138,6 @@ impl Driver {
         Self {
             machine,
             client,
-            path,
             record: record.into(),
             compatibility,
             session,
@@ -148,8 +145,8 @@ impl Driver {
             commands,
             commands_open: true,
             request: None,
-            predecessor: None,
-            own: None,
+            predecessor: EntryWatch::Idle,
+            own: EntryWatch::Idle,
             opening: None,
             work_fn,
             work: None,
@@ -157,7 +154,6 @@ impl Driver {
             work_abort: None,
             work_handover: None,
             timer: None,
-            sleep: None,
             predecessor_gone_at: None,
             resign_waiters: Vec::new(),
             outlets,
@@ -204,9 +200,9 @@ impl Driver {
     /// whatever entry the candidate holds (deleted by marker once the session has contact).
     fn died(&mut self, panic: &str) {
         let reason = format!("the candidate's driver failed: {panic}");
-        error!(path = %self.path, candidate = %self.machine.id(), session = %self.session.id(), panic = %panic, "candidate driver failed; withdrawing its entry");
+        error!(path = %self.machine.path(), candidate = %self.machine.id(), session = %self.session.id(), panic = %panic, "candidate driver failed; withdrawing its entry");
         self.client.sweep_later(
-            self.path.clone(),
+            self.machine.path().clone(),
             &self.session,
             self.machine.marker_prefix(),
         );
@@ -247,28 +243,30 @@ impl Driver {
                 return Poll::Ready(Input::Session(state));
             }
         }
-        if let Some(at) = self.timer {
-            let sleep = self.sleep.get_or_insert_with(|| Box::pin(sleep_until(at)));
-            if sleep.deadline() != at {
-                sleep.as_mut().reset(at);
-            }
-            if sleep.as_mut().poll(cx).is_ready() {
+        if let Some(timer) = &mut self.timer {
+            if timer.as_mut().poll(cx).is_ready() {
                 self.timer = None;
-                self.sleep = None;
                 return Poll::Ready(Input::Timer);
             }
         }
         if let Poll::Ready(session) = poll_slot(&mut self.opening, cx) {
             return Poll::Ready(self.opened(session));
         }
-        let slots = [&mut self.own, &mut self.predecessor, &mut self.request];
-        let input = slots
-            .into_iter()
-            .find_map(|slot| match poll_slot(slot, cx) {
-                Poll::Ready(input) => Some(input),
-                Poll::Pending => None,
-            });
-        if let Some(input) = input {
+        if let Poll::Ready((name, gone)) = self.own.poll_gone(cx) {
+            // Our own entry is never a look-alike: if it were, it is not ours to hold.
+            let result = match gone {
+                Gone::NotAnEntry => Ok(()),
+                Gone::Done(result) => result,
+            };
+            return Poll::Ready(self.noted(Input::OwnGone { name, result }));
+        }
+        if let Poll::Ready((name, gone)) = self.predecessor.poll_gone(cx) {
+            return Poll::Ready(self.noted(match gone {
+                Gone::NotAnEntry => Input::PredecessorNotAnEntry { name },
+                Gone::Done(result) => Input::PredecessorGone { name, result },
+            }));
+        }
+        if let Poll::Ready(input) = poll_slot(&mut self.request, cx) {
             return Poll::Ready(self.noted(input));
         }
         // Before the work: a call the work made before it returned (a resign from inside
@@ -345,18 +343,23 @@ impl Driver {
 
     /// A hand-over checkpoint (see [`crate::metrics::HANDOVER_TARGET`]).
     fn checkpoint(&self, leg: &'static str) {
-        crate::metrics::checkpoint(leg, &self.path, self.machine.id(), self.session.id());
+        crate::metrics::checkpoint(
+            leg,
+            self.machine.path(),
+            self.machine.id(),
+            self.session.id(),
+        );
     }
 
     /// Executes one action; `true` when the machine has finished.
     fn execute(&mut self, action: Action) -> bool {
         let s = self.session.clone();
-        let path = self.path.clone();
+        let path = self.machine.path().clone();
         match action {
             Action::OpenSession => {
                 self.request = None;
-                self.predecessor = None;
-                self.own = None;
+                self.predecessor = EntryWatch::Idle;
+                self.own = EntryWatch::Idle;
                 let client = self.client.clone();
                 let old = s.id();
                 self.opening = Some(Box::pin(async move {
@@ -414,25 +417,11 @@ impl Driver {
                 }));
             }
             Action::WatchPredecessor { name } => {
-                self.predecessor = Some(Box::pin(async move {
-                    match watch_gone(&*s, &path, &name).await {
-                        Gone::NotAnEntry => Input::PredecessorNotAnEntry { name },
-                        Gone::Done(result) => Input::PredecessorGone { name, result },
-                    }
-                }));
+                self.predecessor = EntryWatch::arm(s, path, name);
             }
-            Action::UnwatchPredecessor => self.predecessor = None,
-            Action::WatchOwn { name } => {
-                self.own = Some(Box::pin(async move {
-                    // Our own entry is never a look-alike: if it were, it is not ours to hold.
-                    let result = match watch_gone(&*s, &path, &name).await {
-                        Gone::NotAnEntry => Ok(()),
-                        Gone::Done(result) => result,
-                    };
-                    Input::OwnGone { name, result }
-                }));
-            }
-            Action::UnwatchOwn => self.own = None,
+            Action::UnwatchPredecessor => self.predecessor = EntryWatch::Idle,
+            Action::WatchOwn { name } => self.own = EntryWatch::arm(s, path, name),
+            Action::UnwatchOwn => self.own = EntryWatch::Idle,
             Action::StartWork { token } => {
                 if let Some(work_fn) = &self.work_fn {
                     self.checkpoint("work_start");
@@ -468,22 +457,21 @@ impl Driver {
                     abort.cancel();
                 }
             }
-            Action::SetTimer(at) => {
-                self.timer = at;
-                if at.is_none() {
-                    self.sleep = None;
-                }
-            }
+            Action::SetTimer(at) => match (at, &mut self.timer) {
+                (Some(at), Some(timer)) => timer.as_mut().reset(at),
+                (Some(at), None) => self.timer = Some(Box::pin(sleep_until(at))),
+                (None, _) => self.timer = None,
+            },
             Action::Emit(event) => {
                 // The event first: whoever sees the new state can already find its transition.
                 let mut claimed = false;
                 let (state, seen) = match &event {
                     Event::Transition(t) => {
-                        crate::metrics::transition(&self.path, t);
+                        crate::metrics::transition(&path, t);
                         if t.to.is_leader() && !t.from.is_leader() {
                             claimed = true;
                             if let Some(gone) = self.predecessor_gone_at.take() {
-                                crate::metrics::takeover(&self.path, t.at - gone);
+                                crate::metrics::takeover(&path, t.at - gone);
                             }
                         }
                         (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k)))
@@ -498,8 +486,8 @@ impl Driver {
                     self.checkpoint("published");
                 }
                 if let Some((at, token)) = seen {
-                    if let Some(last) = self.client.note_token(&self.path, token) {
-                        error!(path = %self.path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
+                    if let Some(last) = self.client.note_token(&path, token) {
+                        error!(path = %path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
                         let notice = Notice::TokenWentBack { token, last };
                         self.commands
                             .link()
@@ -563,12 +551,56 @@ enum Gone {
     NotAnEntry,
 }
 
-async fn watch_gone(session: &dyn BackendSession, path: &ElectionPath, name: &str) -> Gone {
-    match session.watch_gone(path, name).await {
-        Err(e) => Gone::Done(Err(e)),
-        Ok(Watch::Gone) => Gone::Done(Ok(())),
-        Ok(Watch::NotAnEntry) => Gone::NotAnEntry,
-        Ok(Watch::Armed(notification)) => Gone::Done(notification.await),
+/// A watch on an entry (our own, or our predecessor's): the call that arms it, then the
+/// notification it armed. Only the call is boxed, and only while it runs: an armed watch, the
+/// state most candidates spend their life in, holds the notification and the entry's name.
+enum EntryWatch {
+    Idle,
+    /// The entry's name comes back with the outcome.
+    Arming(BoxFuture<(String, Result<Watch, crate::BackendError>)>),
+    Armed {
+        name: String,
+        notification: Notification,
+    },
+}
+
+impl EntryWatch {
+    fn arm(session: Arc<dyn BackendSession>, path: ElectionPath, name: String) -> Self {
+        Self::Arming(Box::pin(async move {
+            let watch = session.watch_gone(&path, &name).await;
+            (name, watch)
+        }))
+    }
+
+    /// How the watch ended, with the entry's name; never ready while idle. An armed
+    /// notification is polled at once, in the same poll as the call that armed it.
+    fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<(String, Gone)> {
+        loop {
+            match self {
+                Self::Idle => return Poll::Pending,
+                Self::Arming(arming) => {
+                    let (name, watch) = ready!(arming.as_mut().poll(cx));
+                    let gone = match watch {
+                        Err(e) => Gone::Done(Err(e)),
+                        Ok(Watch::Gone) => Gone::Done(Ok(())),
+                        Ok(Watch::NotAnEntry) => Gone::NotAnEntry,
+                        Ok(Watch::Armed(notification)) => {
+                            *self = Self::Armed { name, notification };
+                            continue;
+                        }
+                    };
+                    *self = Self::Idle;
+                    return Poll::Ready((name, gone));
+                }
+                Self::Armed { notification, .. } => {
+                    let result = ready!(notification.as_mut().poll(cx));
+                    let Self::Armed { name, .. } = std::mem::replace(self, Self::Idle) else {
+                        unreachable!("armed")
+                    };
+                    return Poll::Ready((name, Gone::Done(result)));
+                }
+            }
+        }
     }
 }
 
@@ -627,7 +659,8 @@ impl Future for Driver {
                     if let Some(panic) = panic {
                         this.died(&panic);
                     }
-                    this.client.release_member(&this.path, this.machine.id());
+                    this.client
+                        .release_member(this.machine.path(), this.machine.id());
                     this.stage = Stage::Done;
                     return Poll::Ready(());
                 }

@@ -32,6 +32,7 @@ use tracing::{debug, info, warn};
 use crate::backend::{EntryInfo, FencingToken, Listing, Marker, SessionId, SessionState};
 use crate::error::{BackendError, ErrorKind};
 use crate::foreign;
+use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
 use crate::state::{
     Contact, ElectionState, Event, ForeignContender, LeaderInfo, Notice, Reason, StopReason,
@@ -274,6 +275,11 @@ impl Machine {
     /// The candidate id.
     pub(crate) fn id(&self) -> &str {
         &self.cfg.id
+    }
+
+    /// The election path.
+    pub(crate) fn path(&self) -> &ElectionPath {
+        &self.cfg.path
     }
 
     /// The high 32 bits of every marker this candidate uses.
