@@ -1,15 +1,12 @@
 //! The candidate handle: what a user holds while running in an election.
-use std::sync::Arc;
-
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::backend::FencingToken;
 use crate::client::Client;
 use crate::config::CandidateBuilder;
-use crate::driver::Command;
 use crate::error::ElectionError;
-use crate::events::EventsOutlet;
+use crate::link::{Command, CommandSender};
 use crate::path::ElectionPath;
 use crate::state::{ElectionState, Event, LeaderInfo, Participant};
 
@@ -59,11 +56,11 @@ pub struct Candidate {
     path: ElectionPath,
     id: String,
     client: Client,
+    /// The driver's state; its channel closes when the driver has ended.
     state: watch::Receiver<ElectionState>,
-    /// The driver's events: the first `events()` call gets every one since the start.
-    events: Arc<EventsOutlet>,
-    commands: mpsc::UnboundedSender<Command>,
-    done: watch::Receiver<()>,
+    /// Commands to the driver, and its events: the first `events()` call gets every one since
+    /// the start.
+    commands: CommandSender,
     task: Option<JoinHandle<()>>,
 }
 
@@ -73,15 +70,12 @@ impl Candidate {
         CandidateBuilder::new(path, id)
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         path: ElectionPath,
         id: String,
         client: Client,
         state: watch::Receiver<ElectionState>,
-        events: Arc<EventsOutlet>,
-        commands: mpsc::UnboundedSender<Command>,
-        done: watch::Receiver<()>,
+        commands: CommandSender,
         task: JoinHandle<()>,
     ) -> Self {
         Self {
@@ -89,9 +83,7 @@ impl Candidate {
             id,
             client,
             state,
-            events,
             commands,
-            done,
             task: Some(task),
         }
     }
@@ -139,7 +131,7 @@ impl Candidate {
     /// leader payloads they carry ([`LeaderInfo::payload`] is an `Arc`), so a lagging receiver
     /// holds at most [`EVENTS_CAPACITY`] events, not that many copies of each payload.
     pub fn events(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+        self.commands.link().events.subscribe()
     }
 
     /// `true` while this candidate leads.
@@ -234,13 +226,14 @@ impl Candidate {
     /// Whether the caller runs in this candidate's own leader work (or one of its term's tasks).
     fn in_own_work(&self) -> bool {
         crate::term::WORK_OF
-            .try_with(|owner| owner.same_channel(&self.done))
+            .try_with(|owner| owner.same_channel(&self.state))
             .unwrap_or(false)
     }
 
+    /// Waits until the driver has ended (its state channel closes then).
     async fn drain(&self) {
-        let mut done = self.done.clone();
-        while done.changed().await.is_ok() {}
+        let mut state = self.state.clone();
+        while state.changed().await.is_ok() {}
     }
 
     /// Ends the candidate at once, as if its process had crashed: no withdrawal, no session

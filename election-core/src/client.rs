@@ -7,7 +7,7 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::info;
 
@@ -178,45 +178,32 @@ impl Client {
             Instant::now(),
         );
         let (state_tx, state_rx) = watch::channel(machine.state().clone());
-        // Kept from the start: the first `events()` call sees the first transitions.
-        let events = Arc::new(crate::events::EventsOutlet::new());
-        let (done_tx, done_rx) = watch::channel(());
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        // Events are kept from the start: the first `events()` call sees the first transitions.
+        let (commands_tx, commands_rx) = crate::link::Link::pair();
         let driver = Driver::new(
             machine,
             self.session.clone(),
-            config.path.clone(),
             record,
             config.compatibility,
             session,
             session_state,
             commands_rx,
             config.work,
-            Outlets {
-                state: state_tx,
-                events: events.clone(),
-                done: done_tx,
-            },
+            Outlets { state: state_tx },
         );
-        let task = tokio::spawn(Frozen::new(
-            self.session.process(),
-            Role::Driver,
-            driver.run(),
-        ));
+        let task = tokio::spawn(Frozen::new(self.session.process(), Role::Driver, driver));
         self.session.register_member(
             &config.path,
             &config.id,
             commands_tx.clone(),
-            done_rx.clone(),
+            state_rx.clone(),
         );
         Ok(Candidate::new(
             config.path,
             config.id,
             self.clone(),
             state_rx,
-            events,
             commands_tx,
-            done_rx,
             task,
         ))
     }

@@ -1,6 +1,13 @@
 //! The tokio driver: runs one candidate's [`Machine`] against a backend session. It executes the
 //! machine's actions (requests, watches, timers, leader work) and feeds their outcomes back as
 //! inputs, one at a time. It decides nothing itself.
+//!
+//! The driver is the candidate's task itself: a [`Future`] written out by hand rather than an
+//! `async fn`, so that the task holds the driver's fields once and nothing else (an `async fn`
+//! taking the driver by value kept it twice, and the futures of a `select!` besides: 2.9 KiB
+//! per candidate, paid by every election of a process that runs thousands). What it waits on
+//! is polled in a fixed order (see [`Driver::poll_input`]); what is rarely waited on (a timer,
+//! a backend call) is boxed only while it runs.
 
 use std::any::Any;
 use std::future::{pending, Future};
@@ -8,19 +15,21 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::{FutureExt, Stream};
 
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinSet;
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::backend::FencingToken;
-use crate::backend::{BackendSession, SessionState, Watch};
+use crate::backend::{BackendSession, Notification, SessionState, Watch};
 use crate::foreign::Compatibility;
+use crate::link::{Command, CommandReceiver};
 use crate::machine::{Action, Input, Machine, WorkEnd};
 use crate::path::ElectionPath;
 use crate::process::{Frozen, Role};
@@ -30,58 +39,85 @@ use crate::term::{LeaderWork, Term, WORK_OF};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// A user's command to a running candidate.
-pub(crate) enum Command {
-    Resign {
-        rejoin: bool,
-        done: oneshot::Sender<()>,
-    },
-    Stop,
-    /// The client is closing: withdraw as on `Stop`, with its own reason.
-    Close,
+/// A session's state changes, each taken as it comes (`None` once the session's channel is
+/// closed).
+type StateChanges = Pin<Box<dyn Stream<Item = SessionState> + Send + 'static>>;
+
+/// The changes of `state` after the value it has already seen.
+fn state_changes(state: watch::Receiver<SessionState>) -> StateChanges {
+    Box::pin(futures_util::stream::unfold(
+        state,
+        |mut state| async move {
+            state.changed().await.ok()?;
+            let now = *state.borrow_and_update();
+            Some((now, state))
+        },
+    ))
 }
 
-/// The channels a driver publishes on.
+/// The channels a driver publishes on. Dropped when the driver ends: the state channel's
+/// closing is what [`Candidate::stop`](crate::Candidate::stop) and the client's close wait for.
 pub(crate) struct Outlets {
     pub state: watch::Sender<ElectionState>,
-    pub events: Arc<crate::events::EventsOutlet>,
-    /// Never sent on: dropped when the driver ends, which is what `stop` waits for.
-    #[allow(dead_code)]
-    pub done: watch::Sender<()>,
+}
+
+/// The running term's work task: aborted if the driver is dropped without ending it (its task
+/// aborted), as a crashed process's work would be.
+struct WorkTask(JoinHandle<WorkEnd>);
+
+impl Drop for WorkTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Where the driver is in its life.
+enum Stage {
+    /// Running the machine.
+    Running,
+    /// The machine finished, or the driver failed (the panic's message): the work is being
+    /// ended before anything of ours is given up (S4).
+    Ending(Option<String>),
+    /// Done: nothing more to poll.
+    Done,
 }
 
 pub(crate) struct Driver {
+    /// The machine; it also holds the candidate's path and id.
     machine: Machine,
     /// The client's shared session: renewal, sweeps, tokens seen, the member registry.
     client: Session,
-    path: ElectionPath,
     record: Arc<[u8]>,
     /// How our entries are named (a compatibility mode), or our own names.
     compatibility: Option<Compatibility>,
     session: Arc<dyn BackendSession>,
-    session_state: watch::Receiver<SessionState>,
-    session_open: bool,
-    commands: mpsc::UnboundedReceiver<Command>,
+    /// The session's state changes; `None` once its channel closed.
+    session_state: Option<StateChanges>,
+    /// The commands, and the events outlet.
+    commands: CommandReceiver,
     commands_open: bool,
     request: Option<BoxFuture<Input>>,
-    predecessor: Option<BoxFuture<Input>>,
-    own: Option<BoxFuture<Input>>,
+    predecessor: EntryWatch,
+    own: EntryWatch,
     opening: Option<BoxFuture<Arc<dyn BackendSession>>>,
     work_fn: Option<LeaderWork>,
     /// The running term's work (at most one): its task ends with how the work ended, once the
     /// tasks it spawned with [`Term::spawn`] have ended too.
-    work: JoinSet<WorkEnd>,
+    work: Option<WorkTask>,
     work_cancel: Option<CancellationToken>,
     /// Aborts the work at its next await point (the task then still waits for its tasks).
     work_abort: Option<CancellationToken>,
     /// Set by [`Term::resign`].
     work_handover: Option<Arc<AtomicBool>>,
-    timer: Option<Instant>,
+    /// The timer the machine set, if any: a sleep until its deadline, dropped when it fires
+    /// or the timer is cleared.
+    timer: Option<Pin<Box<Sleep>>>,
     resign_waiters: Vec<oneshot::Sender<()>>,
     outlets: Outlets,
     /// When the latest notice that the predecessor's entry is gone came: the start of this
     /// candidate's share of a take-over (metrics only).
     predecessor_gone_at: Option<Instant>,
+    stage: Stage,
 }
 
 impl Driver {
@@ -89,12 +125,11 @@ impl Driver {
     pub(crate) fn new(
         machine: Machine,
         client: Session,
-        path: ElectionPath,
         record: Vec<u8>,
         compatibility: Option<Compatibility>,
         session: Arc<dyn BackendSession>,
         session_state: watch::Receiver<SessionState>,
-        commands: mpsc::UnboundedReceiver<Command>,
+        commands: CommandReceiver,
         work_fn: Option<LeaderWork>,
         outlets: Outlets,
     ) -> Self {
@@ -103,20 +138,18 @@ impl Driver {
         Self {
             machine,
             client,
-            path,
             record: record.into(),
             compatibility,
             session,
-            session_state,
-            session_open: true,
+            session_state: Some(state_changes(session_state)),
             commands,
             commands_open: true,
             request: None,
-            predecessor: None,
-            own: None,
+            predecessor: EntryWatch::Idle,
+            own: EntryWatch::Idle,
             opening: None,
             work_fn,
-            work: JoinSet::new(),
+            work: None,
             work_cancel: None,
             work_abort: None,
             work_handover: None,
@@ -124,165 +157,184 @@ impl Driver {
             predecessor_gone_at: None,
             resign_waiters: Vec::new(),
             outlets,
+            stage: Stage::Running,
         }
     }
 
-    /// Runs until the machine finishes. If the driver itself fails (a panic in a backend call
-    /// it polls), the candidate stops with [`StopReason::Failed`] and its entry is withdrawn.
-    /// Either way, leader work still running is aborted and awaited before this returns (and
-    /// with it, before [`Candidate::stop`](crate::Candidate::stop) does).
-    pub(crate) async fn run(mut self) {
-        let outcome = AssertUnwindSafe(self.run_machine()).catch_unwind().await;
-        // S4: the work ends before anything of ours is given up.
-        self.end_work().await;
-        if let Err(panic) = outcome {
-            self.died(&panic_message(&*panic));
-        }
-        self.client.release_member(&self.path, self.machine.id());
-    }
-
-    async fn run_machine(&mut self) {
+    /// Runs the machine: executes its actions, then feeds it the next input, until it
+    /// finishes (`Ready`) or nothing it waits on is ready (`Pending`).
+    fn poll_machine(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         loop {
             let mut finished = false;
             for action in self.machine.take_actions() {
                 finished |= self.execute(action);
             }
             if finished {
-                break;
+                return Poll::Ready(());
             }
-            let input = self.next_input().await;
+            let input = ready!(self.poll_input(cx));
             self.machine.handle(Instant::now(), input);
         }
     }
 
-    /// Aborts the work, if any, and waits until it (and its tasks) ended.
-    async fn end_work(&mut self) {
+    /// Aborts the work, if any (it is then awaited by [`poll_work_ended`](Self::poll_work_ended)).
+    fn end_work(&mut self) {
         if let Some(cancel) = self.work_cancel.take() {
             cancel.cancel();
         }
         if let Some(abort) = self.work_abort.take() {
             abort.cancel();
         }
-        while self.work.join_next().await.is_some() {}
+    }
+
+    /// Ready once the work (and its tasks) ended.
+    fn poll_work_ended(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(work) = &mut self.work {
+            let _ = ready!(Pin::new(&mut work.0).poll(cx));
+            self.work = None;
+        }
+        Poll::Ready(())
     }
 
     /// The driver failed (its work already ended): publish `Stopped(Failed)` and withdraw
     /// whatever entry the candidate holds (deleted by marker once the session has contact).
     fn died(&mut self, panic: &str) {
         let reason = format!("the candidate's driver failed: {panic}");
-        error!(path = %self.path, candidate = %self.machine.id(), session = %self.session.id(), panic = %panic, "candidate driver failed; withdrawing its entry");
+        error!(path = %self.machine.path(), candidate = %self.machine.id(), session = %self.session.id(), panic = %panic, "candidate driver failed; withdrawing its entry");
         self.client.sweep_later(
-            self.path.clone(),
+            self.machine.path().clone(),
             &self.session,
             self.machine.marker_prefix(),
         );
         let from = self.outlets.state.borrow().clone();
         if !from.is_stopped() {
             let to = ElectionState::Stopped(StopReason::Failed(reason));
-            self.outlets.events.send(Event::Transition(Transition {
-                at: Instant::now(),
-                from,
-                to: to.clone(),
-                reason: Reason::Failed,
-            }));
+            self.commands
+                .link()
+                .events
+                .send(Event::Transition(Transition {
+                    at: Instant::now(),
+                    from,
+                    to: to.clone(),
+                    reason: Reason::Failed,
+                }));
             self.outlets.state.send_replace(to);
         }
         // Resignations waiting on it fail (`Stopped`) as their senders go.
         self.resign_waiters.clear();
     }
 
-    async fn next_input(&mut self) -> Input {
-        enum Wake {
-            Input(Input),
-            Opened(Arc<dyn BackendSession>),
-            Command(Option<Command>),
-        }
-        let Self {
-            session_state,
-            session_open,
-            timer,
-            opening,
-            own,
-            predecessor,
-            request,
-            work,
-            work_handover,
-            commands,
-            commands_open,
-            ..
-        } = self;
-        // `biased`: a fixed order keeps runs on the paused clock reproducible, and puts what
-        // bears on safety (contact, deadlines) first.
-        let wake = tokio::select! {
-            biased;
-            changed = session_state.changed(), if *session_open => match changed {
-                Ok(()) => {
-                    let state = *session_state.borrow_and_update();
-                    crate::metrics::session_state(&state);
-                    Wake::Input(Input::Session(state))
-                }
-                Err(_) => {
-                    *session_open = false;
-                    Wake::Input(Input::Session(SessionState::Closed))
-                }
-            },
-            () = wait_until(*timer) => {
-                *timer = None;
-                Wake::Input(Input::Timer)
+    /// The next input, polled in a fixed order: a fixed order keeps runs on the paused clock
+    /// reproducible, and puts what bears on safety (contact, deadlines) first. Each source is
+    /// polled only while it is live, and a future that completes leaves its slot.
+    fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
+        if let Some(changes) = &mut self.session_state {
+            if let Poll::Ready(change) = changes.as_mut().poll_next(cx) {
+                let state = match change {
+                    Some(state) => {
+                        crate::metrics::session_state(&state);
+                        state
+                    }
+                    None => {
+                        self.session_state = None;
+                        SessionState::Closed
+                    }
+                };
+                return Poll::Ready(Input::Session(state));
             }
-            session = take(opening) => Wake::Opened(session),
-            input = take(own) => Wake::Input(input),
-            input = take(predecessor) => Wake::Input(input),
-            input = take(request) => Wake::Input(input),
-            // Before the work: a call the work made before it returned (a resign from inside
-            // the work) is handled before its end.
-            command = commands.recv(), if *commands_open => Wake::Command(command),
-            Some(done) = work.join_next(), if !work.is_empty() => {
+        }
+        if let Some(timer) = &mut self.timer {
+            if timer.as_mut().poll(cx).is_ready() {
+                self.timer = None;
+                return Poll::Ready(Input::Timer);
+            }
+        }
+        if let Poll::Ready(session) = poll_slot(&mut self.opening, cx) {
+            return Poll::Ready(self.opened(session));
+        }
+        if let Poll::Ready((name, gone)) = self.own.poll_gone(cx) {
+            // Our own entry is never a look-alike: if it were, it is not ours to hold.
+            let result = match gone {
+                Gone::NotAnEntry => Ok(()),
+                Gone::Done(result) => result,
+            };
+            return Poll::Ready(self.noted(Input::OwnGone { name, result }));
+        }
+        if let Poll::Ready((name, gone)) = self.predecessor.poll_gone(cx) {
+            return Poll::Ready(self.noted(match gone {
+                Gone::NotAnEntry => Input::PredecessorNotAnEntry { name },
+                Gone::Done(result) => Input::PredecessorGone { name, result },
+            }));
+        }
+        if let Poll::Ready(input) = poll_slot(&mut self.request, cx) {
+            return Poll::Ready(self.noted(input));
+        }
+        // Before the work: a call the work made before it returned (a resign from inside
+        // the work) is handled before its end.
+        if self.commands_open {
+            if let Poll::Ready(command) = self.commands.poll_recv(cx) {
+                return Poll::Ready(self.command(command));
+            }
+        }
+        if let Some(work) = &mut self.work {
+            if let Poll::Ready(done) = Pin::new(&mut work.0).poll(cx) {
+                self.work = None;
                 let end = match done {
                     Ok(end) => end,
                     Err(e) if e.is_panic() => WorkEnd::Panicked(panic_message(&*e.into_panic())),
                     Err(_) => WorkEnd::Aborted,
                 };
-                let handover = work_handover.take().is_some_and(|h| h.load(Ordering::SeqCst));
-                Wake::Input(Input::WorkDone { end, handover })
+                let handover = self
+                    .work_handover
+                    .take()
+                    .is_some_and(|h| h.load(Ordering::SeqCst));
+                return Poll::Ready(self.noted(Input::WorkDone { end, handover }));
             }
-        };
-        match wake {
-            Wake::Input(input) => {
-                match &input {
-                    Input::PredecessorGone { result: Ok(()), .. } => {
-                        self.predecessor_gone_at = Some(Instant::now());
-                        self.checkpoint("notified");
-                    }
-                    Input::WorkDone { .. } => self.checkpoint("work_ended"),
-                    Input::Deleted { .. } | Input::Requeued { .. } => {
-                        self.checkpoint("delete_answered")
-                    }
-                    Input::Read { .. } | Input::Confirmed { .. } => {
-                        self.checkpoint("read_answered")
-                    }
-                    Input::Listed(_) => self.checkpoint("list_answered"),
-                    _ => {}
-                }
-                input
+        }
+        Poll::Pending
+    }
+
+    /// An input from a backend call, a watch or the work: its hand-over checkpoint noted.
+    fn noted(&mut self, input: Input) -> Input {
+        match &input {
+            Input::PredecessorGone { result: Ok(()), .. } => {
+                self.predecessor_gone_at = Some(Instant::now());
+                self.checkpoint("notified");
             }
-            Wake::Opened(session) => {
-                let (id, timeout) = (session.id(), session.timeout());
-                self.session_state = session.state();
-                let state = *self.session_state.borrow_and_update();
-                self.session_open = true;
-                self.session = session;
-                Input::SessionOpened { id, timeout, state }
-            }
-            Wake::Command(Some(Command::Resign { rejoin, done })) => {
+            Input::WorkDone { .. } => self.checkpoint("work_ended"),
+            Input::Deleted { .. } | Input::Requeued { .. } => self.checkpoint("delete_answered"),
+            Input::Read { .. } | Input::Confirmed { .. } => self.checkpoint("read_answered"),
+            Input::Listed(_) => self.checkpoint("list_answered"),
+            _ => {}
+        }
+        input
+    }
+
+    /// A new session is open: the driver moves to it.
+    fn opened(&mut self, session: Arc<dyn BackendSession>) -> Input {
+        let (id, timeout) = (session.id(), session.timeout());
+        let mut state = session.state();
+        let now = *state.borrow_and_update();
+        self.session_state = Some(state_changes(state));
+        self.session = session;
+        Input::SessionOpened {
+            id,
+            timeout,
+            state: now,
+        }
+    }
+
+    fn command(&mut self, command: Option<Command>) -> Input {
+        match command {
+            Some(Command::Resign { rejoin, done }) => {
                 self.checkpoint("resign_received");
                 self.resign_waiters.push(done);
                 Input::Resign { rejoin }
             }
-            Wake::Command(Some(Command::Stop)) => Input::Stop,
-            Wake::Command(Some(Command::Close)) => Input::Close,
+            Some(Command::Stop) => Input::Stop,
+            Some(Command::Close) => Input::Close,
             // The handle was dropped: withdraw, as `stop` would.
-            Wake::Command(None) => {
+            None => {
                 self.commands_open = false;
                 Input::Stop
             }
@@ -291,18 +343,23 @@ impl Driver {
 
     /// A hand-over checkpoint (see [`crate::metrics::HANDOVER_TARGET`]).
     fn checkpoint(&self, leg: &'static str) {
-        crate::metrics::checkpoint(leg, &self.path, self.machine.id(), self.session.id());
+        crate::metrics::checkpoint(
+            leg,
+            self.machine.path(),
+            self.machine.id(),
+            self.session.id(),
+        );
     }
 
     /// Executes one action; `true` when the machine has finished.
     fn execute(&mut self, action: Action) -> bool {
         let s = self.session.clone();
-        let path = self.path.clone();
+        let path = self.machine.path().clone();
         match action {
             Action::OpenSession => {
                 self.request = None;
-                self.predecessor = None;
-                self.own = None;
+                self.predecessor = EntryWatch::Idle;
+                self.own = EntryWatch::Idle;
                 let client = self.client.clone();
                 let old = s.id();
                 self.opening = Some(Box::pin(async move {
@@ -384,25 +441,11 @@ impl Driver {
                 }));
             }
             Action::WatchPredecessor { name } => {
-                self.predecessor = Some(Box::pin(async move {
-                    match watch_gone(&*s, &path, &name).await {
-                        Gone::NotAnEntry => Input::PredecessorNotAnEntry { name },
-                        Gone::Done(result) => Input::PredecessorGone { name, result },
-                    }
-                }));
+                self.predecessor = EntryWatch::arm(s, path, name);
             }
-            Action::UnwatchPredecessor => self.predecessor = None,
-            Action::WatchOwn { name } => {
-                self.own = Some(Box::pin(async move {
-                    // Our own entry is never a look-alike: if it were, it is not ours to hold.
-                    let result = match watch_gone(&*s, &path, &name).await {
-                        Gone::NotAnEntry => Ok(()),
-                        Gone::Done(result) => result,
-                    };
-                    Input::OwnGone { name, result }
-                }));
-            }
-            Action::UnwatchOwn => self.own = None,
+            Action::UnwatchPredecessor => self.predecessor = EntryWatch::Idle,
+            Action::WatchOwn { name } => self.own = EntryWatch::arm(s, path, name),
+            Action::UnwatchOwn => self.own = EntryWatch::Idle,
             Action::StartWork { token } => {
                 if let Some(work_fn) = &self.work_fn {
                     self.checkpoint("work_start");
@@ -412,15 +455,17 @@ impl Driver {
                     let term = Term::new(
                         token,
                         cancel.clone(),
-                        self.outlets.done.subscribe(),
+                        self.outlets.state.subscribe(),
                         process.clone(),
                     );
                     self.work_handover = Some(term.handover_flag());
-                    self.work.spawn(Frozen::new(
+                    // The machine starts a term's work only once the last one ended.
+                    debug_assert!(self.work.is_none(), "a second work task");
+                    self.work = Some(WorkTask(tokio::spawn(Frozen::new(
                         process,
                         Role::Work,
-                        run_work(work_fn.clone(), term, abort.clone()),
-                    ));
+                        Box::pin(run_work(work_fn.clone(), term, abort.clone())),
+                    ))));
                     self.work_cancel = Some(cancel);
                     self.work_abort = Some(abort);
                 }
@@ -436,24 +481,28 @@ impl Driver {
                     abort.cancel();
                 }
             }
-            Action::SetTimer(at) => self.timer = at,
+            Action::SetTimer(at) => match (at, &mut self.timer) {
+                (Some(at), Some(timer)) => timer.as_mut().reset(at),
+                (Some(at), None) => self.timer = Some(Box::pin(sleep_until(at))),
+                (None, _) => self.timer = None,
+            },
             Action::Emit(event) => {
                 // The event first: whoever sees the new state can already find its transition.
                 let mut claimed = false;
                 let (state, seen) = match &event {
                     Event::Transition(t) => {
-                        crate::metrics::transition(&self.path, t);
+                        crate::metrics::transition(&path, t);
                         if t.to.is_leader() && !t.from.is_leader() {
                             claimed = true;
                             if let Some(gone) = self.predecessor_gone_at.take() {
-                                crate::metrics::takeover(&self.path, t.at - gone);
+                                crate::metrics::takeover(&path, t.at - gone);
                             }
                         }
                         (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k)))
                     }
                     Event::Notice { .. } => (None, None),
                 };
-                self.outlets.events.send(event);
+                self.commands.link().events.send(event);
                 if let Some(state) = state {
                     self.outlets.state.send_replace(state);
                 }
@@ -461,10 +510,13 @@ impl Driver {
                     self.checkpoint("published");
                 }
                 if let Some((at, token)) = seen {
-                    if let Some(last) = self.client.note_token(&self.path, token) {
-                        error!(path = %self.path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
+                    if let Some(last) = self.client.note_token(&path, token) {
+                        error!(path = %path, candidate = %self.machine.id(), token = %token, last = %last, "term token went back: the service lost its data and was rebuilt; fencing downstream will reject this leader until told");
                         let notice = Notice::TokenWentBack { token, last };
-                        self.outlets.events.send(Event::Notice { at, notice });
+                        self.commands
+                            .link()
+                            .events
+                            .send(Event::Notice { at, notice });
                     }
                 }
             }
@@ -523,12 +575,56 @@ enum Gone {
     NotAnEntry,
 }
 
-async fn watch_gone(session: &dyn BackendSession, path: &ElectionPath, name: &str) -> Gone {
-    match session.watch_gone(path, name).await {
-        Err(e) => Gone::Done(Err(e)),
-        Ok(Watch::Gone) => Gone::Done(Ok(())),
-        Ok(Watch::NotAnEntry) => Gone::NotAnEntry,
-        Ok(Watch::Armed(notification)) => Gone::Done(notification.await),
+/// A watch on an entry (our own, or our predecessor's): the call that arms it, then the
+/// notification it armed. Only the call is boxed, and only while it runs: an armed watch, the
+/// state most candidates spend their life in, holds the notification and the entry's name.
+enum EntryWatch {
+    Idle,
+    /// The entry's name comes back with the outcome.
+    Arming(BoxFuture<(String, Result<Watch, crate::BackendError>)>),
+    Armed {
+        name: String,
+        notification: Notification,
+    },
+}
+
+impl EntryWatch {
+    fn arm(session: Arc<dyn BackendSession>, path: ElectionPath, name: String) -> Self {
+        Self::Arming(Box::pin(async move {
+            let watch = session.watch_gone(&path, &name).await;
+            (name, watch)
+        }))
+    }
+
+    /// How the watch ended, with the entry's name; never ready while idle. An armed
+    /// notification is polled at once, in the same poll as the call that armed it.
+    fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<(String, Gone)> {
+        loop {
+            match self {
+                Self::Idle => return Poll::Pending,
+                Self::Arming(arming) => {
+                    let (name, watch) = ready!(arming.as_mut().poll(cx));
+                    let gone = match watch {
+                        Err(e) => Gone::Done(Err(e)),
+                        Ok(Watch::Gone) => Gone::Done(Ok(())),
+                        Ok(Watch::NotAnEntry) => Gone::NotAnEntry,
+                        Ok(Watch::Armed(notification)) => {
+                            *self = Self::Armed { name, notification };
+                            continue;
+                        }
+                    };
+                    *self = Self::Idle;
+                    return Poll::Ready((name, gone));
+                }
+                Self::Armed { notification, .. } => {
+                    let result = ready!(notification.as_mut().poll(cx));
+                    let Self::Armed { name, .. } = std::mem::replace(self, Self::Idle) else {
+                        unreachable!("armed")
+                    };
+                    return Poll::Ready((name, Gone::Done(result)));
+                }
+            }
+        }
     }
 }
 
@@ -544,21 +640,56 @@ fn token_seen(t: &Transition) -> Option<FencingToken> {
     }
 }
 
-async fn wait_until(at: Option<Instant>) {
-    match at {
-        Some(at) => sleep_until(at).await,
-        None => pending().await,
-    }
+/// Polls the future in `slot`, if any, and empties the slot when it completes; never ready
+/// when empty.
+fn poll_slot<T>(slot: &mut Option<BoxFuture<T>>, cx: &mut Context<'_>) -> Poll<T> {
+    let Some(future) = slot else {
+        return Poll::Pending;
+    };
+    let out = ready!(future.as_mut().poll(cx));
+    *slot = None;
+    Poll::Ready(out)
 }
 
-/// Awaits the future in `slot`, if any, and empties the slot; never completes when empty.
-async fn take<T>(slot: &mut Option<BoxFuture<T>>) -> T {
-    match slot {
-        Some(future) => {
-            let out = future.await;
-            *slot = None;
-            out
+impl Future for Driver {
+    type Output = ();
+
+    /// Runs until the machine finishes. If the driver itself fails (a panic in a backend call
+    /// it polls), the candidate stops with [`StopReason::Failed`] and its entry is withdrawn.
+    /// Either way, leader work still running is aborted and awaited before this completes (and
+    /// with it, before [`Candidate::stop`](crate::Candidate::stop) returns).
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.stage {
+                Stage::Running => {
+                    let polled =
+                        std::panic::catch_unwind(AssertUnwindSafe(|| this.poll_machine(cx)));
+                    let panic = match polled {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(())) => None,
+                        Err(panic) => Some(panic_message(&*panic)),
+                    };
+                    // S4: the work ends before anything of ours is given up.
+                    this.end_work();
+                    this.stage = Stage::Ending(panic);
+                }
+                Stage::Ending(panic) => {
+                    let panic = panic.take();
+                    if this.poll_work_ended(cx).is_pending() {
+                        this.stage = Stage::Ending(panic);
+                        return Poll::Pending;
+                    }
+                    if let Some(panic) = panic {
+                        this.died(&panic);
+                    }
+                    this.client
+                        .release_member(this.machine.path(), this.machine.id());
+                    this.stage = Stage::Done;
+                    return Poll::Ready(());
+                }
+                Stage::Done => return Poll::Ready(()),
+            }
         }
-        None => pending().await,
     }
 }

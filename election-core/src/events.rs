@@ -60,6 +60,11 @@ impl EventsOutlet {
                 if events.len() == kept_capacity() {
                     events.pop_front();
                     *lost += 1;
+                } else if events.len() == events.capacity() {
+                    // Doubling from one, not from the four a first push would reserve: an event
+                    // is about 200 bytes, and most candidates emit one or two before a change
+                    // of leader (and most never have them read).
+                    events.reserve_exact(events.len().max(1));
                 }
                 events.push_back(event);
             }
@@ -167,6 +172,32 @@ mod tests {
                 "extra {extra}"
             );
         }
+    }
+
+    /// Issue 12: a candidate keeps room for the events it emitted, not for four of them
+    /// (about 200 bytes each) from the first one on.
+    #[test]
+    fn kept_events_take_the_room_they_need() {
+        let capacity = |o: &EventsOutlet| match &*o.outlet.lock().unwrap() {
+            Outlet::Kept { events, .. } => events.capacity(),
+            Outlet::Open(_) => unreachable!("nobody subscribed"),
+        };
+        let outlet = EventsOutlet::new();
+        assert_eq!(capacity(&outlet), 0);
+        outlet.send(notice(1));
+        assert_eq!(capacity(&outlet), 1);
+        for i in 2..=5 {
+            outlet.send(notice(i));
+        }
+        assert!(
+            (5..=8).contains(&capacity(&outlet)),
+            "{}",
+            capacity(&outlet)
+        );
+        for i in 6..=1000 {
+            outlet.send(notice(i));
+        }
+        assert!(capacity(&outlet) <= 2 * kept_capacity());
     }
 
     #[test]

@@ -42,6 +42,7 @@ mod error;
 mod events;
 pub mod foreign;
 pub mod limits;
+mod link;
 mod machine;
 pub mod metrics;
 mod observer;

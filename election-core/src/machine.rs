@@ -34,6 +34,7 @@ use crate::backend::{
 };
 use crate::error::{BackendError, ErrorKind};
 use crate::foreign;
+use crate::path::ElectionPath;
 use crate::record::CandidateRecord;
 use crate::state::{
     Contact, ElectionState, Event, ForeignContender, LeaderInfo, Notice, Reason, StopReason,
@@ -243,8 +244,9 @@ pub(crate) struct Machine {
     /// The session is being closed (an entry of ours could not be deleted): no more requests
     /// on it; its end decides what comes next.
     closing: bool,
-    /// `cfg.marker_prefix` as the 8 hex digits that start our markers.
-    marker_prefix: String,
+    /// `cfg.marker_prefix` as the 8 hex digits that start our markers (inline: no allocation
+    /// per candidate).
+    marker_prefix: [u8; 8],
     state: ElectionState,
     out: Vec<Action>,
     /// When the current term's work started.
@@ -271,7 +273,10 @@ impl Machine {
         now: Instant,
     ) -> Self {
         let mut m = Self {
-            marker_prefix: format!("{:08x}", cfg.marker_prefix),
+            marker_prefix: format!("{:08x}", cfg.marker_prefix)
+                .into_bytes()
+                .try_into()
+                .expect("8 hex digits"),
             jitter: u64::from(cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908,
             cfg,
             session,
@@ -325,6 +330,11 @@ impl Machine {
     /// The candidate id.
     pub(crate) fn id(&self) -> &str {
         &self.cfg.id
+    }
+
+    /// The election path.
+    pub(crate) fn path(&self) -> &ElectionPath {
+        &self.cfg.path
     }
 
     /// The high 32 bits of every marker this candidate uses.
@@ -443,7 +453,7 @@ impl Machine {
     }
 
     fn is_ours(&self, marker: &Marker) -> bool {
-        marker.as_str()[..8] == self.marker_prefix
+        marker.as_str().as_bytes()[..8] == self.marker_prefix
     }
 
     fn on_session(&mut self, now: Instant, state: SessionState) {

@@ -1,6 +1,7 @@
 //! The election path: an absolute, slash-separated name validated like a ZooKeeper path.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::ConfigError;
 
@@ -21,8 +22,11 @@ pub const MAX_PATH_LEN: usize = 1024;
 /// assert!(ElectionPath::new("services/x").is_err());
 /// assert!(ElectionPath::new("/a//b").is_err());
 /// ```
+///
+/// Cloning is cheap: clones share the text (a process running thousands of elections keeps each
+/// path once, however many places hold it).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ElectionPath(String);
+pub struct ElectionPath(Arc<str>);
 
 impl ElectionPath {
     /// Validates `path` and wraps it.
@@ -32,7 +36,7 @@ impl ElectionPath {
             path: path.clone(),
             reason,
         })?;
-        Ok(Self(path))
+        Ok(Self(path.into()))
     }
 
     /// The path as text.

@@ -139,24 +139,25 @@ impl fmt::Debug for Process {
     }
 }
 
-/// Polls `inner` only while `process` (if any) is not paused.
+/// Polls `inner` only while `process` (if any) is not paused. `inner` is held as it is (an
+/// `async` block is pinned in a `Box` by the caller; a candidate's driver needs no box).
 pub(crate) struct Frozen<F> {
     process: Option<Process>,
     role: Role,
-    inner: Pin<Box<F>>,
+    inner: F,
 }
 
-impl<F: Future> Frozen<F> {
+impl<F: Future + Unpin> Frozen<F> {
     pub(crate) fn new(process: Option<Process>, role: Role, inner: F) -> Self {
         Self {
             process,
             role,
-            inner: Box::pin(inner),
+            inner,
         }
     }
 }
 
-impl<F: Future> Future for Frozen<F> {
+impl<F: Future + Unpin> Future for Frozen<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -166,7 +167,7 @@ impl<F: Future> Future for Frozen<F> {
                 return Poll::Pending;
             }
         }
-        this.inner.as_mut().poll(cx)
+        Pin::new(&mut this.inner).poll(cx)
     }
 }
 
@@ -183,11 +184,15 @@ mod tests {
         let start = Instant::now();
         let spawn = |role: Role, name: &'static str| {
             let (order, ticks) = (order.clone(), ticks.clone());
-            tokio::spawn(Frozen::new(Some(process.clone()), role, async move {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                ticks.fetch_add(1, Ordering::SeqCst);
-                order.lock().unwrap().push((name, Instant::now() - start));
-            }))
+            tokio::spawn(Frozen::new(
+                Some(process.clone()),
+                role,
+                Box::pin(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    ticks.fetch_add(1, Ordering::SeqCst);
+                    order.lock().unwrap().push((name, Instant::now() - start));
+                }),
+            ))
         };
         // The driver is spawned first, so without the rule it would run first.
         let d = spawn(Role::Driver, "driver");
@@ -221,9 +226,11 @@ mod tests {
         assert!(!process.is_paused());
         assert_eq!(process.paused_until(), None);
         assert_eq!(process.pauses(), 2);
-        let t = tokio::spawn(Frozen::new(Some(process.clone()), Role::Driver, async {
-            7
-        }));
+        let t = tokio::spawn(Frozen::new(
+            Some(process.clone()),
+            Role::Driver,
+            Box::pin(async { 7 }),
+        ));
         assert_eq!(t.await.unwrap(), 7);
     }
 }

@@ -9,15 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::backend::{BackendSession, CoordinationBackend, FencingToken, SessionId, SessionState};
-use crate::driver::Command;
 use crate::error::{ElectionError, ErrorKind};
+use crate::link::{Command, CommandSender};
 use crate::machine::{jittered, next_random};
 use crate::path::ElectionPath;
+use crate::state::ElectionState;
 
 /// A client's session, shared by the client, its candidates' drivers and its observers.
 #[derive(Clone)]
@@ -27,8 +28,9 @@ pub(crate) struct Session {
 
 /// A candidate running on the session: how to stop it and how to know it has.
 struct Member {
-    commands: mpsc::UnboundedSender<Command>,
-    done: watch::Receiver<()>,
+    commands: CommandSender,
+    /// Closes when the candidate's driver has ended.
+    done: watch::Receiver<ElectionState>,
 }
 
 pub(crate) struct SessionInner {
@@ -159,7 +161,7 @@ impl Session {
     /// backend session is closed. A successor's work therefore never starts before ours ended
     /// (S4). Idempotent; later joins fail with [`ElectionError::ClientClosed`].
     pub(crate) async fn close(&self) {
-        let members: Vec<watch::Receiver<()>> = {
+        let members: Vec<watch::Receiver<ElectionState>> = {
             let mut members = self.inner.members.lock().expect("members lock");
             self.inner.closed.cancel();
             members
@@ -223,8 +225,8 @@ impl Session {
         &self,
         path: &ElectionPath,
         id: &str,
-        commands: mpsc::UnboundedSender<Command>,
-        done: watch::Receiver<()>,
+        commands: CommandSender,
+        done: watch::Receiver<ElectionState>,
     ) {
         let mut members = self.inner.members.lock().expect("members lock");
         if self.is_closed() {

@@ -13,11 +13,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::FencingToken;
 use crate::process::{Frozen, Process, Role};
+use crate::state::ElectionState;
 
 tokio::task_local! {
     /// Set in the task of a candidate's leader work (and the tasks of [`Term::spawn`]): the
-    /// candidate's `done` channel, by which its handle knows a call comes from its own work.
-    pub(crate) static WORK_OF: watch::Receiver<()>;
+    /// candidate's state channel, by which its handle knows a call comes from its own work.
+    pub(crate) static WORK_OF: watch::Receiver<ElectionState>;
 }
 
 /// One leadership term, given to the work registered with
@@ -38,7 +39,7 @@ pub struct Term {
     handover: Arc<AtomicBool>,
     tasks: TaskTracker,
     tasks_cancel: CancellationToken,
-    owner: watch::Receiver<()>,
+    owner: watch::Receiver<ElectionState>,
     process: Option<Process>,
 }
 
@@ -46,7 +47,7 @@ impl Term {
     pub(crate) fn new(
         token: FencingToken,
         cancel: CancellationToken,
-        owner: watch::Receiver<()>,
+        owner: watch::Receiver<ElectionState>,
         process: Option<Process>,
     ) -> Self {
         let tasks_cancel = cancel.child_token();
@@ -106,8 +107,11 @@ impl Term {
                 () = task => {}
             }
         });
-        self.tasks
-            .spawn(Frozen::new(self.process.clone(), Role::Work, scoped));
+        self.tasks.spawn(Frozen::new(
+            self.process.clone(),
+            Role::Work,
+            Box::pin(scoped),
+        ));
     }
 
     pub(crate) fn handover_flag(&self) -> Arc<AtomicBool> {
@@ -127,7 +131,7 @@ impl Term {
         self.tasks_cancel.clone().drop_guard()
     }
 
-    pub(crate) fn owner(&self) -> watch::Receiver<()> {
+    pub(crate) fn owner(&self) -> watch::Receiver<ElectionState> {
         self.owner.clone()
     }
 }

@@ -58,15 +58,18 @@ pub(crate) fn on_any_change(watcher: zk::OneshotWatcher, path: String) -> Notifi
 
 /// A notification that fires when the node at `path` is deleted. An exists watch also fires on
 /// data changes: those re-arm it.
+///
+/// An armed watch is what a candidate holds for as long as it holds its entry (its own entry's
+/// watch), so the waiting future holds only what it waits on: the re-arm, rare, runs in a box
+/// of its own.
 pub(crate) fn on_deleted(
-    watcher: zk::OneshotWatcher,
+    mut watcher: zk::OneshotWatcher,
     slot: Weak<ClientSlot>,
     path: String,
     session: SessionId,
     bound: Duration,
 ) -> Notification {
     notification(async move {
-        let mut watcher = watcher;
         loop {
             let event = watcher.changed().await;
             match event.event_type {
@@ -79,25 +82,39 @@ pub(crate) fn on_deleted(
                 | zk::EventType::NodeDataChanged
                 | zk::EventType::NodeChildrenChanged => {}
             }
-            watcher = loop {
-                let client = slot
-                    .upgrade()
-                    .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).clone())
-                    .ok_or_else(|| {
-                        BackendError::new(
-                            ErrorKind::SessionGone,
-                            format!("watch on {path}: session closed"),
-                        )
-                    })?;
-                match tokio::time::timeout(bound, client.check_and_watch_stat(&path)).await {
-                    Ok(Ok((None, _))) => return Ok(()),
-                    Ok(Ok((Some(_), watcher))) => break watcher,
-                    Ok(Err(e)) if classify(&e) == ErrorKind::OutcomeUnknown => {}
-                    Ok(Err(e)) => return Err(backend_error("re-arm watch", &path, e)),
-                    Err(_) => {}
-                }
-                tokio::time::sleep(bound / 20).await;
-            };
+            match Box::pin(rearm(&slot, &path, bound)).await? {
+                Some(again) => watcher = again,
+                // Deleted meanwhile.
+                None => return Ok(()),
+            }
         }
     })
+}
+
+/// Sets the exists watch on `path` again: the new watcher, or `None` when the node is gone.
+/// Retries (every `bound / 20`) while the outcome is unknown.
+async fn rearm(
+    slot: &Weak<ClientSlot>,
+    path: &str,
+    bound: Duration,
+) -> Result<Option<zk::OneshotWatcher>, BackendError> {
+    loop {
+        let client = slot
+            .upgrade()
+            .and_then(|slot| slot.lock().unwrap_or_else(|e| e.into_inner()).clone())
+            .ok_or_else(|| {
+                BackendError::new(
+                    ErrorKind::SessionGone,
+                    format!("watch on {path}: session closed"),
+                )
+            })?;
+        match tokio::time::timeout(bound, client.check_and_watch_stat(path)).await {
+            Ok(Ok((None, _))) => return Ok(None),
+            Ok(Ok((Some(_), watcher))) => return Ok(Some(watcher)),
+            Ok(Err(e)) if classify(&e) == ErrorKind::OutcomeUnknown => {}
+            Ok(Err(e)) => return Err(backend_error("re-arm watch", path, e)),
+            Err(_) => {}
+        }
+        tokio::time::sleep(bound / 20).await;
+    }
 }

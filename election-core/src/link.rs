@@ -1,0 +1,212 @@
+//! What a candidate's handle and its driver share, in one allocation per candidate: the
+//! candidate's events ([`EventsOutlet`]) and the commands its handle (and its client, on
+//! close) sends to the driver.
+//!
+//! The commands are a plain queue under a lock, not a tokio channel: a command is rare (a
+//! resignation, a stop, a close), and an unbounded tokio channel costs about 1 KiB from the
+//! start (its shared state and a first block of 32 slots), a cost every election of a process
+//! running thousands of them would pay. The queue behaves as that channel did: commands come
+//! out in the order sent; the driver hears that every sender is gone (`None`) once the queue
+//! is empty; a send fails once the driver is gone, and commands still queued then are dropped
+//! (a resignation waiting on one hears `Stopped`).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use tokio::sync::oneshot;
+
+use crate::events::EventsOutlet;
+
+/// A user's command to a running candidate.
+pub(crate) enum Command {
+    Resign {
+        rejoin: bool,
+        done: oneshot::Sender<()>,
+    },
+    Stop,
+    /// The client is closing: withdraw as on `Stop`, with its own reason.
+    Close,
+}
+
+/// The shared part of one candidate.
+pub(crate) struct Link {
+    /// The driver's events: the first subscriber gets every one since the start.
+    pub events: EventsOutlet,
+    commands: Mutex<Mailbox>,
+}
+
+struct Mailbox {
+    queue: VecDeque<Command>,
+    /// Live [`CommandSender`]s.
+    senders: usize,
+    /// The [`CommandReceiver`] is gone: sends fail.
+    closed: bool,
+    /// The driver's task, to wake on a command or when the last sender goes.
+    waker: Option<Waker>,
+}
+
+impl Link {
+    /// A link, with its driver's end and a first sender.
+    pub(crate) fn pair() -> (CommandSender, CommandReceiver) {
+        let link = Arc::new(Self {
+            events: EventsOutlet::new(),
+            commands: Mutex::new(Mailbox {
+                queue: VecDeque::new(),
+                senders: 1,
+                closed: false,
+                waker: None,
+            }),
+        });
+        (
+            CommandSender { link: link.clone() },
+            CommandReceiver { link },
+        )
+    }
+
+    fn mailbox(&self) -> MutexGuard<'_, Mailbox> {
+        self.commands.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Sends commands to the driver (and reaches the candidate's events). Clones count as
+/// senders: the driver hears when the last one is gone.
+pub(crate) struct CommandSender {
+    link: Arc<Link>,
+}
+
+impl CommandSender {
+    /// Queues `command`; gives it back when the driver is gone.
+    pub(crate) fn send(&self, command: Command) -> Result<(), Command> {
+        let waker = {
+            let mut mailbox = self.link.mailbox();
+            if mailbox.closed {
+                return Err(command);
+            }
+            mailbox.queue.push_back(command);
+            mailbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// The shared part: the events.
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
+    }
+}
+
+impl Clone for CommandSender {
+    fn clone(&self) -> Self {
+        self.link.mailbox().senders += 1;
+        Self {
+            link: self.link.clone(),
+        }
+    }
+}
+
+impl Drop for CommandSender {
+    fn drop(&mut self) {
+        let waker = {
+            let mut mailbox = self.link.mailbox();
+            mailbox.senders -= 1;
+            if mailbox.senders > 0 {
+                return;
+            }
+            mailbox.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+}
+
+/// The driver's end: receives the commands, publishes the events.
+pub(crate) struct CommandReceiver {
+    link: Arc<Link>,
+}
+
+impl CommandReceiver {
+    /// The next command; `None` once every sender is gone and nothing is queued.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
+        let mut mailbox = self.link.mailbox();
+        if let Some(command) = mailbox.queue.pop_front() {
+            return Poll::Ready(Some(command));
+        }
+        if mailbox.senders == 0 {
+            return Poll::Ready(None);
+        }
+        match &mut mailbox.waker {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    /// The shared part: the events.
+    pub(crate) fn link(&self) -> &Link {
+        &self.link
+    }
+}
+
+impl Drop for CommandReceiver {
+    fn drop(&mut self) {
+        // Dropped outside the lock: a resignation's sender wakes its waiter.
+        let queued = {
+            let mut mailbox = self.link.mailbox();
+            mailbox.closed = true;
+            mailbox.waker = None;
+            std::mem::take(&mut mailbox.queue)
+        };
+        drop(queued);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+
+    #[tokio::test]
+    async fn commands_come_in_order_then_none_when_every_sender_is_gone() {
+        let (tx, rx) = Link::pair();
+        let tx2 = tx.clone();
+        assert!(tx.send(Command::Stop).is_ok());
+        assert!(tx2.send(Command::Close).is_ok());
+        drop(tx);
+        assert!(matches!(
+            poll_fn(|cx| rx.poll_recv(cx)).await,
+            Some(Command::Stop)
+        ));
+        // One sender left, nothing queued after the next: it waits, then hears the end.
+        assert!(matches!(
+            poll_fn(|cx| rx.poll_recv(cx)).await,
+            Some(Command::Close)
+        ));
+        let waiting = tokio::spawn(async move { poll_fn(|cx| rx.poll_recv(cx)).await.is_none() });
+        tokio::task::yield_now().await;
+        drop(tx2);
+        assert!(waiting.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_send_wakes_the_driver_and_fails_once_it_is_gone() {
+        let (tx, rx) = Link::pair();
+        let waiting = tokio::spawn(async move {
+            let got = poll_fn(|cx| rx.poll_recv(cx)).await;
+            (matches!(got, Some(Command::Stop)), rx)
+        });
+        tokio::task::yield_now().await;
+        assert!(tx.send(Command::Stop).is_ok());
+        let (got, rx) = waiting.await.unwrap();
+        assert!(got);
+        let (done, wait) = oneshot::channel();
+        assert!(tx.send(Command::Resign { rejoin: true, done }).is_ok());
+        // The driver goes with a resignation still queued: its waiter hears so.
+        drop(rx);
+        assert!(wait.await.is_err());
+        assert!(tx.send(Command::Stop).is_err());
+    }
+}
