@@ -216,16 +216,14 @@ pub trait BackendSession: Send + Sync + 'static {
     /// [`create_compatible`](Self::create_compatible) with `mode`): a candidate that resigns
     /// and rejoins at the tail.
     ///
-    /// A backend may send both at once (ZooKeeper sends them back to back, in one round trip),
-    /// so that the create reaches the service before the successor's confirming read does, not
-    /// just as it does (the read would wait behind it).
+    /// Where the service can, do both in one atomic step (ZooKeeper's `multi`): one write, not
+    /// two, so that the rejoin's create does not hold up the successor's confirming read behind
+    /// it in the service's queue.
     ///
-    /// `Ok` means the old entry is gone and the new one exists (also when the old one was gone
-    /// already). Errors: [`NotFound`](crate::ErrorKind::NotFound) when `old` does not exist and
+    /// Errors: [`NotFound`](crate::ErrorKind::NotFound) when `old` does not exist, and then
     /// nothing was created; [`OutcomeUnknown`](crate::ErrorKind::OutcomeUnknown) when either
-    /// step may have been applied (or the new entry exists beside an old one that could not be
-    /// deleted). After any other error the new entry was not created (the old one may or may
-    /// not be gone): the election then deletes and creates as two steps.
+    /// step may have been applied. After any other error the new entry was not created (the old
+    /// one may or may not be gone): the election then deletes and creates as two steps.
     ///
     /// The default deletes, then creates.
     async fn requeue(

@@ -444,55 +444,6 @@ impl ZkSession {
             .sort_by(|a, b| (a.sequence, &a.name).cmp(&(b.sequence, &b.name)));
         Ok(listing)
     }
-
-    /// The old entry's delete and the new entry's create sent back to back, without waiting for
-    /// the first answer: the server takes both in one burst, before the successor's confirming
-    /// read comes (a create sent after the delete's answer reaches the server just as that read
-    /// does, and the read waits for it). One round trip for both, and each keeps its own
-    /// answer: the delete's decides whether the old entry is gone, the create's whether the new
-    /// one exists.
-    async fn requeue_pipelined(
-        &self,
-        dir: &ElectionPath,
-        old: &str,
-        marker: &Marker,
-        mode: Option<Compatibility>,
-        data: &[u8],
-    ) -> Result<EntryInfo, BackendError> {
-        // The client sends in call order, and `join!` polls the delete first.
-        let (deleted, created) = tokio::join!(
-            self.delete(dir, old),
-            self.create_named(dir, marker, mode, data)
-        );
-        let old_gone = match &deleted {
-            Ok(()) => true,
-            Err(e) => e.kind() == ErrorKind::NotFound,
-        };
-        match (old_gone, deleted, created) {
-            (true, _, Ok(info)) => Ok(info),
-            // The old entry is gone and the new one was not created (or may have been: the
-            // caller looks its marker up).
-            (true, _, Err(e)) => Err(e),
-            // The old entry is still there and the new one exists: the caller must learn
-            // both, as after an unknown outcome (it deletes the old one on its own, and finds
-            // the new one by its marker).
-            (false, Err(d), Ok(info)) => Err(BackendError::new(
-                ErrorKind::OutcomeUnknown,
-                format!(
-                    "requeue: {} created, but the old entry {old} was not deleted: {d}",
-                    info.name
-                ),
-            )),
-            (false, Err(d), Err(c)) => {
-                if c.kind() == ErrorKind::OutcomeUnknown {
-                    Err(c)
-                } else {
-                    Err(d)
-                }
-            }
-            (false, Ok(()), _) => unreachable!("a delete that succeeded is gone"),
-        }
-    }
 }
 
 #[async_trait]
@@ -528,6 +479,11 @@ impl BackendSession for ZkSession {
         self.create_named(dir, marker, Some(mode), data).await
     }
 
+    /// One `multi`: the old entry's delete and the new entry's create in one transaction, so
+    /// one write where two would queue the successor's confirming read behind the second.
+    /// ZooKeeper before 3.9 answers a create inside a `multi` without its stat
+    /// (ZOOKEEPER-4026): the token (the new entry's `czxid`) is then read back, a read that
+    /// queues behind no write.
     async fn requeue(
         &self,
         dir: &ElectionPath,
@@ -536,7 +492,88 @@ impl BackendSession for ZkSession {
         mode: Option<Compatibility>,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        self.requeue_pipelined(dir, old, marker, mode, data).await
+        if data.len() > MAX_DATA_LEN {
+            return Err(BackendError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
+                    data.len()
+                ),
+            ));
+        }
+        let old_path = self.entry_path(dir, old)?;
+        let dir_path = self.absolute(dir.as_str());
+        let prefix = EntryName::prefix_in(marker, self.id, mode);
+        let path = format!("{dir_path}/{prefix}");
+        let acl = self.settings.acl;
+        let (o, p) = (&old_path, &path);
+        let results = self
+            .write("requeue", o, |client| async move {
+                let options = acl.options(zk::CreateMode::EphemeralSequential);
+                let mut multi = client.new_multi_writer();
+                multi.add_delete(o, None)?;
+                multi.add_create(p, data, &options)?;
+                Ok(multi.commit().await?)
+            })
+            .await;
+        let results = match results {
+            Ok(results) => results,
+            Err(e) => return Err(self.explain_refusal(p, e).await),
+        };
+        let Some(zk::MultiWriteResult::Create {
+            path: created,
+            stat,
+        }) = results.into_iter().nth(1)
+        else {
+            return Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                format!("requeue {old_path}: the multi's answer has no create"),
+            ));
+        };
+        let name = created
+            .rsplit('/')
+            .next()
+            .unwrap_or(created.as_str())
+            .to_owned();
+        let parsed = EntryName::parse(&name).ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Other,
+                format!("created {dir_path}/{name}, a name this backend cannot read"),
+            )
+        })?;
+        let czxid = if stat.is_invalid() {
+            let full = format!("{dir_path}/{name}");
+            let f = &full;
+            let read = self
+                .request(
+                    "exists",
+                    f,
+                    |client| async move { client.check_stat(f).await },
+                )
+                .await?;
+            match read {
+                Some(stat) => stat.czxid,
+                // Gone at once (its session ended, or it was deleted): the caller deletes the
+                // old entry again (already gone) and looks the marker up.
+                None => {
+                    return Err(BackendError::new(
+                        ErrorKind::OutcomeUnknown,
+                        format!("requeue {old_path}: {full} was created, then gone before its token could be read"),
+                    ))
+                }
+            }
+        } else {
+            stat.czxid
+        };
+        tracing::debug!(session = %self.id, path = %dir_path, old, name, czxid, "entry requeued");
+        Ok(EntryInfo {
+            name,
+            sequence: parsed.sequence,
+            owner: self.id,
+            marker: marker.clone(),
+            token: FencingToken(czxid as u64),
+            data: data.to_vec(),
+        })
     }
 
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
