@@ -270,6 +270,32 @@ impl ZkSession {
         )
     }
 
+    /// Our entry `name` in `dir_path`, just created (by a create or a requeue) with `marker`,
+    /// `czxid` and `data`.
+    fn created(
+        &self,
+        dir_path: &str,
+        name: String,
+        marker: &Marker,
+        czxid: i64,
+        data: &[u8],
+    ) -> Result<EntryInfo, BackendError> {
+        let parsed = EntryName::parse(&name).ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Other,
+                format!("created {dir_path}/{name}, a name this backend cannot read"),
+            )
+        })?;
+        Ok(EntryInfo {
+            name,
+            sequence: parsed.sequence,
+            owner: self.id,
+            marker: marker.clone(),
+            token: FencingToken(czxid as u64),
+            data: data.to_vec(),
+        })
+    }
+
     /// Creates our entry with `marker`, in our own shape or `mode`'s.
     async fn create_named(
         &self,
@@ -278,15 +304,7 @@ impl ZkSession {
         mode: Option<Compatibility>,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        if data.len() > MAX_DATA_LEN {
-            return Err(BackendError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
-                    data.len()
-                ),
-            ));
-        }
+        check_data_len(data)?;
         let dir_path = self.absolute(dir.as_str());
         let prefix = EntryName::prefix_in(marker, self.id, mode);
         let path = format!("{dir_path}/{prefix}");
@@ -333,21 +351,8 @@ impl ZkSession {
             match created {
                 Ok((stat, sequence)) => {
                     let name = format!("{prefix}{sequence}");
-                    let parsed = EntryName::parse(&name).ok_or_else(|| {
-                        BackendError::new(
-                            ErrorKind::Other,
-                            format!("created {dir_path}/{name}, a name this backend cannot read"),
-                        )
-                    })?;
                     tracing::debug!(session = %self.id, path = %dir_path, name, czxid = stat.czxid, "entry created");
-                    return Ok(EntryInfo {
-                        name,
-                        sequence: parsed.sequence,
-                        owner: self.id,
-                        marker: marker.clone(),
-                        token: FencingToken(stat.czxid as u64),
-                        data: data.to_vec(),
-                    });
+                    return self.created(&dir_path, name, marker, stat.czxid, data);
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     let top_missing = matches!(made.first(), None | Some(Err(zk::Error::NoNode)));
@@ -492,15 +497,7 @@ impl BackendSession for ZkSession {
         mode: Option<Compatibility>,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        if data.len() > MAX_DATA_LEN {
-            return Err(BackendError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
-                    data.len()
-                ),
-            ));
-        }
+        check_data_len(data)?;
         let old_path = self.entry_path(dir, old)?;
         let dir_path = self.absolute(dir.as_str());
         let prefix = EntryName::prefix_in(marker, self.id, mode);
@@ -535,12 +532,6 @@ impl BackendSession for ZkSession {
             .next()
             .unwrap_or(created.as_str())
             .to_owned();
-        let parsed = EntryName::parse(&name).ok_or_else(|| {
-            BackendError::new(
-                ErrorKind::Other,
-                format!("created {dir_path}/{name}, a name this backend cannot read"),
-            )
-        })?;
         let czxid = if stat.is_invalid() {
             let full = format!("{dir_path}/{name}");
             let f = &full;
@@ -566,14 +557,7 @@ impl BackendSession for ZkSession {
             stat.czxid
         };
         tracing::debug!(session = %self.id, path = %dir_path, old, name, czxid, "entry requeued");
-        Ok(EntryInfo {
-            name,
-            sequence: parsed.sequence,
-            owner: self.id,
-            marker: marker.clone(),
-            token: FencingToken(czxid as u64),
-            data: data.to_vec(),
-        })
+        self.created(&dir_path, name, marker, czxid, data)
     }
 
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
@@ -667,12 +651,7 @@ impl BackendSession for ZkSession {
         dir: &ElectionPath,
         name: &str,
     ) -> Result<Option<EntryInfo>, BackendError> {
-        let Some(parsed) = EntryName::parse(name) else {
-            return Err(BackendError::new(
-                ErrorKind::Invalid,
-                format!("{name:?} is not an election entry name"),
-            ));
-        };
+        let parsed = parse_entry(name)?;
         let path = self.entry_path(dir, name)?;
         let p = &path;
         let read = self
@@ -684,23 +663,7 @@ impl BackendSession for ZkSession {
                 }
             })
             .await?;
-        let Some((mut data, stat)) = read else {
-            return Ok(None);
-        };
-        // More than any record of ours: foreign. Keep one byte past the limit, so that the
-        // decoder still sees it is too long.
-        if let Some(len) = cap_data(&mut data, MAX_RECORD_LEN + 1) {
-            tracing::warn!(path = %path, len, "oversized data under an entry's name cut");
-        }
-        Ok(Some(EntryInfo {
-            name: name.to_owned(),
-            sequence: parsed.sequence,
-            // The server's record of the owner, not the name's claim.
-            owner: SessionId(stat.ephemeral_owner as u64),
-            marker: parsed.marker,
-            token: FencingToken(stat.czxid as u64),
-            data,
-        }))
+        Ok(read.map(|(data, stat)| entry_read(&path, name, parsed, data, &stat)))
     }
 
     /// One `multiRead` (ZooKeeper 3.6 and later): our entry's `getData`, one per entry ahead,
@@ -721,12 +684,7 @@ impl BackendSession for ZkSession {
                 leader_note: None,
             });
         }
-        let Some(parsed) = EntryName::parse(own) else {
-            return Err(BackendError::new(
-                ErrorKind::Invalid,
-                format!("{own:?} is not an election entry name"),
-            ));
-        };
+        let parsed = parse_entry(own)?;
         let own_path = self.entry_path(dir, own)?;
         let paths = ahead
             .iter()
@@ -769,20 +727,7 @@ impl BackendSession for ZkSession {
         } else {
             None
         };
-        let own = own_found.map(|(mut data, stat)| {
-            if let Some(len) = cap_data(&mut data, MAX_RECORD_LEN + 1) {
-                tracing::warn!(path = %own_path, len, "oversized data under an entry's name cut");
-            }
-            EntryInfo {
-                name: own.to_owned(),
-                sequence: parsed.sequence,
-                // The server's record of the owner, not the name's claim.
-                owner: SessionId(stat.ephemeral_owner as u64),
-                marker: parsed.marker,
-                token: FencingToken(stat.czxid as u64),
-                data,
-            }
-        });
+        let own = own_found.map(|(data, stat)| entry_read(&own_path, own, parsed, data, &stat));
         Ok(Confirmation {
             own,
             ahead_present,
@@ -790,13 +735,13 @@ impl BackendSession for ZkSession {
         })
     }
 
-    /// The directory's data, when it is empty or a leader note already; anything else is
-    /// someone's data, never overwritten. Written with the version read, so a note never
-    /// replaces data written meanwhile.
     fn keeps_leader_notes(&self) -> bool {
         true
     }
 
+    /// The directory's data, when it is empty or a leader note already; anything else is
+    /// someone's data, never overwritten. Written with the version read, so a note never
+    /// replaces data written meanwhile.
     async fn note_leader(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         self.entry_path(dir, name)?;
         let dir_path = self.absolute(dir.as_str());
@@ -926,4 +871,52 @@ fn leader_note_of(data: &[u8]) -> Option<String> {
         .ok()
         .filter(|n| !n.is_empty() && !n.contains('/'))
         .map(str::to_owned)
+}
+
+/// Refuses entry data over the limit before anything is sent.
+fn check_data_len(data: &[u8]) -> Result<(), BackendError> {
+    if data.len() > MAX_DATA_LEN {
+        return Err(BackendError::new(
+            ErrorKind::Invalid,
+            format!(
+                "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
+                data.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `name` as an entry name of ours, or `Invalid`.
+fn parse_entry(name: &str) -> Result<EntryName, BackendError> {
+    EntryName::parse(name).ok_or_else(|| {
+        BackendError::new(
+            ErrorKind::Invalid,
+            format!("{name:?} is not an election entry name"),
+        )
+    })
+}
+
+/// The entry `name` (at `path`) as read: owner and token from the server's stat, not from the
+/// name's claim.
+fn entry_read(
+    path: &str,
+    name: &str,
+    parsed: EntryName,
+    mut data: Vec<u8>,
+    stat: &zk::Stat,
+) -> EntryInfo {
+    // More than any record of ours: foreign. Keep one byte past the limit, so that the decoder
+    // still sees it is too long.
+    if let Some(len) = cap_data(&mut data, MAX_RECORD_LEN + 1) {
+        tracing::warn!(path = %path, len, "oversized data under an entry's name cut");
+    }
+    EntryInfo {
+        name: name.to_owned(),
+        sequence: parsed.sequence,
+        owner: SessionId(stat.ephemeral_owner as u64),
+        marker: parsed.marker,
+        token: FencingToken(stat.czxid as u64),
+        data,
+    }
 }
