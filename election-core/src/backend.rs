@@ -90,6 +90,10 @@ pub trait BackendSession: Send + Sync + 'static {
     /// [`list`](Self::list) reports both: after an [`OutcomeUnknown`](crate::ErrorKind) the
     /// election finds the entry again by its marker instead of creating a second one.
     /// `data` is stored as given and returned by [`read`](Self::read).
+    ///
+    /// [`EntryInfo::sole`] may be set only when the service guarantees that `dir` held no other
+    /// node when the entry was made (the conformance suite checks it); leave it `false` when
+    /// unsure: the candidate then lists, which is always right.
     async fn create(
         &self,
         dir: &ElectionPath,
@@ -524,6 +528,13 @@ pub struct EntryInfo {
     pub token: FencingToken,
     /// The data stored with it.
     pub data: Vec<u8>,
+    /// Set only by a create, and only when the service guarantees that the directory held no
+    /// other node when this entry was made, and so none is ahead of it (on ZooKeeper: sequence
+    /// number 0, the first child the directory ever had). The candidate then leads on the
+    /// create's reply, with no listing, and records no leader note (no successor ever needs
+    /// one naming it: nothing of ours sorts ahead of it). `false` whenever unsure, and from
+    /// every read.
+    pub sole: bool,
 }
 
 impl EntryInfo {

@@ -613,12 +613,34 @@ impl Machine {
             name: entry.name.clone(),
         });
         self.phase = Phase::Holding {
-            entry,
+            entry: entry.clone(),
             role: Role::Verifying,
         };
         self.want_list = true;
         if self.goal != Goal::Run {
             self.release(now);
+            return;
+        }
+        // S3: the create itself showed our entry alone in the directory, made by this session
+        // (the backend vouches for it only on a create's reply): a listing now could show no
+        // more, so lead without one. No leader note either: one is read only for a predecessor
+        // that had many of ours ahead of it, and nothing of ours sorts ahead of this entry.
+        // Not after a create of this session lost its reply: a listing also looks for that
+        // create's entry, to delete it (S5).
+        if info.sole && self.connected() && !self.sweep_before_finish {
+            debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, entry = %entry.name, "the create found the directory empty: leading without a listing");
+            self.head = Some(entry.name.clone());
+            self.claim(now, entry, false);
+            if matches!(
+                self.phase,
+                Phase::Holding {
+                    role: Role::Leading,
+                    ..
+                }
+            ) {
+                self.want_list = false;
+                self.want_note = false;
+            }
         }
     }
 

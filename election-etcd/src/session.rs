@@ -307,6 +307,8 @@ impl BackendSession for EtcdSession {
             marker: marker.clone(),
             token: FencingToken(revision as u64),
             data: data.to_vec(),
+            // A create in a txn with no revision bound cannot tell that the prefix was empty.
+            sole: false,
         })
     }
 
@@ -414,6 +416,7 @@ impl BackendSession for EtcdSession {
             // More than any record of ours is foreign: one byte past the limit tells the
             // decoder so.
             data: kv.value()[..kv.value().len().min(MAX_RECORD_LEN + 1)].to_vec(),
+            sole: false,
         }))
     }
 

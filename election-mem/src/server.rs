@@ -321,6 +321,7 @@ fn entry_of(name: &str, data: &[u8], czxid: u64, owner: Option<SessionId>) -> Op
         marker,
         token: FencingToken(czxid),
         data: data.to_vec(),
+        sole: false,
     })
 }
 
@@ -555,6 +556,8 @@ impl Server {
         self.stats.creates += 1;
         self.session_usable(session)?;
         self.ensure_parents(dir);
+        // Nothing else in the directory as this entry is made: it leads without a listing.
+        let sole = self.children(dir).next().is_none();
         let parent = self.nodes.get_mut(dir).expect("parent just ensured");
         let seq = parent.next_seq;
         parent.next_seq += 1;
@@ -580,6 +583,7 @@ impl Server {
             marker: marker.clone(),
             token: FencingToken(token),
             data: data.to_vec(),
+            sole,
         })
     }
 

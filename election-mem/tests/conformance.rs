@@ -21,6 +21,10 @@ impl MemHarness {
 
 #[async_trait::async_trait]
 impl Harness for MemHarness {
+    fn reports_sole(&self) -> bool {
+        true
+    }
+
     async fn backend(&self) -> Arc<dyn CoordinationBackend> {
         self.cluster.backend()
     }

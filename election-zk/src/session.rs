@@ -271,7 +271,10 @@ impl ZkSession {
     }
 
     /// Our entry `name` in `dir_path`, just created (by a create or a requeue) with `marker`,
-    /// `czxid` and `data`.
+    /// `czxid` and `data`. `may_be_sole`: a plain create, whose sequence number 0 shows that the
+    /// directory had no child before (ZooKeeper numbers a sequential node by its parent's
+    /// `cversion`, which every child's create and delete raise); a requeue's create never is
+    /// (its delete raised it).
     fn created(
         &self,
         dir_path: &str,
@@ -279,6 +282,7 @@ impl ZkSession {
         marker: &Marker,
         czxid: i64,
         data: &[u8],
+        may_be_sole: bool,
     ) -> Result<EntryInfo, BackendError> {
         let parsed = EntryName::parse(&name).ok_or_else(|| {
             BackendError::new(
@@ -293,6 +297,7 @@ impl ZkSession {
             marker: marker.clone(),
             token: FencingToken(czxid as u64),
             data: data.to_vec(),
+            sole: may_be_sole && parsed.sequence == 0,
         })
     }
 
@@ -352,7 +357,7 @@ impl ZkSession {
                 Ok((stat, sequence)) => {
                     let name = format!("{prefix}{sequence}");
                     tracing::debug!(session = %self.id, path = %dir_path, name, czxid = stat.czxid, "entry created");
-                    return self.created(&dir_path, name, marker, stat.czxid, data);
+                    return self.created(&dir_path, name, marker, stat.czxid, data, true);
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     let top_missing = matches!(made.first(), None | Some(Err(zk::Error::NoNode)));
@@ -557,7 +562,7 @@ impl BackendSession for ZkSession {
             stat.czxid
         };
         tracing::debug!(session = %self.id, path = %dir_path, old, name, czxid, "entry requeued");
-        self.created(&dir_path, name, marker, czxid, data)
+        self.created(&dir_path, name, marker, czxid, data, false)
     }
 
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
@@ -918,5 +923,6 @@ fn entry_read(
         marker: parsed.marker,
         token: FencingToken(stat.czxid as u64),
         data,
+        sole: false,
     }
 }

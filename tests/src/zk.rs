@@ -146,6 +146,10 @@ impl CoordinationBackend for Proxied {
 
 #[async_trait]
 impl Harness for ZkHarness {
+    fn reports_sole(&self) -> bool {
+        true
+    }
+
     async fn backend(&self) -> Arc<dyn CoordinationBackend> {
         let backend = match &self.pki {
             None => {

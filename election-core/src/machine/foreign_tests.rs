@@ -59,6 +59,7 @@ fn placed(
             marker: marker.clone(),
             token: FencingToken(100 + seq),
             data: vec![],
+            sole: false,
         })),
     );
     m.take_actions();
@@ -391,6 +392,7 @@ fn the_leader_read_of_a_compatibility_entry_of_ours_shows_its_plain_id() {
             marker: marker.clone(),
             token: FencingToken(104),
             data: b"me".to_vec(),
+            sole: false,
         })),
     );
     m.take_actions();
@@ -419,6 +421,7 @@ fn the_leader_read_of_a_compatibility_entry_of_ours_shows_its_plain_id() {
                 marker: Marker::from_bits(0xaa),
                 token: FencingToken(102),
                 data: b"host-a".to_vec(),
+                sole: false,
             })),
         },
     );

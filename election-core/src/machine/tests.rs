@@ -54,6 +54,7 @@ fn info(name: &str, seq: u64, marker: Marker) -> EntryInfo {
         marker,
         token: FencingToken(100 + seq),
         data: vec![],
+        sole: false,
     }
 }
 
@@ -525,6 +526,100 @@ fn without_leader_notes_far_behind_means_listing() {
 }
 
 /// A leader records its note once it leads; the note gives way to any other request.
+fn sole(name: &str, marker: Marker) -> EntryInfo {
+    EntryInfo {
+        sole: true,
+        ..info(name, 0, marker)
+    }
+}
+
+#[test]
+fn a_create_that_found_the_directory_empty_leads_without_listing_or_note() {
+    let (mut m, now) = machine(true);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(sole("mine", mk))));
+    let out = m.take_actions();
+    assert!(m.state().is_leader(), "{:?}", m.state());
+    assert_eq!(m.state().token(), Some(FencingToken(100)));
+    assert!(
+        out.contains(&Action::WatchOwn {
+            name: "mine".into()
+        }) && out.contains(&Action::StartWork {
+            token: FencingToken(100)
+        }),
+        "{out:?}"
+    );
+    assert!(
+        !out.iter().any(|a| matches!(
+            a,
+            Action::List | Action::NoteLeader { .. } | Action::Read { .. }
+        )),
+        "{out:?}"
+    );
+    // The rest of the term as any other: our entry deleted by someone else ends it.
+    m.handle(
+        now,
+        Input::OwnGone {
+            name: "mine".into(),
+            result: Ok(()),
+        },
+    );
+    assert!(!m.state().is_leader());
+}
+
+#[test]
+fn a_sole_create_while_leaving_or_after_a_lost_reply_does_not_lead() {
+    // Stopped while the create was under way: the entry is given up, never led with.
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Stop);
+    m.take_actions();
+    m.handle(now, Input::Created(Ok(sole("mine", mk))));
+    let out = m.take_actions();
+    assert!(!m.state().is_leader());
+    assert!(
+        out.contains(&Action::Delete {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    // A create of this session lost its reply earlier: a listing looks for its entry (S5),
+    // whatever the next create says.
+    let (mut m, now) = machine(false);
+    m.handle(
+        now,
+        Input::Created(Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost"))),
+    );
+    m.handle(now + T, Input::Timer);
+    m.take_actions();
+    let empty = Listing {
+        entries: vec![],
+        foreign: vec![],
+        contenders: vec![],
+        foreign_omitted: 0,
+    };
+    m.handle(now + T, Input::Listed(Ok(empty)));
+    let mk = marker_of(&m);
+    m.take_actions();
+    m.handle(now + T, Input::Created(Ok(sole("mine", mk))));
+    assert!(!m.state().is_leader());
+    assert!(m.take_actions().contains(&Action::List));
+}
+
+#[test]
+fn a_sole_create_while_disconnected_lists_once_connected() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(
+        now,
+        Input::Session(SessionState::Disconnected { last_contact: now }),
+    );
+    m.handle(now, Input::Created(Ok(sole("mine", mk))));
+    assert!(!m.state().is_leader());
+    m.handle(now, Input::Session(SessionState::Connected));
+    assert!(m.take_actions().contains(&Action::List));
+}
+
 #[test]
 fn a_new_leader_records_its_note() {
     let (mut m, now, out) = placed(false, 0);
@@ -1809,6 +1904,7 @@ fn other_info(seq: u64, id: &str) -> EntryInfo {
             payload: b"10.0.0.9".to_vec(),
         }
         .encode(),
+        sole: false,
     }
 }
 

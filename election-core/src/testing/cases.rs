@@ -222,6 +222,70 @@ pub async fn primitives_requeue(h: &dyn Harness) {
     s.close().await;
 }
 
+/// Backend contract: a create reports [`EntryInfo::sole`](crate::backend::EntryInfo::sole) only
+/// with nothing else in its directory (and then a listing shows it alone); never a second
+/// create, a create beside a contender of another implementation, a requeue, or a read. A
+/// backend whose harness says [`Harness::reports_sole`] reports it for the first create in a
+/// fresh directory.
+pub async fn primitives_sole(h: &dyn Harness) {
+    let p = path(h, "sole");
+    let s = admin(h).await;
+    let first = s
+        .create(&p, &Marker::from_bits(0xd1), b"one")
+        .await
+        .expect("create");
+    assert_eq!(
+        first.sole,
+        h.reports_sole(),
+        "the first create in a fresh directory: {first:?}"
+    );
+    if first.sole {
+        let listing = s.list(&p).await.expect("list");
+        assert_eq!(listing.entries, vec![first.listed()]);
+        assert!(listing.contenders.is_empty() && listing.foreign.is_empty());
+    }
+    let second = s
+        .create(&p, &Marker::from_bits(0xd2), b"two")
+        .await
+        .expect("create");
+    assert!(!second.sole, "a second create: {second:?}");
+    let read = s.read(&p, &first.name).await.expect("read").expect("there");
+    assert!(!read.sole, "a read: {read:?}");
+    let moved = s
+        .requeue(&p, &second.name, &Marker::from_bits(0xd3), None, b"")
+        .await
+        .expect("requeue");
+    assert!(!moved.sole, "a requeue beside another entry: {moved:?}");
+    // Alone again: a create may be sole again only where the service says nothing else is
+    // there; whatever it says, a sole entry is alone.
+    s.delete(&p, &first.name).await.expect("delete");
+    s.delete(&p, &moved.name).await.expect("delete");
+    let again = s
+        .create(&p, &Marker::from_bits(0xd4), b"")
+        .await
+        .expect("create");
+    if again.sole {
+        assert_eq!(
+            s.list(&p).await.expect("list").entries,
+            vec![again.listed()]
+        );
+    }
+    s.delete(&p, &again.name).await.expect("delete");
+    // A contender of another implementation alone in the directory: not sole.
+    let q = path(h, "sole-beside-contender");
+    let contender = h
+        .create_contender(q.as_str(), crate::Implementation::CuratorLatch, b"peer")
+        .await;
+    let beside = s
+        .create(&q, &Marker::from_bits(0xd5), b"")
+        .await
+        .expect("create");
+    assert!(!beside.sole, "a create beside a contender: {beside:?}");
+    s.delete(&q, &beside.name).await.expect("delete");
+    h.remove_contender(q.as_str(), &contender).await;
+    s.close().await;
+}
+
 /// Backend contract: `confirm` reads our entry as `read` does and tells whether any entry of a
 /// list is still there; a missing own entry is `None`. A leader note, where the backend keeps
 /// one, names the entry last noted; without `note` none is read.

@@ -423,6 +423,7 @@ impl Run {
                 payload: Vec::new(),
             }
             .encode(),
+            sole: false,
         }
     }
 
@@ -448,6 +449,8 @@ impl Run {
     fn apply(&mut self, pending: Pending) -> Input {
         match pending {
             Pending::Create(marker) => {
+                // As a backend that can tell: nothing else in the directory as it is made.
+                let sole = self.entries.is_empty();
                 let e = self.create(self.session, marker, true);
                 if let Some(late) = self.late_marker.take() {
                     self.create(self.session, late, true);
@@ -455,7 +458,10 @@ impl Run {
                         l.late = true;
                     }
                 }
-                Input::Created(Ok(self.info(&e)))
+                Input::Created(Ok(EntryInfo {
+                    sole,
+                    ..self.info(&e)
+                }))
             }
             Pending::List => {
                 for e in &mut self.entries {

@@ -96,6 +96,14 @@ pub trait Harness: Send + Sync + 'static {
     /// giving up.
     async fn remove_contender(&self, dir: &str, name: &str);
 
+    /// Whether the backend's first create in a fresh directory reports
+    /// [`EntryInfo::sole`](crate::backend::EntryInfo::sole) (the candidate then leads without a
+    /// listing); the conformance suite checks that it does. `false` by default: the backend
+    /// never reports it, which is always correct.
+    fn reports_sole(&self) -> bool {
+        false
+    }
+
     /// Slack allowed on timing bounds: zero on virtual time; on a real service, the scheduling
     /// and network noise of the machine.
     fn slack(&self) -> Duration {
@@ -121,6 +129,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases [$attr] $harness;
             primitives_create_list_read_delete,
             primitives_requeue,
+            primitives_sole,
             primitives_confirm,
             primitives_watch_gone,
             primitives_close_removes_entries,
@@ -170,6 +179,7 @@ pub async fn run_all(h: &dyn Harness) {
     use cases::*;
     primitives_create_list_read_delete(h).await;
     primitives_requeue(h).await;
+    primitives_sole(h).await;
     primitives_confirm(h).await;
     primitives_watch_gone(h).await;
     primitives_close_removes_entries(h).await;
