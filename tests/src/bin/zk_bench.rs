@@ -4,7 +4,7 @@
 //! exists-watch on another session, with the bare zookeeper-client).
 //!
 //! `cargo run --release -p election-tests --bin zk_bench -- [--quick] [--rounds N]
-//! [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH]`
+//! [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH] [--server-warmup N]`
 //!
 //! Prints a table and writes JSON (default `target/zk-bench.json`).
 //!
@@ -53,6 +53,9 @@ struct Args {
     crash_rounds: usize,
     out: String,
     legs: bool,
+    /// Rounds of every request kind sent to the fresh server first
+    /// (`election_tests::scenario::warm_server`).
+    server_warmup: usize,
 }
 
 fn parse_args() -> Args {
@@ -62,6 +65,7 @@ fn parse_args() -> Args {
         crash_rounds: 5,
         out: "target/zk-bench.json".into(),
         legs: false,
+        server_warmup: 2000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -84,6 +88,9 @@ fn parse_args() -> Args {
             }
             "--out" => args.out = value("--out"),
             "--legs" => args.legs = true,
+            "--server-warmup" => {
+                args.server_warmup = value("--server-warmup").parse().expect("--server-warmup N")
+            }
             "-h" | "--help" => {
                 println!("zk_bench [--quick] [--rounds N] [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH] [--legs]");
                 std::process::exit(0);
@@ -369,6 +376,13 @@ async fn main() {
         "nproc {nproc}, {kernel}, {date}; ZooKeeper {version} standalone (tickTime 200 ms, forceSync=no)"
     );
     eprintln!("zk_bench: {machine}");
+    let warmed =
+        election_tests::scenario::warm_server(&zk.connect_string(), args.server_warmup).await;
+    let machine = format!(
+        "{machine}; server warmed by {} rounds of every request kind ({:.1} s)",
+        args.server_warmup,
+        warmed.as_secs_f64()
+    );
     if args.legs {
         legs(&zk, &args, &machine).await;
         return;

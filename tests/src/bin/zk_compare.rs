@@ -3,8 +3,8 @@
 //! `libcurator-*-java`), interleaved finely, with the host's steal time, so that the ratios
 //! survive a noisy machine.
 //!
-//! `cargo run --release -p election-tests --bin zk_compare -- [--quick] [--rounds N] [--warmup N] [--block N]
-//! [--sizes 2,10,50] [--gap-ms N] [--out PATH]` (`scripts/bench-zk.sh` installs the peers and
+//! `cargo run --release -p election-tests --bin zk_compare -- [--quick] [--rounds N] [--warmup N] [--server-warmup N]
+//! [--block N] [--sizes 2,10,50] [--gap-ms N] [--out PATH]` (`scripts/bench-zk.sh` installs the peers and
 //! runs it).
 //!
 //! # What is measured
@@ -25,7 +25,11 @@
 //! Each round then waits until the old leader is back at the tail (our resigner a follower that
 //! knows the leader; kazoo's and Curator's old leader with a node of its own again), and the
 //! harness sleeps the same idle gap (`--gap-ms`) before the next round of any implementation.
-//! `--warmup` unmeasured rounds of each come first (the JVM compiles its hot paths).
+//! `--warmup` unmeasured rounds of each come first (the JVM compiles its hot paths), and before
+//! anything, `--server-warmup` rounds (2000 by default) of every kind of request any of the three
+//! sends, from bare sessions (`election_tests::scenario::warm_server`): a server in service has
+//! long been warm, and a cold one answers the request kinds it has seen least (a `multi`, a
+//! `multiRead`) markedly slower for the first few hundred.
 //!
 //! # Interleaving
 //! For each number of candidates, the three implementations are set up side by side on their own
@@ -51,7 +55,7 @@ use election_core::{Candidate, CoordinationBackend, ElectionState};
 use election_tests::host::{Cpu, CpuTimes};
 use election_tests::peers::{self, Probe};
 use election_tests::scenario::{
-    direct, follows_known_leader, json_stats, ms, summary, wait_state, RawFloor,
+    direct, follows_known_leader, json_stats, ms, summary, wait_state, warm_server, RawFloor,
 };
 use election_zk::testing::ZkServer;
 use tokio::sync::mpsc;
@@ -67,6 +71,9 @@ const IMPLS: [&str; 3] = ["election", "kazoo", "Curator"];
 struct Args {
     rounds: usize,
     warmup: usize,
+    /// Rounds of every request kind sent to the fresh server before anything else
+    /// ([`warm_server`]).
+    server_warmup: usize,
     block: usize,
     sizes: Vec<usize>,
     gap: Duration,
@@ -77,6 +84,7 @@ fn parse_args() -> Args {
     let mut args = Args {
         rounds: 200,
         warmup: 10,
+        server_warmup: 2000,
         block: 5,
         sizes: vec![2, 10, 50],
         gap: Duration::from_millis(20),
@@ -91,6 +99,9 @@ fn parse_args() -> Args {
                 args.warmup = 5;
             }
             "--warmup" => args.warmup = value("--warmup").parse().expect("--warmup N"),
+            "--server-warmup" => {
+                args.server_warmup = value("--server-warmup").parse().expect("--server-warmup N")
+            }
             "--rounds" => args.rounds = value("--rounds").parse().expect("--rounds N"),
             "--block" => args.block = value("--block").parse().expect("--block N"),
             "--gap-ms" => {
@@ -105,7 +116,7 @@ fn parse_args() -> Args {
             "--out" => args.out = value("--out"),
             "-h" | "--help" => {
                 println!(
-                    "zk_compare [--quick] [--rounds N] [--warmup N] [--block N] [--sizes 2,10,50] [--gap-ms N] [--out PATH]"
+                    "zk_compare [--quick] [--rounds N] [--warmup N] [--server-warmup N] [--block N] [--sizes 2,10,50] [--gap-ms N] [--out PATH]"
                 );
                 std::process::exit(0);
             }
@@ -404,6 +415,13 @@ async fn main() {
     eprintln!("zk_compare: {machine}");
     let connect = zk.connect_string();
     let backend = direct(&connect);
+    let warmed = warm_server(&connect, args.server_warmup).await;
+    let machine = format!(
+        "{machine}; server warmed by {} rounds of every request kind ({:.1} s)",
+        args.server_warmup,
+        warmed.as_secs_f64()
+    );
+    eprintln!("{machine}");
 
     let raw = RawFloor::new(&connect).await;
     let cpu_start = CpuTimes::now();
