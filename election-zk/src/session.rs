@@ -50,6 +50,26 @@ pub struct ZkSession {
     client: Arc<ClientSlot>,
     live: Arc<Liveness>,
     monitor: Mutex<Option<JoinHandle<()>>>,
+    /// Exists watches on our own new entries, set by the read of their token after a `multi`
+    /// (whose create answers with no stat on ZooKeeper 3.8, ZOOKEEPER-4026) and kept for the
+    /// watch on its own entry that the candidate asks for next ([`BackendSession::watch_gone`]),
+    /// which then costs no request. By entry path; taken by the first watch on that path,
+    /// dropped with the entry or the session.
+    armed: Mutex<std::collections::HashMap<String, zk::OneshotWatcher>>,
+}
+
+/// How a `multi` creating an election's directory and its entry ended.
+enum WithDir {
+    Created {
+        name: String,
+        czxid: i64,
+    },
+    /// The directory exists (made meanwhile): nothing was created.
+    DirExists,
+    /// The directory's parent is missing: nothing was created.
+    ParentMissing,
+    /// The directory's create was refused (`NoAuth` under a parent that denies CREATE, ...).
+    DirRefused(BackendError),
 }
 
 impl std::fmt::Debug for ZkSession {
@@ -90,7 +110,33 @@ impl ZkSession {
             client: Arc::new(Mutex::new(Some(client))),
             live,
             monitor: Mutex::new(Some(monitor)),
+            armed: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    fn armed(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, zk::OneshotWatcher>> {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The token (`czxid`) of our entry at `path`, just created by a `multi` whose answer had
+    /// no stat, read with an exists watch that is kept for the candidate's own-entry watch.
+    /// `None`: gone already (its session ended, or someone deleted it).
+    async fn token_read(&self, path: &str) -> Result<Option<i64>, BackendError> {
+        let armed = self
+            .request("exists", path, |client| async move {
+                client.check_and_watch_stat(path).await
+            })
+            .await?;
+        Ok(match armed {
+            (Some(stat), watcher) => {
+                self.armed().insert(path.to_owned(), watcher);
+                Some(stat.czxid)
+            }
+            // Dropping the watcher removes the creation watch the client set.
+            (None, _) => None,
+        })
     }
 
     fn client(&self) -> Result<zk::Client, BackendError> {
@@ -301,6 +347,63 @@ impl ZkSession {
         })
     }
 
+    /// The directory `dir_path` and the entry `entry_prefix` (ephemeral, sequential) in it, in
+    /// one `multi`: both or neither. The entry's token is read back when the answer has no stat
+    /// (ZooKeeper 3.8, ZOOKEEPER-4026), with the watch the candidate asks for next.
+    async fn create_with_dir(
+        &self,
+        dir_path: &str,
+        entry_prefix: &str,
+        data: &[u8],
+    ) -> Result<WithDir, BackendError> {
+        let acl = self.settings.acl;
+        let outcome = self
+            .write("create", entry_prefix, |client| async move {
+                let dir_options = acl.options(zk::CreateMode::Persistent);
+                let options = acl.options(zk::CreateMode::EphemeralSequential);
+                let mut multi = client.new_multi_writer();
+                multi.add_create(dir_path, &[], &dir_options)?;
+                multi.add_create(entry_prefix, data, &options)?;
+                match multi.commit().await {
+                    Ok(results) => Ok(Ok(results)),
+                    Err(zk::MultiWriteError::OperationFailed { index, source }) => {
+                        Ok(Err((index, source)))
+                    }
+                    Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
+                }
+            })
+            .await?;
+        let results = match outcome {
+            Ok(results) => results,
+            Err((0, zk::Error::NodeExists)) => return Ok(WithDir::DirExists),
+            Err((0, zk::Error::NoNode)) => return Ok(WithDir::ParentMissing),
+            Err((0, e)) => return Ok(WithDir::DirRefused(backend_error("create", dir_path, e))),
+            Err((_, e)) => return Err(backend_error("create", entry_prefix, e)),
+        };
+        let Some(zk::MultiWriteResult::Create { path, stat }) = results.into_iter().nth(1) else {
+            return Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                format!("create {entry_prefix}: the multi's answer has no create"),
+            ));
+        };
+        let name = path.rsplit('/').next().unwrap_or(path.as_str()).to_owned();
+        let czxid = if stat.is_invalid() {
+            match self.token_read(&path).await? {
+                Some(czxid) => czxid,
+                // Gone at once: the caller looks the marker up (nothing found: none created).
+                None => {
+                    return Err(BackendError::new(
+                        ErrorKind::OutcomeUnknown,
+                        format!("create {path}: created, then gone before its token could be read"),
+                    ))
+                }
+            }
+        } else {
+            stat.czxid
+        };
+        Ok(WithDir::Created { name, czxid })
+    }
+
     /// Creates our entry with `marker`, in our own shape or `mode`'s.
     async fn create_named(
         &self,
@@ -331,6 +434,32 @@ impl ZkSession {
         let mut depth = 0;
         let mut checked = false;
         for _ in 0..CREATE_ATTEMPTS + ancestors.len() {
+            // Only the directory is missing (the usual case of a new election): create it and
+            // the entry in one `multi`, one request where two creates would be two.
+            if depth == 1 {
+                match self.create_with_dir(&dir_path, p, data).await {
+                    Ok(WithDir::Created { name, czxid }) => {
+                        tracing::debug!(session = %self.id, path = %dir_path, name, czxid, "directory and entry created");
+                        return self.created(&dir_path, name, marker, czxid, data, true);
+                    }
+                    // Made by someone else meanwhile: the entry alone again.
+                    Ok(WithDir::DirExists) => depth = 0,
+                    // Its parent is missing too: every ancestor, back to back.
+                    Ok(WithDir::ParentMissing) => depth = ancestors.len(),
+                    Ok(WithDir::DirRefused(refused)) => {
+                        if checked {
+                            return Err(self.explain_refusal(p, refused).await);
+                        }
+                        checked = true;
+                        depth = 0;
+                        if let Err(e) = self.create_parents(&dir_path).await {
+                            return Err(self.explain_refusal(p, e).await);
+                        }
+                    }
+                    Err(e) => return Err(self.explain_refusal(p, e).await),
+                }
+                continue;
+            }
             let made = Mutex::new(Vec::new());
             let made_ref = &made;
             let chain = &ancestors[ancestors.len() - depth..];
@@ -537,18 +666,11 @@ impl BackendSession for ZkSession {
             .next()
             .unwrap_or(created.as_str())
             .to_owned();
+        self.armed().remove(&old_path);
         let czxid = if stat.is_invalid() {
             let full = format!("{dir_path}/{name}");
-            let f = &full;
-            let read = self
-                .request(
-                    "exists",
-                    f,
-                    |client| async move { client.check_stat(f).await },
-                )
-                .await?;
-            match read {
-                Some(stat) => stat.czxid,
+            match self.token_read(&full).await? {
+                Some(czxid) => czxid,
                 // Gone at once (its session ended, or it was deleted): the caller deletes the
                 // old entry again (already gone) and looks the marker up.
                 None => {
@@ -621,6 +743,17 @@ impl BackendSession for ZkSession {
 
     async fn watch_gone(&self, dir: &ElectionPath, name: &str) -> Result<Watch, BackendError> {
         let path = self.entry_path(dir, name)?;
+        // Our own new entry, whose token read set this watch already.
+        let armed = self.armed().remove(&path);
+        if let Some(watcher) = armed {
+            return Ok(Watch::Armed(notify::on_deleted(
+                watcher,
+                Arc::downgrade(&self.client),
+                path,
+                self.id,
+                self.timeout,
+            )));
+        }
         let p = &path;
         // An entry's name claims its owner; a foreign contender's does not (only persistence
         // makes it a look-alike).
@@ -785,6 +918,7 @@ impl BackendSession for ZkSession {
 
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         let path = self.entry_path(dir, name)?;
+        self.armed().remove(&path);
         let p = &path;
         self.write(
             "delete",
@@ -795,6 +929,7 @@ impl BackendSession for ZkSession {
     }
 
     async fn close(&self) {
+        self.armed().clear();
         let client = self.client.lock().unwrap_or_else(|e| e.into_inner()).take();
         let monitor = self
             .monitor

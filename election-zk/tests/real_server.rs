@@ -704,14 +704,15 @@ fn request_counts(server: &Server) -> (u64, u64) {
 }
 
 /// Issue 12: what a create costs the server, counted with `mntr` (writes exactly; reads with
-/// pings and keep-alives, so "at most one" where none is sent). A fresh directory under an
-/// existing parent costs three writes and no existence check: the entry's create, answered
-/// `NoNode`, then the directory's and the entry's, sent back to back. An existing directory
-/// costs one write. A missing parent as well costs one round trip more, with every ancestor's
-/// create before the entry's (those that exist answer `NodeExists`): 1 + 2 + 4 writes for
-/// `/deep/a/b`.
+/// pings and keep-alives, so "at most one" more than sent). A fresh directory under an existing
+/// parent costs two writes and no existence check: the entry's create, answered `NoNode`, then
+/// one `multi` creating the directory and the entry; and one read, of the entry's token
+/// (ZooKeeper 3.8 answers a `multi`'s create with no stat), which sets the watch on the entry.
+/// An existing directory costs one write. A missing parent as well costs the `multi`, answered
+/// `NoNode`, then every ancestor's create before the entry's, back to back (those that exist
+/// answer `NodeExists`): 1 + 1 + 4 writes for `/deep/a/b`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fresh_directory_costs_three_writes_and_no_existence_check() {
+async fn a_fresh_directory_costs_two_writes_and_no_existence_check() {
     let server = Server::start();
     let backend = ZkBackend::builder(server.connect("")).build().unwrap();
     // A long timeout: few pings and keep-alives between the counts.
@@ -720,11 +721,11 @@ async fn a_fresh_directory_costs_three_writes_and_no_existence_check() {
         .await
         .unwrap();
     let cases = [
-        ("/fresh/second", 3, "a fresh directory"),
-        ("/fresh/second", 1, "an existing directory"),
-        ("/deep/a/b", 7, "a fresh directory and parents"),
+        ("/fresh/second", 2, 1, "a fresh directory"),
+        ("/fresh/second", 1, 0, "an existing directory"),
+        ("/deep/a/b", 6, 0, "a fresh directory and parents"),
     ];
-    for (i, (dir, writes, what)) in cases.into_iter().enumerate() {
+    for (i, (dir, writes, reads, what)) in cases.into_iter().enumerate() {
         let (w0, r0) = request_counts(&server);
         let e = s
             .create(&path(dir), &marker(10 + i as u64), b"x")
@@ -738,15 +739,72 @@ async fn a_fresh_directory_costs_three_writes_and_no_existence_check() {
         );
         assert_eq!(w1 - w0, writes, "writes for a create in {what}");
         assert!(
-            r1 - r0 <= 1,
+            r1 - r0 <= reads + 1,
             "no existence checks for {what}: {} reads",
             r1 - r0
         );
+        // Its directory made by this create, or by the one before in the same session: the
+        // first child it ever had, or not.
+        assert_eq!(e.sole, i != 1, "{what}: {e:?}");
         let listing = s.list(&path(dir)).await.unwrap();
         assert!(
             listing.entries.iter().any(|l| l.name == e.name),
             "{what}: the entry is listed"
         );
+    }
+    s.close().await;
+}
+
+/// Issue 12: the watch on a candidate's own new entry costs no request when the read of the
+/// entry's token set it already (an entry created with its directory, in one `multi`), and it
+/// fires when the entry goes. Twenty entries, so that a keep-alive in the window (at most one
+/// with `T` = 30 s) cannot pass for the twenty reads a watch each would cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_read_of_a_new_entry_arms_its_own_watch() {
+    const N: usize = 20;
+    let server = Server::start();
+    let backend = ZkBackend::builder(server.connect("")).build().unwrap();
+    let s = open(&backend, Duration::from_secs(30)).await;
+    s.create(&path("/armed/warm"), &marker(1), b"")
+        .await
+        .unwrap();
+    let mut entries = Vec::new();
+    for i in 0..N {
+        let dir = path(&format!("/armed/e{i}"));
+        let e = s.create(&dir, &marker(10 + i as u64), b"").await.unwrap();
+        assert!(e.sole, "the first entry of a fresh directory: {e:?}");
+        entries.push((dir, e));
+    }
+    let (w0, r0) = request_counts(&server);
+    let mut watches = Vec::new();
+    for (dir, e) in &entries {
+        let Watch::Armed(fired) = s.watch_gone(dir, &e.name).await.unwrap() else {
+            panic!("our entry {} is there", e.name);
+        };
+        watches.push(fired);
+    }
+    let (w1, r1) = request_counts(&server);
+    eprintln!(
+        "measure: {N} own-entry watches: {} writes, {} reads",
+        w1 - w0,
+        r1 - r0
+    );
+    assert_eq!(w1 - w0, 0);
+    assert!(r1 - r0 <= 1, "{} reads for {N} armed watches", r1 - r0);
+    // Armed for real: each fires when its entry goes, not before.
+    for ((dir, e), mut fired) in entries.iter().zip(watches) {
+        assert!(
+            timeout(Duration::from_millis(50), &mut fired)
+                .await
+                .is_err(),
+            "{} fired while its entry is there",
+            e.name
+        );
+        s.delete(dir, &e.name).await.unwrap();
+        timeout(Duration::from_secs(10), fired)
+            .await
+            .expect("the watch fires when the entry is deleted")
+            .expect("a deletion, not the session's end");
     }
     s.close().await;
 }

@@ -228,8 +228,21 @@ pub async fn primitives_requeue(h: &dyn Harness) {
 /// backend whose harness says [`Harness::reports_sole`] reports it for the first create in a
 /// fresh directory.
 pub async fn primitives_sole(h: &dyn Harness) {
-    let p = path(h, "sole");
     let s = admin(h).await;
+    // A contender of another implementation alone in the directory: not sole. First, while
+    // nothing of ours made the directories (a secured service's would be closed to it).
+    let q = path(h, "sole-beside-contender");
+    let contender = h
+        .create_contender(q.as_str(), crate::Implementation::CuratorLatch, b"peer")
+        .await;
+    let beside = s
+        .create(&q, &Marker::from_bits(0xd5), b"")
+        .await
+        .expect("create");
+    assert!(!beside.sole, "a create beside a contender: {beside:?}");
+    s.delete(&q, &beside.name).await.expect("delete");
+    h.remove_contender(q.as_str(), &contender).await;
+    let p = path(h, "sole");
     let first = s
         .create(&p, &Marker::from_bits(0xd1), b"one")
         .await
@@ -271,18 +284,6 @@ pub async fn primitives_sole(h: &dyn Harness) {
         );
     }
     s.delete(&p, &again.name).await.expect("delete");
-    // A contender of another implementation alone in the directory: not sole.
-    let q = path(h, "sole-beside-contender");
-    let contender = h
-        .create_contender(q.as_str(), crate::Implementation::CuratorLatch, b"peer")
-        .await;
-    let beside = s
-        .create(&q, &Marker::from_bits(0xd5), b"")
-        .await
-        .expect("create");
-    assert!(!beside.sole, "a create beside a contender: {beside:?}");
-    s.delete(&q, &beside.name).await.expect("delete");
-    h.remove_contender(q.as_str(), &contender).await;
     s.close().await;
 }
 
