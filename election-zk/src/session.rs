@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use election_core::limits::{cap_data, MAX_FOREIGN_DATA_LEN, MAX_RECORD_LEN};
+use election_core::metrics::HANDOVER_TARGET;
 use election_core::{
     BackendError, BackendSession, Compatibility, Confirmation, ElectionPath, EntryInfo, ErrorKind,
     FencingToken, ListedContender, ListedEntry, Listing, Marker, Notification, SessionId,
@@ -638,12 +639,14 @@ impl BackendSession for ZkSession {
         let path = format!("{dir_path}/{prefix}");
         let acl = self.settings.acl;
         let (o, p) = (&old_path, &path);
+        let id = self.id;
         let results = self
             .write("requeue", o, |client| async move {
                 let options = acl.options(zk::CreateMode::EphemeralSequential);
                 let mut multi = client.new_multi_writer();
                 multi.add_delete(o, None)?;
                 multi.add_create(p, data, &options)?;
+                tracing::trace!(target: HANDOVER_TARGET, leg = "wire", path = %o, session = %id);
                 Ok(multi.commit().await?)
             })
             .await;
@@ -920,11 +923,11 @@ impl BackendSession for ZkSession {
         let path = self.entry_path(dir, name)?;
         self.armed().remove(&path);
         let p = &path;
-        self.write(
-            "delete",
-            p,
-            |client| async move { client.delete(p, None).await },
-        )
+        let id = self.id;
+        self.write("delete", p, |client| async move {
+            tracing::trace!(target: HANDOVER_TARGET, leg = "wire", path = %p, session = %id);
+            client.delete(p, None).await
+        })
         .await
     }
 

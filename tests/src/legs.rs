@@ -107,11 +107,13 @@ impl<S: tracing::Subscriber> Layer<S> for Marks {
 /// request (a read of its own entry, or a listing when it must find its place again). The old
 /// leader's checkpoints are its own, the successor's its own (`watch_fired` is matched by the
 /// successor's session).
-pub const LEGS: [(&str, &str, &str); 12] = [
+pub const LEGS: [(&str, &str, &str); 14] = [
     ("resign() -> driver has it", "resign", "resign_received"),
     ("-> work told to stop", "resign_received", "work_cancel"),
     ("-> work ended and joined", "work_cancel", "work_ended"),
     ("-> delete sent", "work_ended", "delete_sent"),
+    ("delete sent -> handed to the client", "delete_sent", "wire"),
+    ("handed to the client -> watch fired", "wire", "watch_fired"),
     (
         "delete sent -> answered (old)",
         "delete_sent",
@@ -319,6 +321,13 @@ pub async fn hand_overs(
                 "notified" => notified.as_ref().map(|m| m.at),
                 "resign_received" | "work_cancel" | "work_ended" | "delete_sent"
                 | "delete_answered" => find(&[point], old, started).map(|m| m.at),
+                // The backend's own checkpoint, by the old leader's session.
+                "wire" => {
+                    let sent = find(&["delete_sent"], old, started)?;
+                    got.iter()
+                        .find(|m| m.leg == point && m.session == sent.session && m.at >= sent.at)
+                        .map(|m| m.at)
+                }
                 "watch_fired" => got
                     .iter()
                     .find(|m| m.leg == point && m.session == session && m.at >= started)
