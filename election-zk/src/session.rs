@@ -57,7 +57,17 @@ pub struct ZkSession {
     /// which then costs no request. By entry path; taken by the first watch on that path,
     /// dropped with the entry or the session.
     armed: Mutex<std::collections::HashMap<String, zk::OneshotWatcher>>,
+    /// The election directories' data as a confirming `multiRead` last read it (a leader note,
+    /// or empty; `None` for data of someone else's) and its version, by directory path: the
+    /// leader note written right after the claim it confirmed then needs no read of its own.
+    /// By the path of the entry confirmed; taken by its note, dropped with the entry or the
+    /// session.
+    dir_seen: Mutex<std::collections::HashMap<String, DirSeen>>,
 }
+
+/// An election directory's data as a confirmation read it (`None`: data of someone else's, not
+/// a leader note), and its version.
+type DirSeen = (Option<Vec<u8>>, i32);
 
 /// How a `multi` creating an election's directory and its entry ended.
 enum WithDir {
@@ -112,6 +122,7 @@ impl ZkSession {
             live,
             monitor: Mutex::new(Some(monitor)),
             armed: Mutex::new(std::collections::HashMap::new()),
+            dir_seen: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -670,6 +681,10 @@ impl BackendSession for ZkSession {
             .unwrap_or(created.as_str())
             .to_owned();
         self.armed().remove(&old_path);
+        self.dir_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&old_path);
         let czxid = if stat.is_invalid() {
             let full = format!("{dir_path}/{name}");
             match self.token_read(&full).await? {
@@ -864,7 +879,15 @@ impl BackendSession for ZkSession {
             ahead_present |= found(results.next(), p)?.is_some();
         }
         let leader_note = if note {
-            found(results.next(), &dir_path)?.and_then(|(data, _)| leader_note_of(&data))
+            found(results.next(), &dir_path)?.and_then(|(data, stat)| {
+                let note = leader_note_of(&data);
+                let kept = (data.is_empty() || note.is_some()).then_some(data);
+                self.dir_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(own_path.clone(), (kept, stat.version));
+                note
+            })
         } else {
             None
         };
@@ -884,32 +907,46 @@ impl BackendSession for ZkSession {
     /// someone's data, never overwritten. Written with the version read, so a note never
     /// replaces data written meanwhile.
     async fn note_leader(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
-        self.entry_path(dir, name)?;
+        let entry = self.entry_path(dir, name)?;
         let dir_path = self.absolute(dir.as_str());
         let d = &dir_path;
-        let Some((data, stat)) = self
-            .request("read leader note", d, |client| async move {
-                match client.get_data(d).await {
-                    Ok(found) => Ok(Some(found)),
-                    Err(zk::Error::NoNode) => Ok(None),
-                    Err(e) => Err(e),
-                }
-            })
-            .await?
-        else {
-            return Ok(());
+        // Read by the confirmation of this claim a moment ago: no read again. (A write since
+        // makes ours fail on its version, as it would after a read.)
+        let seen = self
+            .dir_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&entry);
+        let (data, version) = match seen {
+            Some((data, version)) => (data, version),
+            None => {
+                let Some((data, stat)) = self
+                    .request("read leader note", d, |client| async move {
+                        match client.get_data(d).await {
+                            Ok(found) => Ok(Some(found)),
+                            Err(zk::Error::NoNode) => Ok(None),
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .await?
+                else {
+                    return Ok(());
+                };
+                let note = data.is_empty() || leader_note_of(&data).is_some();
+                (note.then_some(data), stat.version)
+            }
         };
-        if !data.is_empty() && leader_note_of(&data).is_none() {
+        let Some(data) = data else {
             tracing::debug!(session = %self.id, path = %dir_path, "the election directory holds data of its own: no leader note");
             return Ok(());
-        }
+        };
         if leader_note_of(&data).as_deref() == Some(name) {
             return Ok(());
         }
         let note = [LEADER_NOTE_PREFIX, name.as_bytes()].concat();
         let n = &note;
         self.write("write leader note", d, |client| async move {
-            match client.set_data(d, n, Some(stat.version)).await {
+            match client.set_data(d, n, Some(version)).await {
                 // Written meanwhile (a newer leader's note, or someone's data), or the
                 // directory is gone: leave it.
                 Ok(_) | Err(zk::Error::BadVersion) | Err(zk::Error::NoNode) => Ok(()),
@@ -922,6 +959,10 @@ impl BackendSession for ZkSession {
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         let path = self.entry_path(dir, name)?;
         self.armed().remove(&path);
+        self.dir_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&path);
         let p = &path;
         let id = self.id;
         self.write("delete", p, |client| async move {
@@ -933,6 +974,10 @@ impl BackendSession for ZkSession {
 
     async fn close(&self) {
         self.armed().clear();
+        self.dir_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         let client = self.client.lock().unwrap_or_else(|e| e.into_inner()).take();
         let monitor = self
             .monitor

@@ -808,3 +808,44 @@ async fn the_token_read_of_a_new_entry_arms_its_own_watch() {
     }
     s.close().await;
 }
+
+/// Issue 12: the leader note written right after a claim its confirmation verified costs one
+/// write and no read (the confirming `multiRead` read the directory's data and version), and it
+/// names the new leader. Twenty elections, so that a keep-alive in the window (at most one with
+/// `T` = 30 s) cannot pass for the twenty reads a note each would cost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_after_its_confirmation_costs_no_read() {
+    const N: usize = 20;
+    let server = Server::start();
+    let backend = ZkBackend::builder(server.connect("")).build().unwrap();
+    let s = open(&backend, Duration::from_secs(30)).await;
+    let mut claims = Vec::new();
+    for i in 0..N {
+        let dir = path(&format!("/noted/e{i}"));
+        let head = s.create(&dir, &marker(100 + i as u64), b"").await.unwrap();
+        let next = s.create(&dir, &marker(200 + i as u64), b"").await.unwrap();
+        s.note_leader(&dir, &head.name).await.unwrap();
+        s.delete(&dir, &head.name).await.unwrap();
+        let c = s.confirm(&dir, &next.name, &[], true).await.unwrap();
+        assert_eq!(c.leader_note.as_deref(), Some(head.name.as_str()));
+        assert!(c.own.is_some());
+        claims.push((dir, next));
+    }
+    let (w0, r0) = request_counts(&server);
+    for (dir, next) in &claims {
+        s.note_leader(dir, &next.name).await.unwrap();
+    }
+    let (w1, r1) = request_counts(&server);
+    eprintln!(
+        "measure: {N} notes after their confirmations: {} writes, {} reads",
+        w1 - w0,
+        r1 - r0
+    );
+    assert_eq!(w1 - w0, N as u64, "one write per note");
+    assert!(r1 - r0 <= 1, "{} reads for {N} notes", r1 - r0);
+    for (dir, next) in &claims {
+        let c = s.confirm(dir, &next.name, &[], true).await.unwrap();
+        assert_eq!(c.leader_note.as_deref(), Some(next.name.as_str()), "{dir}");
+    }
+    s.close().await;
+}
