@@ -1076,6 +1076,8 @@ impl Machine {
             role: Role::Leading,
         };
         self.leader = None;
+        // The record of a head we followed says nothing a leader needs.
+        self.want_read = None;
         let contact = Contact::Confirmed;
         if was_leading {
             self.set_state(
@@ -1769,8 +1771,12 @@ impl Machine {
                 entry,
                 role: Role::Confirming { ahead, .. },
             } if self.work == Work::Idle => match ahead {
-                // The predecessor was the head: our own entry is all there is to read.
-                Ahead::Few(ahead) if ahead.is_empty() => Request::Read(entry.name.clone()),
+                // The predecessor was the head: our own entry is all there is to read. Where
+                // leaders keep notes, the same one request reads the note too: the note this
+                // claim writes then needs no read of its own.
+                Ahead::Few(ahead) if ahead.is_empty() && !self.cfg.leader_notes => {
+                    Request::Read(entry.name.clone())
+                }
                 _ => {
                     let name = entry.name.clone();
                     self.out.push(Action::Confirm {

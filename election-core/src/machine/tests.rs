@@ -23,8 +23,12 @@ fn cfg(has_work: bool) -> MachineConfig {
 }
 
 fn machine(has_work: bool) -> (Machine, Instant) {
+    machine_with(cfg(has_work))
+}
+
+fn machine_with(cfg: MachineConfig) -> (Machine, Instant) {
     let now = Instant::now();
-    let mut m = Machine::new(cfg(has_work), ME, T, SessionState::Connected, now);
+    let mut m = Machine::new(cfg, ME, T, SessionState::Connected, now);
     let out = m.take_actions();
     assert!(matches!(out.as_slice(), [Action::Create { .. }]), "{out:?}");
     (m, now)
@@ -69,7 +73,24 @@ fn other(seq: u64) -> ListedEntry {
 
 /// Registered as `mine` at `seq`, behind `ahead` other entries, listed.
 fn placed(has_work: bool, ahead: u64) -> (Machine, Instant, Vec<Action>) {
-    let (mut m, now) = machine(has_work);
+    placed_with(cfg(has_work), ahead)
+}
+
+/// As [`placed`], on a backend that keeps no leader notes: a head hand-over is confirmed by a
+/// read of our own entry alone ([`Action::Read`]), where with notes the same request also reads
+/// the note ([`Action::Confirm`]); what follows the answer is the same.
+fn placed_reading(has_work: bool, ahead: u64) -> (Machine, Instant, Vec<Action>) {
+    placed_with(
+        MachineConfig {
+            leader_notes: false,
+            ..cfg(has_work)
+        },
+        ahead,
+    )
+}
+
+fn placed_with(cfg: MachineConfig, ahead: u64) -> (Machine, Instant, Vec<Action>) {
+    let (mut m, now) = machine_with(cfg);
     let mk = marker_of(&m);
     m.handle(now, Input::Created(Ok(info("mine", ahead, mk.clone()))));
     let out = m.take_actions();
@@ -200,7 +221,7 @@ fn first_in_listing_leads_and_starts_work() {
 
 #[test]
 fn head_handover_claims_after_reading_its_own_entry_without_listing() {
-    let (mut m, now, out) = placed(false, 1);
+    let (mut m, now, out) = placed_reading(false, 1);
     assert!(
         out.contains(&Action::WatchPredecessor { name: "o0".into() }),
         "{out:?}"
@@ -236,11 +257,56 @@ fn head_handover_claims_after_reading_its_own_entry_without_listing() {
     assert!(!m.take_actions().contains(&Action::List));
 }
 
+/// Where leaders keep notes, the successor of the head confirms with the same one request as
+/// further back, which reads the note too (not needed to decide: the head had nothing ahead);
+/// the note that its own claim then writes needs no read of the directory of its own.
+#[test]
+fn with_leader_notes_the_head_handover_reads_the_note_in_the_same_request() {
+    let (mut m, now, _) = placed(false, 1);
+    m.take_actions();
+    m.handle(
+        now,
+        Input::PredecessorGone {
+            name: "o0".into(),
+            result: Ok(()),
+        },
+    );
+    assert_eq!(
+        m.take_actions(),
+        [Action::Confirm {
+            name: "mine".into(),
+            ahead: vec![],
+            note: true,
+        }]
+    );
+    m.handle(
+        now,
+        Input::Confirmed {
+            name: "mine".into(),
+            result: Ok(Confirmation {
+                own: Some(info("mine", 1, marker_of_entry())),
+                ahead_present: false,
+                // Whatever it names: the predecessor was the head.
+                leader_note: Some("o-older".into()),
+            }),
+        },
+    );
+    assert!(m.state().is_leader());
+    let out = m.take_actions();
+    assert!(
+        out.contains(&Action::NoteLeader {
+            name: "mine".into()
+        }),
+        "{out:?}"
+    );
+    assert!(!out.contains(&Action::List), "{out:?}");
+}
+
 #[test]
 fn head_handover_with_our_entry_deleted_in_the_same_transaction_never_leads() {
     // An administrator's multi-op deletes the head and our entry at once; the predecessor's
     // notification comes first. The confirming read finds nothing: no phantom term.
-    let (mut m, now, _) = placed(true, 1);
+    let (mut m, now, _) = placed_reading(true, 1);
     m.take_actions();
     m.handle(
         now,
@@ -648,7 +714,7 @@ fn a_new_leader_records_its_note() {
 
 #[test]
 fn no_claim_while_disconnected() {
-    let (mut m, now, _) = placed(false, 1);
+    let (mut m, now, _) = placed_reading(false, 1);
     m.handle(
         now,
         Input::Session(SessionState::Disconnected { last_contact: now }),
@@ -1440,7 +1506,7 @@ fn a_refused_release_delete_closes_the_session() {
 /// refused stopped for good. Now the leader stays unknown and the follower follows.
 #[test]
 fn an_unreadable_leader_record_is_unknown_not_fatal() {
-    let (mut m, now, out) = placed(false, 1);
+    let (mut m, now, out) = placed_reading(false, 1);
     assert!(out.contains(&Action::Read { name: "o0".into() }), "{out:?}");
     m.handle(
         now,
@@ -2027,7 +2093,7 @@ fn head_reads_retry_passing_failures_only() {
 /// claim until contact is back (S2).
 #[test]
 fn a_claim_read_answered_while_disconnected_does_not_lead() {
-    let (mut m, now, _) = placed(false, 1);
+    let (mut m, now, _) = placed_reading(false, 1);
     m.take_actions();
     m.handle(
         now,
@@ -2072,7 +2138,7 @@ fn a_claim_read_answered_while_disconnected_does_not_lead() {
 /// S3: the confirming read shows our entry under another session: not ours, never claimed.
 #[test]
 fn a_claim_read_of_an_entry_another_session_owns_does_not_lead() {
-    let (mut m, now, _) = placed(false, 1);
+    let (mut m, now, _) = placed_reading(false, 1);
     m.take_actions();
     m.handle(
         now,
@@ -2827,7 +2893,7 @@ fn a_stop_deadline_while_the_session_closes_sweeps_nothing() {
 /// S4: the hand-over's confirming read waits until the last term's work has ended.
 #[test]
 fn the_confirming_read_waits_for_the_last_terms_work() {
-    let (mut m, now, _) = placed(true, 0);
+    let (mut m, now, _) = placed_reading(true, 0);
     m.take_actions();
     m.handle(
         now,
