@@ -272,9 +272,10 @@ pub(crate) struct Machine {
     stop_deadline: Option<Instant>,
     timer: Option<Instant>,
     attempt: u32,
-    /// The head of our last listing, and what we read of it (boxed: 64 bytes inline that a
-    /// candidate that leads, or has not read its leader yet, does not use; issue 12).
+    /// The head of our last listing, and what we read of it.
     head: Option<String>,
+    /// Boxed: 64 bytes inline that a candidate that leads, or has not read its leader yet,
+    /// does not use (issue 12).
     leader: Option<Box<LeaderInfo>>,
     /// What listings showed besides entries (see [`Strangers`]); `None` while nothing.
     strangers: Option<Box<Strangers>>,
