@@ -1,4 +1,6 @@
 //! The candidate handle: what a user holds while running in an election.
+use std::sync::Arc;
+
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -54,7 +56,7 @@ pub const EVENTS_CAPACITY: usize = 64;
 #[must_use = "a candidate withdraws from the election when its handle is dropped"]
 pub struct Candidate {
     path: ElectionPath,
-    id: String,
+    id: Arc<str>,
     client: Client,
     /// The driver's state; its channel closes when the driver has ended.
     state: watch::Receiver<ElectionState>,
@@ -72,7 +74,7 @@ impl Candidate {
 
     pub(crate) fn new(
         path: ElectionPath,
-        id: String,
+        id: Arc<str>,
         client: Client,
         state: watch::Receiver<ElectionState>,
         commands: CommandSender,

@@ -143,7 +143,9 @@ impl Client {
     pub async fn join(&self, config: CandidateConfig) -> Result<Candidate, ElectionError> {
         let session = self.session.usable().await?;
         let grace = config.grace_for(session.timeout())?;
-        self.session.reserve_member(&config.path, &config.id)?;
+        // One copy of the id for the handle, the machine and the client's registry.
+        let id: Arc<str> = config.id.as_str().into();
+        self.session.reserve_member(&config.path, &id)?;
         // In a compatibility mode the entry holds the id as plain UTF-8, as the other
         // implementation writes (and reads) its participants' ids.
         let record = match config.compatibility {
@@ -156,7 +158,7 @@ impl Client {
         };
         let machine_config = MachineConfig {
             path: config.path.clone(),
-            id: config.id.clone(),
+            id: id.clone(),
             step_down_fraction: config.step_down_fraction,
             grace,
             rejoin_on_expiry: config.rejoin_on_expiry,
@@ -192,15 +194,11 @@ impl Client {
             Outlets { state: state_tx },
         );
         let task = tokio::spawn(Frozen::new(self.session.process(), Role::Driver, driver));
-        self.session.register_member(
-            &config.path,
-            &config.id,
-            commands_tx.clone(),
-            state_rx.clone(),
-        );
+        self.session
+            .register_member(&config.path, &id, commands_tx.clone(), state_rx.clone());
         Ok(Candidate::new(
             config.path,
-            config.id,
+            id,
             self.clone(),
             state_rx,
             commands_tx,

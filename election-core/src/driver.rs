@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
 use crate::backend::FencingToken;
-use crate::backend::{BackendSession, Notification, SessionState, Watch};
+use crate::backend::{BackendSession, EntryInfo, Notification, SessionState, Watch};
 use crate::foreign::Compatibility;
 use crate::link::{Command, CommandReceiver};
 use crate::machine::{Action, Input, Machine, WorkEnd};
@@ -71,13 +71,30 @@ impl Drop for WorkTask {
     }
 }
 
+/// A candidate's leader work: the closure that starts it, and the running term's work. Boxed,
+/// and only for a candidate that has leader work: the slot would otherwise cost 40 bytes inline
+/// in every candidate's task, one per election (issue 12).
+struct WorkSlot {
+    work_fn: LeaderWork,
+    /// The running term's work (at most one): its task ends with how the work ended, once the
+    /// tasks it spawned with [`Term::spawn`] have ended too.
+    task: Option<WorkTask>,
+    cancel: Option<CancellationToken>,
+    /// Aborts the work at its next await point (the task then still waits for its tasks).
+    abort: Option<CancellationToken>,
+    /// Set by [`Term::resign`].
+    handover: Option<Arc<AtomicBool>>,
+}
+
 /// Where the driver is in its life.
 enum Stage {
     /// Running the machine.
     Running,
     /// The machine finished, or the driver failed (the panic's message): the work is being
-    /// ended before anything of ours is given up (S4).
-    Ending(Option<String>),
+    /// ended before anything of ours is given up (S4). Boxed: 8 bytes inline, not 24, in
+    /// every candidate's task, for a message that only a driver's panic makes.
+    #[allow(clippy::box_collection)]
+    Ending(Option<Box<String>>),
     /// Done: nothing more to poll.
     Done,
 }
@@ -100,19 +117,15 @@ pub(crate) struct Driver {
     predecessor: EntryWatch,
     own: EntryWatch,
     opening: Option<BoxFuture<Arc<dyn BackendSession>>>,
-    work_fn: Option<LeaderWork>,
-    /// The running term's work (at most one): its task ends with how the work ended, once the
-    /// tasks it spawned with [`Term::spawn`] have ended too.
-    work: Option<WorkTask>,
-    work_cancel: Option<CancellationToken>,
-    /// Aborts the work at its next await point (the task then still waits for its tasks).
-    work_abort: Option<CancellationToken>,
-    /// Set by [`Term::resign`].
-    work_handover: Option<Arc<AtomicBool>>,
+    /// The leader work; `None` for a candidate without.
+    work: Option<Box<WorkSlot>>,
     /// The timer the machine set, if any: a sleep until its deadline, dropped when it fires
     /// or the timer is cleared.
     timer: Option<Pin<Box<Sleep>>>,
-    resign_waiters: Vec<oneshot::Sender<()>>,
+    /// The resignations waiting for [`Action::ResignDone`]. Boxed, and only while there are
+    /// any: 8 bytes inline, not 24, in every candidate's task (issue 12).
+    #[allow(clippy::box_collection)]
+    resign_waiters: Option<Box<Vec<oneshot::Sender<()>>>>,
     outlets: Outlets,
     /// When the latest notice that the predecessor's entry is gone came: the start of this
     /// candidate's share of a take-over (metrics only).
@@ -148,14 +161,18 @@ impl Driver {
             predecessor: EntryWatch::Idle,
             own: EntryWatch::Idle,
             opening: None,
-            work_fn,
-            work: None,
-            work_cancel: None,
-            work_abort: None,
-            work_handover: None,
+            work: work_fn.map(|work_fn| {
+                Box::new(WorkSlot {
+                    work_fn,
+                    task: None,
+                    cancel: None,
+                    abort: None,
+                    handover: None,
+                })
+            }),
             timer: None,
             predecessor_gone_at: None,
-            resign_waiters: Vec::new(),
+            resign_waiters: None,
             outlets,
             stage: Stage::Running,
         }
@@ -179,10 +196,11 @@ impl Driver {
 
     /// Aborts the work, if any (it is then awaited by [`poll_work_ended`](Self::poll_work_ended)).
     fn end_work(&mut self) {
-        if let Some(cancel) = self.work_cancel.take() {
+        let Some(work) = &mut self.work else { return };
+        if let Some(cancel) = work.cancel.take() {
             cancel.cancel();
         }
-        if let Some(abort) = self.work_abort.take() {
+        if let Some(abort) = work.abort.take() {
             abort.cancel();
         }
     }
@@ -190,8 +208,10 @@ impl Driver {
     /// Ready once the work (and its tasks) ended.
     fn poll_work_ended(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         if let Some(work) = &mut self.work {
-            let _ = ready!(Pin::new(&mut work.0).poll(cx));
-            self.work = None;
+            if let Some(task) = &mut work.task {
+                let _ = ready!(Pin::new(&mut task.0).poll(cx));
+                work.task = None;
+            }
         }
         Poll::Ready(())
     }
@@ -221,7 +241,7 @@ impl Driver {
             self.outlets.state.send_replace(to);
         }
         // Resignations waiting on it fail (`Stopped`) as their senders go.
-        self.resign_waiters.clear();
+        self.resign_waiters = None;
     }
 
     /// The next input, polled in a fixed order: a fixed order keeps runs on the paused clock
@@ -277,15 +297,19 @@ impl Driver {
             }
         }
         if let Some(work) = &mut self.work {
-            if let Poll::Ready(done) = Pin::new(&mut work.0).poll(cx) {
-                self.work = None;
+            let done = match &mut work.task {
+                Some(task) => Pin::new(&mut task.0).poll(cx),
+                None => Poll::Pending,
+            };
+            if let Poll::Ready(done) = done {
+                work.task = None;
                 let end = match done {
                     Ok(end) => end,
                     Err(e) if e.is_panic() => WorkEnd::Panicked(panic_message(&*e.into_panic())),
                     Err(_) => WorkEnd::Aborted,
                 };
-                let handover = self
-                    .work_handover
+                let handover = work
+                    .handover
                     .take()
                     .is_some_and(|h| h.load(Ordering::SeqCst));
                 return Poll::Ready(self.noted(Input::WorkDone { end, handover }));
@@ -328,7 +352,9 @@ impl Driver {
         match command {
             Some(Command::Resign { rejoin, done }) => {
                 self.checkpoint("resign_received");
-                self.resign_waiters.push(done);
+                self.resign_waiters
+                    .get_or_insert_with(Box::default)
+                    .push(done);
                 Input::Resign { rejoin }
             }
             Some(Command::Stop) => Input::Stop,
@@ -392,10 +418,11 @@ impl Driver {
                 let record = self.record.clone();
                 let compatibility = self.compatibility;
                 self.request = Some(Box::pin(async move {
-                    Input::Created(match compatibility {
+                    let created = match compatibility {
                         None => s.create(&path, &marker, &record).await,
                         Some(mode) => s.create_compatible(&path, &marker, mode, &record).await,
-                    })
+                    };
+                    Input::Created(created.map(kept_for_life))
                 }));
             }
             Action::List => {
@@ -437,7 +464,10 @@ impl Driver {
                 let mode = self.compatibility;
                 self.request = Some(Box::pin(async move {
                     let result = s.requeue(&path, &old, &marker, mode, &record).await;
-                    Input::Requeued { old, result }
+                    Input::Requeued {
+                        old,
+                        result: result.map(kept_for_life),
+                    }
                 }));
             }
             Action::WatchPredecessor { name } => {
@@ -447,7 +477,8 @@ impl Driver {
             Action::WatchOwn { name } => self.own = EntryWatch::arm(s, path, name),
             Action::UnwatchOwn => self.own = EntryWatch::Idle,
             Action::StartWork { token } => {
-                if let Some(work_fn) = &self.work_fn {
+                // Out of its slot while the term is made (which reads the driver), then back.
+                if let Some(mut work) = self.work.take() {
                     self.checkpoint("work_start");
                     let cancel = CancellationToken::new();
                     let abort = CancellationToken::new();
@@ -458,26 +489,27 @@ impl Driver {
                         self.outlets.state.subscribe(),
                         process.clone(),
                     );
-                    self.work_handover = Some(term.handover_flag());
+                    work.handover = Some(term.handover_flag());
                     // The machine starts a term's work only once the last one ended.
-                    debug_assert!(self.work.is_none(), "a second work task");
-                    self.work = Some(WorkTask(tokio::spawn(Frozen::new(
+                    debug_assert!(work.task.is_none(), "a second work task");
+                    work.task = Some(WorkTask(tokio::spawn(Frozen::new(
                         process,
                         Role::Work,
-                        Box::pin(run_work(work_fn.clone(), term, abort.clone())),
+                        Box::pin(run_work(work.work_fn.clone(), term, abort.clone())),
                     ))));
-                    self.work_cancel = Some(cancel);
-                    self.work_abort = Some(abort);
+                    work.cancel = Some(cancel);
+                    work.abort = Some(abort);
+                    self.work = Some(work);
                 }
             }
             Action::CancelWork => {
-                if let Some(cancel) = self.work_cancel.take() {
+                if let Some(cancel) = self.work.as_mut().and_then(|w| w.cancel.take()) {
                     self.checkpoint("work_cancel");
                     cancel.cancel();
                 }
             }
             Action::AbortWork => {
-                if let Some(abort) = self.work_abort.take() {
+                if let Some(abort) = self.work.as_mut().and_then(|w| w.abort.take()) {
                     abort.cancel();
                 }
             }
@@ -521,7 +553,7 @@ impl Driver {
                 }
             }
             Action::ResignDone => {
-                for waiter in self.resign_waiters.drain(..) {
+                for waiter in self.resign_waiters.take().into_iter().flat_map(|w| *w) {
                     let _ = waiter.send(());
                 }
             }
@@ -554,6 +586,14 @@ async fn run_work(work_fn: LeaderWork, term: Term, abort: CancellationToken) -> 
     };
     tasks.end_tasks().await;
     end
+}
+
+/// A created entry, as the machine keeps it while it holds the entry: its name without the
+/// spare capacity a backend's formatting leaves (a third more, kept by every candidate; issue
+/// 12).
+fn kept_for_life(mut info: EntryInfo) -> EntryInfo {
+    info.name.shrink_to_fit();
+    info
 }
 
 /// The message of a panic payload (`panic!` with a literal or a formatted message).
@@ -668,7 +708,7 @@ impl Future for Driver {
                     let panic = match polled {
                         Ok(Poll::Pending) => return Poll::Pending,
                         Ok(Poll::Ready(())) => None,
-                        Err(panic) => Some(panic_message(&*panic)),
+                        Err(panic) => Some(Box::new(panic_message(&*panic))),
                     };
                     // S4: the work ends before anything of ours is given up.
                     this.end_work();
@@ -684,12 +724,34 @@ impl Future for Driver {
                         this.died(&panic);
                     }
                     this.client
-                        .release_member(this.machine.path(), this.machine.id());
+                        .release_member(this.machine.path(), this.machine.shared_id());
                     this.stage = Stage::Done;
                     return Poll::Ready(());
                 }
                 Stage::Done => return Poll::Ready(()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 12: a candidate's task is one allocation, the driver and tokio's task header and
+    /// trailer (about 100 bytes), rounded up to 128 bytes on x86-64 (tokio aligns a task's
+    /// cell to a cache line). At most 928 bytes of driver keep the task at 1 KiB, every
+    /// candidate of a process running thousands of elections; the next 128 bytes are paid by
+    /// each of them. What most candidates never use (leader work, back-offs, foreign nodes, a
+    /// follower's leader) is boxed, and only while used.
+    #[cfg(target_pointer_width = "64")]
+    #[test]
+    fn a_candidates_task_stays_within_one_kib() {
+        let driver = std::mem::size_of::<Frozen<Driver>>();
+        assert!(
+            driver <= 928,
+            "the driver is {driver} bytes (the machine {}): its task no longer fits in 1 KiB",
+            std::mem::size_of::<Machine>()
+        );
     }
 }

@@ -194,6 +194,54 @@ impl Op {
 /// ([`Role::Confirming`]); behind more, the candidate lists the election instead.
 const MAX_CONFIRM_AHEAD: usize = 8;
 
+/// What a candidate's listings showed besides the entries it queues behind: foreign nodes,
+/// contenders of other implementations, look-alikes. Most elections never have any, so a
+/// machine keeps these collections (80 bytes inline) boxed, and only while one is not empty:
+/// the machine lives inline in its candidate's task, one per election (issue 12).
+#[derive(Debug, Default)]
+struct Strangers {
+    foreign: Vec<String>,
+    /// How many more foreign children the last listing counted than it kept.
+    foreign_omitted: usize,
+    /// The foreign contenders of our last listing, as last reported.
+    contenders: Vec<ForeignContender>,
+    /// Nodes named like entries that are no live session's (persistent or ownerless): left out
+    /// of every listing, as foreign nodes are.
+    lookalikes: std::collections::BTreeSet<String>,
+}
+
+/// What a machine without [`Strangers`] reads.
+static NO_STRANGERS: Strangers = Strangers {
+    foreign: Vec::new(),
+    foreign_omitted: 0,
+    contenders: Vec::new(),
+    lookalikes: std::collections::BTreeSet::new(),
+};
+
+impl Strangers {
+    fn is_empty(&self) -> bool {
+        self.foreign.is_empty()
+            && self.foreign_omitted == 0
+            && self.contenders.is_empty()
+            && self.lookalikes.is_empty()
+    }
+}
+
+/// What a machine keeps of its terms' leader work. Only a candidate with leader work has it,
+/// boxed: 48 bytes that most candidates of a process running thousands of elections would
+/// otherwise carry inline in their tasks (issue 12).
+#[derive(Debug, Default)]
+struct WorkTerms {
+    /// When the current term's work started.
+    started: Option<Instant>,
+    /// The token of the term whose work was started last: the one a `WorkDone` is about,
+    /// whatever entry the candidate holds by the time it comes.
+    token: Option<FencingToken>,
+    /// The back-off before rejoining after work that ended by itself; doubles while terms keep
+    /// ending soon after they start.
+    backoff: Duration,
+}
+
 /// The election state machine of one candidate in one election.
 pub(crate) struct Machine {
     cfg: MachineConfig,
@@ -212,8 +260,9 @@ pub(crate) struct Machine {
     want_note: bool,
     delete_queue: VecDeque<String>,
     retry_at: Option<Instant>,
-    /// The back-off of each kind of call, reset only when that kind succeeds.
-    backoff: [Duration; Op::COUNT],
+    /// The back-off of each kind of call, reset only when that kind succeeds. Boxed, and only
+    /// while one is running: 80 bytes most candidates never need (issue 12).
+    backoff: Option<Box<[Duration; Op::COUNT]>>,
     /// The state of the jitter generator, seeded from the marker prefix: deterministic for a
     /// given candidate, different across a fleet.
     jitter: u64,
@@ -225,18 +274,14 @@ pub(crate) struct Machine {
     attempt: u32,
     /// The head of our last listing, and what we read of it.
     head: Option<String>,
-    leader: Option<LeaderInfo>,
-    foreign: Vec<String>,
-    /// How many more foreign children the last listing counted than it kept.
-    foreign_omitted: usize,
-    /// The foreign contenders of our last listing, as last reported.
-    contenders: Vec<ForeignContender>,
+    /// Boxed: 64 bytes inline that a candidate that leads, or has not read its leader yet,
+    /// does not use (issue 12).
+    leader: Option<Box<LeaderInfo>>,
+    /// What listings showed besides entries (see [`Strangers`]); `None` while nothing.
+    strangers: Option<Box<Strangers>>,
     /// A contender of another implementation was seen on the path: no claim on a notification
     /// alone from then on (one may have come ahead of us since our last listing).
     seen_contenders: bool,
-    /// Nodes named like entries that are no live session's (persistent or ownerless): left out
-    /// of every listing, as foreign nodes are.
-    lookalikes: std::collections::BTreeSet<String>,
     /// The owner of the head of our last listing, as its name claims.
     head_owner: Option<SessionId>,
     /// A create on this session had an unknown outcome: sweep before finishing a stop.
@@ -249,14 +294,8 @@ pub(crate) struct Machine {
     marker_prefix: [u8; 8],
     state: ElectionState,
     out: Vec<Action>,
-    /// When the current term's work started.
-    term_started: Option<Instant>,
-    /// The token of the term whose work was started last: the one a `WorkDone` is about,
-    /// whatever entry the candidate holds by the time it comes.
-    work_token: Option<FencingToken>,
-    /// The back-off before rejoining after work that ended by itself; doubles while terms keep
-    /// ending soon after they start.
-    work_backoff: Duration,
+    /// The terms' leader work, for a candidate that has leader work (see [`WorkTerms`]).
+    work_terms: Option<Box<WorkTerms>>,
     /// Rejoin no sooner than this long after the release (work that ended by itself).
     rejoin_delay: Option<Duration>,
     /// A user's resignation waits for [`Action::ResignDone`].
@@ -278,6 +317,7 @@ impl Machine {
                 .try_into()
                 .expect("8 hex digits"),
             jitter: u64::from(cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908,
+            work_terms: cfg.has_work.then(Box::default),
             cfg,
             session,
             timeout,
@@ -292,7 +332,7 @@ impl Machine {
             want_note: false,
             delete_queue: VecDeque::new(),
             retry_at: None,
-            backoff: [Duration::ZERO; Op::COUNT],
+            backoff: None,
             rearm_own: None,
             step_down_at: None,
             stop_deadline: None,
@@ -300,19 +340,13 @@ impl Machine {
             attempt: 0,
             head: None,
             leader: None,
-            foreign: Vec::new(),
-            foreign_omitted: 0,
-            contenders: Vec::new(),
+            strangers: None,
             seen_contenders: false,
-            lookalikes: Default::default(),
             head_owner: None,
             sweep_before_finish: false,
             closing: false,
             state: ElectionState::Joining,
             out: Vec::new(),
-            term_started: None,
-            work_token: None,
-            work_backoff: Duration::ZERO,
             rejoin_delay: None,
             resign_asked: false,
         };
@@ -332,6 +366,11 @@ impl Machine {
         &self.cfg.id
     }
 
+    /// The candidate id, as shared with its handle and its client.
+    pub(crate) fn shared_id(&self) -> &std::sync::Arc<str> {
+        &self.cfg.id
+    }
+
     /// The election path.
     pub(crate) fn path(&self) -> &ElectionPath {
         &self.cfg.path
@@ -340,6 +379,15 @@ impl Machine {
     /// The high 32 bits of every marker this candidate uses.
     pub(crate) fn marker_prefix(&self) -> u32 {
         self.cfg.marker_prefix
+    }
+
+    /// What the listings showed besides entries (empty while nothing).
+    fn strangers(&self) -> &Strangers {
+        self.strangers.as_deref().unwrap_or(&NO_STRANGERS)
+    }
+
+    fn strangers_mut(&mut self) -> &mut Strangers {
+        self.strangers.get_or_insert_with(Box::default)
     }
 
     /// Takes the actions produced so far.
@@ -791,15 +839,15 @@ impl Machine {
                 // A record, or the id alone (a candidate in a compatibility mode).
                 match CandidateRecord::decode_entry(&info.data) {
                     Ok(record) => {
-                        self.leader = Some(LeaderInfo {
+                        self.leader = Some(Box::new(LeaderInfo {
                             id: record.id,
                             implementation: foreign::Implementation::Election,
                             payload: record.payload.into(),
                             token: info.token,
                             session: info.owner,
-                        });
+                        }));
                         if let ElectionState::Follower { position, .. } = self.state {
-                            let leader = self.leader.clone();
+                            let leader = self.leader.as_deref().cloned();
                             let to = ElectionState::Follower { position, leader };
                             self.set_state(now, to, Reason::LeaderKnown);
                         }
@@ -849,16 +897,15 @@ impl Machine {
         // keep no more of them than the limits of a listing, whatever the backend kept.
         listing.bound();
         // Look-alikes found earlier are no candidates; forget those that are gone.
-        self.lookalikes.retain(|name| {
-            listing.entries.iter().any(|e| e.name == *name)
-                || listing.contenders.iter().any(|c| c.name == *name)
-        });
-        listing
-            .entries
-            .retain(|e| !self.lookalikes.contains(&e.name));
-        listing
-            .contenders
-            .retain(|c| !self.lookalikes.contains(&c.name));
+        if let Some(strangers) = &mut self.strangers {
+            strangers.lookalikes.retain(|name| {
+                listing.entries.iter().any(|e| e.name == *name)
+                    || listing.contenders.iter().any(|c| c.name == *name)
+            });
+        }
+        let lookalikes = &self.strangers().lookalikes;
+        listing.entries.retain(|e| !lookalikes.contains(&e.name));
+        listing.contenders.retain(|c| !lookalikes.contains(&c.name));
         // A persistent sequential node never goes away by itself: foreign, not a contender.
         if listing.contenders.iter().any(|c| c.owner == SessionId(0)) {
             let (persistent, live) = std::mem::take(&mut listing.contenders)
@@ -871,21 +918,26 @@ impl Machine {
         }
         let contenders = foreign::contenders(&foreign::queue(&listing, self.cfg.compatible));
         self.seen_contenders |= !contenders.is_empty();
-        if contenders != self.contenders {
-            self.contenders = contenders;
-            warn!(path = %self.cfg.path, candidate = %self.cfg.id, contenders = ?self.contenders, "contenders of other implementations in the election path: none of ours leads while one is ahead");
-            self.notice(now, Notice::ForeignContenders(self.contenders.clone()));
+        if contenders != self.strangers().contenders {
+            self.strangers_mut().contenders = contenders.clone();
+            warn!(path = %self.cfg.path, candidate = %self.cfg.id, contenders = ?contenders, "contenders of other implementations in the election path: none of ours leads while one is ahead");
+            self.notice(now, Notice::ForeignContenders(contenders));
         }
-        if listing.foreign != self.foreign || listing.foreign_omitted != self.foreign_omitted {
-            self.foreign = listing.foreign.clone();
-            self.foreign_omitted = listing.foreign_omitted;
-            if !self.foreign.is_empty() {
-                warn!(path = %self.cfg.path, candidate = %self.cfg.id, foreign = ?self.foreign, omitted = self.foreign_omitted, "foreign nodes in the election path are ignored");
-                self.notice(now, Notice::ForeignEntries(self.foreign.clone()));
+        let seen = self.strangers();
+        if listing.foreign != seen.foreign || listing.foreign_omitted != seen.foreign_omitted {
+            let strangers = self.strangers_mut();
+            strangers.foreign = listing.foreign.clone();
+            strangers.foreign_omitted = listing.foreign_omitted;
+            if !listing.foreign.is_empty() {
+                warn!(path = %self.cfg.path, candidate = %self.cfg.id, foreign = ?listing.foreign, omitted = listing.foreign_omitted, "foreign nodes in the election path are ignored");
+                self.notice(now, Notice::ForeignEntries(listing.foreign.clone()));
             }
-            if self.foreign_omitted > 0 {
-                self.notice(now, Notice::ForeignEntriesOmitted(self.foreign_omitted));
+            if listing.foreign_omitted > 0 {
+                self.notice(now, Notice::ForeignEntriesOmitted(listing.foreign_omitted));
             }
+        }
+        if self.strangers.as_ref().is_some_and(|s| s.is_empty()) {
+            self.strangers = None;
         }
         // S5: entries of ours (our marker prefix, our session) other than the current one are
         // orphans of lost create replies: delete them.
@@ -999,7 +1051,7 @@ impl Machine {
             match head_slot {
                 // A foreign head: the listing has its data; nothing to read.
                 foreign::Slot::Foreign(c, kind) => {
-                    self.leader = Some(foreign::leader_of(c, kind));
+                    self.leader = Some(Box::new(foreign::leader_of(c, kind)));
                     self.want_read = None;
                 }
                 foreign::Slot::Ours(_) => {
@@ -1051,7 +1103,7 @@ impl Machine {
             ElectionState::Suspended => Reason::ContactRestored,
             _ => Reason::Joined,
         };
-        let leader = self.leader.clone();
+        let leader = self.leader.as_deref().cloned();
         self.set_state(
             now,
             ElectionState::Follower {
@@ -1101,8 +1153,9 @@ impl Machine {
         self.want_note = self.cfg.leader_notes;
         if self.cfg.has_work {
             self.work = Work::Running;
-            self.term_started = Some(now);
-            self.work_token = Some(token);
+            let terms = self.work_terms.get_or_insert_with(Box::default);
+            terms.started = Some(now);
+            terms.token = Some(token);
             self.out.push(Action::StartWork { token });
         }
         let reason = if matches!(self.state, ElectionState::Suspended) {
@@ -1189,7 +1242,7 @@ impl Machine {
     }
 
     fn found_lookalike(&mut self, now: Instant, name: String) {
-        if !self.lookalikes.insert(name.clone()) {
+        if !self.strangers_mut().lookalikes.insert(name.clone()) {
             return;
         }
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "a node named like an entry is no live session's (persistent or ownerless): ignored as foreign");
@@ -1567,7 +1620,7 @@ impl Machine {
             Work::Stopping { .. } | Work::Aborting => false,
         };
         if end == WorkEnd::Aborted {
-            if let Some(token) = self.work_token {
+            if let Some(token) = self.work_terms.as_ref().and_then(|w| w.token) {
                 warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = %token, session = %self.session, "leader work overran its grace and was aborted");
                 self.notice(now, Notice::WorkOverranGrace(token));
             }
@@ -1625,15 +1678,16 @@ impl Machine {
                 self.begin_release(now, Goal::Stop(StopReason::Resigned), reason);
             }
             WorkEnded::Resign => {
-                let lasted = self
-                    .term_started
+                let terms = self.work_terms.get_or_insert_with(Box::default);
+                let lasted = terms
+                    .started
                     .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
                 if lasted >= self.timeout / 2 {
-                    self.work_backoff = Duration::ZERO;
+                    terms.backoff = Duration::ZERO;
                 }
                 let floor = (self.timeout / 20).max(Duration::from_millis(1));
-                self.work_backoff = (self.work_backoff * 2).clamp(floor, self.timeout * 4);
-                let delay = jittered(self.work_backoff, next_random(&mut self.jitter));
+                terms.backoff = (terms.backoff * 2).clamp(floor, self.timeout * 4);
+                let delay = jittered(terms.backoff, next_random(&mut self.jitter));
                 self.rejoin_delay = Some(delay);
                 self.begin_release(now, Goal::Rejoin, reason);
             }
@@ -1688,7 +1742,12 @@ impl Machine {
     }
 
     fn reset_backoff(&mut self, op: Op) {
-        self.backoff[op as usize] = Duration::ZERO;
+        if let Some(backoff) = &mut self.backoff {
+            backoff[op as usize] = Duration::ZERO;
+            if backoff.iter().all(Duration::is_zero) {
+                self.backoff = None;
+            }
+        }
     }
 
     /// Holds every request back for the back-off of `op`, which doubles (from T/50 up to T/4)
@@ -1696,7 +1755,7 @@ impl Machine {
     /// ensemble failover) does not retry in step.
     fn retry_later(&mut self, now: Instant, op: Op, e: &BackendError) {
         let floor = (self.timeout / 50).max(Duration::from_millis(1));
-        let backoff = &mut self.backoff[op as usize];
+        let backoff = &mut self.backoff.get_or_insert_with(Box::default)[op as usize];
         *backoff = (*backoff * 2).clamp(floor, self.timeout / 4);
         let backoff = *backoff;
         let delay = jittered(backoff, next_random(&mut self.jitter));

@@ -26,6 +26,9 @@ pub(crate) struct Session {
     inner: Arc<SessionInner>,
 }
 
+/// The candidates running on a session, by path and id (`None`: reserved, not yet running).
+type Members = BTreeMap<(ElectionPath, Arc<str>), Option<Member>>;
+
 /// A candidate running on the session: how to stop it and how to know it has.
 struct Member {
     commands: CommandSender,
@@ -46,7 +49,7 @@ pub(crate) struct SessionInner {
     /// Jitter for the retries of drivers and observers: a stream apart from the markers', so
     /// that retries do not change which markers a seeded run uses.
     jitter: Jitter,
-    members: Mutex<BTreeMap<(ElectionPath, String), Option<Member>>>,
+    members: Mutex<Members>,
     /// The highest term token seen in each election (claims and leaders read).
     tokens: Mutex<BTreeMap<ElectionPath, FencingToken>>,
     crashed: AtomicBool,
@@ -202,17 +205,17 @@ impl Session {
     pub(crate) fn reserve_member(
         &self,
         path: &ElectionPath,
-        id: &str,
+        id: &Arc<str>,
     ) -> Result<(), ElectionError> {
         let mut members = self.inner.members.lock().expect("members lock");
         if self.is_closed() {
             return Err(ElectionError::ClientClosed);
         }
-        let key = (path.clone(), id.to_owned());
+        let key = (path.clone(), id.clone());
         if members.contains_key(&key) {
             return Err(ElectionError::Duplicate {
                 path: path.to_string(),
-                id: id.to_owned(),
+                id: id.to_string(),
             });
         }
         members.insert(key, None);
@@ -224,7 +227,7 @@ impl Session {
     pub(crate) fn register_member(
         &self,
         path: &ElectionPath,
-        id: &str,
+        id: &Arc<str>,
         commands: CommandSender,
         done: watch::Receiver<ElectionState>,
     ) {
@@ -233,17 +236,17 @@ impl Session {
             let _ = commands.send(Command::Close);
             return;
         }
-        if let Some(slot) = members.get_mut(&(path.clone(), id.to_owned())) {
+        if let Some(slot) = members.get_mut(&(path.clone(), id.clone())) {
             *slot = Some(Member { commands, done });
         }
     }
 
-    pub(crate) fn release_member(&self, path: &ElectionPath, id: &str) {
+    pub(crate) fn release_member(&self, path: &ElectionPath, id: &Arc<str>) {
         self.inner
             .members
             .lock()
             .expect("members lock")
-            .remove(&(path.clone(), id.to_owned()));
+            .remove(&(path.clone(), id.clone()));
     }
 
     /// Records a term token seen in `path`; the highest one seen before when `token` is lower

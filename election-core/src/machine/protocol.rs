@@ -2,6 +2,7 @@
 //! built with ([`MachineConfig`]). The driver speaks only this; the rules are in
 //! [`super::Machine`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -29,7 +30,8 @@ pub(crate) enum WorkEnd {
 #[derive(Clone, Debug)]
 pub(crate) struct MachineConfig {
     pub path: ElectionPath,
-    pub id: String,
+    /// Shared with the candidate's handle and its client's registry: one copy per candidate.
+    pub id: Arc<str>,
     pub step_down_fraction: f64,
     pub grace: Duration,
     pub rejoin_on_expiry: bool,

@@ -2410,7 +2410,7 @@ fn thousands_of_foreign_children_are_counted_not_kept() {
     );
     assert_eq!(kept[1], "junk-00000");
     assert_eq!(omitted(&out), [names.len() - MAX_FOREIGN_NAMES]);
-    assert_eq!(m.foreign.len(), MAX_FOREIGN_NAMES);
+    assert_eq!(m.strangers().foreign.len(), MAX_FOREIGN_NAMES);
     // The same children, in another order: no news.
     names.reverse();
     let out = relist(&mut m, names.clone());
@@ -2445,7 +2445,7 @@ fn lookalikes_are_forgotten_once_gone() {
     let mine = entry("mine", 1, ME, marker_of_entry());
     listed(&mut m, now, vec![other(0), mine.clone()]);
     assert!(m.state().is_leader());
-    assert!(m.lookalikes.contains("o0"));
+    assert!(m.strangers().lookalikes.contains("o0"));
     m.handle(now, Input::Resign { rejoin: true });
     let mk = requeue_of(&m.take_actions(), "mine");
     m.handle(
@@ -2472,7 +2472,11 @@ fn lookalikes_are_forgotten_once_gone() {
             foreign_omitted: 0,
         })),
     );
-    assert!(m.lookalikes.is_empty(), "{:?}", m.lookalikes);
+    assert!(
+        m.strangers().lookalikes.is_empty(),
+        "{:?}",
+        m.strangers().lookalikes
+    );
 }
 
 /// A follower out of contact is suspended; back in contact, its listing restores it with the
