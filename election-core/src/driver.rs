@@ -740,17 +740,19 @@ mod tests {
 
     /// Issue 12: a candidate's task is one allocation, the driver and tokio's task header and
     /// trailer (about 100 bytes), rounded up to 128 bytes on x86-64 (tokio aligns a task's
-    /// cell to a cache line). At most 928 bytes of driver keep the task at 1 KiB, every
-    /// candidate of a process running thousands of elections; the next 128 bytes are paid by
-    /// each of them. What most candidates never use (leader work, back-offs, foreign nodes, a
-    /// follower's leader) is boxed, and only while used.
+    /// cell to a cache line). At most 792 bytes of driver keep the task at 896 bytes (measured
+    /// with tokio 1.54: 800 bytes make a 1 KiB task), every candidate of a process running
+    /// thousands of elections; the next 128 bytes are paid by each of them. What most
+    /// candidates never use (leader work, back-offs, a lost contact, foreign nodes, a
+    /// follower's leader) is boxed, and only while used. The driver is 792 bytes (the machine
+    /// 528); 904 (a 1 KiB task) before the machine's cold fields were boxed.
     #[cfg(target_pointer_width = "64")]
     #[test]
-    fn a_candidates_task_stays_within_one_kib() {
+    fn a_candidates_task_stays_within_896_bytes() {
         let driver = std::mem::size_of::<Frozen<Driver>>();
         assert!(
-            driver <= 928,
-            "the driver is {driver} bytes (the machine {}): its task no longer fits in 1 KiB",
+            driver <= 792,
+            "the driver is {driver} bytes (the machine {}): its task no longer fits in 896 bytes",
             std::mem::size_of::<Machine>()
         );
     }

@@ -242,38 +242,77 @@ struct WorkTerms {
     backoff: Duration,
 }
 
+/// A machine's rarely set fields: a candidate connected, with no back-off, no stop under way
+/// and no pending rejoin delay holds none of them, and the machine then keeps no [`Cold`] at
+/// all (8 bytes inline, not 104, in every candidate's task; issue 12).
+#[derive(Default)]
+struct Cold {
+    /// `None` while connected; the last contact while not.
+    last_contact: Option<Instant>,
+    retry_at: Option<Instant>,
+    /// Our own entry's watch failed: arm it again once the back-off is over.
+    rearm_own: Option<String>,
+    step_down_at: Option<Instant>,
+    stop_deadline: Option<Instant>,
+    /// Rejoin no sooner than this long after the release (work that ended by itself).
+    rejoin_delay: Option<Duration>,
+}
+
+impl Cold {
+    /// Nothing set.
+    const NONE: Self = Self {
+        last_contact: None,
+        retry_at: None,
+        rearm_own: None,
+        step_down_at: None,
+        stop_deadline: None,
+        rejoin_delay: None,
+    };
+
+    fn is_empty(&self) -> bool {
+        self.last_contact.is_none()
+            && self.retry_at.is_none()
+            && self.rearm_own.is_none()
+            && self.step_down_at.is_none()
+            && self.stop_deadline.is_none()
+            && self.rejoin_delay.is_none()
+    }
+}
+
+/// The [`Cold`] fields of a machine that has none set.
+static NO_COLD: Cold = Cold::NONE;
+
 /// The election state machine of one candidate in one election.
 pub(crate) struct Machine {
     cfg: MachineConfig,
     session: SessionId,
     timeout: Duration,
-    /// `None` while connected; the last contact while not.
-    last_contact: Option<Instant>,
+    /// What most candidates never set (a lost contact, a back-off, a stop under way): boxed,
+    /// and only while any of it is set (see [`Cold`]).
+    cold: Option<Box<Cold>>,
     session_over: bool,
     phase: Phase,
     goal: Goal,
     work: Work,
     pending: Option<Request>,
     want_list: bool,
-    want_read: Option<String>,
+    /// The entry whose record is to be read. A boxed `str`: 8 bytes less inline than a
+    /// `String` (issue 12).
+    want_read: Option<Box<str>>,
     /// A term began: record the leader note ([`Action::NoteLeader`]) while leading.
     want_note: bool,
     delete_queue: VecDeque<String>,
-    retry_at: Option<Instant>,
     /// The back-off of each kind of call, reset only when that kind succeeds. Boxed, and only
     /// while one is running: 80 bytes most candidates never need (issue 12).
     backoff: Option<Box<[Duration; Op::COUNT]>>,
     /// The state of the jitter generator, seeded from the marker prefix: deterministic for a
     /// given candidate, different across a fleet.
     jitter: u64,
-    /// Our own entry's watch failed: arm it again once the back-off is over.
-    rearm_own: Option<String>,
-    step_down_at: Option<Instant>,
-    stop_deadline: Option<Instant>,
     timer: Option<Instant>,
     attempt: u32,
-    /// The head of our last listing, and what we read of it.
-    head: Option<String>,
+    /// The head of our last listing, and what we read of it. A boxed `str`: 8 bytes less
+    /// inline than a `String` (issue 12).
+    head: Option<Box<str>>,
     /// Boxed: 64 bytes inline that a candidate that leads, or has not read its leader yet,
     /// does not use (issue 12).
     leader: Option<Box<LeaderInfo>>,
@@ -296,8 +335,6 @@ pub(crate) struct Machine {
     out: Vec<Action>,
     /// The terms' leader work, for a candidate that has leader work (see [`WorkTerms`]).
     work_terms: Option<Box<WorkTerms>>,
-    /// Rejoin no sooner than this long after the release (work that ended by itself).
-    rejoin_delay: Option<Duration>,
     /// A user's resignation waits for [`Action::ResignDone`].
     resign_asked: bool,
 }
@@ -321,7 +358,7 @@ impl Machine {
             cfg,
             session,
             timeout,
-            last_contact: None,
+            cold: None,
             session_over: false,
             phase: Phase::AwaitingSession,
             goal: Goal::Run,
@@ -331,11 +368,7 @@ impl Machine {
             want_read: None,
             want_note: false,
             delete_queue: VecDeque::new(),
-            retry_at: None,
             backoff: None,
-            rearm_own: None,
-            step_down_at: None,
-            stop_deadline: None,
             timer: None,
             attempt: 0,
             head: None,
@@ -347,7 +380,6 @@ impl Machine {
             closing: false,
             state: ElectionState::Joining,
             out: Vec::new(),
-            rejoin_delay: None,
             resign_asked: false,
         };
         info!(path = %m.cfg.path, candidate = %m.cfg.id, session = %session, "candidate starting");
@@ -432,7 +464,7 @@ impl Machine {
             Input::WorkDone { end, handover } => self.on_work_done(now, end, handover),
             Input::Timer => self.on_timer(now),
             Input::Resign { rejoin } => {
-                self.rejoin_delay = None;
+                self.update_cold(|c| c.rejoin_delay = None);
                 self.resign_asked = true;
                 let goal = if rejoin {
                     Goal::Rejoin
@@ -465,15 +497,16 @@ impl Machine {
         self.session_over = false;
         self.sweep_before_finish = false;
         self.closing = false;
-        self.last_contact = match state {
+        let last_contact = match state {
             SessionState::Connected => None,
             SessionState::Disconnected { last_contact } => Some(last_contact),
             // A fresh session that is already over: handled as an expiry right away.
             SessionState::Expired | SessionState::Closed => Some(now),
         };
+        self.update_cold(|c| c.last_contact = last_contact);
         self.pending = None;
-        self.retry_at = None;
-        self.rearm_own = None;
+        self.update_cold(|c| c.retry_at = None);
+        self.update_cold(|c| c.rearm_own = None);
         self.want_list = false;
         self.want_read = None;
         self.delete_queue.clear();
@@ -510,7 +543,7 @@ impl Machine {
         }
         match state {
             SessionState::Connected => {
-                if self.last_contact.take().is_none() {
+                if self.update_cold(|c| c.last_contact.take()).is_none() {
                     return;
                 }
                 debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "contact restored");
@@ -520,10 +553,10 @@ impl Machine {
                 }
             }
             SessionState::Disconnected { last_contact } => {
-                if self.last_contact.is_some() {
+                if self.cold().last_contact.is_some() {
                     return;
                 }
-                self.last_contact = Some(last_contact);
+                self.update_cold(|c| c.last_contact = Some(last_contact));
                 self.on_contact_lost(now, last_contact);
             }
             SessionState::Expired | SessionState::Closed => self.on_session_over(now),
@@ -538,7 +571,7 @@ impl Machine {
                 let at = (last_contact + self.budget()).checked_sub(self.cfg.grace);
                 let at = at.unwrap_or(last_contact).max(last_contact);
                 let token = entry.token;
-                self.step_down_at = Some(at);
+                self.update_cold(|c| c.step_down_at = Some(at));
                 if at <= now {
                     self.step_down(now, Reason::StepDownDeadline);
                 } else {
@@ -562,15 +595,15 @@ impl Machine {
 
     fn on_session_over(&mut self, now: Instant) {
         self.session_over = true;
-        self.rejoin_delay = None;
+        self.update_cold(|c| c.rejoin_delay = None);
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "session ended");
         // Every entry of the session is gone: there is nothing left to delete or watch.
         self.pending = None;
         self.delete_queue.clear();
         self.want_list = false;
         self.want_read = None;
-        self.retry_at = None;
-        self.rearm_own = None;
+        self.update_cold(|c| c.retry_at = None);
+        self.update_cold(|c| c.rearm_own = None);
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
         self.end_term(now);
@@ -580,7 +613,7 @@ impl Machine {
             self.out.push(Action::AbortWork);
             self.work = Work::Aborting;
         }
-        self.step_down_at = None;
+        self.update_cold(|c| c.step_down_at = None);
         match self.goal.clone() {
             Goal::Stop(reason) => {
                 if reason == StopReason::Resigned {
@@ -612,8 +645,34 @@ impl Machine {
         self.timeout.mul_f64(self.cfg.step_down_fraction)
     }
 
+    /// The rarely set fields (all `None` when none is set).
+    fn cold(&self) -> &Cold {
+        self.cold.as_deref().unwrap_or(&NO_COLD)
+    }
+
+    /// Changes the rarely set fields: boxed while any is set, dropped once none is.
+    fn update_cold<R>(&mut self, f: impl FnOnce(&mut Cold) -> R) -> R {
+        match &mut self.cold {
+            Some(cold) => {
+                let r = f(cold);
+                if cold.is_empty() {
+                    self.cold = None;
+                }
+                r
+            }
+            None => {
+                let mut cold = Cold::NONE;
+                let r = f(&mut cold);
+                if !cold.is_empty() {
+                    self.cold = Some(Box::new(cold));
+                }
+                r
+            }
+        }
+    }
+
     fn connected(&self) -> bool {
-        self.last_contact.is_none() && !self.session_over
+        self.cold().last_contact.is_none() && !self.session_over
     }
 
     // ----- registering ---------------------------------------------------------------------
@@ -677,7 +736,7 @@ impl Machine {
         // create's entry, to delete it (S5).
         if info.sole && self.connected() && !self.sweep_before_finish {
             debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, entry = %entry.name, "the create found the directory empty: leading without a listing");
-            self.head = Some(entry.name.clone());
+            self.head = Some(entry.name.as_str().into());
             self.claim(now, entry, false);
             if matches!(
                 self.phase,
@@ -727,7 +786,7 @@ impl Machine {
     ) {
         match result {
             Ok(Some(info)) if info.owner == self.session => {
-                self.head = Some(entry.name.clone());
+                self.head = Some(entry.name.as_str().into());
                 self.claim(now, entry, false);
             }
             Ok(_) => self.entry_lost(now),
@@ -1025,7 +1084,7 @@ impl Machine {
             return;
         }
         if index == 0 {
-            self.head = Some(entry.name.clone());
+            self.head = Some(entry.name.as_str().into());
             self.claim(now, entry, was_leading);
             return;
         }
@@ -1046,7 +1105,7 @@ impl Machine {
         let head_slot = queue[0];
         let head = head_slot.name().to_owned();
         if self.head.as_deref() != Some(head.as_str()) {
-            self.head = Some(head.clone());
+            self.head = Some(head.as_str().into());
             self.head_owner = Some(head_slot.owner());
             match head_slot {
                 // A foreign head: the listing has its data; nothing to read.
@@ -1056,7 +1115,7 @@ impl Machine {
                 }
                 foreign::Slot::Ours(_) => {
                     self.leader = None;
-                    self.want_read = Some(head);
+                    self.want_read = Some(head.into());
                 }
             }
         }
@@ -1121,7 +1180,7 @@ impl Machine {
             return;
         }
         self.out.push(Action::UnwatchPredecessor);
-        self.step_down_at = None;
+        self.update_cold(|c| c.step_down_at = None);
         let token = entry.token;
         self.phase = Phase::Holding {
             entry,
@@ -1273,7 +1332,7 @@ impl Machine {
             // while the session lives on): arm it again after a back-off, and verify the place
             // meanwhile (a leader relies on this watch to notice its entry deleted).
             Err(e) => {
-                self.rearm_own = Some(name);
+                self.update_cold(|c| c.rearm_own = Some(name));
                 self.want_list = true;
                 self.retry_later(now, Op::Watch, &e);
             }
@@ -1284,7 +1343,7 @@ impl Machine {
     /// was deleted): step down if leading, then register again (L5, CURATOR-171).
     fn entry_lost(&mut self, now: Instant) {
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "our entry was deleted by someone else; registering again");
-        self.rearm_own = None;
+        self.update_cold(|c| c.rearm_own = None);
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
         self.end_term(now);
@@ -1311,9 +1370,9 @@ impl Machine {
                 self.want_list = true;
             }
         }
-        self.step_down_at = None;
+        self.update_cold(|c| c.step_down_at = None);
         self.end_term(now);
-        if let Some(lc) = self.last_contact {
+        if let Some(lc) = self.cold().last_contact {
             // S2: the work may run until the budget is spent, not past it.
             let limit = lc + self.budget();
             if let Work::Stopping { deadline } = &mut self.work {
@@ -1343,7 +1402,8 @@ impl Machine {
         self.goal = goal;
         if let Goal::Stop(_) = self.goal {
             // Bounded: past this we finish anyway; the entry then dies with the session.
-            self.stop_deadline = Some(now + self.timeout + self.cfg.grace);
+            let stop_deadline = Some(now + self.timeout + self.cfg.grace);
+            self.update_cold(|c| c.stop_deadline = stop_deadline);
         }
         match &self.phase {
             Phase::Holding { .. } => {
@@ -1426,7 +1486,7 @@ impl Machine {
     /// The entry is gone (deleted by us, or found gone): rejoin or stop.
     fn released(&mut self, now: Instant) {
         self.reset_backoff(Op::Delete);
-        self.rearm_own = None;
+        self.update_cold(|c| c.rearm_own = None);
         self.out.push(Action::UnwatchOwn);
         self.after_release(now);
     }
@@ -1504,8 +1564,8 @@ impl Machine {
         tracing::error!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, error = %e, "an entry of ours cannot be deleted: closing the session so that the service deletes it");
         self.closing = true;
         self.pending = None;
-        self.retry_at = None;
-        self.rearm_own = None;
+        self.update_cold(|c| c.retry_at = None);
+        self.update_cold(|c| c.rearm_own = None);
         self.end_term(now);
         if self.state.is_leader() {
             self.set_state(now, ElectionState::Suspended, Reason::Failed);
@@ -1542,10 +1602,10 @@ impl Machine {
                 }
                 self.phase = self.new_registration();
                 self.set_state(now, ElectionState::Joining, Reason::Resigned);
-                if let Some(delay) = self.rejoin_delay.take() {
+                if let Some(delay) = self.update_cold(|c| c.rejoin_delay.take()) {
                     // Work that ended at once: the others lead meanwhile, and nothing spins.
                     debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, delay = ?delay, "rejoining after a back-off: the leader work ended by itself");
-                    self.retry_at = Some(now + delay);
+                    self.update_cold(|c| c.retry_at = Some(now + delay));
                 }
             }
             Goal::Stop(reason) => {
@@ -1590,9 +1650,9 @@ impl Machine {
         }
         self.phase = Phase::Stopped;
         self.pending = None;
-        self.step_down_at = None;
-        self.retry_at = None;
-        self.stop_deadline = None;
+        self.update_cold(|c| c.step_down_at = None);
+        self.update_cold(|c| c.retry_at = None);
+        self.update_cold(|c| c.stop_deadline = None);
         self.set_state(now, ElectionState::Stopped(stop), reason);
         self.out.push(Action::UnwatchPredecessor);
         self.out.push(Action::UnwatchOwn);
@@ -1688,7 +1748,7 @@ impl Machine {
                 let floor = (self.timeout / 20).max(Duration::from_millis(1));
                 terms.backoff = (terms.backoff * 2).clamp(floor, self.timeout * 4);
                 let delay = jittered(terms.backoff, next_random(&mut self.jitter));
-                self.rejoin_delay = Some(delay);
+                self.update_cold(|c| c.rejoin_delay = Some(delay));
                 self.begin_release(now, Goal::Rejoin, reason);
             }
         }
@@ -1703,8 +1763,8 @@ impl Machine {
     }
 
     fn on_timer(&mut self, now: Instant) {
-        if self.step_down_at.is_some_and(|t| t <= now) {
-            self.step_down_at = None;
+        if self.cold().step_down_at.is_some_and(|t| t <= now) {
+            self.update_cold(|c| c.step_down_at = None);
             if self.state.is_leader() {
                 warn!(path = %self.cfg.path, candidate = %self.cfg.id, token = ?self.state.token(), session = %self.session, "no contact within the step-down budget: stepping down");
                 self.step_down(now, Reason::StepDownDeadline);
@@ -1716,10 +1776,10 @@ impl Machine {
                 self.work = Work::Aborting;
             }
         }
-        if self.retry_at.is_some_and(|t| t <= now) {
-            self.retry_at = None;
+        if self.cold().retry_at.is_some_and(|t| t <= now) {
+            self.update_cold(|c| c.retry_at = None);
         }
-        if self.stop_deadline.is_some_and(|t| t <= now) {
+        if self.cold().stop_deadline.is_some_and(|t| t <= now) {
             warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "stop could not withdraw the entry in time; the client sweeps it when the session next has contact");
             let reason = match &self.goal {
                 Goal::Stop(r) => r.clone(),
@@ -1762,7 +1822,7 @@ impl Machine {
         debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, op = ?op, backoff = ?backoff, delay = ?delay, "backend call failed; retrying");
         self.notice(now, Notice::Retrying(e.to_string()));
         if self.connected() {
-            self.retry_at = Some(now + delay);
+            self.update_cold(|c| c.retry_at = Some(now + delay));
         }
     }
 
@@ -1778,10 +1838,10 @@ impl Machine {
                     ..
                 }
             );
-        if !self.connected() || self.retry_at.is_some() || self.closing {
+        if !self.connected() || self.cold().retry_at.is_some() || self.closing {
             return;
         }
-        if let Some(name) = self.rearm_own.take() {
+        if let Some(name) = self.update_cold(|c| c.rearm_own.take()) {
             if matches!(&self.phase, Phase::Holding { entry, .. } if entry.name == name) {
                 self.out.push(Action::WatchOwn { name });
             }
@@ -1812,7 +1872,7 @@ impl Machine {
                     Some(name) => Request::Delete(name.clone()),
                     None if *requeue == Requeue::Ready
                         && self.goal == Goal::Rejoin
-                        && self.rejoin_delay.is_none() =>
+                        && self.cold().rejoin_delay.is_none() =>
                     {
                         let old = entry.name.clone();
                         let marker = self.next_marker();
@@ -1858,7 +1918,7 @@ impl Machine {
                     if preemptible {
                         return;
                     }
-                    Request::Read(name.clone())
+                    Request::Read(name.to_string())
                 } else if let (
                     true,
                     Phase::Holding {
@@ -1903,10 +1963,10 @@ impl Machine {
             _ => None,
         };
         let next = [
-            self.step_down_at,
+            self.cold().step_down_at,
             work_deadline,
-            self.retry_at,
-            self.stop_deadline,
+            self.cold().retry_at,
+            self.cold().stop_deadline,
         ]
         .into_iter()
         .flatten()

@@ -857,7 +857,7 @@ fn machine_with_prefix(prefix: u32) -> (Machine, Instant) {
 
 /// The delay before the retry the machine has just scheduled.
 fn retry_delay(m: &Machine, now: Instant) -> Duration {
-    m.retry_at.expect("a retry is scheduled") - now
+    m.cold().retry_at.expect("a retry is scheduled") - now
 }
 
 /// Issue 17, point 8: a create failing with `Other` is followed by a lookup listing whose
@@ -875,7 +875,7 @@ fn a_create_that_keeps_failing_backs_off_although_its_lookups_succeed() {
         );
         delays.push(retry_delay(&m, now));
         m.take_actions();
-        now = m.retry_at.unwrap();
+        now = m.cold().retry_at.unwrap();
         m.handle(now, Input::Timer);
         assert_eq!(m.take_actions(), [Action::List, Action::SetTimer(None)]);
         m.handle(now, Input::Listed(Ok(Listing::default())));
@@ -914,7 +914,7 @@ fn a_watch_that_keeps_failing_backs_off() {
         let out = m.take_actions();
         assert!(!out.contains(&Action::List), "re-listed at once: {out:?}");
         delays.push(retry_delay(&m, now));
-        now = m.retry_at.unwrap();
+        now = m.cold().retry_at.unwrap();
         m.handle(now, Input::Timer);
         assert!(m.take_actions().contains(&Action::List));
         let l = Listing {
@@ -1559,7 +1559,7 @@ fn failing_while_holding_an_entry_closes_the_session() {
             result: Err(BackendError::new(ErrorKind::Other, "x")),
         },
     );
-    let at = m.retry_at.unwrap();
+    let at = m.cold().retry_at.unwrap();
     m.handle(at, Input::Timer);
     assert!(m.take_actions().contains(&Action::List));
     m.handle(
@@ -2068,7 +2068,7 @@ fn head_reads_retry_passing_failures_only() {
         )),
         "{out:?}"
     );
-    let at = m.retry_at.expect("a retry");
+    let at = m.cold().retry_at.expect("a retry");
     m.handle(at, Input::Timer);
     assert!(m
         .take_actions()
@@ -2083,7 +2083,7 @@ fn head_reads_retry_passing_failures_only() {
         read_head(&mut m, now, result);
         let out = m.take_actions();
         assert_eq!(reads(&out), 0, "{out:?}");
-        assert!(m.retry_at.is_none());
+        assert!(m.cold().retry_at.is_none());
         m.handle(now + T, Input::Timer);
         assert_eq!(reads(&m.take_actions()), 0);
     }
@@ -2337,7 +2337,7 @@ fn foreign_nodes_are_reported_once_per_change() {
                 result: Err(BackendError::new(ErrorKind::Other, "watch lost")),
             },
         );
-        let at = m.retry_at.unwrap_or(now);
+        let at = m.cold().retry_at.unwrap_or(now);
         m.handle(at, Input::Timer);
         m.take_actions();
         m.handle(at, Input::Listed(Ok(listing(foreign))));
@@ -2372,7 +2372,7 @@ fn thousands_of_foreign_children_are_counted_not_kept() {
                 result: Err(BackendError::new(ErrorKind::Other, "watch lost")),
             },
         );
-        let at = m.retry_at.unwrap_or(now);
+        let at = m.cold().retry_at.unwrap_or(now);
         m.handle(at, Input::Timer);
         m.take_actions();
         let listing = Listing {
@@ -2778,7 +2778,7 @@ fn a_success_resets_the_back_off() {
             },
         );
         m.take_actions();
-        *now = m.retry_at.unwrap_or(*now);
+        *now = m.cold().retry_at.unwrap_or(*now);
         m.handle(*now, Input::Timer);
         assert!(m.take_actions().contains(&Action::List));
     };
@@ -2790,7 +2790,7 @@ fn a_success_resets_the_back_off() {
         );
         m.take_actions();
         let d = retry_delay(m, *now);
-        *now = m.retry_at.unwrap();
+        *now = m.cold().retry_at.unwrap();
         m.handle(*now, Input::Timer);
         assert!(m.take_actions().contains(&Action::List));
         d
