@@ -15,8 +15,11 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
+use tokio::time::Instant;
+
+use crate::backend::FencingToken;
 use crate::candidate::EVENTS_CAPACITY;
-use crate::state::Event;
+use crate::state::{Contact, ElectionState, Event, Reason, Transition};
 
 /// How many events a receiver holds: the broadcast channel rounds its capacity up to a power
 /// of two, and so does what is kept before it exists.
@@ -24,11 +27,115 @@ fn kept_capacity() -> usize {
     EVENTS_CAPACITY.next_power_of_two()
 }
 
+/// A state as a kept event holds it: the plain ones (no leader known, contact confirmed)
+/// in 16 bytes, as most of a candidate's first transitions are; any other in full.
+enum KeptState {
+    Joining,
+    Follower { position: usize },
+    Leader { token: FencingToken },
+    Suspended,
+    Full(Box<ElectionState>),
+}
+
+impl KeptState {
+    fn new(state: ElectionState) -> Self {
+        match state {
+            ElectionState::Joining => Self::Joining,
+            ElectionState::Follower {
+                position,
+                leader: None,
+            } => Self::Follower { position },
+            ElectionState::Leader {
+                token,
+                contact: Contact::Confirmed,
+            } => Self::Leader { token },
+            ElectionState::Suspended => Self::Suspended,
+            other => Self::Full(Box::new(other)),
+        }
+    }
+
+    fn state(self) -> ElectionState {
+        match self {
+            Self::Joining => ElectionState::Joining,
+            Self::Follower { position } => ElectionState::Follower {
+                position,
+                leader: None,
+            },
+            Self::Leader { token } => ElectionState::Leader {
+                token,
+                contact: Contact::Confirmed,
+            },
+            Self::Suspended => ElectionState::Suspended,
+            Self::Full(state) => *state,
+        }
+    }
+}
+
+/// An event kept until the first subscriber: a transition between plain states in about 70
+/// bytes, not the [`Event`]'s 192 (a candidate keeps its first events for as long as nobody
+/// reads them, most of them for their whole life; issue 12). The first subscriber gets the
+/// very events sent.
+enum KeptEvent {
+    Transition {
+        at: Instant,
+        from: KeptState,
+        to: KeptState,
+        reason: Reason,
+    },
+    Other(Box<Event>),
+}
+
+impl KeptEvent {
+    fn new(event: Event) -> Self {
+        match event {
+            Event::Transition(Transition {
+                at,
+                from,
+                to,
+                reason,
+            }) => Self::Transition {
+                at,
+                from: KeptState::new(from),
+                to: KeptState::new(to),
+                reason,
+            },
+            other => Self::Other(Box::new(other)),
+        }
+    }
+
+    fn at(&self) -> Instant {
+        match self {
+            Self::Transition { at, .. } => *at,
+            Self::Other(event) => match &**event {
+                Event::Transition(t) => t.at,
+                Event::Notice { at, .. } => *at,
+            },
+        }
+    }
+
+    fn event(self) -> Event {
+        match self {
+            Self::Transition {
+                at,
+                from,
+                to,
+                reason,
+            } => Event::Transition(Transition {
+                at,
+                from: from.state(),
+                to: to.state(),
+                reason,
+            }),
+            Self::Other(event) => *event,
+        }
+    }
+}
+
 enum Outlet {
     /// Nobody asked for the events yet.
     Kept {
         /// The newest events, oldest first: at most [`kept_capacity`].
-        events: VecDeque<Event>,
+        events: VecDeque<KeptEvent>,
         /// How many older ones were let go.
         lost: u64,
     },
@@ -61,12 +168,12 @@ impl EventsOutlet {
                     events.pop_front();
                     *lost += 1;
                 } else if events.len() == events.capacity() {
-                    // Doubling from one, not from the four a first push would reserve: an event
-                    // is about 200 bytes, and most candidates emit one or two before a change
-                    // of leader (and most never have them read).
+                    // Doubling from one, not from the four a first push would reserve: most
+                    // candidates emit one or two events before a change of leader (and most
+                    // never have them read).
                     events.reserve_exact(events.len().max(1));
                 }
-                events.push_back(event);
+                events.push_back(KeptEvent::new(event));
             }
             // No receiver: nobody is listening now, and later subscribers start from their
             // own subscription.
@@ -88,10 +195,7 @@ impl EventsOutlet {
                     // Stand-ins for the lost events, overwritten by the kept ones below (there
                     // are `kept_capacity` of them whenever any was lost): the receiver's first
                     // `recv` says `Lagged(lost)`, as a receiver that fell behind would hear.
-                    let at = match first {
-                        Event::Transition(t) => t.at,
-                        Event::Notice { at, .. } => *at,
-                    };
+                    let at = first.at();
                     for _ in 0..*lost {
                         let _ = tx.send(Event::Notice {
                             at,
@@ -100,7 +204,7 @@ impl EventsOutlet {
                     }
                 }
                 for event in events.drain(..) {
-                    let _ = tx.send(event);
+                    let _ = tx.send(event.event());
                 }
                 *outlet = Outlet::Open(tx);
                 rx
@@ -113,6 +217,7 @@ impl EventsOutlet {
 mod tests {
     use super::*;
     use crate::state::Notice;
+    use std::sync::Arc;
     use tokio::sync::broadcast::error::TryRecvError;
     use tokio::time::Instant;
 
@@ -198,6 +303,70 @@ mod tests {
             outlet.send(notice(i));
         }
         assert!(capacity(&outlet) <= 2 * kept_capacity());
+    }
+
+    /// Issue 12: events are kept compactly until the first subscriber, who gets every one as
+    /// it was sent: plain states and others (a known leader, uncertain contact, a stop), every
+    /// reason, notices.
+    #[test]
+    fn kept_events_come_out_as_sent() {
+        let at = Instant::now();
+        let leader = crate::state::LeaderInfo {
+            id: "l".into(),
+            implementation: crate::Implementation::Election,
+            payload: Arc::from(&b"10.0.0.7"[..]),
+            token: crate::FencingToken(9),
+            session: crate::SessionId(3),
+        };
+        let states = [
+            ElectionState::Joining,
+            ElectionState::Follower {
+                position: 4,
+                leader: None,
+            },
+            ElectionState::Follower {
+                position: 1,
+                leader: Some(leader),
+            },
+            ElectionState::Leader {
+                token: crate::FencingToken(7),
+                contact: Contact::Confirmed,
+            },
+            ElectionState::Leader {
+                token: crate::FencingToken(8),
+                contact: Contact::Uncertain { step_down_at: at },
+            },
+            ElectionState::Suspended,
+            ElectionState::Stopped(crate::StopReason::Failed("boom".into())),
+        ];
+        let reasons = [
+            Reason::Joined,
+            Reason::Claimed,
+            Reason::WorkFailed("failed".into()),
+        ];
+        let mut sent = Vec::new();
+        for (i, from) in states.iter().enumerate() {
+            for (j, to) in states.iter().enumerate() {
+                sent.push(Event::Transition(Transition {
+                    at: at + std::time::Duration::from_millis((i * 10 + j) as u64),
+                    from: from.clone(),
+                    to: to.clone(),
+                    reason: reasons[(i + j) % reasons.len()].clone(),
+                }));
+            }
+        }
+        sent.push(Event::Notice {
+            at,
+            notice: Notice::OrphanRemoved("n".into()),
+        });
+        assert!(sent.len() <= kept_capacity());
+        let outlet = EventsOutlet::new();
+        for event in &sent {
+            outlet.send(event.clone());
+        }
+        let mut rx = outlet.subscribe();
+        let got: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got, sent);
     }
 
     #[test]
