@@ -37,7 +37,11 @@ pub(crate) struct Link {
 }
 
 struct Mailbox {
-    queue: VecDeque<Command>,
+    /// The commands queued, oldest first. Boxed, and only while any is queued: 8 bytes, not
+    /// 32, in every candidate's link, for commands most candidates get once in their life
+    /// (issue 12).
+    #[allow(clippy::box_collection)]
+    queue: Option<Box<VecDeque<Command>>>,
     /// Live [`CommandSender`]s.
     senders: usize,
     /// The [`CommandReceiver`] is gone: sends fail.
@@ -52,7 +56,7 @@ impl Link {
         let link = Arc::new(Self {
             events: EventsOutlet::new(),
             commands: Mutex::new(Mailbox {
-                queue: VecDeque::new(),
+                queue: None,
                 senders: 1,
                 closed: false,
                 waker: None,
@@ -83,7 +87,10 @@ impl CommandSender {
             if mailbox.closed {
                 return Err(command);
             }
-            mailbox.queue.push_back(command);
+            mailbox
+                .queue
+                .get_or_insert_with(Box::default)
+                .push_back(command);
             mailbox.waker.take()
         };
         if let Some(waker) = waker {
@@ -132,8 +139,14 @@ impl CommandReceiver {
     /// The next command; `None` once every sender is gone and nothing is queued.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Command>> {
         let mut mailbox = self.link.mailbox();
-        if let Some(command) = mailbox.queue.pop_front() {
-            return Poll::Ready(Some(command));
+        if let Some(queue) = &mut mailbox.queue {
+            let command = queue.pop_front();
+            if queue.is_empty() {
+                mailbox.queue = None;
+            }
+            if let Some(command) = command {
+                return Poll::Ready(Some(command));
+            }
         }
         if mailbox.senders == 0 {
             return Poll::Ready(None);
@@ -158,7 +171,7 @@ impl Drop for CommandReceiver {
             let mut mailbox = self.link.mailbox();
             mailbox.closed = true;
             mailbox.waker = None;
-            std::mem::take(&mut mailbox.queue)
+            mailbox.queue.take()
         };
         drop(queued);
     }
@@ -185,6 +198,8 @@ mod tests {
             poll_fn(|cx| rx.poll_recv(cx)).await,
             Some(Command::Close)
         ));
+        // Issue 12: nothing queued, no queue kept.
+        assert!(rx.link.mailbox().queue.is_none());
         let waiting = tokio::spawn(async move { poll_fn(|cx| rx.poll_recv(cx)).await.is_none() });
         tokio::task::yield_now().await;
         drop(tx2);
