@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use futures_util::{FutureExt, Stream};
+use futures_util::FutureExt;
 
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -39,20 +39,20 @@ use crate::term::{LeaderWork, Term, WORK_OF};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// A session's state changes, each taken as it comes (`None` once the session's channel is
-/// closed).
-type StateChanges = Pin<Box<dyn Stream<Item = SessionState> + Send + 'static>>;
+/// The next change of a session's state (`None` once the session's channel is closed), with
+/// the receiver to wait for the one after. A future per change rather than a stream of them:
+/// a stream kept the receiver twice, and its own state besides (issue 12).
+type StateChange = BoxFuture<(watch::Receiver<SessionState>, Option<SessionState>)>;
 
-/// The changes of `state` after the value it has already seen.
-fn state_changes(state: watch::Receiver<SessionState>) -> StateChanges {
-    Box::pin(futures_util::stream::unfold(
-        state,
-        |mut state| async move {
-            state.changed().await.ok()?;
-            let now = *state.borrow_and_update();
-            Some((now, state))
-        },
-    ))
+/// The change of `state` after the value it has already seen.
+fn next_state_change(mut state: watch::Receiver<SessionState>) -> StateChange {
+    Box::pin(async move {
+        let change = match state.changed().await {
+            Ok(()) => Some(*state.borrow_and_update()),
+            Err(_) => None,
+        };
+        (state, change)
+    })
 }
 
 /// The channels a driver publishes on. Dropped when the driver ends: the state channel's
@@ -109,7 +109,7 @@ pub(crate) struct Driver {
     compatibility: Option<Compatibility>,
     session: Arc<dyn BackendSession>,
     /// The session's state changes; `None` once its channel closed.
-    session_state: Option<StateChanges>,
+    session_state: Option<StateChange>,
     /// The commands, and the events outlet.
     commands: CommandReceiver,
     commands_open: bool,
@@ -154,7 +154,7 @@ impl Driver {
             record: record.into(),
             compatibility,
             session,
-            session_state: Some(state_changes(session_state)),
+            session_state: Some(next_state_change(session_state)),
             commands,
             commands_open: true,
             request: None,
@@ -248,11 +248,12 @@ impl Driver {
     /// reproducible, and puts what bears on safety (contact, deadlines) first. Each source is
     /// polled only while it is live, and a future that completes leaves its slot.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
-        if let Some(changes) = &mut self.session_state {
-            if let Poll::Ready(change) = changes.as_mut().poll_next(cx) {
+        if let Some(change) = &mut self.session_state {
+            if let Poll::Ready((receiver, change)) = change.as_mut().poll(cx) {
                 let state = match change {
                     Some(state) => {
                         crate::metrics::session_state(&state);
+                        self.session_state = Some(next_state_change(receiver));
                         state
                     }
                     None => {
@@ -339,7 +340,7 @@ impl Driver {
         let (id, timeout) = (session.id(), session.timeout());
         let mut state = session.state();
         let now = *state.borrow_and_update();
-        self.session_state = Some(state_changes(state));
+        self.session_state = Some(next_state_change(state));
         self.session = session;
         Input::SessionOpened {
             id,
