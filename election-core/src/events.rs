@@ -27,80 +27,103 @@ fn kept_capacity() -> usize {
     EVENTS_CAPACITY.next_power_of_two()
 }
 
-/// A state as a kept event holds it: the plain ones (no leader known, contact confirmed)
-/// in 16 bytes, as most of a candidate's first transitions are; any other in full.
-enum KeptState {
+/// What a plain state is (no leader known, contact confirmed): a kept transition holds its
+/// kind and its one number (a follower's position, a leader's token).
+#[derive(Clone, Copy)]
+enum Kind {
     Joining,
-    Follower { position: usize },
-    Leader { token: FencingToken },
+    Follower,
+    Leader,
     Suspended,
-    Full(Box<ElectionState>),
 }
 
-impl KeptState {
-    fn new(state: ElectionState) -> Self {
-        match state {
-            ElectionState::Joining => Self::Joining,
-            ElectionState::Follower {
-                position,
-                leader: None,
-            } => Self::Follower { position },
-            ElectionState::Leader {
-                token,
-                contact: Contact::Confirmed,
-            } => Self::Leader { token },
-            ElectionState::Suspended => Self::Suspended,
-            other => Self::Full(Box::new(other)),
-        }
-    }
+/// The reasons without data, as a kept transition numbers them.
+const PLAIN_REASONS: [Reason; 15] = [
+    Reason::Joined,
+    Reason::Claimed,
+    Reason::LeaderKnown,
+    Reason::PredecessorLeft,
+    Reason::ContactLost,
+    Reason::ContactRestored,
+    Reason::StepDownDeadline,
+    Reason::Resigned,
+    Reason::EntryDeleted,
+    Reason::ForeignContenderAhead,
+    Reason::SessionEnded,
+    Reason::Rejoining,
+    Reason::Stopped,
+    Reason::Failed,
+    Reason::WorkReturned,
+];
 
-    fn state(self) -> ElectionState {
-        match self {
-            Self::Joining => ElectionState::Joining,
-            Self::Follower { position } => ElectionState::Follower {
-                position,
-                leader: None,
-            },
-            Self::Leader { token } => ElectionState::Leader {
-                token,
-                contact: Contact::Confirmed,
-            },
-            Self::Suspended => ElectionState::Suspended,
-            Self::Full(state) => *state,
-        }
+/// A plain state's kind and number; `None` for any other.
+fn plain(state: &ElectionState) -> Option<(Kind, u64)> {
+    match state {
+        ElectionState::Joining => Some((Kind::Joining, 0)),
+        ElectionState::Follower {
+            position,
+            leader: None,
+        } => Some((Kind::Follower, u64::try_from(*position).ok()?)),
+        ElectionState::Leader {
+            token,
+            contact: Contact::Confirmed,
+        } => Some((Kind::Leader, token.0)),
+        ElectionState::Suspended => Some((Kind::Suspended, 0)),
+        _ => None,
     }
 }
 
-/// An event kept until the first subscriber: a transition between plain states in about 70
-/// bytes, not the [`Event`]'s 192 (a candidate keeps its first events for as long as nobody
-/// reads them, most of them for their whole life; issue 12). The first subscriber gets the
-/// very events sent.
+/// The plain state of `kind` and `number`.
+fn unplain(kind: Kind, number: u64) -> ElectionState {
+    match kind {
+        Kind::Joining => ElectionState::Joining,
+        Kind::Follower => ElectionState::Follower {
+            position: usize::try_from(number).expect("a position kept from a usize"),
+            leader: None,
+        },
+        Kind::Leader => ElectionState::Leader {
+            token: FencingToken(number),
+            contact: Contact::Confirmed,
+        },
+        Kind::Suspended => ElectionState::Suspended,
+    }
+}
+
+/// An event kept until the first subscriber: a transition between plain states for a reason
+/// without data in 40 bytes, not the [`Event`]'s 192 (a candidate keeps its first events for
+/// as long as nobody reads them, most of them for their whole life; issue 12); any other event
+/// boxed. The first subscriber gets the very events sent.
 enum KeptEvent {
     Transition {
         at: Instant,
-        from: KeptState,
-        to: KeptState,
-        reason: Reason,
+        from: u64,
+        to: u64,
+        /// The kinds of `from` and `to`.
+        kinds: [Kind; 2],
+        /// An index into [`PLAIN_REASONS`].
+        reason: u8,
     },
     Other(Box<Event>),
 }
 
 impl KeptEvent {
     fn new(event: Event) -> Self {
-        match event {
-            Event::Transition(Transition {
-                at,
-                from,
-                to,
-                reason,
-            }) => Self::Transition {
-                at,
-                from: KeptState::new(from),
-                to: KeptState::new(to),
-                reason,
-            },
-            other => Self::Other(Box::new(other)),
+        if let Event::Transition(t) = &event {
+            if let (Some((from_kind, from)), Some((to_kind, to)), Some(reason)) = (
+                plain(&t.from),
+                plain(&t.to),
+                PLAIN_REASONS.iter().position(|r| *r == t.reason),
+            ) {
+                return Self::Transition {
+                    at: t.at,
+                    from,
+                    to,
+                    kinds: [from_kind, to_kind],
+                    reason: reason as u8,
+                };
+            }
         }
+        Self::Other(Box::new(event))
     }
 
     fn at(&self) -> Instant {
@@ -119,12 +142,13 @@ impl KeptEvent {
                 at,
                 from,
                 to,
+                kinds: [from_kind, to_kind],
                 reason,
             } => Event::Transition(Transition {
                 at,
-                from: from.state(),
-                to: to.state(),
-                reason,
+                from: unplain(from_kind, from),
+                to: unplain(to_kind, to),
+                reason: PLAIN_REASONS[usize::from(reason)].clone(),
             }),
             Self::Other(event) => *event,
         }
@@ -338,12 +362,14 @@ mod tests {
             },
             ElectionState::Suspended,
             ElectionState::Stopped(crate::StopReason::Failed("boom".into())),
+            ElectionState::Follower {
+                position: usize::MAX,
+                leader: None,
+            },
         ];
-        let reasons = [
-            Reason::Joined,
-            Reason::Claimed,
-            Reason::WorkFailed("failed".into()),
-        ];
+        let mut reasons = PLAIN_REASONS.to_vec();
+        reasons.push(Reason::WorkFailed("failed".into()));
+        reasons.push(Reason::WorkPanicked("panicked".into()));
         let mut sent = Vec::new();
         for (i, from) in states.iter().enumerate() {
             for (j, to) in states.iter().enumerate() {
@@ -351,7 +377,7 @@ mod tests {
                     at: at + std::time::Duration::from_millis((i * 10 + j) as u64),
                     from: from.clone(),
                     to: to.clone(),
-                    reason: reasons[(i + j) % reasons.len()].clone(),
+                    reason: reasons[(i * states.len() + j) % reasons.len()].clone(),
                 }));
             }
         }
@@ -359,14 +385,15 @@ mod tests {
             at,
             notice: Notice::OrphanRemoved("n".into()),
         });
-        assert!(sent.len() <= kept_capacity());
-        let outlet = EventsOutlet::new();
-        for event in &sent {
-            outlet.send(event.clone());
+        for sent in sent.chunks(kept_capacity()) {
+            let outlet = EventsOutlet::new();
+            for event in sent {
+                outlet.send(event.clone());
+            }
+            let mut rx = outlet.subscribe();
+            let got: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            assert_eq!(got, sent);
         }
-        let mut rx = outlet.subscribe();
-        let got: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-        assert_eq!(got, sent);
     }
 
     #[test]
