@@ -58,10 +58,8 @@ pub struct Candidate {
     path: ElectionPath,
     id: Arc<str>,
     client: Client,
-    /// The driver's state; its channel closes when the driver has ended.
-    state: watch::Receiver<ElectionState>,
-    /// Commands to the driver, and its events: the first `events()` call gets every one since
-    /// the start.
+    /// Commands to the driver, its events (the first `events()` call gets every one since the
+    /// start) and its state (the channel closes when the driver has ended).
     commands: CommandSender,
     task: Option<JoinHandle<()>>,
 }
@@ -76,7 +74,6 @@ impl Candidate {
         path: ElectionPath,
         id: Arc<str>,
         client: Client,
-        state: watch::Receiver<ElectionState>,
         commands: CommandSender,
         task: JoinHandle<()>,
     ) -> Self {
@@ -84,10 +81,14 @@ impl Candidate {
             path,
             id,
             client,
-            state,
             commands,
             task: Some(task),
         }
+    }
+
+    /// The driver's state, kept in the link the handle shares with the driver.
+    fn state_rx(&self) -> &watch::Receiver<ElectionState> {
+        &self.commands.link().state
     }
 
     /// The election path.
@@ -114,12 +115,12 @@ impl Candidate {
     /// The state as a watch channel: follower with position and known leader, leader with its
     /// token, suspended, stopped.
     pub fn state(&self) -> watch::Receiver<ElectionState> {
-        self.state.clone()
+        self.state_rx().clone()
     }
 
     /// The state now.
     pub fn current(&self) -> ElectionState {
-        self.state.borrow().clone()
+        self.state_rx().borrow().clone()
     }
 
     /// A stream of transitions (with reasons) and notices. The first call gets every event
@@ -138,12 +139,12 @@ impl Candidate {
 
     /// `true` while this candidate leads.
     pub fn is_leader(&self) -> bool {
-        self.state.borrow().is_leader()
+        self.state_rx().borrow().is_leader()
     }
 
     /// The term token while leading.
     pub fn token(&self) -> Option<FencingToken> {
-        self.state.borrow().token()
+        self.state_rx().borrow().token()
     }
 
     /// Waits until this candidate leads (at once if it does), and returns its term token.
@@ -154,7 +155,7 @@ impl Candidate {
     /// [`ElectionError::Stopped`] if the candidate stops first, and with
     /// [`ElectionError::ClientClosed`] if its client is closed.
     pub async fn wait_for_leadership(&self) -> Result<FencingToken, ElectionError> {
-        let mut state = self.state.clone();
+        let mut state = self.state_rx().clone();
         loop {
             {
                 let now = state.borrow_and_update();
@@ -228,13 +229,13 @@ impl Candidate {
     /// Whether the caller runs in this candidate's own leader work (or one of its term's tasks).
     fn in_own_work(&self) -> bool {
         crate::term::WORK_OF
-            .try_with(|owner| owner.same_channel(&self.state))
+            .try_with(|owner| owner.same_channel(self.state_rx()))
             .unwrap_or(false)
     }
 
     /// Waits until the driver has ended (its state channel closes then).
     async fn drain(&self) {
-        let mut state = self.state.clone();
+        let mut state = self.state_rx().clone();
         while state.changed().await.is_ok() {}
     }
 
@@ -264,7 +265,7 @@ impl std::fmt::Debug for Candidate {
         f.debug_struct("Candidate")
             .field("path", &self.path)
             .field("id", &self.id)
-            .field("state", &*self.state.borrow())
+            .field("state", &*self.state_rx().borrow())
             .finish()
     }
 }

@@ -181,7 +181,7 @@ impl Client {
         );
         let (state_tx, state_rx) = watch::channel(machine.state().clone());
         // Events are kept from the start: the first `events()` call sees the first transitions.
-        let (commands_tx, commands_rx) = crate::link::Link::pair();
+        let (commands_tx, commands_rx) = crate::link::Link::pair(state_rx);
         let driver = Driver::new(
             machine,
             self.session.clone(),
@@ -195,12 +195,11 @@ impl Client {
         );
         let task = tokio::spawn(Frozen::new(self.session.process(), Role::Driver, driver));
         self.session
-            .register_member(&config.path, &id, commands_tx.clone(), state_rx.clone());
+            .register_member(&config.path, &id, commands_tx.clone());
         Ok(Candidate::new(
             config.path,
             id,
             self.clone(),
-            state_rx,
             commands_tx,
             task,
         ))

@@ -1,6 +1,7 @@
 //! What a candidate's handle and its driver share, in one allocation per candidate: the
-//! candidate's events ([`EventsOutlet`]) and the commands its handle (and its client, on
-//! close) sends to the driver.
+//! candidate's events ([`EventsOutlet`]), the commands its handle (and its client, on close)
+//! sends to the driver, and a receiver of the driver's state (the handle's, and the one the
+//! client's close waits on: one kept for both; issue 12).
 //!
 //! The commands are a plain queue under a lock, not a tokio channel: a command is rare (a
 //! resignation, a stop, a close), and an unbounded tokio channel costs about 1 KiB from the
@@ -14,9 +15,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::events::EventsOutlet;
+use crate::state::ElectionState;
 
 /// A user's command to a running candidate.
 pub(crate) enum Command {
@@ -33,6 +35,8 @@ pub(crate) enum Command {
 pub(crate) struct Link {
     /// The driver's events: the first subscriber gets every one since the start.
     pub events: EventsOutlet,
+    /// The driver's state; its channel closes when the driver has ended.
+    pub state: watch::Receiver<ElectionState>,
     commands: Mutex<Mailbox>,
 }
 
@@ -51,10 +55,12 @@ struct Mailbox {
 }
 
 impl Link {
-    /// A link, with its driver's end and a first sender.
-    pub(crate) fn pair() -> (CommandSender, CommandReceiver) {
+    /// A link for the driver whose state `state` receives, with its driver's end and a first
+    /// sender.
+    pub(crate) fn pair(state: watch::Receiver<ElectionState>) -> (CommandSender, CommandReceiver) {
         let link = Arc::new(Self {
             events: EventsOutlet::new(),
+            state,
             commands: Mutex::new(Mailbox {
                 queue: None,
                 senders: 1,
@@ -99,7 +105,7 @@ impl CommandSender {
         Ok(())
     }
 
-    /// The shared part: the events.
+    /// The shared part: the events and the state.
     pub(crate) fn link(&self) -> &Link {
         &self.link
     }
@@ -184,7 +190,8 @@ mod tests {
 
     #[tokio::test]
     async fn commands_come_in_order_then_none_when_every_sender_is_gone() {
-        let (tx, rx) = Link::pair();
+        let (_state, state) = watch::channel(ElectionState::Joining);
+        let (tx, rx) = Link::pair(state);
         let tx2 = tx.clone();
         assert!(tx.send(Command::Stop).is_ok());
         assert!(tx2.send(Command::Close).is_ok());
@@ -208,7 +215,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_wakes_the_driver_and_fails_once_it_is_gone() {
-        let (tx, rx) = Link::pair();
+        let (_state, state) = watch::channel(ElectionState::Joining);
+        let (tx, rx) = Link::pair(state);
         let waiting = tokio::spawn(async move {
             let got = poll_fn(|cx| rx.poll_recv(cx)).await;
             (matches!(got, Some(Command::Stop)), rx)

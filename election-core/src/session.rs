@@ -29,11 +29,10 @@ pub(crate) struct Session {
 /// The candidates running on a session, by path and id (`None`: reserved, not yet running).
 type Members = BTreeMap<(ElectionPath, Arc<str>), Option<Member>>;
 
-/// A candidate running on the session: how to stop it and how to know it has.
+/// A candidate running on the session: how to stop it and how to know it has (its link's
+/// state receiver, whose channel closes when the candidate's driver has ended).
 struct Member {
     commands: CommandSender,
-    /// Closes when the candidate's driver has ended.
-    done: watch::Receiver<ElectionState>,
 }
 
 pub(crate) struct SessionInner {
@@ -172,7 +171,7 @@ impl Session {
                 .filter_map(Option::take)
                 .map(|m| {
                     let _ = m.commands.send(Command::Close);
-                    m.done
+                    m.commands.link().state.clone()
                 })
                 .collect()
         };
@@ -229,7 +228,6 @@ impl Session {
         path: &ElectionPath,
         id: &Arc<str>,
         commands: CommandSender,
-        done: watch::Receiver<ElectionState>,
     ) {
         let mut members = self.inner.members.lock().expect("members lock");
         if self.is_closed() {
@@ -237,7 +235,7 @@ impl Session {
             return;
         }
         if let Some(slot) = members.get_mut(&(path.clone(), id.clone())) {
-            *slot = Some(Member { commands, done });
+            *slot = Some(Member { commands });
         }
     }
 
