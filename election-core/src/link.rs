@@ -46,8 +46,9 @@ struct Mailbox {
     /// (issue 12).
     #[allow(clippy::box_collection)]
     queue: Option<Box<VecDeque<Command>>>,
-    /// Live [`CommandSender`]s.
-    senders: usize,
+    /// Live [`CommandSender`]s (a handle's and its client's, each 8 bytes: never near
+    /// `u32::MAX`). A `u32` beside `closed`: 8 bytes less in every candidate's link (issue 12).
+    senders: u32,
     /// The [`CommandReceiver`] is gone: sends fail.
     closed: bool,
     /// The driver's task, to wake on a command or when the last sender goes.
