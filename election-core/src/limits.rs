@@ -28,6 +28,22 @@ pub const MAX_FOREIGN_NAME_LEN: usize = 256;
 /// Longest session timeout accepted (ZooKeeper's servers cap theirs far lower by default).
 pub const MAX_SESSION_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Refuses entry data over a backend's limit `max` (in bytes) before anything is sent, as
+/// [`ErrorKind::Invalid`](crate::ErrorKind::Invalid): a request over the service's own limit
+/// would be dropped with the connection, and look like a lost reply.
+pub fn check_data_len(data: &[u8], max: usize) -> Result<(), crate::BackendError> {
+    if data.len() > max {
+        return Err(crate::BackendError::new(
+            crate::ErrorKind::Invalid,
+            format!(
+                "entry data of {} bytes is more than the limit of {max}",
+                data.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a candidate id: non-empty, at most [`MAX_ID_LEN`] bytes, no control character.
 pub(crate) fn validate_id(id: &str) -> Result<(), ConfigError> {
     if id.is_empty() {

@@ -260,15 +260,7 @@ impl BackendSession for EtcdSession {
         marker: &Marker,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        if data.len() > MAX_DATA_LEN {
-            return Err(BackendError::new(
-                ErrorKind::Invalid,
-                format!(
-                    "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
-                    data.len()
-                ),
-            ));
-        }
+        election_core::limits::check_data_len(data, MAX_DATA_LEN)?;
         let name = EntryName::format(marker, self.id);
         let key = self.entry_key(dir, &name)?;
         let dir_key = self.settings.key(dir.as_str());

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use election_core::limits::{cap_data, MAX_FOREIGN_DATA_LEN, MAX_RECORD_LEN};
+use election_core::limits::{cap_data, check_data_len, MAX_FOREIGN_DATA_LEN, MAX_RECORD_LEN};
 use election_core::metrics::HANDOVER_TARGET;
 use election_core::{
     BackendError, BackendSession, Compatibility, Confirmation, ElectionPath, EntryInfo, ErrorKind,
@@ -130,6 +130,16 @@ impl ZkSession {
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, zk::OneshotWatcher>> {
         self.armed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops what is kept for our entry at `path` (its armed watch, its directory as its
+    /// confirmation read it), as the entry is given up.
+    fn forget(&self, path: &str) {
+        self.armed().remove(path);
+        self.dir_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(path);
     }
 
     /// The token (`czxid`) of our entry at `path`, just created by a `multi` whose answer had
@@ -392,28 +402,40 @@ impl ZkSession {
             Err((0, e)) => return Ok(WithDir::DirRefused(backend_error("create", dir_path, e))),
             Err((_, e)) => return Err(backend_error("create", entry_prefix, e)),
         };
+        let (name, czxid) = self
+            .multi_created(&format!("create {entry_prefix}"), results)
+            .await?;
+        Ok(WithDir::Created { name, czxid })
+    }
+
+    /// The entry a `multi` created (its second operation): its name and token. ZooKeeper 3.8
+    /// answers a create inside a `multi` with no stat (ZOOKEEPER-4026): the token is then read
+    /// back, with the watch the candidate asks for next ([`token_read`](Self::token_read)).
+    /// `op` names the request in errors.
+    async fn multi_created(
+        &self,
+        op: &str,
+        results: Vec<zk::MultiWriteResult>,
+    ) -> Result<(String, i64), BackendError> {
         let Some(zk::MultiWriteResult::Create { path, stat }) = results.into_iter().nth(1) else {
             return Err(BackendError::new(
                 ErrorKind::OutcomeUnknown,
-                format!("create {entry_prefix}: the multi's answer has no create"),
+                format!("{op}: the multi's answer has no create"),
             ));
         };
         let name = path.rsplit('/').next().unwrap_or(path.as_str()).to_owned();
-        let czxid = if stat.is_invalid() {
-            match self.token_read(&path).await? {
-                Some(czxid) => czxid,
-                // Gone at once: the caller looks the marker up (nothing found: none created).
-                None => {
-                    return Err(BackendError::new(
-                        ErrorKind::OutcomeUnknown,
-                        format!("create {path}: created, then gone before its token could be read"),
-                    ))
-                }
-            }
-        } else {
-            stat.czxid
-        };
-        Ok(WithDir::Created { name, czxid })
+        if !stat.is_invalid() {
+            return Ok((name, stat.czxid));
+        }
+        match self.token_read(&path).await? {
+            Some(czxid) => Ok((name, czxid)),
+            // Gone at once (its session ended, or it was deleted): the caller looks the marker
+            // up (after a requeue, once it has deleted the old entry again, already gone).
+            None => Err(BackendError::new(
+                ErrorKind::OutcomeUnknown,
+                format!("{op}: {path} was created, then gone before its token could be read"),
+            )),
+        }
     }
 
     /// Creates our entry with `marker`, in our own shape or `mode`'s.
@@ -424,16 +446,17 @@ impl ZkSession {
         mode: Option<Compatibility>,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        check_data_len(data)?;
+        check_data_len(data, MAX_DATA_LEN)?;
         let dir_path = self.absolute(dir.as_str());
         let prefix = EntryName::prefix_in(marker, self.id, mode);
         let path = format!("{dir_path}/{prefix}");
         let acl = self.settings.acl;
         // Optimistic: the directory usually exists, so try the entry first (one round trip).
-        // When the server says it is missing, send the creates of the missing directory and of
-        // the entry again back to back, with no existence checks (the client sends in call
-        // order and the server applies one session's requests in order: one round trip); when
-        // the directory's own parent is missing too, of every ancestor and the entry. Only the
+        // When the server says it is missing, create the directory and the entry in one
+        // `multi`; when the directory's own parent is missing too, send the creates of every
+        // ancestor and of the entry back to back, with no existence checks (the client sends in
+        // call order and the server applies one session's requests in order: one round trip).
+        // Only the
         // entry's reply decides: an ancestor that exists answers `NodeExists` (or `NoAuth`
         // under a parent that denies CREATE, issue 17), which does not matter once the entry
         // is created. When the entry still cannot be created and an ancestor was refused, fall
@@ -643,7 +666,7 @@ impl BackendSession for ZkSession {
         mode: Option<Compatibility>,
         data: &[u8],
     ) -> Result<EntryInfo, BackendError> {
-        check_data_len(data)?;
+        check_data_len(data, MAX_DATA_LEN)?;
         let old_path = self.entry_path(dir, old)?;
         let dir_path = self.absolute(dir.as_str());
         let prefix = EntryName::prefix_in(marker, self.id, mode);
@@ -665,42 +688,10 @@ impl BackendSession for ZkSession {
             Ok(results) => results,
             Err(e) => return Err(self.explain_refusal(p, e).await),
         };
-        let Some(zk::MultiWriteResult::Create {
-            path: created,
-            stat,
-        }) = results.into_iter().nth(1)
-        else {
-            return Err(BackendError::new(
-                ErrorKind::OutcomeUnknown,
-                format!("requeue {old_path}: the multi's answer has no create"),
-            ));
-        };
-        let name = created
-            .rsplit('/')
-            .next()
-            .unwrap_or(created.as_str())
-            .to_owned();
-        self.armed().remove(&old_path);
-        self.dir_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&old_path);
-        let czxid = if stat.is_invalid() {
-            let full = format!("{dir_path}/{name}");
-            match self.token_read(&full).await? {
-                Some(czxid) => czxid,
-                // Gone at once (its session ended, or it was deleted): the caller deletes the
-                // old entry again (already gone) and looks the marker up.
-                None => {
-                    return Err(BackendError::new(
-                        ErrorKind::OutcomeUnknown,
-                        format!("requeue {old_path}: {full} was created, then gone before its token could be read"),
-                    ))
-                }
-            }
-        } else {
-            stat.czxid
-        };
+        self.forget(&old_path);
+        let (name, czxid) = self
+            .multi_created(&format!("requeue {old_path}"), results)
+            .await?;
         tracing::debug!(session = %self.id, path = %dir_path, old, name, czxid, "entry requeued");
         self.created(&dir_path, name, marker, czxid, data, false)
     }
@@ -958,11 +949,7 @@ impl BackendSession for ZkSession {
 
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError> {
         let path = self.entry_path(dir, name)?;
-        self.armed().remove(&path);
-        self.dir_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&path);
+        self.forget(&path);
         let p = &path;
         let id = self.id;
         self.write("delete", p, |client| async move {
@@ -1059,20 +1046,6 @@ fn leader_note_of(data: &[u8]) -> Option<String> {
         .ok()
         .filter(|n| !n.is_empty() && !n.contains('/'))
         .map(str::to_owned)
-}
-
-/// Refuses entry data over the limit before anything is sent.
-fn check_data_len(data: &[u8]) -> Result<(), BackendError> {
-    if data.len() > MAX_DATA_LEN {
-        return Err(BackendError::new(
-            ErrorKind::Invalid,
-            format!(
-                "entry data of {} bytes is more than the limit of {MAX_DATA_LEN}",
-                data.len()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// `name` as an entry name of ours, or `Invalid`.
