@@ -362,7 +362,7 @@ async fn main() {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
     let date = shell("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
     let kernel = shell("uname", &["-sr"]);
-    let zk = Arc::new(tokio::task::block_in_place(ZkServer::start));
+    let zk = Arc::new(tokio::task::block_in_place(ZkServer::start_for_benchmark));
     let version = zk
         .mntr()
         .get("zk_version")

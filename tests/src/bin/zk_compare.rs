@@ -399,7 +399,7 @@ async fn main() {
             Some(version.to_owned())
         })
         .unwrap_or_else(|| "?".into());
-    let zk = Arc::new(tokio::task::block_in_place(ZkServer::start));
+    let zk = Arc::new(tokio::task::block_in_place(ZkServer::start_for_benchmark));
     let version = zk
         .mntr()
         .get("zk_version")
