@@ -78,6 +78,9 @@ struct Args {
     sizes: Vec<usize>,
     gap: Duration,
     out: String,
+    /// Our candidates on a current-thread runtime (`--runtime current`) instead of two worker
+    /// threads (the default, `--runtime multi`).
+    current_thread: bool,
 }
 
 fn parse_args() -> Args {
@@ -89,6 +92,7 @@ fn parse_args() -> Args {
         sizes: vec![2, 10, 50],
         gap: Duration::from_millis(20),
         out: "target/zk-compare.json".into(),
+        current_thread: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -114,9 +118,16 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--out" => args.out = value("--out"),
+            "--runtime" => {
+                args.current_thread = match value("--runtime").as_str() {
+                    "current" => true,
+                    "multi" => false,
+                    other => panic!("--runtime current|multi, not {other:?}"),
+                }
+            }
             "-h" | "--help" => {
                 println!(
-                    "zk_compare [--quick] [--rounds N] [--warmup N] [--server-warmup N] [--block N] [--sizes 2,10,50] [--gap-ms N] [--out PATH]"
+                    "zk_compare [--quick] [--rounds N] [--warmup N] [--server-warmup N] [--block N] [--sizes 2,10,50] [--gap-ms N] [--out PATH] [--runtime multi|current]"
                 );
                 std::process::exit(0);
             }
@@ -276,7 +287,7 @@ async fn pass(
 ) -> Pass {
     let connect = zk.connect_string();
     let mut ours = Ours::start(backend, &format!("/bench/cmp-election-{n}"), n).await;
-    let (mut kazoo, mut curator) = tokio::task::block_in_place(|| {
+    let (mut kazoo, mut curator) = blocking(|| {
         (
             Probe::kazoo(
                 &connect,
@@ -298,9 +309,9 @@ async fn pass(
     for _ in 0..args.warmup {
         ours.round().await;
         sleep(args.gap).await;
-        tokio::task::block_in_place(|| kazoo.round());
+        blocking(|| kazoo.round());
         sleep(args.gap).await;
-        tokio::task::block_in_place(|| curator.round());
+        blocking(|| curator.round());
         sleep(args.gap).await;
     }
     let cpu0 = CpuTimes::now();
@@ -315,8 +326,8 @@ async fn pass(
             for _ in 0..len {
                 let d = match i {
                     0 => ours.round().await,
-                    1 => tokio::task::block_in_place(|| kazoo.round()),
-                    _ => tokio::task::block_in_place(|| curator.round()),
+                    1 => blocking(|| kazoo.round()),
+                    _ => blocking(|| curator.round()),
                 };
                 samples.push(d);
                 sleep(args.gap).await;
@@ -333,7 +344,7 @@ async fn pass(
     let seconds = t0.elapsed().as_secs_f64();
     let cpu = Cpu::between(cpu0, CpuTimes::now());
     ours.stop().await;
-    tokio::task::block_in_place(|| {
+    blocking(|| {
         kazoo.quit();
         curator.quit();
     });
@@ -368,9 +379,32 @@ fn shell(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+/// Runs a peer's blocking call: beside the workers of a multi-threaded runtime, or on the one
+/// thread of a current-thread runtime (our candidates then wait, as between any of our blocks).
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+fn main() {
     let args = parse_args();
+    let runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
+    runtime.block_on(run(args));
+}
+
+async fn run(args: Args) {
     // The peers first: a missing package or a probe that does not compile fails at once.
     let classes = std::env::temp_dir().join(format!("election-zk-compare-{}", std::process::id()));
     peers::check_kazoo("kazoo_bench.py").unwrap_or_else(|e| panic!("{e}"));
@@ -399,7 +433,7 @@ async fn main() {
             Some(version.to_owned())
         })
         .unwrap_or_else(|| "?".into());
-    let zk = Arc::new(tokio::task::block_in_place(ZkServer::start_for_benchmark));
+    let zk = Arc::new(blocking(ZkServer::start_for_benchmark));
     let version = zk
         .mntr()
         .get("zk_version")
@@ -417,9 +451,14 @@ async fn main() {
     let backend = direct(&connect);
     let warmed = warm_server(&connect, args.server_warmup).await;
     let machine = format!(
-        "{machine}; server warmed by {} rounds of every request kind ({:.1} s)",
+        "{machine}; server warmed by {} rounds of every request kind ({:.1} s); election on a {} runtime",
         args.server_warmup,
-        warmed.as_secs_f64()
+        warmed.as_secs_f64(),
+        if args.current_thread {
+            "current-thread"
+        } else {
+            "two-worker"
+        }
     );
     eprintln!("{machine}");
 
