@@ -220,9 +220,12 @@ pub trait BackendSession: Send + Sync + 'static {
     /// [`create_compatible`](Self::create_compatible) with `mode`): a candidate that resigns
     /// and rejoins at the tail.
     ///
-    /// Where the service can, do both in one atomic step (ZooKeeper's `multi`): one write, not
-    /// two, so that the rejoin's create does not hold up the successor's confirming read behind
-    /// it in the service's queue.
+    /// The backend sequences the two for the hand-over: the successor confirms its claim as
+    /// soon as `old` is gone, and its confirming read should neither wait for the delete's
+    /// notification nor queue behind the rejoin's create in the service. ZooKeeper deletes,
+    /// then creates one round trip later (measured faster than one `multi` doing both, whose
+    /// notification the server sends later than a plain delete's, and than a create sent at
+    /// once).
     ///
     /// Errors: [`NotFound`](crate::ErrorKind::NotFound) when `old` does not exist, and then
     /// nothing was created; [`OutcomeUnknown`](crate::ErrorKind::OutcomeUnknown) when either

@@ -75,7 +75,7 @@ enum Phase {
         role: Role,
     },
     /// Giving the entry up: the work is stopped first, then the entry deleted (or, to rejoin,
-    /// replaced by a new entry at the tail in one step: see [`Requeue`]).
+    /// replaced by a new entry at the tail in one request: see [`Requeue`]).
     Releasing {
         entry: OwnEntry,
         requeue: Requeue,
@@ -125,11 +125,12 @@ enum Ahead {
 
 /// How a release that rejoins gives up its entry.
 ///
-/// A resignation that rejoins at once asks the backend to delete the old entry and create the
-/// new one in one step ([`Action::Requeue`]; one write on ZooKeeper, a `multi`). Done as two
-/// writes, the rejoin's create reaches the service just as the successor's confirming read
-/// does, and the read waits behind the write: the graceful hand-over took twice the round trip
-/// it needs.
+/// A resignation that rejoins at once asks the backend to give up the old entry and create the
+/// new one in one request ([`Action::Requeue`]), which the backend sequences so that the
+/// successor's confirming read waits for neither (ZooKeeper: the delete, then the create one
+/// round trip later). The machine's own delete and create, sent as soon as each is possible,
+/// put the rejoin's create in the service's queue just as the successor's read arrives, and
+/// the read waits behind it: the graceful hand-over took twice the round trip it needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Requeue {
     /// Not tried yet: a rejoin without a back-off tries it.

@@ -155,8 +155,8 @@ pub(crate) enum Action {
     NoteLeader {
         name: String,
     },
-    /// Delete our entry `old` and create a new one with `marker` at the tail, in one step
-    /// where the backend can ([`BackendSession::requeue`](crate::BackendSession::requeue));
+    /// Delete our entry `old` and create a new one with `marker` at the tail, in one request
+    /// the backend sequences ([`BackendSession::requeue`](crate::BackendSession::requeue));
     /// answer with [`Input::Requeued`].
     Requeue {
         old: String,
