@@ -222,10 +222,10 @@ pub trait BackendSession: Send + Sync + 'static {
     ///
     /// The backend sequences the two for the hand-over: the successor confirms its claim as
     /// soon as `old` is gone, and its confirming read should neither wait for the delete's
-    /// notification nor queue behind the rejoin's create in the service. ZooKeeper deletes,
-    /// then creates one round trip later (measured faster than one `multi` doing both, whose
-    /// notification the server sends later than a plain delete's, and than a create sent at
-    /// once).
+    /// notification nor queue behind the rejoin's create in the service. ZooKeeper and etcd
+    /// delete, then create one round trip later (on ZooKeeper, measured faster than one
+    /// `multi` doing both, whose notification the server sends later than a plain delete's;
+    /// on both, faster than a create sent at once).
     ///
     /// Errors: [`NotFound`](crate::ErrorKind::NotFound) when `old` does not exist, and then
     /// nothing was created; [`OutcomeUnknown`](crate::ErrorKind::OutcomeUnknown) when either

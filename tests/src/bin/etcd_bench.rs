@@ -215,23 +215,31 @@ async fn main() {
         )
     );
     let c = crash(&endpoint, args.crash_rounds).await;
-    let [cmin, _, _, cmax] = summary(&c);
+    let crash_json = if c.is_empty() {
+        "null".to_owned()
+    } else {
+        json_stats(&c)
+    };
     let _ = write!(
         json,
         "\n  }},\n  \"floor\": {},\n  \"crash\": {},\n  \"crash_ttl_ms\": {}\n}}\n",
         json_stats(&f),
-        json_stats(&c),
+        crash_json,
         CRASH_TIMEOUT.as_millis()
     );
     println!("{table}");
-    println!(
-        "crash failover (leader aborted, lease TTL {:?}): {:.0}-{:.0} ms, {:.2}-{:.2} x the TTL",
-        CRASH_TIMEOUT,
-        ms(cmin),
-        ms(cmax),
-        cmin.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64(),
-        cmax.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64()
-    );
+    // `--crash-rounds 0` skips the crash phase.
+    if !c.is_empty() {
+        let [cmin, _, _, cmax] = summary(&c);
+        println!(
+            "crash failover (leader aborted, lease TTL {:?}): {:.0}-{:.0} ms, {:.2}-{:.2} x the TTL",
+            CRASH_TIMEOUT,
+            ms(cmin),
+            ms(cmax),
+            cmin.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64(),
+            cmax.as_secs_f64() / CRASH_TIMEOUT.as_secs_f64()
+        );
+    }
     std::fs::write(&args.out, json).unwrap_or_else(|e| panic!("write {}: {e}", args.out));
     println!("wrote {}", args.out);
 }
