@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use election_core::limits::{MAX_FOREIGN_DATA_LEN, MAX_RECORD_LEN};
 use election_core::{
-    BackendError, BackendSession, Compatibility, ElectionPath, EntryInfo, ErrorKind, FencingToken,
+    BackendError, BackendSession, ElectionPath, EntryInfo, ErrorKind, FencingToken,
     ListedContender, ListedEntry, Listing, Marker, Notification, SessionId, SessionState, Watch,
 };
 use etcd_client::{
@@ -410,28 +410,6 @@ impl BackendSession for EtcdSession {
             data: kv.value()[..kv.value().len().min(MAX_RECORD_LEN + 1)].to_vec(),
             sole: false,
         }))
-    }
-
-    /// The old entry's delete, then the new entry's create one round trip later (the delete's
-    /// own, at most a twentieth of the session's TTL), as on ZooKeeper: a create sent as soon as
-    /// the delete is answered goes through raft just as the successor's confirming read does,
-    /// and the read waits for it.
-    async fn requeue(
-        &self,
-        dir: &ElectionPath,
-        old: &str,
-        marker: &Marker,
-        mode: Option<Compatibility>,
-        data: &[u8],
-    ) -> Result<EntryInfo, BackendError> {
-        election_core::limits::check_data_len(data, MAX_DATA_LEN)?;
-        let sent = Instant::now();
-        self.delete(dir, old).await?;
-        sleep(sent.elapsed().min(self.timeout() / 20)).await;
-        match mode {
-            None => self.create(dir, marker, data).await,
-            Some(mode) => self.create_compatible(dir, marker, mode, data).await,
-        }
     }
 
     /// Deletes exactly the key `{namespace}{dir}/{name}` (an entry, or the key a directory

@@ -653,33 +653,6 @@ impl BackendSession for ZkSession {
         self.create_named(dir, marker, Some(mode), data).await
     }
 
-    /// The old entry's delete, then the new entry's create, one round trip later (the delete's
-    /// own, at most a twentieth of the session timeout). Both orders of the two writes that
-    /// seem faster were measured slower on ZooKeeper 3.8 (issue 12):
-    /// - one `multi` doing both (one write): the successor is notified about 0.2 ms later than
-    ///   after a plain delete, the server preparing the whole transaction first;
-    /// - the create sent as soon as the delete is answered: it reaches the server just as the
-    ///   successor's confirming read does, and the read waits behind it.
-    ///
-    /// Waiting one round trip leaves the successor the time it needs to confirm; the candidate
-    /// is out of the queue meanwhile, and joins at the tail either way. A delete that finds the
-    /// old entry gone ends the requeue with `NotFound` (nothing created), as the trait says.
-    async fn requeue(
-        &self,
-        dir: &ElectionPath,
-        old: &str,
-        marker: &Marker,
-        mode: Option<Compatibility>,
-        data: &[u8],
-    ) -> Result<EntryInfo, BackendError> {
-        check_data_len(data, MAX_DATA_LEN)?;
-        let sent = Instant::now();
-        self.delete(dir, old).await?;
-        let hold = sent.elapsed().min(self.timeout / 20);
-        tokio::time::sleep(hold).await;
-        self.create_named(dir, marker, mode, data).await
-    }
-
     async fn list(&self, dir: &ElectionPath) -> Result<Listing, BackendError> {
         let path = self.absolute(dir.as_str());
         let p = &path;
