@@ -235,7 +235,7 @@ pub trait BackendSession: Send + Sync + 'static {
     /// ZooKeeper 3.8 and etcd 3.4 (issue 12): a create sent as soon as the delete is answered
     /// reaches the service just as the successor's read does, and the read waits behind it;
     /// on ZooKeeper, one `multi` doing both is notified to the successor 0.15-0.25 ms later
-    /// than a plain delete (the server prepares the whole transaction first).
+    /// than a plain delete (most likely the server preparing the whole transaction first).
     async fn requeue(
         &self,
         dir: &ElectionPath,
