@@ -338,10 +338,10 @@ impl ZkSession {
         )
     }
 
-    /// Our entry `name` in `dir_path`, just created with `marker`, `czxid` and `data`.
-    /// `may_be_sole`: a create whose sequence number 0 shows that the directory had no child
-    /// before (ZooKeeper numbers a sequential node by its parent's `cversion`, which every
-    /// child's create and delete raise: a requeue's create, after its delete, never gets 0).
+    /// Our entry `name` in `dir_path`, just created with `marker`, `czxid` and `data`. Sole
+    /// when its sequence number is 0: the directory had no child before (ZooKeeper numbers a
+    /// sequential node by its parent's `cversion`, which every child's create and delete raise:
+    /// a requeue's create, after its delete, never gets 0).
     fn created(
         &self,
         dir_path: &str,
@@ -349,7 +349,6 @@ impl ZkSession {
         marker: &Marker,
         czxid: i64,
         data: &[u8],
-        may_be_sole: bool,
     ) -> Result<EntryInfo, BackendError> {
         let parsed = EntryName::parse(&name).ok_or_else(|| {
             BackendError::new(
@@ -364,7 +363,7 @@ impl ZkSession {
             marker: marker.clone(),
             token: FencingToken(czxid as u64),
             data: data.to_vec(),
-            sole: may_be_sole && parsed.sequence == 0,
+            sole: parsed.sequence == 0,
         })
     }
 
@@ -401,41 +400,32 @@ impl ZkSession {
             Err((0, e)) => return Ok(WithDir::DirRefused(backend_error("create", dir_path, e))),
             Err((_, e)) => return Err(backend_error("create", entry_prefix, e)),
         };
-        let (name, czxid) = self
-            .multi_created(&format!("create {entry_prefix}"), results)
-            .await?;
-        Ok(WithDir::Created { name, czxid })
-    }
-
-    /// The entry a `multi` created (its second operation, after its directory's): its name and
-    /// token. ZooKeeper 3.8
-    /// answers a create inside a `multi` with no stat (ZOOKEEPER-4026): the token is then read
-    /// back, with the watch the candidate asks for next ([`token_read`](Self::token_read)).
-    /// `op` names the request in errors.
-    async fn multi_created(
-        &self,
-        op: &str,
-        results: Vec<zk::MultiWriteResult>,
-    ) -> Result<(String, i64), BackendError> {
+        // ZooKeeper 3.8 answers a create inside a `multi` with no stat (ZOOKEEPER-4026): the
+        // token is then read back, with the watch the candidate asks for next
+        // ([`token_read`](Self::token_read)).
         let Some(zk::MultiWriteResult::Create { path, stat }) = results.into_iter().nth(1) else {
             return Err(BackendError::new(
                 ErrorKind::OutcomeUnknown,
-                format!("{op}: the multi's answer has no create"),
+                format!("create {entry_prefix}: the multi's answer has no create"),
             ));
         };
         let name = path.rsplit('/').next().unwrap_or(path.as_str()).to_owned();
-        if !stat.is_invalid() {
-            return Ok((name, stat.czxid));
-        }
-        match self.token_read(&path).await? {
-            Some(czxid) => Ok((name, czxid)),
-            // Gone at once (its session ended, or it was deleted): the caller looks the marker
-            // up.
-            None => Err(BackendError::new(
-                ErrorKind::OutcomeUnknown,
-                format!("{op}: {path} was created, then gone before its token could be read"),
-            )),
-        }
+        let czxid = if stat.is_invalid() {
+            match self.token_read(&path).await? {
+                Some(czxid) => czxid,
+                // Gone at once (its session ended, or it was deleted): the caller looks the
+                // marker up (nothing found: none created).
+                None => {
+                    return Err(BackendError::new(
+                        ErrorKind::OutcomeUnknown,
+                        format!("create {path}: created, then gone before its token could be read"),
+                    ))
+                }
+            }
+        } else {
+            stat.czxid
+        };
+        Ok(WithDir::Created { name, czxid })
     }
 
     /// Creates our entry with `marker`, in our own shape or `mode`'s.
@@ -456,12 +446,11 @@ impl ZkSession {
         // `multi`; when the directory's own parent is missing too, send the creates of every
         // ancestor and of the entry back to back, with no existence checks (the client sends in
         // call order and the server applies one session's requests in order: one round trip).
-        // Only the
-        // entry's reply decides: an ancestor that exists answers `NodeExists` (or `NoAuth`
-        // under a parent that denies CREATE, issue 17), which does not matter once the entry
-        // is created. When the entry still cannot be created and an ancestor was refused, fall
-        // back to creating only the missing ancestors, after existence checks, to say which node
-        // refused. `NoNode` on the entry is a definite "not applied", so retrying after it
+        // Only the entry's reply decides: an ancestor that exists answers `NodeExists` (or
+        // `NoAuth` under a parent that denies CREATE, issue 17), which does not matter once the
+        // entry is created. When the entry still cannot be created and an ancestor was refused,
+        // fall back to creating only the missing ancestors, after existence checks, to say which
+        // node refused. `NoNode` on the entry is a definite "not applied", so retrying after it
         // cannot make a second entry.
         let ancestors = ancestors(&dir_path);
         let p = &path;
@@ -475,7 +464,7 @@ impl ZkSession {
                 match self.create_with_dir(&dir_path, p, data).await {
                     Ok(WithDir::Created { name, czxid }) => {
                         tracing::debug!(session = %self.id, path = %dir_path, name, czxid, "directory and entry created");
-                        return self.created(&dir_path, name, marker, czxid, data, true);
+                        return self.created(&dir_path, name, marker, czxid, data);
                     }
                     // Made by someone else meanwhile: the entry alone again.
                     Ok(WithDir::DirExists) => depth = 0,
@@ -521,7 +510,7 @@ impl ZkSession {
                 Ok((stat, sequence)) => {
                     let name = format!("{prefix}{sequence}");
                     tracing::debug!(session = %self.id, path = %dir_path, name, czxid = stat.czxid, "entry created");
-                    return self.created(&dir_path, name, marker, stat.czxid, data, true);
+                    return self.created(&dir_path, name, marker, stat.czxid, data);
                 }
                 Err(e) if e.kind() == ErrorKind::NotFound => {
                     let top_missing = matches!(made.first(), None | Some(Err(zk::Error::NoNode)));
