@@ -215,47 +215,6 @@ pub trait BackendSession: Send + Sync + 'static {
     /// when it does not exist.
     async fn delete(&self, dir: &ElectionPath, name: &str) -> Result<(), BackendError>;
 
-    /// Gives up the entry `old` in `dir` and creates a new entry of this session with `marker`
-    /// and `data`, ordered after every entry, as [`create`](Self::create) does (or
-    /// [`create_compatible`](Self::create_compatible) with `mode`): a candidate that resigns
-    /// and rejoins at the tail.
-    ///
-    /// The two are sequenced for the hand-over: the successor confirms its claim as soon as
-    /// `old` is gone, and its confirming read should neither wait for the delete's notification
-    /// nor queue behind the rejoin's create in the service.
-    ///
-    /// Errors: [`NotFound`](crate::ErrorKind::NotFound) when `old` does not exist, and then
-    /// nothing was created; [`OutcomeUnknown`](crate::ErrorKind::OutcomeUnknown) when either
-    /// step may have been applied. After any other error the new entry was not created (the old
-    /// one may or may not be gone): the election then deletes and creates as two steps.
-    ///
-    /// The default, which every backend here uses, deletes, then creates one round trip later
-    /// (the delete's own, at most a twentieth of the session timeout; at once when the delete
-    /// took no time, as on the in-memory backend without injected latency). Measured on
-    /// ZooKeeper 3.8 and etcd 3.4 (issue 12): a create sent as soon as the delete is answered
-    /// reaches the service just as the successor's read does, and the read waits behind it;
-    /// on ZooKeeper, one `multi` doing both is notified to the successor 0.15-0.25 ms later
-    /// than a plain delete (most likely the server preparing the whole transaction first).
-    async fn requeue(
-        &self,
-        dir: &ElectionPath,
-        old: &str,
-        marker: &Marker,
-        mode: Option<Compatibility>,
-        data: &[u8],
-    ) -> Result<EntryInfo, BackendError> {
-        let sent = Instant::now();
-        self.delete(dir, old).await?;
-        let hold = sent.elapsed().min(self.timeout() / 20);
-        if !hold.is_zero() {
-            tokio::time::sleep(hold).await;
-        }
-        match mode {
-            None => self.create(dir, marker, data).await,
-            Some(mode) => self.create_compatible(dir, marker, mode, data).await,
-        }
-    }
-
     /// Closes the session: the service deletes its entries now, and the state becomes
     /// [`SessionState::Closed`]. Idempotent; best effort when the service is unreachable (the
     /// session then expires by itself).

@@ -355,7 +355,7 @@ impl Driver {
                 self.checkpoint("notified");
             }
             Input::WorkDone { .. } => self.checkpoint("work_ended"),
-            Input::Deleted { .. } | Input::Requeued { .. } => self.checkpoint("delete_answered"),
+            Input::Deleted { .. } => self.checkpoint("delete_answered"),
             Input::Read { .. } | Input::Confirmed { .. } => self.checkpoint("read_answered"),
             Input::Listed(_) => self.checkpoint("list_answered"),
             _ => {}
@@ -483,20 +483,6 @@ impl Driver {
                 self.request = Some(Box::pin(async move {
                     let result = s.delete(&path, &name).await;
                     Input::Deleted { name, result }
-                }));
-            }
-            Action::Requeue { old, marker } => {
-                // The old leader's checkpoints are the same as for a delete: its entry is given
-                // up here.
-                self.checkpoint("delete_sent");
-                let record = self.record.clone();
-                let mode = self.compatibility;
-                self.request = Some(Box::pin(async move {
-                    let result = s.requeue(&path, &old, &marker, mode, &record).await;
-                    Input::Requeued {
-                        old,
-                        result: result.map(kept_for_life),
-                    }
                 }));
             }
             Action::WatchPredecessor { name } => {

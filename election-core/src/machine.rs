@@ -74,11 +74,12 @@ enum Phase {
         entry: OwnEntry,
         role: Role,
     },
-    /// Giving the entry up: the work is stopped first, then the entry deleted (or, to rejoin,
-    /// replaced by a new entry at the tail in one request: see [`Requeue`]).
+    /// Giving the entry up: the work is stopped first, then the entry deleted. `delete_sent`:
+    /// when the delete under way was sent (a rejoin waits as long again before it registers:
+    /// see [`Machine::hold_off_rejoin`]).
     Releasing {
         entry: OwnEntry,
-        requeue: Requeue,
+        delete_sent: Option<Instant>,
     },
     /// Stopping after a create of this session had an unknown outcome: one last listing, and
     /// any entry of ours it shows is deleted, before finishing (S5: a create applied after the
@@ -123,25 +124,6 @@ enum Ahead {
     Unknown,
 }
 
-/// How a release that rejoins gives up its entry.
-///
-/// A resignation that rejoins at once asks the backend to give up the old entry and create the
-/// new one in one request ([`Action::Requeue`]), which the backend sequences so that the
-/// successor's confirming read waits for neither (ZooKeeper: the delete, then the create one
-/// round trip later). The machine's own delete and create, sent as soon as each is possible,
-/// put the rejoin's create in the service's queue just as the successor's read arrives, and
-/// the read waits behind it: the graceful hand-over took twice the round trip it needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Requeue {
-    /// Not tried yet: a rejoin without a back-off tries it.
-    Ready,
-    /// Delete alone (and create afterwards, as a new registration).
-    Plain,
-    /// A requeue's outcome is unknown: delete alone; the registration that follows looks this
-    /// marker up before anything else (S5: the new entry may exist).
-    Unknown(Marker),
-}
-
 /// What to do once the entry has been given up.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Goal {
@@ -171,8 +153,6 @@ enum Request {
     /// Record that our entry (this one) leads ([`Action::NoteLeader`]); preemptible.
     Note(String),
     Delete(String),
-    /// Delete the first and create an entry with the marker, in one step.
-    Requeue(String, Marker),
 }
 
 /// A kind of backend call, for back-off: each kind backs off on its own failures and is reset
@@ -447,7 +427,6 @@ impl Machine {
             Input::Listed(result) => self.on_listed(now, result),
             Input::Read { name, result } => self.on_read(now, name, result),
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
-            Input::Requeued { old, result } => self.on_requeued(now, old, result),
             Input::Confirmed { name, result } => self.on_confirmed(now, name, result),
             Input::Noted { name, result } => {
                 if self.pending == Some(Request::Note(name.clone())) {
@@ -1433,7 +1412,7 @@ impl Machine {
         self.out.push(Action::UnwatchPredecessor);
         self.phase = Phase::Releasing {
             entry,
-            requeue: Requeue::Ready,
+            delete_sent: None,
         };
         self.want_list = false;
         self.want_read = None;
@@ -1448,23 +1427,12 @@ impl Machine {
             Ok(()) => true,
             Err(e) => e.kind() == ErrorKind::NotFound,
         };
-        if let Phase::Releasing { entry, requeue } = &self.phase {
+        if let Phase::Releasing { entry, delete_sent } = &self.phase {
             if entry.name == name {
                 if done {
-                    let unknown = match requeue {
-                        Requeue::Unknown(marker) => Some(marker.clone()),
-                        _ => None,
-                    };
+                    let delete_sent = *delete_sent;
                     self.released(now);
-                    // S5: the requeue whose outcome was unknown may have created its entry:
-                    // the registration looks it up by its marker before creating anything.
-                    if let (Some(marker), Phase::Registering { .. }) = (unknown, &self.phase) {
-                        self.phase = Phase::Registering {
-                            marker,
-                            unknown: true,
-                            adopting: None,
-                        };
-                    }
+                    self.hold_off_rejoin(now, delete_sent);
                 } else if let Err(e) = result {
                     self.delete_failed(now, &e);
                 }
@@ -1492,59 +1460,30 @@ impl Machine {
         self.after_release(now);
     }
 
-    /// The answer to [`Action::Requeue`]: the old entry deleted and the new one created in one
-    /// step, or neither, or (unknown outcome) either.
-    fn on_requeued(&mut self, now: Instant, old: String, result: Result<EntryInfo, BackendError>) {
-        let marker = match &self.pending {
-            Some(Request::Requeue(name, marker)) if *name == old => marker.clone(),
-            _ => return,
+    /// A resignation that rejoins at once registers again one round trip after its entry is
+    /// gone: the delete's own, measured from `delete_sent` to `now`, at most a twentieth of the
+    /// session timeout, and none when the delete took no time.
+    ///
+    /// The successor confirms its claim as soon as our entry is gone, with one read (S3). A
+    /// create sent as soon as the delete is answered reaches the service just as that read
+    /// does, and the read waits behind it (a standalone ZooKeeper holds reads behind writes not
+    /// yet logged; on etcd both go through raft): the hand-over took two round trips where it
+    /// needs one (measured on ZooKeeper 3.8 and etcd 3.4, issue 12). Once the successor has
+    /// read, our create costs it nothing, and we rejoin at the tail either way.
+    fn hold_off_rejoin(&mut self, now: Instant, delete_sent: Option<Instant>) {
+        let Some(sent) = delete_sent else {
+            return;
         };
-        self.pending = None;
-        if !matches!(&self.phase, Phase::Releasing { entry, .. } if entry.name == old) {
+        let hold = now.saturating_duration_since(sent).min(self.timeout / 20);
+        if hold.is_zero()
+            || !matches!(self.phase, Phase::Registering { .. })
+            || self.cold().retry_at.is_some()
+            || !self.connected()
+        {
             return;
         }
-        match result {
-            Ok(info) if self.goal == Goal::Rejoin => {
-                self.reset_backoff(Op::Create);
-                self.released(now);
-                if matches!(self.phase, Phase::Registering { .. }) {
-                    self.adopt(now, info);
-                }
-            }
-            // A stop came while the requeue was under way: the new entry goes too.
-            Ok(info) => {
-                self.reset_backoff(Op::Delete);
-                self.out.push(Action::UnwatchOwn);
-                self.phase = Phase::Releasing {
-                    entry: OwnEntry {
-                        name: info.name,
-                        token: info.token,
-                    },
-                    requeue: Requeue::Plain,
-                };
-            }
-            // The old entry was gone already, and nothing was created.
-            Err(e) if e.kind() == ErrorKind::NotFound => self.released(now),
-            Err(e) => {
-                let unknown = matches!(e.kind(), ErrorKind::OutcomeUnknown | ErrorKind::Other);
-                if let Phase::Releasing { requeue, .. } = &mut self.phase {
-                    *requeue = if unknown {
-                        Requeue::Unknown(marker)
-                    } else {
-                        Requeue::Plain
-                    };
-                }
-                if unknown {
-                    // S5: the new entry may exist; a stop sweeps before it finishes.
-                    self.sweep_before_finish = true;
-                }
-                // Refused or failed: give the entry up as two steps, each with its own handling
-                // of errors (a delete refused closes the session; a create refused fails).
-                if unknown || e.kind() == ErrorKind::SessionGone {
-                    self.retry_later(now, Op::Delete, &e);
-                }
-            }
-        }
+        debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, hold = ?hold, "rejoining one round trip after the delete, once the successor has read");
+        self.update_cold(|c| c.retry_at = Some(now + hold));
     }
 
     /// A delete of an entry of ours failed. Refused (no permission, or for good): the entry
@@ -1828,7 +1767,7 @@ impl Machine {
     }
 
     /// Issues the next backend request, if one is wanted and none is under way.
-    fn pump(&mut self) {
+    fn pump(&mut self, now: Instant) {
         // A read of the leader's record only informs: anything else may take its place (the
         // driver drops the read under way; it is asked again later).
         let preemptible = matches!(self.pending, Some(Request::Read(_) | Request::Note(_)))
@@ -1868,23 +1807,20 @@ impl Machine {
             }
             // S5: orphans of ours that a listing showed go before our own entry: once that is
             // deleted we finish, and they would stay behind.
-            Phase::Releasing { entry, requeue } if self.work == Work::Idle => {
+            Phase::Releasing { entry, .. } if self.work == Work::Idle => {
                 match self.delete_queue.front() {
                     Some(name) => Request::Delete(name.clone()),
-                    None if *requeue == Requeue::Ready
-                        && self.goal == Goal::Rejoin
-                        && self.cold().rejoin_delay.is_none() =>
-                    {
-                        let old = entry.name.clone();
-                        let marker = self.next_marker();
-                        self.out.push(Action::Requeue {
-                            old: old.clone(),
-                            marker: marker.clone(),
-                        });
-                        self.pending = Some(Request::Requeue(old, marker));
-                        return;
+                    None => {
+                        let name = entry.name.clone();
+                        // A rejoin without a back-off waits one round trip before it registers:
+                        // the delete's (see `hold_off_rejoin`).
+                        if self.goal == Goal::Rejoin && self.cold().rejoin_delay.is_none() {
+                            if let Phase::Releasing { delete_sent, .. } = &mut self.phase {
+                                *delete_sent = Some(now);
+                            }
+                        }
+                        Request::Delete(name)
                     }
-                    None => Request::Delete(entry.name.clone()),
                 }
             }
             Phase::Holding {
@@ -1948,16 +1884,16 @@ impl Machine {
             Request::Read(name) => Action::Read { name: name.clone() },
             Request::Delete(name) => Action::Delete { name: name.clone() },
             Request::Note(name) => Action::NoteLeader { name: name.clone() },
-            Request::Create | Request::Requeue(..) | Request::Confirm(_) => {
+            Request::Create | Request::Confirm(_) => {
                 unreachable!("handled above")
             }
         });
         self.pending = Some(request);
     }
 
-    fn finish_step(&mut self, _now: Instant) {
+    fn finish_step(&mut self, now: Instant) {
         if self.phase != Phase::Stopped {
-            self.pump();
+            self.pump(now);
         }
         let work_deadline = match self.work {
             Work::Stopping { deadline } => Some(deadline),

@@ -66,9 +66,7 @@ pub const HANDOVER_TARGET: &str = "election::handover";
 /// The hand-over checkpoints, in the order a graceful hand-over passes them: the old leader's
 /// driver receives the resignation (`resign_received`), tells its work to stop
 /// (`work_cancel`), learns that the work and its tasks ended (`work_ended`), hands the delete of
-/// its entry to the backend (`delete_sent`; when it rejoins at once, the requeue that deletes it
-/// and creates the new entry) and receives its answer (`delete_answered`; a requeue's comes once
-/// its create is answered too); the
+/// its entry to the backend (`delete_sent`) and receives its answer (`delete_answered`); the
 /// backend of the successor receives the watch notification (`watch_fired`, emitted by
 /// backends that can tell), its driver receives it (`notified`), hands the confirming request to
 /// the backend and receives its answer (`read_sent`, `read_answered` when it reads its own entry

@@ -341,7 +341,7 @@ impl ZkSession {
     /// Our entry `name` in `dir_path`, just created with `marker`, `czxid` and `data`. Sole
     /// when its sequence number is 0: the directory had no child before (ZooKeeper numbers a
     /// sequential node by its parent's `cversion`, which every child's create and delete raise:
-    /// a requeue's create, after its delete, never gets 0).
+    /// a create after a delete in the same directory never gets 0).
     fn created(
         &self,
         dir_path: &str,

@@ -80,11 +80,6 @@ pub(crate) enum Input {
         name: String,
         result: Result<(), BackendError>,
     },
-    /// The answer to [`Action::Requeue`].
-    Requeued {
-        old: String,
-        result: Result<EntryInfo, BackendError>,
-    },
     /// The predecessor's watch fired (`Ok`: it is gone).
     PredecessorGone {
         name: String,
@@ -154,13 +149,6 @@ pub(crate) enum Action {
     /// request (the driver drops it).
     NoteLeader {
         name: String,
-    },
-    /// Delete our entry `old` and create a new one with `marker` at the tail, in one request
-    /// the backend sequences ([`BackendSession::requeue`](crate::BackendSession::requeue));
-    /// answer with [`Input::Requeued`].
-    Requeue {
-        old: String,
-        marker: Marker,
     },
     /// Watch this entry, replacing any predecessor watch.
     WatchPredecessor {

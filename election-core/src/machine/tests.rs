@@ -1003,57 +1003,53 @@ fn conf(own: Option<EntryInfo>, ahead_present: bool, note: Option<&str>) -> Conf
     }
 }
 
-/// The marker of the [`Action::Requeue`] of `old` in `out`.
-fn requeue_of(out: &[Action], old: &str) -> Marker {
-    out.iter()
-        .find_map(|a| match a {
-            Action::Requeue { old: o, marker } if o == old => Some(marker.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| panic!("no requeue of {old}: {out:?}"))
+/// Whether `out` deletes our entry "mine".
+fn deletes_mine(out: &[Action]) -> bool {
+    out.contains(&Action::Delete {
+        name: "mine".into(),
+    })
 }
 
-/// A resignation that rejoins gives its entry up and registers anew in one step, once the work
-/// has ended (S4); the new entry is adopted from the answer, as a create's.
+/// A resignation that rejoins gives its entry up once the work has ended (S4), then registers
+/// again at the tail one round trip after the delete was answered: the delete's own.
 #[test]
-fn resign_waits_for_work_then_requeues_at_the_tail() {
+fn resign_waits_for_work_then_rejoins_one_round_trip_after_the_delete() {
     let (mut m, now, _) = placed(true, 0);
     m.take_actions();
     m.handle(now, Input::Resign { rejoin: true });
     let out = m.take_actions();
     assert!(out.contains(&Action::CancelWork), "{out:?}");
     assert!(
-        !out.iter()
-            .any(|a| matches!(a, Action::Delete { .. } | Action::Requeue { .. })),
+        !deletes_mine(&out),
         "given up before the work ended: {out:?}"
     );
-    m.handle(
-        now,
-        Input::WorkDone {
-            end: WorkEnd::Returned,
-            handover: false,
-        },
-    );
-    let out = m.take_actions();
-    let mk = requeue_of(&out, "mine");
-    assert!(!has_create(&out), "{out:?}");
-    m.handle(
-        now,
-        Input::Requeued {
-            old: "mine".into(),
-            result: Ok(info("again", 1, mk.clone())),
-        },
-    );
-    let out = m.take_actions();
+    let out = work_ends(&mut m, now, WorkEnd::Returned, false);
+    assert!(deletes_mine(&out), "{out:?}");
+    let rtt = Duration::from_millis(3);
+    let out = deleted(&mut m, now + rtt);
     assert!(out.contains(&Action::ResignDone), "{out:?}");
+    assert_eq!(m.state(), &ElectionState::Joining);
+    // The successor's confirming read goes first: no create queued ahead of it.
     assert!(!has_create(&out), "{out:?}");
     assert!(
-        out.contains(&Action::WatchOwn {
-            name: "again".into()
-        }) && out.contains(&Action::List),
+        out.contains(&Action::SetTimer(Some(now + rtt * 2))),
         "{out:?}"
     );
-    listed(&mut m, now, vec![other(0), entry("again", 1, ME, mk)]);
+    m.handle(now + rtt, Input::Timer);
+    assert!(!has_create(&m.take_actions()), "too early");
+    m.handle(now + rtt * 2, Input::Timer);
+    let out = m.take_actions();
+    assert!(has_create(&out), "{out:?}");
+    let mk = marker_of(&m);
+    m.handle(
+        now + rtt * 2,
+        Input::Created(Ok(info("again", 1, mk.clone()))),
+    );
+    listed(
+        &mut m,
+        now + rtt * 2,
+        vec![other(0), entry("again", 1, ME, mk)],
+    );
     assert!(
         matches!(m.state(), ElectionState::Follower { position: 1, .. }),
         "{:?}",
@@ -1061,57 +1057,44 @@ fn resign_waits_for_work_then_requeues_at_the_tail() {
     );
 }
 
-/// A requeue that finds the old entry gone created nothing: register as usual.
+/// The rejoin's wait is at most a twentieth of the session timeout, and none when the delete
+/// took no time (the in-memory backend without injected latency).
 #[test]
-fn a_requeue_of_a_gone_entry_registers_anew() {
-    let (mut m, now, _) = placed(false, 0);
-    m.take_actions();
-    m.handle(now, Input::Resign { rejoin: true });
-    requeue_of(&m.take_actions(), "mine");
-    m.handle(
-        now,
-        Input::Requeued {
-            old: "mine".into(),
-            result: Err(BackendError::new(ErrorKind::NotFound, "NoNode")),
-        },
-    );
-    let out = m.take_actions();
-    assert!(out.contains(&Action::ResignDone), "{out:?}");
-    assert!(has_create(&out), "{out:?}");
+fn the_rejoin_wait_is_capped_and_none_after_an_instant_delete() {
+    for (rtt, wait) in [
+        (T, Some(T / 20)),
+        (T / 40, Some(T / 40)),
+        (Duration::ZERO, None),
+    ] {
+        let (mut m, now, _) = placed(false, 0);
+        m.take_actions();
+        m.handle(now, Input::Resign { rejoin: true });
+        assert!(deletes_mine(&m.take_actions()));
+        let out = deleted(&mut m, now + rtt);
+        match wait {
+            Some(wait) => {
+                assert!(!has_create(&out), "{rtt:?}: {out:?}");
+                assert!(
+                    out.contains(&Action::SetTimer(Some(now + rtt + wait))),
+                    "{rtt:?}: {out:?}"
+                );
+            }
+            None => assert!(has_create(&out), "{rtt:?}: {out:?}"),
+        }
+    }
 }
 
-/// S5: a requeue whose outcome is unknown may have created its entry. The old entry is deleted
-/// alone, and the marker is looked up before anything is created; found, it is adopted.
+/// A rejoin whose entry was gone already registers anew after the same wait; a stop during the
+/// wait finishes at once, with nothing created.
 #[test]
-fn a_requeue_of_unknown_outcome_is_looked_up_before_creating() {
+fn a_rejoin_of_a_gone_entry_registers_anew_and_a_stop_during_the_wait_creates_nothing() {
     let (mut m, now, _) = placed(false, 0);
     m.take_actions();
     m.handle(now, Input::Resign { rejoin: true });
-    let mk = requeue_of(&m.take_actions(), "mine");
+    assert!(deletes_mine(&m.take_actions()));
+    let rtt = Duration::from_millis(2);
     m.handle(
-        now,
-        Input::Requeued {
-            old: "mine".into(),
-            result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost")),
-        },
-    );
-    let out = m.take_actions();
-    assert!(!out.iter().any(|a| matches!(
-        a,
-        Action::Delete { .. } | Action::Requeue { .. } | Action::Create { .. }
-    )));
-    assert!(!out.contains(&Action::ResignDone), "{out:?}");
-    m.handle(now + T, Input::Timer);
-    let out = m.take_actions();
-    assert!(
-        out.contains(&Action::Delete {
-            name: "mine".into()
-        }),
-        "{out:?}"
-    );
-    // It was applied: the old entry is gone.
-    m.handle(
-        now + T,
+        now + rtt,
         Input::Deleted {
             name: "mine".into(),
             result: Err(BackendError::new(ErrorKind::NotFound, "NoNode")),
@@ -1119,109 +1102,66 @@ fn a_requeue_of_unknown_outcome_is_looked_up_before_creating() {
     );
     let out = m.take_actions();
     assert!(out.contains(&Action::ResignDone), "{out:?}");
-    assert!(!has_create(&out), "created before the lookup: {out:?}");
-    assert!(out.contains(&Action::List), "{out:?}");
-    listed(&mut m, now + T, vec![entry("again", 3, ME, mk.clone())]);
-    let out = m.take_actions();
     assert!(!has_create(&out), "{out:?}");
-    assert!(
-        out.contains(&Action::Read {
-            name: "again".into()
-        }),
-        "{out:?}"
-    );
+    m.handle(now + rtt * 2, Input::Timer);
+    assert!(has_create(&m.take_actions()));
+
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    m.take_actions();
+    deleted(&mut m, now + rtt);
+    m.handle(now + rtt, Input::Stop);
+    let out = m.take_actions();
+    assert!(out.contains(&Action::Finished), "{out:?}");
+    assert!(!has_create(&out), "{out:?}");
+    m.handle(now + rtt * 2, Input::Timer);
+    assert!(!has_create(&m.take_actions()));
+}
+
+/// A delete of unknown outcome is sent again; the wait is the round trip of the one answered.
+#[test]
+fn a_rejoin_whose_delete_is_retried_waits_for_the_answered_one() {
+    let (mut m, now, _) = placed(false, 0);
+    m.take_actions();
+    m.handle(now, Input::Resign { rejoin: true });
+    assert!(deletes_mine(&m.take_actions()));
     m.handle(
         now + T,
-        Input::Read {
-            name: "again".into(),
-            result: Ok(Some(info("again", 3, mk))),
-        },
-    );
-    let out = m.take_actions();
-    assert!(
-        out.contains(&Action::WatchOwn {
-            name: "again".into()
-        }),
-        "{out:?}"
-    );
-    assert!(!has_create(&out), "{out:?}");
-}
-
-/// A requeue refused gives the entry up in two steps, each with its own handling of refusals.
-#[test]
-fn a_refused_requeue_deletes_then_creates() {
-    let (mut m, now, _) = placed(false, 0);
-    m.take_actions();
-    m.handle(now, Input::Resign { rejoin: true });
-    requeue_of(&m.take_actions(), "mine");
-    m.handle(
-        now,
-        Input::Requeued {
-            old: "mine".into(),
-            result: Err(BackendError::new(ErrorKind::NotPermitted, "NoAuth")),
-        },
-    );
-    let out = m.take_actions();
-    assert!(
-        out.contains(&Action::Delete {
-            name: "mine".into()
-        }),
-        "{out:?}"
-    );
-    let out = deleted(&mut m, now);
-    assert!(out.contains(&Action::ResignDone), "{out:?}");
-    assert!(has_create(&out), "{out:?}");
-}
-
-/// A stop while a requeue is under way: the new entry it made is deleted too, and nothing is
-/// left behind.
-#[test]
-fn a_stop_during_a_requeue_deletes_the_new_entry() {
-    let (mut m, now, _) = placed(false, 0);
-    m.take_actions();
-    m.handle(now, Input::Resign { rejoin: true });
-    let mk = requeue_of(&m.take_actions(), "mine");
-    m.handle(now, Input::Stop);
-    m.take_actions();
-    m.handle(
-        now,
-        Input::Requeued {
-            old: "mine".into(),
-            result: Ok(info("again", 1, mk)),
-        },
-    );
-    let out = m.take_actions();
-    assert!(
-        out.contains(&Action::Delete {
-            name: "again".into()
-        }),
-        "{out:?}"
-    );
-    assert!(!out.contains(&Action::Finished), "{out:?}");
-    m.handle(
-        now,
         Input::Deleted {
-            name: "again".into(),
-            result: Ok(()),
+            name: "mine".into(),
+            result: Err(BackendError::new(ErrorKind::OutcomeUnknown, "lost")),
         },
     );
-    assert!(m.take_actions().contains(&Action::Finished));
-}
-
-/// Work that ended by itself rejoins after a back-off: the entry is deleted alone (the others
-/// lead meanwhile), not requeued.
-#[test]
-fn a_rejoin_after_a_back_off_deletes_without_requeueing() {
-    let (mut m, now, _) = placed(true, 0);
+    let resend = now + T + retry_delay(&m, now + T);
     m.take_actions();
-    let out = work_ends(&mut m, now, WorkEnd::Returned, false);
+    m.handle(resend, Input::Timer);
+    assert!(deletes_mine(&m.take_actions()));
+    let rtt = Duration::from_millis(1);
+    let out = deleted(&mut m, resend + rtt);
     assert!(
-        out.contains(&Action::Delete {
-            name: "mine".into()
-        }),
+        out.contains(&Action::SetTimer(Some(resend + rtt * 2))),
         "{out:?}"
     );
-    assert!(!out.iter().any(|a| matches!(a, Action::Requeue { .. })));
+}
+
+/// Work that ended by itself rejoins after its back-off, whatever the delete's round trip: the
+/// others lead meanwhile.
+#[test]
+fn a_rejoin_after_a_back_off_waits_the_back_off() {
+    let mut waits = Vec::new();
+    for rtt in [Duration::from_millis(1), T / 4] {
+        let (mut m, now, _) = placed(true, 0);
+        m.take_actions();
+        let out = work_ends(&mut m, now, WorkEnd::Returned, false);
+        assert!(deletes_mine(&out), "{out:?}");
+        let out = deleted(&mut m, now + rtt);
+        assert!(!has_create(&out), "{out:?}");
+        waits.push(retry_delay(&m, now + rtt));
+    }
+    // The same seed, the same back-off: the round trip played no part.
+    assert_eq!(waits[0], waits[1]);
+    assert!(waits[0] >= T / 40, "{waits:?}");
 }
 
 /// A leader whose work ends by itself at `after` (as `end`): the actions that follow.
@@ -2248,7 +2188,7 @@ fn a_session_end_completes_a_resignation_under_way_and_only_then() {
         assert!(m.state().is_leader());
         m.take_actions();
         m.handle(now, Input::Resign { rejoin: true });
-        requeue_of(&m.take_actions(), "mine");
+        assert!(deletes_mine(&m.take_actions()));
         m.handle(now, Input::Session(SessionState::Expired));
         let out = m.take_actions();
         assert!(
@@ -2447,14 +2387,10 @@ fn lookalikes_are_forgotten_once_gone() {
     assert!(m.state().is_leader());
     assert!(m.strangers().lookalikes.contains("o0"));
     m.handle(now, Input::Resign { rejoin: true });
-    let mk = requeue_of(&m.take_actions(), "mine");
-    m.handle(
-        now,
-        Input::Requeued {
-            old: "mine".into(),
-            result: Ok(info("again", 2, mk.clone())),
-        },
-    );
+    assert!(deletes_mine(&m.take_actions()));
+    assert!(has_create(&deleted(&mut m, now)));
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(info("again", 2, mk.clone()))));
     m.take_actions();
     // A live contender of another implementation in the same listing does not keep it either.
     m.handle(
@@ -2624,7 +2560,7 @@ fn a_resignation_during_an_unknown_create_looks_it_up_before_creating_again() {
     let out = m.take_actions();
     assert!(!has_create(&out), "{out:?}");
     // Given up before anything else, in the step that registers anew: one entry at a time.
-    requeue_of(&out, "mine");
+    assert!(deletes_mine(&out), "{out:?}");
 }
 
 /// A refusal that stops a candidate holding nothing closes nothing; one that stops a candidate

@@ -179,52 +179,9 @@ pub async fn primitives_create_list_read_delete(h: &dyn Harness) {
     s.close().await;
 }
 
-/// Backend contract: `requeue` gives up the old entry and creates the new one, owned by the
-/// session, with its marker and data, after every entry and with a larger token; a requeue of a
-/// missing entry is `NotFound` and creates nothing.
-pub async fn primitives_requeue(h: &dyn Harness) {
-    let p = path(h, "requeue");
-    let s = admin(h).await;
-    let first = s
-        .create(&p, &Marker::from_bits(0xa1), b"one")
-        .await
-        .expect("create");
-    let second = s
-        .create(&p, &Marker::from_bits(0xa2), b"two")
-        .await
-        .expect("create");
-    let m = Marker::from_bits(0xa3);
-    let moved = s
-        .requeue(&p, &first.name, &m, None, b"again")
-        .await
-        .expect("requeue");
-    assert_eq!(moved.owner, s.id());
-    assert_eq!(moved.marker, m);
-    assert_eq!(moved.data, b"again".to_vec());
-    assert!(
-        moved.sequence > second.sequence && moved.token > second.token,
-        "{moved:?} after {second:?}"
-    );
-    assert_eq!(s.read(&p, &first.name).await.expect("read"), None);
-    assert_eq!(
-        s.read(&p, &moved.name).await.expect("read"),
-        Some(moved.clone())
-    );
-    let listing = s.list(&p).await.expect("list");
-    assert_eq!(listing.entries, vec![second.listed(), moved.listed()]);
-    // The old entry is gone now: nothing is created.
-    let again = s
-        .requeue(&p, &first.name, &Marker::from_bits(0xa4), None, b"")
-        .await
-        .unwrap_err();
-    assert_eq!(again.kind(), ErrorKind::NotFound, "{again}");
-    assert_eq!(s.list(&p).await.expect("list").entries.len(), 2);
-    s.close().await;
-}
-
 /// Backend contract: a create reports [`EntryInfo::sole`](crate::backend::EntryInfo::sole) only
 /// with nothing else in its directory (and then a listing shows it alone); never a second
-/// create, a create beside a contender of another implementation, a requeue, or a read. A
+/// create, a create beside a contender of another implementation, or a read. A
 /// backend whose harness says [`Harness::reports_sole`] reports it for the first create in a
 /// fresh directory.
 pub async fn primitives_sole(h: &dyn Harness) {
@@ -264,15 +221,10 @@ pub async fn primitives_sole(h: &dyn Harness) {
     assert!(!second.sole, "a second create: {second:?}");
     let read = s.read(&p, &first.name).await.expect("read").expect("there");
     assert!(!read.sole, "a read: {read:?}");
-    let moved = s
-        .requeue(&p, &second.name, &Marker::from_bits(0xd3), None, b"")
-        .await
-        .expect("requeue");
-    assert!(!moved.sole, "a requeue beside another entry: {moved:?}");
     // Alone again: a create may be sole again only where the service says nothing else is
     // there; whatever it says, a sole entry is alone.
     s.delete(&p, &first.name).await.expect("delete");
-    s.delete(&p, &moved.name).await.expect("delete");
+    s.delete(&p, &second.name).await.expect("delete");
     let again = s
         .create(&p, &Marker::from_bits(0xd4), b"")
         .await

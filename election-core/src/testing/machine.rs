@@ -152,8 +152,6 @@ enum Pending {
     /// Record the leader note.
     Note(String),
     Delete(String),
-    /// Delete the first, create with the marker: atomic, as ZooKeeper's `multi`.
-    Requeue(String, Marker),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -534,15 +532,6 @@ impl Run {
                 };
                 Input::Deleted { name, result }
             }
-            Pending::Requeue(old, marker) => {
-                let result = if self.remove(&old) {
-                    let e = self.create(self.session, marker, true);
-                    Ok(self.info(&e))
-                } else {
-                    Err(err(ErrorKind::NotFound, "no such entry"))
-                };
-                Input::Requeued { old, result }
-            }
         }
     }
 
@@ -564,10 +553,6 @@ impl Run {
             },
             Pending::Note(name) => Input::Noted {
                 name,
-                result: Err(e),
-            },
-            Pending::Requeue(old, _) => Input::Requeued {
-                old,
                 result: Err(e),
             },
         }
@@ -953,12 +938,7 @@ impl Run {
                 self.request(Pending::Confirm(name, ahead, note))?
             }
             Action::NoteLeader { name } => self.request(Pending::Note(name))?,
-            action @ (Action::Delete { .. } | Action::Requeue { .. }) => {
-                let (name, requeue) = match action {
-                    Action::Requeue { old, marker } => (old, Some(marker)),
-                    Action::Delete { name } => (name, None),
-                    _ => unreachable!("matched above"),
-                };
+            Action::Delete { name } => {
                 // The entry of the term whose work still runs.
                 let term = match self.work {
                     Work::Running(t) | Work::Cancelled(t) => Some(t.0),
@@ -974,10 +954,7 @@ impl Run {
                         format!("entry {name} given up while its leader work still runs"),
                     ));
                 }
-                self.request(match requeue {
-                    Some(marker) => Pending::Requeue(name, marker),
-                    None => Pending::Delete(name),
-                })?;
+                self.request(Pending::Delete(name))?;
             }
             Action::WatchPredecessor { name } => self.watch(name, false),
             Action::UnwatchPredecessor => self.pred_watch = None,

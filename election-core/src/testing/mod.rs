@@ -128,7 +128,6 @@ macro_rules! conformance_suite {
     (@list [$attr:meta] $harness:expr) => {
         $crate::conformance_suite!(@cases [$attr] $harness;
             primitives_create_list_read_delete,
-            primitives_requeue,
             primitives_sole,
             primitives_confirm,
             primitives_watch_gone,
@@ -178,7 +177,6 @@ macro_rules! conformance_suite {
 pub async fn run_all(h: &dyn Harness) {
     use cases::*;
     primitives_create_list_read_delete(h).await;
-    primitives_requeue(h).await;
     primitives_sole(h).await;
     primitives_confirm(h).await;
     primitives_watch_gone(h).await;
