@@ -1,7 +1,7 @@
 //! The candidate handle: what a user holds while running in an election.
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::backend::FencingToken;
@@ -11,6 +11,7 @@ use crate::error::ElectionError;
 use crate::link::{Command, CommandSender};
 use crate::path::ElectionPath;
 use crate::state::{ElectionState, Event, LeaderInfo, Participant};
+use crate::state_watch::{StateCell, StateWatch};
 
 /// How many events a receiver of [`Candidate::events`] may fall behind before it loses the
 /// oldest: a candidate emits a handful per change of leader, so tens are plenty for a reader
@@ -59,7 +60,7 @@ pub struct Candidate {
     id: Arc<str>,
     client: Client,
     /// Commands to the driver, its events (the first `events()` call gets every one since the
-    /// start) and its state (the channel closes when the driver has ended).
+    /// start) and its state (final once the driver has ended).
     commands: CommandSender,
     task: Option<JoinHandle<()>>,
 }
@@ -87,7 +88,7 @@ impl Candidate {
     }
 
     /// The driver's state, kept in the link the handle shares with the driver.
-    fn state_rx(&self) -> &watch::Receiver<ElectionState> {
+    fn state_cell(&self) -> &StateCell {
         &self.commands.link().state
     }
 
@@ -112,15 +113,15 @@ impl Candidate {
         self.client.session_id()
     }
 
-    /// The state as a watch channel: follower with position and known leader, leader with its
-    /// token, suspended, stopped.
-    pub fn state(&self) -> watch::Receiver<ElectionState> {
-        self.state_rx().clone()
+    /// The state, to read and to wait on: follower with position and known leader, leader
+    /// with its token, suspended, stopped (see [`StateWatch`]).
+    pub fn state(&self) -> StateWatch {
+        StateWatch::new(self.commands.shared())
     }
 
     /// The state now.
     pub fn current(&self) -> ElectionState {
-        self.state_rx().borrow().clone()
+        self.state_cell().get()
     }
 
     /// A stream of transitions (with reasons) and notices. The first call gets every event
@@ -139,12 +140,12 @@ impl Candidate {
 
     /// `true` while this candidate leads.
     pub fn is_leader(&self) -> bool {
-        self.state_rx().borrow().is_leader()
+        self.state_cell().with(ElectionState::is_leader)
     }
 
     /// The term token while leading.
     pub fn token(&self) -> Option<FencingToken> {
-        self.state_rx().borrow().token()
+        self.state_cell().with(ElectionState::token)
     }
 
     /// Waits until this candidate leads (at once if it does), and returns its term token.
@@ -155,20 +156,13 @@ impl Candidate {
     /// [`ElectionError::Stopped`] if the candidate stops first, and with
     /// [`ElectionError::ClientClosed`] if its client is closed.
     pub async fn wait_for_leadership(&self) -> Result<FencingToken, ElectionError> {
-        let mut state = self.state_rx().clone();
-        loop {
-            {
-                let now = state.borrow_and_update();
-                if let Some(token) = now.token() {
-                    return Ok(token);
-                }
-                if let ElectionState::Stopped(reason) = &*now {
-                    return Err(stopped_error(reason));
-                }
-            }
-            if state.changed().await.is_err() {
-                return Err(ElectionError::Stopped);
-            }
+        let mut state = self.state();
+        let now = state
+            .wait_for(|s| s.token().is_some() || s.is_stopped())
+            .await?;
+        match &*now {
+            ElectionState::Stopped(reason) => Err(stopped_error(reason)),
+            s => s.token().ok_or(ElectionError::Stopped),
         }
     }
 
@@ -229,14 +223,13 @@ impl Candidate {
     /// Whether the caller runs in this candidate's own leader work (or one of its term's tasks).
     fn in_own_work(&self) -> bool {
         crate::term::WORK_OF
-            .try_with(|owner| owner.same_channel(self.state_rx()))
+            .try_with(|owner| std::ptr::eq(&**owner, self.commands.link()))
             .unwrap_or(false)
     }
 
-    /// Waits until the driver has ended (its state channel closes then).
+    /// Waits until the driver has ended (its state is final then).
     async fn drain(&self) {
-        let mut state = self.state_rx().clone();
-        while state.changed().await.is_ok() {}
+        self.state_cell().ended().await;
     }
 
     /// Ends the candidate at once, as if its process had crashed: no withdrawal, no session
@@ -265,7 +258,7 @@ impl std::fmt::Debug for Candidate {
         f.debug_struct("Candidate")
             .field("path", &self.path)
             .field("id", &self.id)
-            .field("state", &*self.state_rx().borrow())
+            .field("state", &self.current())
             .finish()
     }
 }

@@ -7,14 +7,13 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::info;
 
 use crate::backend::{BackendSession, CoordinationBackend};
 use crate::candidate::Candidate;
 use crate::config::{validate_session_timeout, CandidateConfig, DEFAULT_SESSION_TIMEOUT};
-use crate::driver::{Driver, Outlets};
+use crate::driver::Driver;
 use crate::error::{ElectionError, ErrorKind};
 use crate::foreign::Compatibility;
 use crate::machine::{Machine, MachineConfig};
@@ -179,9 +178,8 @@ impl Client {
             state_now,
             Instant::now(),
         );
-        let (state_tx, state_rx) = watch::channel(machine.state().clone());
         // Events are kept from the start: the first `events()` call sees the first transitions.
-        let (commands_tx, commands_rx) = crate::link::Link::pair(state_rx);
+        let (commands_tx, commands_rx) = crate::link::Link::pair(machine.state().clone());
         let driver = Driver::new(
             machine,
             self.session.clone(),
@@ -191,7 +189,6 @@ impl Client {
             session_state,
             commands_rx,
             config.work,
-            Outlets { state: state_tx },
         );
         let task = tokio::spawn(Frozen::new(self.session.process(), Role::Driver, driver));
         self.session

@@ -55,12 +55,6 @@ fn next_state_change(mut state: watch::Receiver<SessionState>) -> StateChange {
     })
 }
 
-/// The channels a driver publishes on. Dropped when the driver ends: the state channel's
-/// closing is what [`Candidate::stop`](crate::Candidate::stop) and the client's close wait for.
-pub(crate) struct Outlets {
-    pub state: watch::Sender<ElectionState>,
-}
-
 /// The running term's work task: aborted if the driver is dropped without ending it (its task
 /// aborted), as a crashed process's work would be.
 struct WorkTask(JoinHandle<WorkEnd>);
@@ -113,8 +107,6 @@ pub(crate) struct Driver {
     session: Arc<dyn BackendSession>,
     /// The session's state changes; `None` once its channel closed.
     session_state: Option<StateChange>,
-    /// The commands, and the events outlet.
-    commands: CommandReceiver,
     commands_open: bool,
     request: Option<BoxFuture<Input>>,
     predecessor: EntryWatch,
@@ -129,11 +121,14 @@ pub(crate) struct Driver {
     /// any: 8 bytes inline, not 24, in every candidate's task (issue 12).
     #[allow(clippy::box_collection)]
     resign_waiters: Option<Box<Vec<oneshot::Sender<()>>>>,
-    outlets: Outlets,
     /// When the latest notice that the predecessor's entry is gone came: the start of this
     /// candidate's share of a take-over (metrics only).
     predecessor_gone_at: Option<Instant>,
     stage: Stage,
+    /// The commands, the events and the state, shared with the handle. Last, so dropped last:
+    /// its drop makes the state final, which is what a stop waits for, once everything else of
+    /// the driver is gone (a work task aborted with it included).
+    commands: CommandReceiver,
 }
 
 impl Driver {
@@ -147,7 +142,6 @@ impl Driver {
         session_state: watch::Receiver<SessionState>,
         commands: CommandReceiver,
         work_fn: Option<LeaderWork>,
-        outlets: Outlets,
     ) -> Self {
         // `session_state` is the receiver the machine's first state was read from (marked
         // seen then): a change published since is still to come.
@@ -177,7 +171,6 @@ impl Driver {
             timer: None,
             predecessor_gone_at: None,
             resign_waiters: None,
-            outlets,
             stage: Stage::Running,
         }
     }
@@ -254,7 +247,7 @@ impl Driver {
             &self.session,
             self.machine.marker_prefix(),
         );
-        let from = self.outlets.state.borrow().clone();
+        let from = self.commands.link().state.get();
         if !from.is_stopped() {
             let to = ElectionState::Stopped(StopReason::Failed(reason));
             self.commands
@@ -266,7 +259,7 @@ impl Driver {
                     to: to.clone(),
                     reason: Reason::Failed,
                 }));
-            self.outlets.state.send_replace(to);
+            self.commands.link().state.publish(to);
         }
         // Resignations waiting on it fail (`Stopped`) as their senders go.
         self.resign_waiters = None;
@@ -501,7 +494,7 @@ impl Driver {
                     let term = Term::new(
                         token,
                         cancel.clone(),
-                        self.outlets.state.subscribe(),
+                        self.commands.shared(),
                         process.clone(),
                     );
                     work.handover = Some(term.handover_flag());
@@ -552,7 +545,7 @@ impl Driver {
                 };
                 self.commands.link().events.send(event);
                 if let Some(state) = state {
-                    self.outlets.state.send_replace(state);
+                    self.commands.link().state.publish(state);
                 }
                 if claimed {
                     self.checkpoint("published");

@@ -55,6 +55,7 @@ pub mod secret;
 mod security;
 pub(crate) mod session;
 mod state;
+mod state_watch;
 mod term;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -82,5 +83,6 @@ pub use state::{
     Contact, ElectionState, Event, ForeignContender, LeaderInfo, LeaderView, Notice, Participant,
     Reason, StopReason, Transition,
 };
+pub use state_watch::{StateRef, StateWatch};
 pub use term::{Term, WorkEnded, WorkResult};
 pub use tls::TlsFiles;

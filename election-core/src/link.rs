@@ -1,7 +1,7 @@
 //! What a candidate's handle and its driver share, in one allocation per candidate: the
 //! candidate's events ([`EventsOutlet`]), the commands its handle (and its client, on close)
-//! sends to the driver, and a receiver of the driver's state (the handle's, and the one the
-//! client's close waits on: one kept for both; issue 12).
+//! sends to the driver, and the driver's state ([`StateCell`], which the handle's
+//! [`StateWatch`](crate::StateWatch)es read and the client's close waits on; issue 12).
 //!
 //! The commands are a plain queue under a lock, not a tokio channel: a command is rare (a
 //! resignation, a stop, a close), and an unbounded tokio channel costs about 1 KiB from the
@@ -15,10 +15,11 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use crate::events::EventsOutlet;
 use crate::state::ElectionState;
+use crate::state_watch::StateCell;
 
 /// A user's command to a running candidate.
 pub(crate) enum Command {
@@ -35,8 +36,8 @@ pub(crate) enum Command {
 pub(crate) struct Link {
     /// The driver's events: the first subscriber gets every one since the start.
     pub events: EventsOutlet,
-    /// The driver's state; its channel closes when the driver has ended.
-    pub state: watch::Receiver<ElectionState>,
+    /// The driver's state; final once the driver has ended (its [`CommandReceiver`] dropped).
+    pub state: StateCell,
     commands: Mutex<Mailbox>,
 }
 
@@ -55,13 +56,21 @@ struct Mailbox {
     waker: Option<Waker>,
 }
 
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("state", &self.state.get())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Link {
-    /// A link for the driver whose state `state` receives, with its driver's end and a first
+    /// A link for a driver whose state starts as `state`, with its driver's end and a first
     /// sender.
-    pub(crate) fn pair(state: watch::Receiver<ElectionState>) -> (CommandSender, CommandReceiver) {
+    pub(crate) fn pair(state: ElectionState) -> (CommandSender, CommandReceiver) {
         let link = Arc::new(Self {
             events: EventsOutlet::new(),
-            state,
+            state: StateCell::new(state),
             commands: Mutex::new(Mailbox {
                 queue: None,
                 senders: 1,
@@ -109,6 +118,11 @@ impl CommandSender {
     /// The shared part: the events and the state.
     pub(crate) fn link(&self) -> &Link {
         &self.link
+    }
+
+    /// The shared part, to keep.
+    pub(crate) fn shared(&self) -> Arc<Link> {
+        self.link.clone()
     }
 }
 
@@ -165,12 +179,20 @@ impl CommandReceiver {
         Poll::Pending
     }
 
-    /// The shared part: the events.
+    /// The shared part: the events and the state.
     pub(crate) fn link(&self) -> &Link {
         &self.link
     }
+
+    /// The shared part, to keep (a term's owner).
+    pub(crate) fn shared(&self) -> Arc<Link> {
+        self.link.clone()
+    }
 }
 
+/// The driver's end is dropped when the driver ends, however it ends (returned, failed, or its
+/// task aborted): its state is final then, which is what
+/// [`Candidate::stop`](crate::Candidate::stop) and the client's close wait for.
 impl Drop for CommandReceiver {
     fn drop(&mut self) {
         // Dropped outside the lock: a resignation's sender wakes its waiter.
@@ -181,6 +203,7 @@ impl Drop for CommandReceiver {
             mailbox.queue.take()
         };
         drop(queued);
+        self.link.state.end();
     }
 }
 
@@ -191,8 +214,7 @@ mod tests {
 
     #[tokio::test]
     async fn commands_come_in_order_then_none_when_every_sender_is_gone() {
-        let (_state, state) = watch::channel(ElectionState::Joining);
-        let (tx, rx) = Link::pair(state);
+        let (tx, rx) = Link::pair(ElectionState::Joining);
         let tx2 = tx.clone();
         assert!(tx.send(Command::Stop).is_ok());
         assert!(tx2.send(Command::Close).is_ok());
@@ -216,8 +238,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_send_wakes_the_driver_and_fails_once_it_is_gone() {
-        let (_state, state) = watch::channel(ElectionState::Joining);
-        let (tx, rx) = Link::pair(state);
+        let (tx, rx) = Link::pair(ElectionState::Joining);
         let waiting = tokio::spawn(async move {
             let got = poll_fn(|cx| rx.poll_recv(cx)).await;
             (matches!(got, Some(Command::Stop)), rx)

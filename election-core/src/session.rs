@@ -18,7 +18,6 @@ use crate::error::{ElectionError, ErrorKind};
 use crate::link::{Command, CommandSender};
 use crate::machine::{jittered, next_random};
 use crate::path::ElectionPath;
-use crate::state::ElectionState;
 
 /// A client's session, shared by the client, its candidates' drivers and its observers.
 #[derive(Clone)]
@@ -163,7 +162,7 @@ impl Session {
     /// backend session is closed. A successor's work therefore never starts before ours ended
     /// (S4). Idempotent; later joins fail with [`ElectionError::ClientClosed`].
     pub(crate) async fn close(&self) {
-        let members: Vec<watch::Receiver<ElectionState>> = {
+        let members: Vec<Arc<crate::link::Link>> = {
             let mut members = self.inner.members.lock().expect("members lock");
             self.inner.closed.cancel();
             members
@@ -171,15 +170,15 @@ impl Session {
                 .filter_map(Option::take)
                 .map(|m| {
                     let _ = m.commands.send(Command::Close);
-                    m.commands.link().state.clone()
+                    m.commands.shared()
                 })
                 .collect()
         };
         if !members.is_empty() {
             info!(session = %self.current().id(), candidates = members.len(), "client closing: stopping its candidates first");
         }
-        for mut done in members {
-            while done.changed().await.is_ok() {}
+        for done in members {
+            done.state.ended().await;
         }
         let session = self.current();
         info!(session = %session.id(), "client closed");

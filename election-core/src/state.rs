@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use crate::backend::{FencingToken, SessionId};
 use crate::foreign::Implementation;
 
-/// A candidate's state, as published on its watch channel
+/// A candidate's state, as its driver publishes it
 /// ([`Candidate::state`](crate::Candidate::state)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ElectionState {

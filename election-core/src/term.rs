@@ -7,18 +7,17 @@ use std::pin::Pin;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::FencingToken;
+use crate::link::Link;
 use crate::process::{Frozen, Process, Role};
-use crate::state::ElectionState;
 
 tokio::task_local! {
     /// Set in the task of a candidate's leader work (and the tasks of [`Term::spawn`]): the
-    /// candidate's state channel, by which its handle knows a call comes from its own work.
-    pub(crate) static WORK_OF: watch::Receiver<ElectionState>;
+    /// candidate's link, by which its handle knows a call comes from its own work.
+    pub(crate) static WORK_OF: Arc<Link>;
 }
 
 /// One leadership term, given to the work registered with
@@ -39,7 +38,7 @@ pub struct Term {
     handover: Arc<AtomicBool>,
     tasks: TaskTracker,
     tasks_cancel: CancellationToken,
-    owner: watch::Receiver<ElectionState>,
+    owner: Arc<Link>,
     process: Option<Process>,
 }
 
@@ -47,7 +46,7 @@ impl Term {
     pub(crate) fn new(
         token: FencingToken,
         cancel: CancellationToken,
-        owner: watch::Receiver<ElectionState>,
+        owner: Arc<Link>,
         process: Option<Process>,
     ) -> Self {
         let tasks_cancel = cancel.child_token();
@@ -131,7 +130,7 @@ impl Term {
         self.tasks_cancel.clone().drop_guard()
     }
 
-    pub(crate) fn owner(&self) -> watch::Receiver<ElectionState> {
+    pub(crate) fn owner(&self) -> Arc<Link> {
         self.owner.clone()
     }
 }

@@ -110,7 +110,7 @@ pub async fn followers_settled(cs: &[Candidate]) {
     }
 }
 
-/// `id`'s first Leader interval. The driver publishes a state on the watch channel just before
+/// `id`'s first Leader interval. The driver publishes a state (`Candidate::state`) just before
 /// the transition on the event stream, so a test that saw the state may wait a moment for it.
 pub async fn interval_of(rec: &mut Recorder, id: &str) -> LeaderInterval {
     let deadline = Instant::now() + Duration::from_secs(1);

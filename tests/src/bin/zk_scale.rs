@@ -29,7 +29,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use election_core::{Candidate, Client, CoordinationBackend, ElectionState};
+use election_core::{Candidate, Client, CoordinationBackend, ElectionState, StateWatch};
 use election_tests::host::{Cpu, CpuTimes};
 use election_tests::scenario::{follows_known_leader, ms, settled, summary, wait_state};
 use election_zk::testing::ZkServer;
@@ -46,7 +46,6 @@ fn live(region: &Region<'_, std::alloc::System>) -> i64 {
     c.bytes_allocated as i64 - c.bytes_deallocated as i64
 }
 use election_zk::ZkBackend;
-use tokio::sync::watch;
 use tokio::time::{sleep, timeout, Instant};
 
 /// Session timeout of the elections and path phases: long, so pings stay rare.
@@ -371,8 +370,7 @@ async fn child_elections(connect: &str, n: usize, server_pid: Option<u32>) {
         )
         .await;
     }
-    let mut seen: Vec<watch::Receiver<ElectionState>> =
-        cs.iter().chain(extra.iter()).map(|c| c.state()).collect();
+    let mut seen: Vec<StateWatch> = cs.iter().chain(extra.iter()).map(|c| c.state()).collect();
     for s in &mut seen {
         s.borrow_and_update();
     }
@@ -588,11 +586,7 @@ async fn knows_leader(c: &Candidate) {
 /// leaves and joins again (on a new session) only after the successor leads, so that its
 /// rejoin is not part of the hand-over. Returns the hand-over time and how many candidates other
 /// than the leaver changed state (1 without a herd).
-async fn failover(
-    g: &mut Group,
-    seen: &mut [watch::Receiver<ElectionState>],
-    leave: bool,
-) -> (Duration, usize) {
+async fn failover(g: &mut Group, seen: &mut [StateWatch], leave: bool) -> (Duration, usize) {
     for s in seen.iter_mut() {
         s.borrow_and_update();
     }
