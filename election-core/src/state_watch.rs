@@ -115,7 +115,9 @@ impl StateCell {
 /// the state of the moment it was made. Once the candidate's driver has ended (the candidate
 /// stopped), its state is final and the waits fail with [`ElectionError::Stopped`].
 ///
-/// A [`StateRef`] holds a lock the driver takes to publish: drop it before awaiting anything.
+/// A [`StateRef`] holds a lock the driver takes to publish, as a tokio `watch::Ref` does: drop
+/// it before awaiting anything, and before reading the same candidate's state again (the lock
+/// is not re-entrant). A [`wait_for`](Self::wait_for) condition runs under that lock too.
 ///
 /// ```
 /// # use std::time::Duration;
@@ -196,6 +198,9 @@ impl StateWatch {
     /// Waits until the state satisfies `condition` (checked at once, then on each change), and
     /// returns it, marked seen. Fails with [`ElectionError::Stopped`] when the driver ends first
     /// (its final state checked too).
+    ///
+    /// `condition` runs with the state locked: it must not read this candidate's state itself
+    /// (through its [`Candidate`](crate::Candidate) or another watch).
     pub async fn wait_for(
         &mut self,
         mut condition: impl FnMut(&ElectionState) -> bool,
@@ -237,7 +242,8 @@ impl fmt::Debug for StateWatch {
 }
 
 /// The state as a [`StateWatch`] read it: derefs to [`ElectionState`]. It holds the lock the
-/// driver takes to publish a change, so keep it briefly: drop it before awaiting anything.
+/// driver takes to publish a change, so keep it briefly: drop it before awaiting anything, and
+/// before reading the same candidate's state again.
 pub struct StateRef<'a>(MutexGuard<'a, Published>);
 
 impl Deref for StateRef<'_> {
