@@ -69,9 +69,10 @@ pub use election_core::{
     ConfigError, Contact, CoordinationBackend, ElectionError, ElectionPath, ElectionState,
     EntryInfo, ErrorKind, Event, FencingToken, ForeignContender, Implementation, LeaderInfo,
     LeaderView, ListedContender, ListedEntry, Listing, Marker, Notice, Notification, Observer,
-    Participant, Reason, SecurityError, SessionId, SessionState, StopReason, Term, TlsFiles,
-    Transition, Watch, WorkEnded, WorkResult, DEFAULT_SESSION_TIMEOUT, DEFAULT_STEP_DOWN_FRACTION,
-    EVENTS_CAPACITY, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN, MAX_SESSION_TIMEOUT,
+    Participant, Reason, SecurityError, SessionId, SessionState, StateRef, StateWatch, StopReason,
+    Term, TlsFiles, Transition, Watch, WorkEnded, WorkResult, DEFAULT_SESSION_TIMEOUT,
+    DEFAULT_STEP_DOWN_FRACTION, EVENTS_CAPACITY, MAX_ID_LEN, MAX_PATH_LEN, MAX_PAYLOAD_LEN,
+    MAX_SESSION_TIMEOUT,
 };
 
 /// The names of the metrics the library records (see the module's table).
