@@ -350,7 +350,7 @@ mod tests {
             },
             ElectionState::Follower {
                 position: 1,
-                leader: Some(leader),
+                leader: Some(Arc::new(leader)),
             },
             ElectionState::Leader {
                 token: crate::FencingToken(7),

@@ -24,6 +24,7 @@
 //!   predecessor re-listed, a reconnect re-verified.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -294,9 +295,9 @@ pub(crate) struct Machine {
     /// The head of our last listing, and what we read of it. A boxed `str`: 8 bytes less
     /// inline than a `String` (issue 12).
     head: Option<Box<str>>,
-    /// Boxed: 64 bytes inline that a candidate that leads, or has not read its leader yet,
-    /// does not use (issue 12).
-    leader: Option<Box<LeaderInfo>>,
+    /// Behind an `Arc`: 64 bytes inline that a candidate that leads, or has not read its leader
+    /// yet, does not use, and one copy shared with the states it publishes (issue 12).
+    leader: Option<Arc<LeaderInfo>>,
     /// What listings showed besides entries (see [`Strangers`]); `None` while nothing.
     strangers: Option<Box<Strangers>>,
     /// A contender of another implementation was seen on the path: no claim on a notification
@@ -878,7 +879,7 @@ impl Machine {
                 // A record, or the id alone (a candidate in a compatibility mode).
                 match CandidateRecord::decode_entry(&info.data) {
                     Ok(record) => {
-                        self.leader = Some(Box::new(LeaderInfo {
+                        self.leader = Some(Arc::new(LeaderInfo {
                             id: record.id,
                             implementation: foreign::Implementation::Election,
                             payload: record.payload.into(),
@@ -886,7 +887,7 @@ impl Machine {
                             session: info.owner,
                         }));
                         if let ElectionState::Follower { position, .. } = self.state {
-                            let leader = self.leader.as_deref().cloned();
+                            let leader = self.leader.clone();
                             let to = ElectionState::Follower { position, leader };
                             self.set_state(now, to, Reason::LeaderKnown);
                         }
@@ -1090,7 +1091,7 @@ impl Machine {
             match head_slot {
                 // A foreign head: the listing has its data; nothing to read.
                 foreign::Slot::Foreign(c, kind) => {
-                    self.leader = Some(Box::new(foreign::leader_of(c, kind)));
+                    self.leader = Some(Arc::new(foreign::leader_of(c, kind)));
                     self.want_read = None;
                 }
                 foreign::Slot::Ours(_) => {
@@ -1142,7 +1143,7 @@ impl Machine {
             ElectionState::Suspended => Reason::ContactRestored,
             _ => Reason::Joined,
         };
-        let leader = self.leader.as_deref().cloned();
+        let leader = self.leader.clone();
         self.set_state(
             now,
             ElectionState::Follower {

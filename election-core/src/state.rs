@@ -22,8 +22,10 @@ pub enum ElectionState {
     Follower {
         /// How many entries are ahead of this one (1: next in line).
         position: usize,
-        /// The leader as of the last listing, once its record has been read.
-        leader: Option<LeaderInfo>,
+        /// The leader as of the last listing, once its record has been read. Shared by every
+        /// copy of the state (the candidate's own, its watches', its events'): 16 bytes in
+        /// each, not 64.
+        leader: Option<Arc<LeaderInfo>>,
     },
     /// This candidate leads the term named by `token`.
     Leader {

@@ -764,7 +764,7 @@ async fn foreign_node_is_ignored_and_reported() {
         cs[1].current(),
         ElectionState::Follower {
             position: 1,
-            leader: cs[1].current_leader().await.unwrap()
+            leader: cs[1].current_leader().await.unwrap().map(Arc::new)
         }
     );
     cs[0].resign().await.unwrap();
