@@ -167,10 +167,9 @@ impl Client {
             compatible: config.compatibility.map(Compatibility::implementation),
             leader_notes: session.keeps_leader_notes(),
         };
-        // One receiver, read and kept: the driver goes on from this very value, so a change
-        // published after it (an expiry) is one the driver still sees.
-        let mut session_state = session.state();
-        let state_now = *session_state.borrow_and_update();
+        // The state and the changes after it: the driver goes on from this very value, so a
+        // change published after it (an expiry) is one the driver still sees.
+        let (state_now, session_state) = self.session.state_changes(&session);
         let machine = Machine::new(
             machine_config,
             session.id(),

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant, Sleep};
 use tokio_util::sync::CancellationToken;
@@ -33,27 +33,11 @@ use crate::link::{Command, CommandReceiver};
 use crate::machine::{Action, Input, Machine, WorkEnd};
 use crate::path::ElectionPath;
 use crate::process::{Frozen, Role};
-use crate::session::Session;
+use crate::session::{Session, StateChanges};
 use crate::state::{ElectionState, Event, Notice, Reason, StopReason, Transition};
 use crate::term::{LeaderWork, Term, WORK_OF};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// The next change of a session's state (`None` once the session's channel is closed), with
-/// the receiver to wait for the one after. A future per change rather than a stream of them:
-/// a stream kept the receiver twice, and its own state besides (issue 12).
-type StateChange = BoxFuture<(watch::Receiver<SessionState>, Option<SessionState>)>;
-
-/// The change of `state` after the value it has already seen.
-fn next_state_change(mut state: watch::Receiver<SessionState>) -> StateChange {
-    Box::pin(async move {
-        let change = match state.changed().await {
-            Ok(()) => Some(*state.borrow_and_update()),
-            Err(_) => None,
-        };
-        (state, change)
-    })
-}
 
 /// The running term's work task: aborted if the driver is dropped without ending it (its task
 /// aborted), as a crashed process's work would be.
@@ -106,7 +90,7 @@ pub(crate) struct Driver {
     compatibility: Option<Compatibility>,
     session: Arc<dyn BackendSession>,
     /// The session's state changes; `None` once its channel closed.
-    session_state: Option<StateChange>,
+    session_state: Option<StateChanges>,
     commands_open: bool,
     request: Option<BoxFuture<Input>>,
     predecessor: EntryWatch,
@@ -139,7 +123,7 @@ impl Driver {
         record: Vec<u8>,
         compatibility: Option<Compatibility>,
         session: Arc<dyn BackendSession>,
-        session_state: watch::Receiver<SessionState>,
+        session_state: StateChanges,
         commands: CommandReceiver,
         work_fn: Option<LeaderWork>,
     ) -> Self {
@@ -151,7 +135,7 @@ impl Driver {
             record: record.into(),
             compatibility,
             session,
-            session_state: Some(next_state_change(session_state)),
+            session_state: Some(session_state),
             commands,
             commands_open: true,
             request: None,
@@ -269,12 +253,12 @@ impl Driver {
     /// reproducible, and puts what bears on safety (contact, deadlines) first. Each source is
     /// polled only while it is live, and a future that completes leaves its slot.
     fn poll_input(&mut self, cx: &mut Context<'_>) -> Poll<Input> {
-        if let Some(change) = &mut self.session_state {
-            if let Poll::Ready((receiver, change)) = change.as_mut().poll(cx) {
+        if let Some(changes) = &mut self.session_state {
+            if let Poll::Ready(change) = changes.poll_next(cx) {
                 let state = match change {
-                    Some(state) => {
+                    Some((state, next)) => {
                         crate::metrics::session_state(&state);
-                        self.session_state = Some(next_state_change(receiver));
+                        self.session_state = Some(next);
                         state
                     }
                     None => {
@@ -359,9 +343,8 @@ impl Driver {
     /// A new session is open: the driver moves to it.
     fn opened(&mut self, session: Arc<dyn BackendSession>) -> Input {
         let (id, timeout) = (session.id(), session.timeout());
-        let mut state = session.state();
-        let now = *state.borrow_and_update();
-        self.session_state = Some(next_state_change(state));
+        let (now, changes) = self.client.state_changes(&session);
+        self.session_state = Some(changes);
         self.session = session;
         Input::SessionOpened {
             id,

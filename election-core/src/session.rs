@@ -5,10 +5,14 @@
 //! back into the [`Client`](crate::Client).
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::future::{FutureExt, Shared, WeakShared};
+use futures_util::task::noop_waker_ref;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -53,6 +57,52 @@ pub(crate) struct SessionInner {
     crashed: AtomicBool,
     /// The simulated process the client runs in (testing), whose pauses freeze its tasks.
     process: Option<crate::process::Process>,
+    /// The latest known state of a backend session, and the change after it, shared by the
+    /// drivers on that session (see [`StateChanges`]). Weak: once no driver holds it, the next
+    /// one subscribes anew, and no change is kept for nobody.
+    changes: Mutex<Option<(SessionId, SessionState, WeakShared<NextChange>)>>,
+}
+
+/// The changes of a backend session's state, one after the other, shared by every driver on
+/// the session: each resolves to the next state and the change after it (`None` once the
+/// session's channel is closed).
+///
+/// One waiter on the session's channel, however many candidates the session runs: a driver
+/// holds 16 bytes of it, where a waiter of its own on the channel was a 144-byte future
+/// (issue 12). Every driver sees every change, in order: a driver that polls late gets the
+/// changes it missed one by one, each at once.
+#[derive(Clone)]
+pub(crate) struct StateChanges(Shared<NextChange>);
+
+type NextChange = Pin<Box<dyn Future<Output = Option<(SessionState, StateChanges)>> + Send>>;
+
+impl StateChanges {
+    /// The changes of `state` after the value it has seen.
+    fn after(mut state: watch::Receiver<SessionState>) -> Self {
+        let next: NextChange = Box::pin(async move {
+            state.changed().await.ok()?;
+            let now = *state.borrow_and_update();
+            Some((now, StateChanges::after(state)))
+        });
+        Self(next.shared())
+    }
+
+    /// Polls for the next change.
+    pub(crate) fn poll_next(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<(SessionState, StateChanges)>> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+
+    /// The next change if it has come already.
+    fn ready(&self) -> Option<Option<(SessionState, StateChanges)>> {
+        let mut cx = std::task::Context::from_waker(noop_waker_ref());
+        match self.clone().poll_next(&mut cx) {
+            std::task::Poll::Ready(next) => Some(next),
+            std::task::Poll::Pending => None,
+        }
+    }
 }
 
 impl Drop for SessionInner {
@@ -93,6 +143,7 @@ impl Session {
                 tokens: Mutex::new(BTreeMap::new()),
                 crashed: AtomicBool::new(false),
                 process,
+                changes: Mutex::new(None),
             }),
         }
     }
@@ -100,6 +151,35 @@ impl Session {
     /// The simulated process the client runs in, if any (testing).
     pub(crate) fn process(&self) -> Option<crate::process::Process> {
         self.inner.process.clone()
+    }
+
+    /// The state of `session` now, and its changes after it: what a driver on it starts from.
+    /// Drivers on the same session share one waiter on its state (see [`StateChanges`]).
+    pub(crate) fn state_changes(
+        &self,
+        session: &Arc<dyn BackendSession>,
+    ) -> (SessionState, StateChanges) {
+        let mut latest = self.inner.changes.lock().unwrap_or_else(|e| e.into_inner());
+        let shared = match &*latest {
+            Some((id, state, next)) if *id == session.id() => {
+                next.upgrade().map(|next| (*state, StateChanges(next)))
+            }
+            _ => None,
+        };
+        let (state, mut next) = shared.unwrap_or_else(|| {
+            let mut receiver = session.state();
+            let state = *receiver.borrow_and_update();
+            (state, StateChanges::after(receiver))
+        });
+        // Up to date: the changes that came since the last driver looked. (A channel closed
+        // stays the next change: the driver hears of it as before.)
+        let mut state = state;
+        while let Some(Some((now, after))) = next.ready() {
+            state = now;
+            next = after;
+        }
+        *latest = next.0.downgrade().map(|weak| (session.id(), state, weak));
+        (state, next)
     }
 
     /// The current backend session (it may have ended: see [`usable`](Self::usable)).
@@ -399,5 +479,44 @@ mod tests {
         assert_ne!(one, two);
         assert!(one.iter().chain(&two).all(|d| *d >= b / 2 && *d <= b));
         assert!(one.windows(2).any(|w| w[0] != w[1]), "{one:?}");
+    }
+
+    /// Every holder of the changes sees every change, in order, however late it polls; the
+    /// channel's end comes out as `None`; one waiter on the channel serves them all.
+    #[tokio::test]
+    async fn shared_state_changes_reach_every_driver_in_order() {
+        use std::future::poll_fn;
+        let (tx, mut rx) = watch::channel(SessionState::Connected);
+        rx.borrow_and_update();
+        let early = StateChanges::after(rx);
+        let late = early.clone();
+        let at = tokio::time::Instant::now();
+        let changes = [
+            SessionState::Disconnected { last_contact: at },
+            SessionState::Connected,
+            SessionState::Expired,
+        ];
+        let mut early = early;
+        let mut seen = Vec::new();
+        for change in changes {
+            tx.send_replace(change);
+            let (state, next) = poll_fn(|cx| early.poll_next(cx)).await.expect("a change");
+            seen.push(state);
+            early = next;
+        }
+        assert_eq!(seen, changes);
+        // The one that polls only now gets the three, one by one, at once.
+        let mut late = late;
+        for change in changes {
+            let (state, next) = late.ready().expect("ready").expect("a change");
+            assert_eq!(state, change);
+            late = next;
+        }
+        assert!(late.ready().is_none(), "no fourth change");
+        // One receiver for all: the first `after` keeps the only one.
+        assert_eq!(tx.receiver_count(), 1);
+        drop(tx);
+        assert!(poll_fn(|cx| early.poll_next(cx)).await.is_none());
+        assert!(matches!(late.ready(), Some(None)));
     }
 }
