@@ -96,14 +96,15 @@ enum Phase {
 enum Role {
     /// Our place is unknown or being verified.
     Verifying,
+    /// (Names as boxed `str`s: 8 bytes less inline than `String`s; issue 12.)
     Following {
-        predecessor: String,
+        predecessor: Box<str>,
         ahead: Ahead,
     },
     /// The predecessor left: reading our own entry, and checking that nothing is left ahead of
     /// it (the entries that were, or the leader note naming it), before we claim.
     Confirming {
-        predecessor: String,
+        predecessor: Box<str>,
         ahead: Ahead,
     },
     Leading,
@@ -130,7 +131,8 @@ enum Ahead {
 enum Goal {
     Run,
     Rejoin,
-    Stop(StopReason),
+    /// Boxed: 8 bytes inline, not 24, in every candidate's task (issue 12).
+    Stop(Box<StopReason>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,15 +147,17 @@ enum Work {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+/// (Names as boxed `str`s: 8 bytes less inline than `String`s in every candidate's task;
+/// issue 12.)
 enum Request {
     Create,
     List,
-    Read(String),
+    Read(Box<str>),
     /// Read our own entry (the first) and check the ones ahead ([`Action::Confirm`]).
-    Confirm(String),
+    Confirm(Box<str>),
     /// Record that our entry (this one) leads ([`Action::NoteLeader`]); preemptible.
-    Note(String),
-    Delete(String),
+    Note(Box<str>),
+    Delete(Box<str>),
 }
 
 /// A kind of backend call, for back-off: each kind backs off on its own failures and is reset
@@ -206,6 +210,44 @@ impl Strangers {
             && self.foreign_omitted == 0
             && self.contenders.is_empty()
             && self.lookalikes.is_empty()
+    }
+}
+
+/// Entries of ours to delete, oldest first (orphans a listing showed, S5). Boxed, and only
+/// while any is queued: 8 bytes inline, not 32, in every candidate's task, for a queue most
+/// candidates never fill (issue 12).
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
+struct Orphans(Option<Box<VecDeque<String>>>);
+
+impl Orphans {
+    fn front(&self) -> Option<&String> {
+        self.0.as_ref().and_then(|q| q.front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.front().is_none()
+    }
+
+    fn contains(&self, name: &String) -> bool {
+        self.0.as_ref().is_some_and(|q| q.contains(name))
+    }
+
+    fn push_back(&mut self, name: String) {
+        self.0.get_or_insert_with(Box::default).push_back(name);
+    }
+
+    fn pop_front(&mut self) -> Option<String> {
+        let queue = self.0.as_mut()?;
+        let name = queue.pop_front();
+        if queue.is_empty() {
+            self.0 = None;
+        }
+        name
+    }
+
+    fn clear(&mut self) {
+        self.0 = None;
     }
 }
 
@@ -268,7 +310,9 @@ static NO_COLD: Cold = Cold::NONE;
 pub(crate) struct Machine {
     cfg: MachineConfig,
     session: SessionId,
-    timeout: Duration,
+    /// The session timeout in nanoseconds (see [`timeout`](Self::timeout)): 8 bytes inline, not
+    /// a `Duration`'s 16 (issue 12; 584 years fit).
+    timeout_nanos: u64,
     /// What most candidates never set (a lost contact, a back-off, a stop under way): boxed,
     /// and only while any of it is set (see [`Cold`]).
     cold: Option<Box<Cold>>,
@@ -283,7 +327,7 @@ pub(crate) struct Machine {
     want_read: Option<Box<str>>,
     /// A term began: record the leader note ([`Action::NoteLeader`]) while leading.
     want_note: bool,
-    delete_queue: VecDeque<String>,
+    delete_queue: Orphans,
     /// The back-off of each kind of call, reset only when that kind succeeds. Boxed, and only
     /// while one is running: 80 bytes most candidates never need (issue 12).
     backoff: Option<Box<[Duration; Op::COUNT]>>,
@@ -303,16 +347,14 @@ pub(crate) struct Machine {
     /// A contender of another implementation was seen on the path: no claim on a notification
     /// alone from then on (one may have come ahead of us since our last listing).
     seen_contenders: bool,
-    /// The owner of the head of our last listing, as its name claims.
-    head_owner: Option<SessionId>,
+    /// The owner of the head of our last listing, as its name claims (`SessionId(0)`: none
+    /// known; no live session has that id).
+    head_owner: SessionId,
     /// A create on this session had an unknown outcome: sweep before finishing a stop.
     sweep_before_finish: bool,
     /// The session is being closed (an entry of ours could not be deleted): no more requests
     /// on it; its end decides what comes next.
     closing: bool,
-    /// `cfg.marker_prefix` as the 8 hex digits that start our markers (inline: no allocation
-    /// per candidate).
-    marker_prefix: [u8; 8],
     state: ElectionState,
     out: Vec<Action>,
     /// The terms' leader work, for a candidate that has leader work (see [`WorkTerms`]).
@@ -321,7 +363,17 @@ pub(crate) struct Machine {
     resign_asked: bool,
 }
 
+/// `d` in nanoseconds, saturating (a session timeout is minutes at most).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 impl Machine {
+    /// The session timeout.
+    fn timeout(&self) -> Duration {
+        Duration::from_nanos(self.timeout_nanos)
+    }
+
     /// A machine for a candidate that starts on session `session`.
     pub(crate) fn new(
         cfg: MachineConfig,
@@ -331,15 +383,11 @@ impl Machine {
         now: Instant,
     ) -> Self {
         let mut m = Self {
-            marker_prefix: format!("{:08x}", cfg.marker_prefix)
-                .into_bytes()
-                .try_into()
-                .expect("8 hex digits"),
             jitter: u64::from(cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908,
             work_terms: cfg.has_work.then(Box::default),
             cfg,
             session,
-            timeout,
+            timeout_nanos: nanos(timeout),
             cold: None,
             session_over: false,
             phase: Phase::AwaitingSession,
@@ -349,7 +397,7 @@ impl Machine {
             want_list: false,
             want_read: None,
             want_note: false,
-            delete_queue: VecDeque::new(),
+            delete_queue: Orphans::default(),
             backoff: None,
             timer: None,
             attempt: 0,
@@ -357,7 +405,7 @@ impl Machine {
             leader: None,
             strangers: None,
             seen_contenders: false,
-            head_owner: None,
+            head_owner: SessionId(0),
             sweep_before_finish: false,
             closing: false,
             state: ElectionState::Joining,
@@ -430,7 +478,7 @@ impl Machine {
             Input::Deleted { name, result } => self.on_deleted(now, name, result),
             Input::Confirmed { name, result } => self.on_confirmed(now, name, result),
             Input::Noted { name, result } => {
-                if self.pending == Some(Request::Note(name.clone())) {
+                if matches!(&self.pending, Some(Request::Note(n)) if **n == *name) {
                     self.pending = None;
                     self.want_note = false;
                     if let Err(e) = result {
@@ -450,16 +498,20 @@ impl Machine {
                 let goal = if rejoin {
                     Goal::Rejoin
                 } else {
-                    Goal::Stop(StopReason::Resigned)
+                    Goal::Stop(Box::new(StopReason::Resigned))
                 };
                 self.begin_release(now, goal, Reason::Resigned);
             }
-            Input::Stop => {
-                self.begin_release(now, Goal::Stop(StopReason::Stopped), Reason::Stopped)
-            }
-            Input::Close => {
-                self.begin_release(now, Goal::Stop(StopReason::ClientClosed), Reason::Stopped)
-            }
+            Input::Stop => self.begin_release(
+                now,
+                Goal::Stop(Box::new(StopReason::Stopped)),
+                Reason::Stopped,
+            ),
+            Input::Close => self.begin_release(
+                now,
+                Goal::Stop(Box::new(StopReason::ClientClosed)),
+                Reason::Stopped,
+            ),
         }
         self.finish_step(now);
     }
@@ -474,7 +526,7 @@ impl Machine {
         now: Instant,
     ) {
         self.session = id;
-        self.timeout = timeout;
+        self.timeout_nanos = nanos(timeout);
         self.session_over = false;
         self.sweep_before_finish = false;
         self.closing = false;
@@ -515,7 +567,16 @@ impl Machine {
     }
 
     fn is_ours(&self, marker: &Marker) -> bool {
-        marker.as_str().as_bytes()[..8] == self.marker_prefix
+        // The 8 hex digits of `cfg.marker_prefix` that start our markers, compared digit by
+        // digit (nothing kept per candidate, nothing allocated).
+        let ours = self.cfg.marker_prefix;
+        marker.as_str().as_bytes()[..8]
+            .iter()
+            .enumerate()
+            .all(|(i, digit)| {
+                let nibble = (ours >> (28 - 4 * i)) & 0xf;
+                char::from_digit(nibble, 16).is_some_and(|c| c as u8 == *digit)
+            })
     }
 
     fn on_session(&mut self, now: Instant, state: SessionState) {
@@ -597,11 +658,11 @@ impl Machine {
         self.update_cold(|c| c.step_down_at = None);
         match self.goal.clone() {
             Goal::Stop(reason) => {
-                if reason == StopReason::Resigned {
+                if *reason == StopReason::Resigned {
                     // The entry is gone with the session: the resignation is complete.
                     self.resign_done();
                 }
-                self.finish(now, reason, Reason::SessionEnded)
+                self.finish(now, *reason, Reason::SessionEnded)
             }
             Goal::Rejoin | Goal::Run if self.cfg.rejoin_on_expiry => {
                 if self.goal == Goal::Rejoin {
@@ -623,7 +684,7 @@ impl Machine {
     }
 
     fn budget(&self) -> Duration {
-        self.timeout.mul_f64(self.cfg.step_down_fraction)
+        self.timeout().mul_f64(self.cfg.step_down_fraction)
     }
 
     /// The rarely set fields (all `None` when none is set).
@@ -739,7 +800,7 @@ impl Machine {
         name: String,
         result: Result<Option<EntryInfo>, BackendError>,
     ) {
-        if self.pending != Some(Request::Read(name.clone())) {
+        if !matches!(&self.pending, Some(Request::Read(n)) if **n == *name) {
             return;
         }
         self.pending = None;
@@ -792,7 +853,7 @@ impl Machine {
         name: String,
         result: Result<Confirmation, BackendError>,
     ) {
-        if self.pending != Some(Request::Confirm(name.clone())) {
+        if !matches!(&self.pending, Some(Request::Confirm(n)) if **n == *name) {
             return;
         }
         self.pending = None;
@@ -810,7 +871,7 @@ impl Machine {
         // Nothing is left ahead: the few entries that were are gone, or the predecessor was
         // the head once (its note is written only after its claim was verified).
         let clear = |c: &Confirmation| {
-            (few && !c.ahead_present) || c.leader_note.as_deref() == Some(predecessor.as_str())
+            (few && !c.ahead_present) || c.leader_note.as_deref() == Some(&*predecessor)
         };
         match result {
             Ok(c) if clear(&c) => self.on_claim_read(now, entry, Ok(c.own)),
@@ -869,7 +930,7 @@ impl Machine {
                 if self.head.as_deref() != Some(name.as_str()) {
                     return;
                 }
-                if info.owner == SessionId(0) || Some(info.owner) != self.head_owner {
+                if info.owner == SessionId(0) || info.owner != self.head_owner {
                     // A look-alike at the head (persistent, or not owned by the session its
                     // name claims): nobody leads with it; whoever it is ahead of learns so from
                     // its watch.
@@ -1082,12 +1143,12 @@ impl Machine {
             };
             self.step_down(now, reason);
         }
-        let predecessor = queue[index - 1].name().to_owned();
+        let predecessor: Box<str> = queue[index - 1].name().into();
         let head_slot = queue[0];
         let head = head_slot.name().to_owned();
         if self.head.as_deref() != Some(head.as_str()) {
             self.head = Some(head.as_str().into());
-            self.head_owner = Some(head_slot.owner());
+            self.head_owner = head_slot.owner();
             match head_slot {
                 // A foreign head: the listing has its data; nothing to read.
                 foreign::Slot::Foreign(c, kind) => {
@@ -1126,10 +1187,10 @@ impl Machine {
         } else {
             Ahead::Unknown
         };
-        let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == predecessor);
+        let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == *predecessor);
         if !watching {
             self.out.push(Action::WatchPredecessor {
-                name: predecessor.clone(),
+                name: predecessor.to_string(),
             });
         }
         self.phase = Phase::Holding {
@@ -1219,7 +1280,7 @@ impl Machine {
         else {
             return;
         };
-        if *predecessor != name {
+        if **predecessor != *name {
             return;
         }
         let (entry, predecessor, ahead) = (entry.clone(), predecessor.clone(), ahead.clone());
@@ -1270,7 +1331,7 @@ impl Machine {
         else {
             return;
         };
-        if *predecessor != name {
+        if **predecessor != *name {
             return;
         }
         self.phase = Phase::Holding {
@@ -1288,7 +1349,7 @@ impl Machine {
         warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, "a node named like an entry is no live session's (persistent or ownerless): ignored as foreign");
         if self.head.as_deref() == Some(name.as_str()) {
             self.head = None;
-            self.head_owner = None;
+            self.head_owner = SessionId(0);
             self.leader = None;
         }
         if self.want_read.as_deref() == Some(name.as_str()) {
@@ -1383,7 +1444,7 @@ impl Machine {
         self.goal = goal;
         if let Goal::Stop(_) = self.goal {
             // Bounded: past this we finish anyway; the entry then dies with the session.
-            let stop_deadline = Some(now + self.timeout + self.cfg.grace);
+            let stop_deadline = Some(now + self.timeout() + self.cfg.grace);
             self.update_cold(|c| c.stop_deadline = stop_deadline);
         }
         match &self.phase {
@@ -1420,7 +1481,7 @@ impl Machine {
     }
 
     fn on_deleted(&mut self, now: Instant, name: String, result: Result<(), BackendError>) {
-        if self.pending != Some(Request::Delete(name.clone())) {
+        if !matches!(&self.pending, Some(Request::Delete(n)) if **n == *name) {
             return;
         }
         self.pending = None;
@@ -1475,7 +1536,7 @@ impl Machine {
         let Some(sent) = delete_sent else {
             return;
         };
-        let hold = now.saturating_duration_since(sent).min(self.timeout / 20);
+        let hold = now.saturating_duration_since(sent).min(self.timeout() / 20);
         if hold.is_zero()
             || !matches!(self.phase, Phase::Registering { .. })
             || self.cold().retry_at.is_some()
@@ -1553,11 +1614,11 @@ impl Machine {
                 if self.sweep_before_finish && !self.session_over {
                     self.phase = Phase::Sweeping {
                         listed: false,
-                        stop: reason,
+                        stop: *reason,
                     };
                     return;
                 }
-                self.stop_now(now, reason);
+                self.stop_now(now, *reason);
             }
         }
     }
@@ -1676,18 +1737,19 @@ impl Machine {
                 }
             }
             WorkEnded::Leave => {
-                self.begin_release(now, Goal::Stop(StopReason::Resigned), reason);
+                self.begin_release(now, Goal::Stop(Box::new(StopReason::Resigned)), reason);
             }
             WorkEnded::Resign => {
+                let timeout = self.timeout();
                 let terms = self.work_terms.get_or_insert_with(Box::default);
                 let lasted = terms
                     .started
                     .map_or(Duration::ZERO, |start| now.saturating_duration_since(start));
-                if lasted >= self.timeout / 2 {
+                if lasted >= timeout / 2 {
                     terms.backoff = Duration::ZERO;
                 }
-                let floor = (self.timeout / 20).max(Duration::from_millis(1));
-                terms.backoff = (terms.backoff * 2).clamp(floor, self.timeout * 4);
+                let floor = (timeout / 20).max(Duration::from_millis(1));
+                terms.backoff = (terms.backoff * 2).clamp(floor, timeout * 4);
                 let delay = jittered(terms.backoff, next_random(&mut self.jitter));
                 self.update_cold(|c| c.rejoin_delay = Some(delay));
                 self.begin_release(now, Goal::Rejoin, reason);
@@ -1723,7 +1785,7 @@ impl Machine {
         if self.cold().stop_deadline.is_some_and(|t| t <= now) {
             warn!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, "stop could not withdraw the entry in time; the client sweeps it when the session next has contact");
             let reason = match &self.goal {
-                Goal::Stop(r) => r.clone(),
+                Goal::Stop(r) => StopReason::clone(r),
                 _ => StopReason::Stopped,
             };
             if self.may_hold_entry() && !self.closing {
@@ -1755,9 +1817,10 @@ impl Machine {
     /// with each failure of that kind of call, with jitter: a fleet that failed together (an
     /// ensemble failover) does not retry in step.
     fn retry_later(&mut self, now: Instant, op: Op, e: &BackendError) {
-        let floor = (self.timeout / 50).max(Duration::from_millis(1));
+        let timeout = self.timeout();
+        let floor = (timeout / 50).max(Duration::from_millis(1));
         let backoff = &mut self.backoff.get_or_insert_with(Box::default)[op as usize];
-        *backoff = (*backoff * 2).clamp(floor, self.timeout / 4);
+        *backoff = (*backoff * 2).clamp(floor, timeout / 4);
         let backoff = *backoff;
         let delay = jittered(backoff, next_random(&mut self.jitter));
         debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, op = ?op, backoff = ?backoff, delay = ?delay, "backend call failed; retrying");
@@ -1794,11 +1857,11 @@ impl Machine {
             Phase::Registering {
                 adopting: Some(name),
                 ..
-            } => Request::Read(name.clone()),
+            } => Request::Read(name.as_str().into()),
             Phase::Registering { unknown: true, .. } => Request::List,
             // S5: orphans of ours that a listing showed go before we create again.
             Phase::Registering { .. } if !self.delete_queue.is_empty() => {
-                Request::Delete(self.delete_queue[0].clone())
+                Request::Delete(self.delete_queue.front().map_or("", String::as_str).into())
             }
             Phase::Registering { marker, .. } => {
                 let marker = marker.clone();
@@ -1810,9 +1873,9 @@ impl Machine {
             // deleted we finish, and they would stay behind.
             Phase::Releasing { entry, .. } if self.work == Work::Idle => {
                 match self.delete_queue.front() {
-                    Some(name) => Request::Delete(name.clone()),
+                    Some(name) => Request::Delete(name.as_str().into()),
                     None => {
-                        let name = entry.name.clone();
+                        let name = entry.name.as_str().into();
                         // A rejoin without a back-off waits one round trip before it registers:
                         // the delete's (see `hold_off_rejoin`).
                         if self.goal == Goal::Rejoin && self.cold().rejoin_delay.is_none() {
@@ -1832,12 +1895,12 @@ impl Machine {
                 // leaders keep notes, the same one request reads the note too: the note this
                 // claim writes then needs no read of its own.
                 Ahead::Few(ahead) if ahead.is_empty() && !self.cfg.leader_notes => {
-                    Request::Read(entry.name.clone())
+                    Request::Read(entry.name.as_str().into())
                 }
                 _ => {
-                    let name = entry.name.clone();
+                    let name: Box<str> = entry.name.as_str().into();
                     self.out.push(Action::Confirm {
-                        name: name.clone(),
+                        name: name.to_string(),
                         ahead: match ahead {
                             Ahead::Few(ahead) => ahead.clone(),
                             _ => Vec::new(),
@@ -1851,12 +1914,12 @@ impl Machine {
             Phase::Holding { .. } if self.want_list => Request::List,
             Phase::Holding { .. } | Phase::Releasing { .. } => {
                 if let Some(name) = self.delete_queue.front() {
-                    Request::Delete(name.clone())
+                    Request::Delete(name.as_str().into())
                 } else if let Some(name) = &self.want_read {
                     if preemptible {
                         return;
                     }
-                    Request::Read(name.to_string())
+                    Request::Read(name.clone())
                 } else if let (
                     true,
                     Phase::Holding {
@@ -1868,23 +1931,29 @@ impl Machine {
                     if preemptible {
                         return;
                     }
-                    Request::Note(entry.name.clone())
+                    Request::Note(entry.name.as_str().into())
                 } else {
                     return;
                 }
             }
             Phase::Sweeping { listed: false, .. } => Request::List,
             Phase::Sweeping { listed: true, .. } => match self.delete_queue.front() {
-                Some(name) => Request::Delete(name.clone()),
+                Some(name) => Request::Delete(name.as_str().into()),
                 None => return,
             },
             Phase::AwaitingSession | Phase::Stopped => return,
         };
         self.out.push(match &request {
             Request::List => Action::List,
-            Request::Read(name) => Action::Read { name: name.clone() },
-            Request::Delete(name) => Action::Delete { name: name.clone() },
-            Request::Note(name) => Action::NoteLeader { name: name.clone() },
+            Request::Read(name) => Action::Read {
+                name: name.to_string(),
+            },
+            Request::Delete(name) => Action::Delete {
+                name: name.to_string(),
+            },
+            Request::Note(name) => Action::NoteLeader {
+                name: name.to_string(),
+            },
             Request::Create | Request::Confirm(_) => {
                 unreachable!("handled above")
             }
