@@ -128,8 +128,8 @@ impl Driver {
         commands: CommandReceiver,
         work_fn: Option<LeaderWork>,
     ) -> Self {
-        // `session_state` is the receiver the machine's first state was read from (marked
-        // seen then): a change published since is still to come.
+        // `session_state` starts after the state the machine was made with: a change published
+        // since is still to come.
         Self {
             machine,
             client,

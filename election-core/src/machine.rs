@@ -146,9 +146,9 @@ enum Work {
     Aborting,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
 /// (Names as boxed `str`s: 8 bytes less inline than `String`s in every candidate's task;
 /// issue 12.)
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Request {
     Create,
     List,
@@ -567,16 +567,10 @@ impl Machine {
     }
 
     fn is_ours(&self, marker: &Marker) -> bool {
-        // The 8 hex digits of `cfg.marker_prefix` that start our markers, compared digit by
-        // digit (nothing kept per candidate, nothing allocated).
-        let ours = self.cfg.marker_prefix;
-        marker.as_str().as_bytes()[..8]
-            .iter()
-            .enumerate()
-            .all(|(i, digit)| {
-                let nibble = (ours >> (28 - 4 * i)) & 0xf;
-                char::from_digit(nibble, 16).is_some_and(|c| c as u8 == *digit)
-            })
+        // Our markers start with the 8 hex digits of `cfg.marker_prefix` (see `next_marker`);
+        // a marker is inline, so nothing is kept per candidate and nothing allocated.
+        let ours = Marker::from_bits(u64::from(self.cfg.marker_prefix) << 32);
+        marker.as_str().as_bytes()[..8] == ours.as_str().as_bytes()[..8]
     }
 
     fn on_session(&mut self, now: Instant, state: SessionState) {
@@ -1860,15 +1854,15 @@ impl Machine {
             } => Request::Read(name.as_str().into()),
             Phase::Registering { unknown: true, .. } => Request::List,
             // S5: orphans of ours that a listing showed go before we create again.
-            Phase::Registering { .. } if !self.delete_queue.is_empty() => {
-                Request::Delete(self.delete_queue.front().map_or("", String::as_str).into())
-            }
-            Phase::Registering { marker, .. } => {
-                let marker = marker.clone();
-                self.pending = Some(Request::Create);
-                self.out.push(Action::Create { marker });
-                return;
-            }
+            Phase::Registering { marker, .. } => match self.delete_queue.front() {
+                Some(name) => Request::Delete(name.as_str().into()),
+                None => {
+                    let marker = marker.clone();
+                    self.pending = Some(Request::Create);
+                    self.out.push(Action::Create { marker });
+                    return;
+                }
+            },
             // S5: orphans of ours that a listing showed go before our own entry: once that is
             // deleted we finish, and they would stay behind.
             Phase::Releasing { entry, .. } if self.work == Work::Idle => {

@@ -1326,6 +1326,40 @@ fn orphans_of_ours_are_deleted() {
     );
 }
 
+/// Only markers with all 8 digits of our prefix are ours: another candidate on the same
+/// session whose prefix differs in its first or its last digit is not an orphan of ours.
+#[test]
+fn a_prefix_differing_in_one_digit_is_not_ours() {
+    let (mut m, now) = machine(false);
+    let mk = marker_of(&m);
+    m.handle(now, Input::Created(Ok(info("mine", 2, mk.clone()))));
+    m.take_actions();
+    let first = entry(
+        "first",
+        0,
+        ME,
+        Marker::from_bits((0x1000_abcd_u64 << 32) | 1),
+    );
+    let last = entry("last", 1, ME, Marker::from_bits((0xabce_u64 << 32) | 1));
+    let l = Listing {
+        entries: vec![first, last, entry("mine", 2, ME, mk)],
+        foreign: vec![],
+        contenders: vec![],
+        foreign_omitted: 0,
+    };
+    m.handle(now, Input::Listed(Ok(l)));
+    let out = m.take_actions();
+    assert!(
+        !out.iter().any(|a| matches!(a, Action::Delete { .. })),
+        "another candidate's entry taken for an orphan of ours: {out:?}"
+    );
+    assert!(
+        matches!(m.state(), ElectionState::Follower { position: 2, .. }),
+        "{:?}",
+        m.state()
+    );
+}
+
 #[test]
 fn session_end_rejoins_with_a_new_session() {
     let (mut m, now, _) = placed(true, 0);
