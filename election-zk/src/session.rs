@@ -704,9 +704,6 @@ impl BackendSession for ZkSession {
             return Ok(Watch::Armed(notify::on_deleted(
                 watcher,
                 Arc::downgrade(&self.client),
-                path,
-                self.id,
-                self.timeout,
             )));
         }
         let p = &path;
@@ -729,13 +726,9 @@ impl BackendSession for ZkSession {
             {
                 Watch::NotAnEntry
             }
-            Some((_, watcher)) => Watch::Armed(notify::on_deleted(
-                watcher,
-                Arc::downgrade(&self.client),
-                path,
-                self.id,
-                self.timeout,
-            )),
+            Some((_, watcher)) => {
+                Watch::Armed(notify::on_deleted(watcher, Arc::downgrade(&self.client)))
+            }
         })
     }
 

@@ -253,10 +253,10 @@ async fn every_primitive_against_a_real_server() {
         a.watch_gone(&dir, &gone_name).await.unwrap(),
         Watch::Gone
     ));
-    let Watch::Armed(fired) = a.watch_gone(&dir, &e2.name).await.unwrap() else {
+    let Watch::Armed(mut fired) = a.watch_gone(&dir, &e2.name).await.unwrap() else {
         panic!("e2 exists")
     };
-    // A data change re-arms, it does not fire.
+    // A data change re-arms (by the path the event names, under the chroot), it does not fire.
     raw.set_data(
         &format!("/t1/services/x/leader/{}", e2.name),
         b"changed",
@@ -264,6 +264,12 @@ async fn every_primitive_against_a_real_server() {
     )
     .await
     .unwrap();
+    assert!(
+        timeout(Duration::from_millis(300), &mut fired)
+            .await
+            .is_err(),
+        "a data change fired the watch"
+    );
     b.delete(&dir, &e2.name).await.unwrap();
     timeout(WAIT, fired)
         .await
