@@ -159,7 +159,7 @@ impl Client {
             path: config.path.clone(),
             id: id.clone(),
             step_down_fraction: config.step_down_fraction,
-            grace,
+            grace: grace.into(),
             rejoin_on_expiry: config.rejoin_on_expiry,
             has_work: config.work.is_some(),
             when_work_ends: config.when_work_ends,

@@ -68,16 +68,39 @@ struct WorkSlot {
 }
 
 /// Where the driver is in its life.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Stage {
     /// Running the machine.
     Running,
-    /// The machine finished, or the driver failed (the panic's message): the work is being
-    /// ended before anything of ours is given up (S4). Boxed: 8 bytes inline, not 24, in
-    /// every candidate's task, for a message that only a driver's panic makes.
-    #[allow(clippy::box_collection)]
-    Ending(Option<Box<String>>),
+    /// The machine finished, or the driver failed (the panic's message is in [`Rare`]): the
+    /// work is being ended before anything of ours is given up (S4).
+    Ending,
     /// Done: nothing more to poll.
     Done,
+}
+
+/// The parts of a driver that few candidates use, boxed together, and only while any is set: 8
+/// bytes inline, not 40, in every candidate's task (issue 12).
+#[derive(Default)]
+struct Rare {
+    /// A new session being opened (after an expiry).
+    opening: Option<BoxFuture<Arc<dyn BackendSession>>>,
+    /// The resignations waiting for [`Action::ResignDone`].
+    resign_waiters: Vec<oneshot::Sender<()>>,
+    /// When the latest notice that the predecessor's entry is gone came: the start of this
+    /// candidate's share of a take-over (metrics only).
+    predecessor_gone_at: Option<Instant>,
+    /// The message of a panic that failed the driver, while its work is being ended.
+    panic: Option<String>,
+}
+
+impl Rare {
+    fn is_empty(&self) -> bool {
+        self.opening.is_none()
+            && self.resign_waiters.is_empty()
+            && self.predecessor_gone_at.is_none()
+            && self.panic.is_none()
+    }
 }
 
 pub(crate) struct Driver {
@@ -93,22 +116,17 @@ pub(crate) struct Driver {
     session_state: Option<StateChanges>,
     commands_open: bool,
     request: Option<BoxFuture<Input>>,
-    predecessor: EntryWatch,
+    /// The watch on the predecessor's entry, while there is one. Boxed: 8 bytes inline, not 40,
+    /// in every candidate's task, for what only a follower arms (issue 12).
+    predecessor: Option<Box<EntryWatch>>,
     own: EntryWatch,
-    opening: Option<BoxFuture<Arc<dyn BackendSession>>>,
     /// The leader work; `None` for a candidate without.
     work: Option<Box<WorkSlot>>,
     /// The timer the machine set, if any: a sleep until its deadline, dropped when it fires
     /// or the timer is cleared.
     timer: Option<Pin<Box<Sleep>>>,
-    /// The resignations waiting for [`Action::ResignDone`]. Boxed, and only while there are
-    /// any: 8 bytes inline, not 24, in every candidate's task (issue 12).
-    #[allow(clippy::box_collection)]
-    resign_waiters: Option<Box<Vec<oneshot::Sender<()>>>>,
-    /// When the latest notice that the predecessor's entry is gone came: the start of this
-    /// candidate's share of a take-over (metrics only). Boxed: 8 bytes inline, not 16, in
-    /// every candidate's task, for what only a successor sets (issue 12).
-    predecessor_gone_at: Option<Box<Instant>>,
+    /// What few candidates use (see [`Rare`]); `None` while none of it is set.
+    rare: Option<Box<Rare>>,
     stage: Stage,
     /// The commands, the events and the state, shared with the handle. Last, so dropped last:
     /// its drop makes the state final, which is what a stop waits for, once everything else of
@@ -140,9 +158,8 @@ impl Driver {
             commands,
             commands_open: true,
             request: None,
-            predecessor: EntryWatch::Idle,
+            predecessor: None,
             own: EntryWatch::Idle,
-            opening: None,
             work: work_fn.map(|work_fn| {
                 Box::new(WorkSlot {
                     work_fn,
@@ -154,8 +171,7 @@ impl Driver {
                 })
             }),
             timer: None,
-            predecessor_gone_at: None,
-            resign_waiters: None,
+            rare: None,
             stage: Stage::Running,
         }
     }
@@ -247,7 +263,10 @@ impl Driver {
             self.commands.link().state.publish(to);
         }
         // Resignations waiting on it fail (`Stopped`) as their senders go.
-        self.resign_waiters = None;
+        if let Some(rare) = &mut self.rare {
+            rare.resign_waiters.clear();
+        }
+        self.tidy_rare();
     }
 
     /// The next input, polled in a fixed order: a fixed order keeps runs on the paused clock
@@ -276,8 +295,11 @@ impl Driver {
                 return Poll::Ready(Input::Timer);
             }
         }
-        if let Poll::Ready(session) = poll_slot(&mut self.opening, cx) {
-            return Poll::Ready(self.opened(session));
+        if let Some(rare) = &mut self.rare {
+            if let Poll::Ready(session) = poll_slot(&mut rare.opening, cx) {
+                self.tidy_rare();
+                return Poll::Ready(self.opened(session));
+            }
         }
         if let Poll::Ready((name, gone)) = self.own.poll_gone(cx) {
             // Our own entry is never a look-alike: if it were, it is not ours to hold.
@@ -287,7 +309,9 @@ impl Driver {
             };
             return Poll::Ready(self.noted(Input::OwnGone { name, result }));
         }
-        if let Poll::Ready((name, gone)) = self.predecessor.poll_gone(cx) {
+        if let Some(Poll::Ready((name, gone))) = self.predecessor.as_mut().map(|w| w.poll_gone(cx))
+        {
+            self.predecessor = None;
             return Poll::Ready(self.noted(match gone {
                 Gone::NotAnEntry => Input::PredecessorNotAnEntry { name },
                 Gone::Done(result) => Input::PredecessorGone { name, result },
@@ -329,7 +353,7 @@ impl Driver {
     fn noted(&mut self, input: Input) -> Input {
         match &input {
             Input::PredecessorGone { result: Ok(()), .. } => {
-                self.predecessor_gone_at = Some(Box::new(Instant::now()));
+                self.rare().predecessor_gone_at = Some(Instant::now());
                 self.checkpoint("notified");
             }
             Input::WorkDone { .. } => self.checkpoint("work_ended"),
@@ -339,6 +363,18 @@ impl Driver {
             _ => {}
         }
         input
+    }
+
+    /// The rare parts, boxed on first use.
+    fn rare(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
+    /// Frees the rare parts once none is set.
+    fn tidy_rare(&mut self) {
+        if self.rare.as_ref().is_some_and(|r| r.is_empty()) {
+            self.rare = None;
+        }
     }
 
     /// A new session is open: the driver moves to it.
@@ -358,9 +394,7 @@ impl Driver {
         match command {
             Some(Command::Resign { rejoin, done }) => {
                 self.checkpoint("resign_received");
-                self.resign_waiters
-                    .get_or_insert_with(Box::default)
-                    .push(done);
+                self.rare().resign_waiters.push(done);
                 Input::Resign { rejoin }
             }
             Some(Command::Stop) => Input::Stop,
@@ -390,11 +424,11 @@ impl Driver {
         match action {
             Action::OpenSession => {
                 self.request = None;
-                self.predecessor = EntryWatch::Idle;
+                self.predecessor = None;
                 self.own = EntryWatch::Idle;
                 let client = self.client.clone();
                 let old = s.id();
-                self.opening = Some(Box::pin(async move {
+                self.rare().opening = Some(Box::pin(async move {
                     let mut backoff = Duration::from_millis(50);
                     loop {
                         match client.renew(old).await {
@@ -463,9 +497,9 @@ impl Driver {
                 }));
             }
             Action::WatchPredecessor { name } => {
-                self.predecessor = EntryWatch::arm(s, path, name);
+                self.predecessor = Some(Box::new(EntryWatch::arm(s, path, name)));
             }
-            Action::UnwatchPredecessor => self.predecessor = EntryWatch::Idle,
+            Action::UnwatchPredecessor => self.predecessor = None,
             Action::WatchOwn { name } => self.own = EntryWatch::arm(s, path, name),
             Action::UnwatchOwn => self.own = EntryWatch::Idle,
             Action::StartWork { token } => {
@@ -519,8 +553,13 @@ impl Driver {
                         crate::metrics::transition(&path, t);
                         if t.to.is_leader() && !t.from.is_leader() {
                             claimed = true;
-                            if let Some(gone) = self.predecessor_gone_at.take() {
-                                crate::metrics::takeover(&path, t.at - *gone);
+                            let gone = self
+                                .rare
+                                .as_mut()
+                                .and_then(|r| r.predecessor_gone_at.take());
+                            if let Some(gone) = gone {
+                                self.tidy_rare();
+                                crate::metrics::takeover(&path, t.at - gone);
                             }
                         }
                         (Some(t.to.clone()), token_seen(t).map(|k| (t.at, k)))
@@ -546,7 +585,12 @@ impl Driver {
                 }
             }
             Action::ResignDone => {
-                for waiter in self.resign_waiters.take().into_iter().flat_map(|w| *w) {
+                let waiters = self
+                    .rare
+                    .as_mut()
+                    .map(|r| std::mem::take(&mut r.resign_waiters));
+                self.tidy_rare();
+                for waiter in waiters.into_iter().flatten() {
                     let _ = waiter.send(());
                 }
             }
@@ -614,15 +658,15 @@ enum Gone {
 enum EntryWatch {
     Idle,
     /// The entry's name comes back with the outcome.
-    Arming(BoxFuture<(String, Result<Watch, crate::BackendError>)>),
+    Arming(BoxFuture<(Arc<str>, Result<Watch, crate::BackendError>)>),
     Armed {
-        name: String,
+        name: Arc<str>,
         notification: Notification,
     },
 }
 
 impl EntryWatch {
-    fn arm(session: Arc<dyn BackendSession>, path: ElectionPath, name: String) -> Self {
+    fn arm(session: Arc<dyn BackendSession>, path: ElectionPath, name: Arc<str>) -> Self {
         Self::Arming(Box::pin(async move {
             let watch = session.watch_gone(&path, &name).await;
             (name, watch)
@@ -631,7 +675,7 @@ impl EntryWatch {
 
     /// How the watch ended, with the entry's name; never ready while idle. An armed
     /// notification is polled at once, in the same poll as the call that armed it.
-    fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<(String, Gone)> {
+    fn poll_gone(&mut self, cx: &mut Context<'_>) -> Poll<(Arc<str>, Gone)> {
         loop {
             match self {
                 Self::Idle => return Poll::Pending,
@@ -694,26 +738,24 @@ impl Future for Driver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         loop {
-            match &mut this.stage {
+            match this.stage {
                 Stage::Running => {
                     let polled =
                         std::panic::catch_unwind(AssertUnwindSafe(|| this.poll_machine(cx)));
-                    let panic = match polled {
+                    match polled {
                         Ok(Poll::Pending) => return Poll::Pending,
-                        Ok(Poll::Ready(())) => None,
-                        Err(panic) => Some(Box::new(panic_message(&*panic))),
-                    };
+                        Ok(Poll::Ready(())) => {}
+                        Err(panic) => this.rare().panic = Some(panic_message(&*panic)),
+                    }
                     // S4: the work ends before anything of ours is given up.
                     this.end_work();
-                    this.stage = Stage::Ending(panic);
+                    this.stage = Stage::Ending;
                 }
-                Stage::Ending(panic) => {
-                    let panic = panic.take();
+                Stage::Ending => {
                     if this.poll_work_ended(cx).is_pending() {
-                        this.stage = Stage::Ending(panic);
                         return Poll::Pending;
                     }
-                    if let Some(panic) = panic {
+                    if let Some(panic) = this.rare.as_mut().and_then(|r| r.panic.take()) {
                         this.died(&panic);
                     }
                     this.client
@@ -733,21 +775,25 @@ mod tests {
 
     /// Issue 12: a candidate's task is one allocation, the driver and tokio's task header and
     /// trailer (104 bytes), rounded up to 128 bytes on x86-64 (tokio aligns a task's cell to a
-    /// cache line). At most 664 bytes of driver keep the task at 768 bytes (measured with
-    /// tokio 1.54: 792 bytes made an 896-byte task, 800 a 1 KiB one), every candidate of a
-    /// process running thousands of elections; the next 128 bytes are paid by each of them.
-    /// What most candidates never use (leader work, back-offs, a lost contact, foreign nodes,
-    /// a follower's leader, orphans to delete, a stop's reason, a take-over's start) is boxed,
-    /// and only while used, and names are boxed `str`s. The driver is 664 bytes (the machine
-    /// 408); 792 (an 896-byte task) before the session-state waiter was shared and the
-    /// machine's rare fields boxed, 904 (a 1 KiB task) before the machine's cold fields were.
+    /// cache line). At most 536 bytes of driver keep the task at 640 bytes (measured with
+    /// tokio 1.54: 544 bytes made a 768-byte task), every candidate of a process running
+    /// thousands of elections; the next 128 bytes are paid by each of them. What most
+    /// candidates never use (leader work, back-offs, a lost contact, foreign nodes, a
+    /// follower's leader, orphans to delete, a stop's reason, a take-over's start, a
+    /// predecessor's watch, a new session being opened, waiting resignations, a panic's
+    /// message, the work's abort deadline) is boxed, and only while used; names are shared
+    /// `Arc<str>`s, durations nanoseconds. The driver is 536 bytes (the machine 352); 656 (a
+    /// 768-byte task) before the predecessor's watch, the driver's rare fields and the work's
+    /// deadline were boxed, the head's read became a flag and the grace nanoseconds; 792 (an
+    /// 896-byte task) before the session-state waiter was shared and the machine's rare
+    /// fields boxed, 904 (a 1 KiB task) before the machine's cold fields were.
     #[cfg(target_pointer_width = "64")]
     #[test]
-    fn a_candidates_task_stays_within_768_bytes() {
+    fn a_candidates_task_stays_within_640_bytes() {
         let driver = std::mem::size_of::<Frozen<Driver>>();
         assert!(
-            driver <= 664,
-            "the driver is {driver} bytes (the machine {}): its task no longer fits in 768 bytes",
+            driver <= 536,
+            "the driver is {driver} bytes (the machine {}): its task no longer fits in 640 bytes",
             std::mem::size_of::<Machine>()
         );
     }

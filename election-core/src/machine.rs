@@ -54,7 +54,7 @@ pub(crate) use protocol::{Action, Input, MachineConfig, WorkEnd};
 /// Our own entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct OwnEntry {
-    name: String,
+    name: Arc<str>,
     token: FencingToken,
 }
 
@@ -98,13 +98,13 @@ enum Role {
     Verifying,
     /// (Names as boxed `str`s: 8 bytes less inline than `String`s; issue 12.)
     Following {
-        predecessor: Box<str>,
+        predecessor: Arc<str>,
         ahead: Ahead,
     },
     /// The predecessor left: reading our own entry, and checking that nothing is left ahead of
     /// it (the entries that were, or the leader note naming it), before we claim.
     Confirming {
-        predecessor: Box<str>,
+        predecessor: Arc<str>,
         ahead: Ahead,
     },
     Leading,
@@ -115,9 +115,13 @@ enum Role {
 /// the service created them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Ahead {
-    /// These few, all ours (none: the predecessor was the head): checked by reads, with the
-    /// leader note, in one request.
-    Few(Vec<String>),
+    /// None: the predecessor was the head of our last listing. Our own entry is all there is to
+    /// read (with the leader note, in one request).
+    Head,
+    /// These few, all ours: checked by reads, with the leader note, in one request. Boxed (a
+    /// thin pointer): 16 bytes for the whole enum, not 24, in every follower's role (issue 12).
+    #[allow(clippy::box_collection)]
+    Few(Box<Vec<String>>),
     /// More than are worth checking one by one: the leader note decides, or a listing.
     Many,
     /// A contender of another implementation was seen on the path (one may have come ahead
@@ -139,9 +143,8 @@ enum Goal {
 enum Work {
     Idle,
     Running,
-    Stopping {
-        deadline: Instant,
-    },
+    /// Told to stop; aborted at [`Cold::work_deadline`].
+    Stopping,
     /// Aborted after the grace; waiting for the driver to confirm.
     Aborting,
 }
@@ -152,12 +155,12 @@ enum Work {
 enum Request {
     Create,
     List,
-    Read(Box<str>),
+    Read(Arc<str>),
     /// Read our own entry (the first) and check the ones ahead ([`Action::Confirm`]).
-    Confirm(Box<str>),
+    Confirm(Arc<str>),
     /// Record that our entry (this one) leads ([`Action::NoteLeader`]); preemptible.
-    Note(Box<str>),
-    Delete(Box<str>),
+    Note(Arc<str>),
+    Delete(Arc<str>),
 }
 
 /// A kind of backend call, for back-off: each kind backs off on its own failures and is reset
@@ -275,9 +278,12 @@ struct Cold {
     last_contact: Option<Instant>,
     retry_at: Option<Instant>,
     /// Our own entry's watch failed: arm it again once the back-off is over.
-    rearm_own: Option<String>,
+    rearm_own: Option<Arc<str>>,
     step_down_at: Option<Instant>,
     stop_deadline: Option<Instant>,
+    /// While the work is [`Work::Stopping`]: when it is aborted if it has not ended. Here, not
+    /// in the variant: 8 bytes less inline in every candidate's task (issue 12).
+    work_deadline: Option<Instant>,
     /// Rejoin no sooner than this long after the release (work that ended by itself).
     rejoin_delay: Option<Duration>,
 }
@@ -290,6 +296,7 @@ impl Cold {
         rearm_own: None,
         step_down_at: None,
         stop_deadline: None,
+        work_deadline: None,
         rejoin_delay: None,
     };
 
@@ -299,6 +306,7 @@ impl Cold {
             && self.rearm_own.is_none()
             && self.step_down_at.is_none()
             && self.stop_deadline.is_none()
+            && self.work_deadline.is_none()
             && self.rejoin_delay.is_none()
     }
 }
@@ -322,23 +330,23 @@ pub(crate) struct Machine {
     work: Work,
     pending: Option<Request>,
     want_list: bool,
-    /// The entry whose record is to be read. A boxed `str`: 8 bytes less inline than a
-    /// `String` (issue 12).
-    want_read: Option<Box<str>>,
+    /// The record of the head of our last listing ([`head`](Self::head)) is to be read. A flag
+    /// beside the head, not a copy of its name: 16 bytes less inline (issue 12).
+    want_read: bool,
     /// A term began: record the leader note ([`Action::NoteLeader`]) while leading.
     want_note: bool,
     delete_queue: Orphans,
     /// The back-off of each kind of call, reset only when that kind succeeds. Boxed, and only
     /// while one is running: 80 bytes most candidates never need (issue 12).
     backoff: Option<Box<[Duration; Op::COUNT]>>,
-    /// The state of the jitter generator, seeded from the marker prefix: deterministic for a
-    /// given candidate, different across a fleet.
-    jitter: u64,
     timer: Option<Instant>,
     attempt: u32,
+    /// How many numbers the jitter generator gave (see [`Machine::random`]): a `u32` beside
+    /// `attempt`, not the generator's 8-byte state (issue 12).
+    draws: u32,
     /// The head of our last listing, and what we read of it. A boxed `str`: 8 bytes less
     /// inline than a `String` (issue 12).
-    head: Option<Box<str>>,
+    head: Option<Arc<str>>,
     /// Behind an `Arc`: 64 bytes inline that a candidate that leads, or has not read its leader
     /// yet, does not use, and one copy shared with the states it publishes (issue 12).
     leader: Option<Arc<LeaderInfo>>,
@@ -383,7 +391,6 @@ impl Machine {
         now: Instant,
     ) -> Self {
         let mut m = Self {
-            jitter: u64::from(cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908,
             work_terms: cfg.has_work.then(Box::default),
             cfg,
             session,
@@ -395,12 +402,13 @@ impl Machine {
             work: Work::Idle,
             pending: None,
             want_list: false,
-            want_read: None,
+            want_read: false,
             want_note: false,
             delete_queue: Orphans::default(),
             backoff: None,
             timer: None,
             attempt: 0,
+            draws: 0,
             head: None,
             leader: None,
             strangers: None,
@@ -541,7 +549,7 @@ impl Machine {
         self.update_cold(|c| c.retry_at = None);
         self.update_cold(|c| c.rearm_own = None);
         self.want_list = false;
-        self.want_read = None;
+        self.want_read = false;
         self.delete_queue.clear();
         self.head = None;
         self.leader = None;
@@ -557,6 +565,16 @@ impl Machine {
             unknown: false,
             adopting: None,
         }
+    }
+
+    /// The next number of the jitter generator: splitmix64 seeded from the marker prefix
+    /// (deterministic for a given candidate, different across a fleet). splitmix64's state
+    /// after `n` draws is the seed plus `n` times its increment, so the count is all it keeps.
+    fn random(&mut self) -> u64 {
+        let seed = u64::from(self.cfg.marker_prefix) ^ 0x6a09_e667_f3bc_c908;
+        let mut state = seed.wrapping_add(SPLITMIX_GAMMA.wrapping_mul(u64::from(self.draws)));
+        self.draws = self.draws.wrapping_add(1);
+        next_random(&mut state)
     }
 
     /// A marker for a new create attempt: never reused, so that a create applied late (after
@@ -604,7 +622,7 @@ impl Machine {
             if *role == Role::Leading {
                 // S2: the backend cannot let anyone else lead before last_contact + timeout; we
                 // are out of the Leader state, and our work ended, well before that.
-                let at = (last_contact + self.budget()).checked_sub(self.cfg.grace);
+                let at = (last_contact + self.budget()).checked_sub(self.cfg.grace.get());
                 let at = at.unwrap_or(last_contact).max(last_contact);
                 let token = entry.token;
                 self.update_cold(|c| c.step_down_at = Some(at));
@@ -637,7 +655,7 @@ impl Machine {
         self.pending = None;
         self.delete_queue.clear();
         self.want_list = false;
-        self.want_read = None;
+        self.want_read = false;
         self.update_cold(|c| c.retry_at = None);
         self.update_cold(|c| c.rearm_own = None);
         self.out.push(Action::UnwatchPredecessor);
@@ -645,9 +663,9 @@ impl Machine {
         self.end_term(now);
         // S4: with the session gone our entry is gone (or going), and a successor may lead at
         // once: work still running gets no grace, it is aborted now.
-        if let Work::Stopping { .. } = self.work {
+        if self.work == Work::Stopping {
             self.out.push(Action::AbortWork);
-            self.work = Work::Aborting;
+            self.set_work(Work::Aborting);
         }
         self.update_cold(|c| c.step_down_at = None);
         match self.goal.clone() {
@@ -707,6 +725,14 @@ impl Machine {
         }
     }
 
+    /// Moves the work to `work`; its abort deadline goes with the stopping stage.
+    fn set_work(&mut self, work: Work) {
+        self.work = work;
+        if work != Work::Stopping && self.cold().work_deadline.is_some() {
+            self.update_cold(|c| c.work_deadline = None);
+        }
+    }
+
     fn connected(&self) -> bool {
         self.cold().last_contact.is_none() && !self.session_over
     }
@@ -749,7 +775,7 @@ impl Machine {
         self.reset_backoff(Op::Create);
         debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, entry = %info.name, token = %info.token, "entry registered");
         let entry = OwnEntry {
-            name: info.name,
+            name: info.name.into(),
             token: info.token,
         };
         self.out.push(Action::WatchOwn {
@@ -772,7 +798,7 @@ impl Machine {
         // create's entry, to delete it (S5).
         if info.sole && self.connected() && !self.sweep_before_finish {
             debug!(path = %self.cfg.path, candidate = %self.cfg.id, session = %self.session, entry = %entry.name, "the create found the directory empty: leading without a listing");
-            self.head = Some(entry.name.as_str().into());
+            self.head = Some(entry.name.clone());
             self.claim(now, entry, false);
             if matches!(
                 self.phase,
@@ -802,7 +828,7 @@ impl Machine {
             Phase::Holding {
                 entry,
                 role: Role::Confirming { .. },
-            } if entry.name == name => {
+            } if *entry.name == *name => {
                 let entry = entry.clone();
                 self.on_claim_read(now, entry, result);
             }
@@ -822,7 +848,7 @@ impl Machine {
     ) {
         match result {
             Ok(Some(info)) if info.owner == self.session => {
-                self.head = Some(entry.name.as_str().into());
+                self.head = Some(entry.name.clone());
                 self.claim(now, entry, false);
             }
             Ok(_) => self.entry_lost(now),
@@ -855,10 +881,10 @@ impl Machine {
             Phase::Holding {
                 entry,
                 role: Role::Confirming { predecessor, ahead },
-            } if entry.name == name => (
+            } if *entry.name == *name => (
                 entry.clone(),
                 predecessor.clone(),
-                matches!(ahead, Ahead::Few(_)),
+                matches!(ahead, Ahead::Head | Ahead::Few(_)),
             ),
             _ => return,
         };
@@ -918,8 +944,8 @@ impl Machine {
         }
         match result {
             Ok(Some(info)) => {
-                if self.want_read.as_deref() == Some(name.as_str()) {
-                    self.want_read = None;
+                if self.want_read && self.head.as_deref() == Some(name.as_str()) {
+                    self.want_read = false;
                 }
                 if self.head.as_deref() != Some(name.as_str()) {
                     return;
@@ -956,14 +982,14 @@ impl Machine {
             // a reason to stop.
             Err(e) if matches!(e.kind(), ErrorKind::NotPermitted | ErrorKind::Invalid) => {
                 warn!(path = %self.cfg.path, candidate = %self.cfg.id, entry = %name, error = %e, "leader record cannot be read; the leader stays unknown");
-                if self.want_read.as_deref() == Some(name.as_str()) {
-                    self.want_read = None;
+                if self.want_read && self.head.as_deref() == Some(name.as_str()) {
+                    self.want_read = false;
                 }
             }
             // The head left already; the next listing tells who leads.
             Ok(None) => {
-                if self.want_read.as_deref() == Some(name.as_str()) {
-                    self.want_read = None;
+                if self.want_read && self.head.as_deref() == Some(name.as_str()) {
+                    self.want_read = false;
                 }
             }
             Err(e) => self.request_failed(now, Op::Read, &e),
@@ -1110,7 +1136,7 @@ impl Machine {
         // Foreign contenders (Curator, kazoo) take their places in the queue too: never lead
         // beside one that is ahead of us.
         let queue = foreign::queue(listing, self.cfg.compatible);
-        let Some(index) = queue.iter().position(|s| s.name() == entry.name) else {
+        let Some(index) = queue.iter().position(|s| s.name() == &*entry.name) else {
             self.entry_lost(now);
             return;
         };
@@ -1120,7 +1146,7 @@ impl Machine {
             return;
         }
         if index == 0 {
-            self.head = Some(entry.name.as_str().into());
+            self.head = Some(entry.name.clone());
             self.claim(now, entry, was_leading);
             return;
         }
@@ -1137,7 +1163,7 @@ impl Machine {
             };
             self.step_down(now, reason);
         }
-        let predecessor: Box<str> = queue[index - 1].name().into();
+        let predecessor: Arc<str> = queue[index - 1].name().into();
         let head_slot = queue[0];
         let head = head_slot.name().to_owned();
         if self.head.as_deref() != Some(head.as_str()) {
@@ -1147,11 +1173,11 @@ impl Machine {
                 // A foreign head: the listing has its data; nothing to read.
                 foreign::Slot::Foreign(c, kind) => {
                     self.leader = Some(Arc::new(foreign::leader_of(c, kind)));
-                    self.want_read = None;
+                    self.want_read = false;
                 }
                 foreign::Slot::Ours(_) => {
                     self.leader = None;
-                    self.want_read = Some(head.into());
+                    self.want_read = true;
                 }
             }
         }
@@ -1169,13 +1195,15 @@ impl Machine {
         };
         let ahead = if self.seen_contenders {
             Ahead::Unknown
+        } else if index == 1 {
+            Ahead::Head
         } else if index <= few + 1 {
-            Ahead::Few(
+            Ahead::Few(Box::new(
                 queue[..index - 1]
                     .iter()
                     .map(|s| s.name().to_owned())
                     .collect(),
-            )
+            ))
         } else if self.cfg.leader_notes {
             Ahead::Many
         } else {
@@ -1184,7 +1212,7 @@ impl Machine {
         let watching = matches!(role, Role::Following { predecessor: p, .. } if *p == *predecessor);
         if !watching {
             self.out.push(Action::WatchPredecessor {
-                name: predecessor.to_string(),
+                name: predecessor.clone(),
             });
         }
         self.phase = Phase::Holding {
@@ -1224,7 +1252,7 @@ impl Machine {
         };
         self.leader = None;
         // The record of a head we followed says nothing a leader needs.
-        self.want_read = None;
+        self.want_read = false;
         let contact = Contact::Confirmed;
         if was_leading {
             self.set_state(
@@ -1264,7 +1292,7 @@ impl Machine {
     fn on_predecessor_gone(
         &mut self,
         now: Instant,
-        name: String,
+        name: Arc<str>,
         result: Result<(), BackendError>,
     ) {
         let Phase::Holding {
@@ -1317,7 +1345,7 @@ impl Machine {
 
     /// Our predecessor is a look-alike that would never go away: leave it out and place
     /// ourselves again.
-    fn on_predecessor_not_an_entry(&mut self, now: Instant, name: String) {
+    fn on_predecessor_not_an_entry(&mut self, now: Instant, name: Arc<str>) {
         let Phase::Holding {
             entry,
             role: Role::Following { predecessor, .. },
@@ -1332,7 +1360,7 @@ impl Machine {
             entry: entry.clone(),
             role: Role::Verifying,
         };
-        self.found_lookalike(now, name);
+        self.found_lookalike(now, name.to_string());
         self.want_list = true;
     }
 
@@ -1345,14 +1373,12 @@ impl Machine {
             self.head = None;
             self.head_owner = SessionId(0);
             self.leader = None;
-        }
-        if self.want_read.as_deref() == Some(name.as_str()) {
-            self.want_read = None;
+            self.want_read = false;
         }
         self.notice(now, Notice::ForeignEntries(vec![name]));
     }
 
-    fn on_own_gone(&mut self, now: Instant, name: String, result: Result<(), BackendError>) {
+    fn on_own_gone(&mut self, now: Instant, name: Arc<str>, result: Result<(), BackendError>) {
         let Phase::Holding { entry, .. } = &self.phase else {
             return;
         };
@@ -1411,8 +1437,12 @@ impl Machine {
         if let Some(lc) = self.cold().last_contact {
             // S2: the work may run until the budget is spent, not past it.
             let limit = lc + self.budget();
-            if let Work::Stopping { deadline } = &mut self.work {
-                *deadline = (*deadline).min(limit).max(now);
+            if self.work == Work::Stopping {
+                self.update_cold(|c| {
+                    if let Some(deadline) = &mut c.work_deadline {
+                        *deadline = (*deadline).min(limit).max(now);
+                    }
+                });
             }
         }
         self.set_state(now, ElectionState::Suspended, reason);
@@ -1421,9 +1451,9 @@ impl Machine {
     /// Ends the current term's work, if any (S4): signal, and abort after the grace.
     fn end_term(&mut self, now: Instant) {
         if self.work == Work::Running {
-            self.work = Work::Stopping {
-                deadline: now + self.cfg.grace,
-            };
+            let deadline = now + self.cfg.grace.get();
+            self.set_work(Work::Stopping);
+            self.update_cold(|c| c.work_deadline = Some(deadline));
             self.out.push(Action::CancelWork);
         }
         if self.state.is_leader() {
@@ -1438,7 +1468,7 @@ impl Machine {
         self.goal = goal;
         if let Goal::Stop(_) = self.goal {
             // Bounded: past this we finish anyway; the entry then dies with the session.
-            let stop_deadline = Some(now + self.timeout() + self.cfg.grace);
+            let stop_deadline = Some(now + self.timeout() + self.cfg.grace.get());
             self.update_cold(|c| c.stop_deadline = stop_deadline);
         }
         match &self.phase {
@@ -1471,7 +1501,7 @@ impl Machine {
             delete_sent: None,
         };
         self.want_list = false;
-        self.want_read = None;
+        self.want_read = false;
     }
 
     fn on_deleted(&mut self, now: Instant, name: String, result: Result<(), BackendError>) {
@@ -1484,7 +1514,7 @@ impl Machine {
             Err(e) => e.kind() == ErrorKind::NotFound,
         };
         if let Phase::Releasing { entry, delete_sent } = &self.phase {
-            if entry.name == name {
+            if *entry.name == *name {
                 if done {
                     let delete_sent = *delete_sent;
                     self.released(now);
@@ -1642,7 +1672,7 @@ impl Machine {
     fn finish(&mut self, now: Instant, stop: StopReason, reason: Reason) {
         if self.work != Work::Idle {
             self.out.push(Action::AbortWork);
-            self.work = Work::Idle;
+            self.set_work(Work::Idle);
         }
         self.phase = Phase::Stopped;
         self.pending = None;
@@ -1673,7 +1703,7 @@ impl Machine {
         let live = match self.work {
             Work::Idle => return,
             Work::Running => true,
-            Work::Stopping { .. } | Work::Aborting => false,
+            Work::Stopping | Work::Aborting => false,
         };
         if end == WorkEnd::Aborted {
             if let Some(token) = self.work_terms.as_ref().and_then(|w| w.token) {
@@ -1681,7 +1711,7 @@ impl Machine {
                 self.notice(now, Notice::WorkOverranGrace(token));
             }
         }
-        self.work = Work::Idle;
+        self.set_work(Work::Idle);
         if let Phase::Holding {
             role: Role::Verifying,
             ..
@@ -1744,7 +1774,7 @@ impl Machine {
                 }
                 let floor = (timeout / 20).max(Duration::from_millis(1));
                 terms.backoff = (terms.backoff * 2).clamp(floor, timeout * 4);
-                let delay = jittered(terms.backoff, next_random(&mut self.jitter));
+                let delay = jittered(terms.backoff, self.random());
                 self.update_cold(|c| c.rejoin_delay = Some(delay));
                 self.begin_release(now, Goal::Rejoin, reason);
             }
@@ -1767,11 +1797,9 @@ impl Machine {
                 self.step_down(now, Reason::StepDownDeadline);
             }
         }
-        if let Work::Stopping { deadline } = self.work {
-            if deadline <= now {
-                self.out.push(Action::AbortWork);
-                self.work = Work::Aborting;
-            }
+        if self.work == Work::Stopping && self.cold().work_deadline.is_some_and(|d| d <= now) {
+            self.out.push(Action::AbortWork);
+            self.set_work(Work::Aborting);
         }
         if self.cold().retry_at.is_some_and(|t| t <= now) {
             self.update_cold(|c| c.retry_at = None);
@@ -1816,7 +1844,7 @@ impl Machine {
         let backoff = &mut self.backoff.get_or_insert_with(Box::default)[op as usize];
         *backoff = (*backoff * 2).clamp(floor, timeout / 4);
         let backoff = *backoff;
-        let delay = jittered(backoff, next_random(&mut self.jitter));
+        let delay = jittered(backoff, self.random());
         debug!(path = %self.cfg.path, candidate = %self.cfg.id, error = %e, op = ?op, backoff = ?backoff, delay = ?delay, "backend call failed; retrying");
         self.notice(now, Notice::Retrying(e.to_string()));
         if self.connected() {
@@ -1869,7 +1897,7 @@ impl Machine {
                 match self.delete_queue.front() {
                     Some(name) => Request::Delete(name.as_str().into()),
                     None => {
-                        let name = entry.name.as_str().into();
+                        let name = entry.name.clone();
                         // A rejoin without a back-off waits one round trip before it registers:
                         // the delete's (see `hold_off_rejoin`).
                         if self.goal == Goal::Rejoin && self.cold().rejoin_delay.is_none() {
@@ -1888,15 +1916,13 @@ impl Machine {
                 // The predecessor was the head: our own entry is all there is to read. Where
                 // leaders keep notes, the same one request reads the note too: the note this
                 // claim writes then needs no read of its own.
-                Ahead::Few(ahead) if ahead.is_empty() && !self.cfg.leader_notes => {
-                    Request::Read(entry.name.as_str().into())
-                }
+                Ahead::Head if !self.cfg.leader_notes => Request::Read(entry.name.clone()),
                 _ => {
-                    let name: Box<str> = entry.name.as_str().into();
+                    let name: Arc<str> = entry.name.clone();
                     self.out.push(Action::Confirm {
                         name: name.to_string(),
                         ahead: match ahead {
-                            Ahead::Few(ahead) => ahead.clone(),
+                            Ahead::Few(ahead) => Vec::clone(ahead),
                             _ => Vec::new(),
                         },
                         note: self.cfg.leader_notes,
@@ -1909,7 +1935,7 @@ impl Machine {
             Phase::Holding { .. } | Phase::Releasing { .. } => {
                 if let Some(name) = self.delete_queue.front() {
                     Request::Delete(name.as_str().into())
-                } else if let Some(name) = &self.want_read {
+                } else if let (true, Some(name)) = (self.want_read, &self.head) {
                     if preemptible {
                         return;
                     }
@@ -1925,7 +1951,7 @@ impl Machine {
                     if preemptible {
                         return;
                     }
-                    Request::Note(entry.name.as_str().into())
+                    Request::Note(entry.name.clone())
                 } else {
                     return;
                 }
@@ -1959,10 +1985,7 @@ impl Machine {
         if self.phase != Phase::Stopped {
             self.pump(now);
         }
-        let work_deadline = match self.work {
-            Work::Stopping { deadline } => Some(deadline),
-            _ => None,
-        };
+        let work_deadline = self.cold().work_deadline;
         let next = [
             self.cold().step_down_at,
             work_deadline,
@@ -2011,10 +2034,13 @@ impl Machine {
     }
 }
 
+/// splitmix64's increment.
+const SPLITMIX_GAMMA: u64 = 0x9e37_79b9_7f4a_7c15;
+
 /// splitmix64: a small, seedable generator (jitter only; nothing here needs to be
 /// unpredictable).
 pub(crate) fn next_random(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    *state = state.wrapping_add(SPLITMIX_GAMMA);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);

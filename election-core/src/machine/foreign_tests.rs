@@ -16,7 +16,7 @@ fn machine(compatible: Option<Implementation>) -> (Machine, Instant, Marker) {
         path: ElectionPath::new("/e").unwrap(),
         id: "me".into(),
         step_down_fraction: 2.0 / 3.0,
-        grace: Duration::from_millis(500),
+        grace: Duration::from_millis(500).into(),
         rejoin_on_expiry: true,
         has_work: true,
         when_work_ends: WorkEnded::Resign,
@@ -282,7 +282,7 @@ fn in_a_compatibility_mode_the_queue_hands_over_in_sequence_order() {
     let (mut m, now, out) = placed(mode, 3, vec![latch(1), latch(2), latch(4)]);
     assert!(
         out.contains(&Action::WatchPredecessor {
-            name: latch(2).name
+            name: latch(2).name.into()
         }),
         "{out:?}"
     );
@@ -297,7 +297,7 @@ fn in_a_compatibility_mode_the_queue_hands_over_in_sequence_order() {
     m.handle(
         now,
         Input::PredecessorGone {
-            name: latch(2).name,
+            name: latch(2).name.into(),
             result: Ok(()),
         },
     );
@@ -339,7 +339,9 @@ fn in_a_compatibility_mode_the_queue_hands_over_in_sequence_order() {
     let out = m.take_actions();
     assert!(!m.state().is_leader());
     assert!(
-        out.contains(&Action::WatchPredecessor { name: lock.name }),
+        out.contains(&Action::WatchPredecessor {
+            name: lock.name.into()
+        }),
         "{out:?}"
     );
 }

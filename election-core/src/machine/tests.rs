@@ -12,7 +12,7 @@ fn cfg(has_work: bool) -> MachineConfig {
         path: ElectionPath::new("/e").unwrap(),
         id: "me".into(),
         step_down_fraction: 2.0 / 3.0,
-        grace: Duration::from_millis(500),
+        grace: Duration::from_millis(500).into(),
         rejoin_on_expiry: true,
         has_work,
         when_work_ends: WorkEnded::Resign,
@@ -461,7 +461,7 @@ fn far_behind_the_head_the_leader_note_decides() {
         m.handle(
             now,
             Input::PredecessorGone {
-                name: pred.clone(),
+                name: pred.as_str().into(),
                 result: Ok(()),
             },
         );
@@ -498,7 +498,7 @@ fn far_behind_the_head_the_leader_note_decides() {
     m.handle(
         now,
         Input::PredecessorGone {
-            name: format!("o{}", ahead - 2),
+            name: format!("o{}", ahead - 2).into(),
             result: Ok(()),
         },
     );
@@ -536,7 +536,7 @@ fn without_leader_notes_far_behind_means_listing() {
     m.handle(
         now,
         Input::PredecessorGone {
-            name: format!("o{}", ahead - 1),
+            name: format!("o{}", ahead - 1).into(),
             result: Ok(()),
         },
     );

@@ -24,6 +24,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -177,8 +178,8 @@ struct Run {
     entries: Vec<Entry>,
     pending: Option<Pending>,
     opening: bool,
-    pred_watch: Option<String>,
-    own_watch: Option<String>,
+    pred_watch: Option<Arc<str>>,
+    own_watch: Option<Arc<str>>,
     deferred: Vec<Input>,
     timer: Option<Instant>,
     work: Work,
@@ -263,7 +264,7 @@ impl Run {
             path: ElectionPath::new("/fuzz/election").expect("valid path"),
             id: "me".into(),
             step_down_fraction: fraction,
-            grace,
+            grace: grace.into(),
             rejoin_on_expiry: setup.rejoin,
             has_work: setup.has_work,
             when_work_ends: setup.when_work_ends,
@@ -375,17 +376,17 @@ impl Run {
         };
         self.entries.remove(i);
         self.zxid += 1;
-        let fired = |w: &mut Option<String>| w.as_deref() == Some(name) && w.take().is_some();
+        let fired = |w: &mut Option<Arc<str>>| w.as_deref() == Some(name) && w.take().is_some();
         if fired(&mut self.pred_watch) {
             let input = Input::PredecessorGone {
-                name: name.to_owned(),
+                name: name.into(),
                 result: Ok(()),
             };
             self.notify(input);
         }
         if fired(&mut self.own_watch) {
             let input = Input::OwnGone {
-                name: name.to_owned(),
+                name: name.into(),
                 result: Ok(()),
             };
             self.notify(input);
@@ -859,8 +860,8 @@ impl Run {
         Ok(())
     }
 
-    fn watch(&mut self, name: String, own: bool) {
-        let exists = self.entries.iter().any(|e| e.name == name);
+    fn watch(&mut self, name: Arc<str>, own: bool) {
+        let exists = self.entries.iter().any(|e| *e.name == *name);
         let unreachable = self.unreachable();
         let slot = if own {
             &mut self.own_watch
