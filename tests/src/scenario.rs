@@ -153,13 +153,19 @@ impl RawFloor {
     }
 
     /// A delete on one session until an exists-watch fires on the other (node
-    /// `/bench/floor/node`).
-    pub async fn round(&self) -> Duration {
+    /// `/bench/floor/node`), the delete sent after `idle` with nothing in flight: a hand-over
+    /// measured after an idle gap is compared with a floor measured after the same gap (the
+    /// server's threads and ours asleep), not with one right behind the requests that armed
+    /// the watch, which measured here about half as long.
+    pub async fn round(&self, idle: Duration) -> Duration {
         let p = "/bench/floor/node";
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         self.a.create(p, b"", &ephemeral).await.unwrap();
         let (stat, watcher) = self.b.check_and_watch_stat(p).await.unwrap();
         assert!(stat.is_some());
+        if !idle.is_zero() {
+            tokio::time::sleep(idle).await;
+        }
         let started = Instant::now();
         let fired = async {
             let event = watcher.changed().await;
@@ -171,8 +177,11 @@ impl RawFloor {
         fired_at - started
     }
 
-    /// One request's round trip: an `exists` of `/`.
-    pub async fn round_trip(&self) -> Duration {
+    /// One request's round trip: an `exists` of `/`, sent after `idle` (see [`RawFloor::round`]).
+    pub async fn round_trip(&self, idle: Duration) -> Duration {
+        if !idle.is_zero() {
+            tokio::time::sleep(idle).await;
+        }
         let started = Instant::now();
         let stat = self.a.check_stat("/").await.unwrap();
         let elapsed = started.elapsed();
@@ -240,12 +249,13 @@ pub async fn warm_server(connect: &str, rounds: usize) -> Duration {
     started.elapsed()
 }
 
-/// The raw floor of a hand-over, `rounds` times: see [`RawFloor::round`].
+/// The raw floor of a hand-over, `rounds` times back to back, with no idle time before each: see
+/// [`RawFloor::round`].
 pub async fn raw_floor(connect: &str, rounds: usize) -> Vec<Duration> {
     let floor = RawFloor::new(connect).await;
     let mut out = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        out.push(floor.round().await);
+        out.push(floor.round(Duration::ZERO).await);
     }
     out
 }
