@@ -20,7 +20,6 @@ use crate::machine::{Machine, MachineConfig};
 use crate::observer::Observer;
 use crate::path::ElectionPath;
 use crate::process::{Frozen, Role};
-use crate::record::CandidateRecord;
 use crate::session::Session;
 use crate::state::{LeaderInfo, Participant};
 
@@ -145,16 +144,6 @@ impl Client {
         // One copy of the id for the handle, the machine and the client's registry.
         let id: Arc<str> = config.id.as_str().into();
         self.session.reserve_member(&config.path, &id)?;
-        // In a compatibility mode the entry holds the id as plain UTF-8, as the other
-        // implementation writes (and reads) its participants' ids.
-        let record = match config.compatibility {
-            Some(_) => config.id.clone().into_bytes(),
-            None => CandidateRecord {
-                id: config.id.clone(),
-                payload: config.payload.clone(),
-            }
-            .encode(),
-        };
         let machine_config = MachineConfig {
             path: config.path.clone(),
             id: id.clone(),
@@ -182,7 +171,7 @@ impl Client {
         let driver = Driver::new(
             machine,
             self.session.clone(),
-            record,
+            config.payload,
             config.compatibility,
             session,
             session_state,

@@ -108,7 +108,10 @@ pub(crate) struct Driver {
     machine: Machine,
     /// The client's shared session: renewal, sweeps, tokens seen, the member registry.
     client: Session,
-    record: Arc<[u8]>,
+    /// The payload of our entries' record, `None` when empty. The record itself (or the id
+    /// alone, in a compatibility mode) is encoded for each create, not kept: its id is the
+    /// machine's.
+    payload: Option<Arc<[u8]>>,
     /// How our entries are named (a compatibility mode), or our own names.
     compatibility: Option<Compatibility>,
     session: Arc<dyn BackendSession>,
@@ -139,7 +142,7 @@ impl Driver {
     pub(crate) fn new(
         machine: Machine,
         client: Session,
-        record: Vec<u8>,
+        payload: Vec<u8>,
         compatibility: Option<Compatibility>,
         session: Arc<dyn BackendSession>,
         session_state: StateChanges,
@@ -151,7 +154,7 @@ impl Driver {
         Self {
             machine,
             client,
-            record: record.into(),
+            payload: (!payload.is_empty()).then(|| payload.into()),
             compatibility,
             session,
             session_state: Some(session_state),
@@ -455,8 +458,16 @@ impl Driver {
                 tokio::spawn(async move { s.close().await });
             }
             Action::Create { marker } => {
-                let record = self.record.clone();
                 let compatibility = self.compatibility;
+                let record = match compatibility {
+                    // The id as plain UTF-8, as the other implementation writes (and reads)
+                    // its participants' ids.
+                    Some(_) => self.machine.id().as_bytes().to_vec(),
+                    None => crate::record::encode(
+                        self.machine.id(),
+                        self.payload.as_deref().unwrap_or_default(),
+                    ),
+                };
                 self.request = Some(Box::pin(async move {
                     let created = match compatibility {
                         None => s.create(&path, &marker, &record).await,

@@ -50,14 +50,7 @@ pub enum RecordError {
 impl CandidateRecord {
     /// Encodes the record. The id and payload are assumed valid (the config checked them).
     pub fn encode(&self) -> Vec<u8> {
-        let id = self.id.as_bytes();
-        debug_assert!(id.len() <= MAX_ID_LEN && self.payload.len() <= MAX_PAYLOAD_LEN);
-        let mut out = Vec::with_capacity(3 + id.len() + self.payload.len());
-        out.push(VERSION);
-        out.extend_from_slice(&(id.len() as u16).to_be_bytes());
-        out.extend_from_slice(id);
-        out.extend_from_slice(&self.payload);
-        out
+        encode(&self.id, &self.payload)
     }
 
     /// Decodes entry data, which may come from anyone with write access to the service: the
@@ -121,6 +114,20 @@ pub(crate) fn decode_listed(
     } else {
         CandidateRecord::decode(&info.data)
     }
+}
+
+/// The record of `id` and `payload` (see [`CandidateRecord::encode`]), without a
+/// `CandidateRecord` to hold them: a candidate keeps its id and payload, and encodes its record
+/// only for each create.
+pub(crate) fn encode(id: &str, payload: &[u8]) -> Vec<u8> {
+    let id = id.as_bytes();
+    debug_assert!(id.len() <= MAX_ID_LEN && payload.len() <= MAX_PAYLOAD_LEN);
+    let mut out = Vec::with_capacity(3 + id.len() + payload.len());
+    out.push(VERSION);
+    out.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    out.extend_from_slice(id);
+    out.extend_from_slice(payload);
+    out
 }
 
 #[cfg(test)]
