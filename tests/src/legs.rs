@@ -133,8 +133,12 @@ pub const LEGS: [(&str, &str, &str); 14] = [
 ];
 
 /// Idle time before each measured operation (hand-over, floor sample, round trip), so that
-/// each starts from the same quiet state.
+/// each starts from the same quiet state, unless told otherwise (`zk_bench --legs --gap-ms N`;
+/// `zk_compare` idles 20 ms).
 pub const GAP: Duration = Duration::from_millis(5);
+
+/// How many of the slowest rounds [`slowest`] breaks down at each candidate count.
+pub const SLOWEST: usize = 3;
 
 /// The allowance of the goal over the floor and one round trip.
 pub const ALLOWANCE: Duration = Duration::from_micros(200);
@@ -161,6 +165,9 @@ pub struct Sizes {
     pub by_list: usize,
     /// Rounds with a checkpoint missing (not counted in the legs).
     pub incomplete: usize,
+    /// Per complete round, in the order of `total` and of each leg's samples: that round's
+    /// floor and round trip (`floor` and `rtt` hold every round's, complete or not).
+    pub round_floor: Vec<(Duration, Duration)>,
 }
 
 /// The bare-client probes measured between hand-overs.
@@ -181,13 +188,13 @@ impl Probe {
     }
 
     /// A delete on one session until an exists watch fires on another.
-    async fn floor(&self) -> Duration {
+    async fn floor(&self, gap: Duration) -> Duration {
         let p = "/bench/legs-floor/node";
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         self.a.create(p, b"", &ephemeral).await.unwrap();
         let (stat, watcher) = self.b.check_and_watch_stat(p).await.unwrap();
         assert!(stat.is_some());
-        tokio::time::sleep(GAP).await;
+        tokio::time::sleep(gap).await;
         let started = Instant::now();
         let fired = async {
             let event = watcher.changed().await;
@@ -200,8 +207,8 @@ impl Probe {
     }
 
     /// One `getData` round trip.
-    async fn round_trip(&self) -> Duration {
-        tokio::time::sleep(GAP).await;
+    async fn round_trip(&self, gap: Duration) -> Duration {
+        tokio::time::sleep(gap).await;
         let started = Instant::now();
         self.b.get_data("/bench/legs-floor").await.unwrap();
         started.elapsed()
@@ -210,7 +217,8 @@ impl Probe {
 
 /// Runs `rounds` graceful hand-overs among `n` candidates with leader work, recording the
 /// checkpoints of each; each round also takes one floor sample and one round trip on bare
-/// sessions, so that both see the same load as the hand-over.
+/// sessions, so that both see the same load as the hand-over; `gap` of idle time comes before
+/// each of the three.
 pub async fn hand_overs(
     marks: &Marks,
     connect: &str,
@@ -218,6 +226,7 @@ pub async fn hand_overs(
     n: usize,
     rounds: usize,
     session_timeout: Duration,
+    gap: Duration,
 ) -> Sizes {
     let probe = Probe::new(connect, session_timeout).await;
     let path = format!("/bench/legs-{n}");
@@ -258,15 +267,16 @@ pub async fn hand_overs(
         by_read: 0,
         by_list: 0,
         incomplete: 0,
+        round_floor: Vec::with_capacity(rounds),
     };
     let mut order: Vec<usize> = (0..n).collect();
     for round in 0..rounds {
-        let floor = probe.floor().await;
-        let rtt = probe.round_trip().await;
+        let floor = probe.floor(gap).await;
+        let rtt = probe.round_trip(gap).await;
         out.floor.push(floor);
         out.rtt.push(rtt);
         let (leader, successor) = (order[0], order[1]);
-        tokio::time::sleep(GAP).await;
+        tokio::time::sleep(gap).await;
         marks.take();
         let started = Instant::now();
         cs[leader].resign().await.expect("resign");
@@ -346,6 +356,7 @@ pub async fn hand_overs(
                 }
                 let total = ran - started;
                 out.total.push(total);
+                out.round_floor.push((floor, rtt));
                 out.ratio
                     .push(total.as_secs_f64() / (floor + rtt + ALLOWANCE).as_secs_f64());
             }
@@ -360,6 +371,59 @@ pub async fn hand_overs(
 
 async fn settled(c: &Candidate) {
     wait_state(c, "settled", Duration::from_secs(30), scenario::settled).await;
+}
+
+/// The [`SLOWEST`] slowest rounds at each candidate count, leg by leg: where a p99 goes. Each
+/// line gives the round's whole hand-over, its floor and round trip (sampled just before it),
+/// and the legs that took longest over their own p50, with that excess.
+pub fn slowest(results: &[Sizes]) -> String {
+    let mut t = String::new();
+    for r in results {
+        let p50s: Vec<Duration> = r
+            .legs
+            .iter()
+            .map(|l| {
+                if l.is_empty() {
+                    Duration::ZERO
+                } else {
+                    summary(l)[1]
+                }
+            })
+            .collect();
+        let mut rounds: Vec<usize> = (0..r.total.len()).collect();
+        rounds.sort_by_key(|&i| std::cmp::Reverse(r.total[i]));
+        for &i in rounds.iter().take(SLOWEST) {
+            // The legs between distinct checkpoints only: the overlapping ones ("delete sent
+            // -> answered (old)", "delete sent -> watch fired", "work started -> published")
+            // repeat others.
+            let mut over: Vec<(Duration, &str)> = LEGS
+                .iter()
+                .enumerate()
+                .filter(|(_, (label, _, _))| {
+                    !label.starts_with("delete sent -> answered")
+                        && !label.starts_with("delete sent -> watch")
+                        && !label.starts_with("work started")
+                })
+                .map(|(k, (label, _, _))| (r.legs[k][i].saturating_sub(p50s[k]), *label))
+                .collect();
+            over.sort_by_key(|&(d, _)| std::cmp::Reverse(d));
+            let (floor, rtt) = r.round_floor[i];
+            let _ = write!(
+                t,
+                "C={:<4} {:>7.3} ms (floor {:.3}, rtt {:.3}); over p50:",
+                r.candidates,
+                ms(r.total[i]),
+                ms(floor),
+                ms(rtt)
+            );
+            for (d, label) in over.iter().take(3) {
+                let _ = write!(t, " {} +{:.3},", label.trim_start_matches("-> "), ms(*d));
+            }
+            t.pop();
+            let _ = writeln!(t);
+        }
+    }
+    t
 }
 
 /// The median of a sample of ratios.

@@ -8,10 +8,11 @@
 //!
 //! Prints a table and writes JSON (default `target/zk-bench.json`).
 //!
-//! `zk_bench --legs [--rounds N] [--sizes 2,10,50]` instead breaks the graceful hand-over into
-//! its legs (see `election_tests::legs`): candidates with leader work, from `resign()` to the
-//! successor's work running, p50/p99 per leg, with the raw floor, a read round trip and the
-//! host's steal time measured in the same run.
+//! `zk_bench --legs [--rounds N] [--sizes 2,10,50] [--gap-ms N]` instead breaks the graceful
+//! hand-over into its legs (see `election_tests::legs`): candidates with leader work, from
+//! `resign()` to the successor's work running, p50/p99 per leg, with the raw floor, a read round
+//! trip and the host's steal time measured in the same run (each after `--gap-ms` of idle time,
+//! 5 by default), and the slowest rounds leg by leg.
 //!
 //! # Counting server work
 //! ZooKeeper 3.8.0's `mntr` has no per-opcode counters. What it has, and what we use:
@@ -53,6 +54,8 @@ struct Args {
     crash_rounds: usize,
     out: String,
     legs: bool,
+    /// With `--legs`: idle time before each hand-over, floor sample and round trip.
+    gap: Duration,
     /// Rounds of every request kind sent to the fresh server first
     /// (`election_tests::scenario::warm_server`).
     server_warmup: usize,
@@ -65,6 +68,7 @@ fn parse_args() -> Args {
         crash_rounds: 5,
         out: "target/zk-bench.json".into(),
         legs: false,
+        gap: election_tests::legs::GAP,
         server_warmup: 2000,
     };
     let mut it = std::env::args().skip(1);
@@ -88,11 +92,14 @@ fn parse_args() -> Args {
             }
             "--out" => args.out = value("--out"),
             "--legs" => args.legs = true,
+            "--gap-ms" => {
+                args.gap = Duration::from_millis(value("--gap-ms").parse().expect("--gap-ms N"))
+            }
             "--server-warmup" => {
                 args.server_warmup = value("--server-warmup").parse().expect("--server-warmup N")
             }
             "-h" | "--help" => {
-                println!("zk_bench [--quick] [--rounds N] [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH] [--legs]");
+                println!("zk_bench [--quick] [--rounds N] [--sizes 2,10,50,200] [--crash-rounds N] [--out PATH] [--legs [--gap-ms N]] [--server-warmup N]");
                 std::process::exit(0);
             }
             other => panic!("unknown argument {other:?} (try --help)"),
@@ -328,8 +335,18 @@ async fn legs(zk: &Arc<ZkServer>, args: &Args, machine: &str) {
         eprintln!("hand-over legs, {n} candidates, {} rounds ...", args.rounds);
         let connect = zk.connect_string();
         let backend = direct(&connect);
-        results
-            .push(legs::hand_overs(&marks, &connect, backend, n, args.rounds, QUIET_TIMEOUT).await);
+        results.push(
+            legs::hand_overs(
+                &marks,
+                &connect,
+                backend,
+                n,
+                args.rounds,
+                QUIET_TIMEOUT,
+                args.gap,
+            )
+            .await,
+        );
     }
     let steal = election_tests::host::Cpu::between(cpu0, election_tests::host::CpuTimes::now())
         .map_or_else(|| "?".to_owned(), |c| format!("{:.1}%", c.steal));
@@ -339,9 +356,15 @@ async fn legs(zk: &Arc<ZkServer>, args: &Args, machine: &str) {
         t,
         "\nGraceful hand-over leg by leg: resign() -> the successor's work runs ({} rounds each, leader work awaiting cancellation; each round also takes one raw floor and one read round trip sample; {:?} idle before each; host steal time during the run {steal})",
         args.rounds,
-        legs::GAP
+        args.gap
     );
     t.push_str(&legs::table(&results));
+    let _ = writeln!(
+        t,
+        "\nThe {} slowest rounds at each size, and the legs that took longest over their p50:",
+        legs::SLOWEST
+    );
+    t.push_str(&legs::slowest(&results));
     print!("{t}");
 }
 
