@@ -177,6 +177,32 @@ impl RawFloor {
         fired_at - started
     }
 
+    /// A bare hand-over, the least any implementation's can take: a delete on one session, an
+    /// exists watch firing on the other, and that session's confirming read (a `getChildren` of
+    /// the parent, as kazoo's and Curator's; ours is a `multiRead`) answered, from the delete
+    /// sent, after `idle` (see [`RawFloor::round`]).
+    pub async fn hand_over(&self, idle: Duration) -> Duration {
+        let p = "/bench/floor/node";
+        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        self.a.create(p, b"", &ephemeral).await.unwrap();
+        let (stat, watcher) = self.b.check_and_watch_stat(p).await.unwrap();
+        assert!(stat.is_some());
+        if !idle.is_zero() {
+            tokio::time::sleep(idle).await;
+        }
+        let started = Instant::now();
+        let confirmed = async {
+            let event = watcher.changed().await;
+            assert_eq!(event.event_type, zk::EventType::NodeDeleted);
+            let children = self.b.list_children("/bench/floor").await.unwrap();
+            (Instant::now(), children)
+        };
+        let (deleted, (confirmed_at, children)) = tokio::join!(self.a.delete(p, None), confirmed);
+        deleted.unwrap();
+        assert!(children.is_empty(), "{children:?} left under /bench/floor");
+        confirmed_at - started
+    }
+
     /// One request's round trip: an `exists` of `/`, sent after `idle` (see [`RawFloor::round`]).
     pub async fn round_trip(&self, idle: Duration) -> Duration {
         if !idle.is_zero() {

@@ -41,10 +41,12 @@
 //!
 //! Interleaved in the same cycles (a block of each after the three implementations' blocks), and
 //! printed per pass: the raw floor (a delete on one session seen by an exists watch on another,
-//! bare zookeeper-client) and one request's round trip (an `exists`), each sent after the same
-//! idle gap as a hand-over (both measured right behind other requests, with nothing asleep,
-//! came out at about half), and our p50 against the issue's goal of floor + one round trip +
-//! 0.2 ms.
+//! bare zookeeper-client), one request's round trip (an `exists`) and a bare hand-over (that
+//! delete, the watch firing, and the watching session's `getChildren` answered: the least any
+//! implementation's hand-over can take), each sent after the same idle gap as a hand-over (the
+//! floor and round trip measured right behind other requests, with nothing asleep, came out at
+//! about half), our p50 against the issue's goal of floor + one round trip + 0.2 ms, and the
+//! bare hand-over's p50 against each implementation's.
 //!
 //! Writes JSON (default `target/zk-compare.json`).
 
@@ -252,9 +254,10 @@ struct Pass {
     candidates: usize,
     /// Per implementation (in [`IMPLS`] order), per cycle, that block's samples.
     blocks: [Vec<Vec<Duration>>; 3],
-    /// The raw floor and a round trip, `block` of each per cycle.
+    /// The raw floor, a round trip and a bare hand-over, `block` of each per cycle.
     floor: Vec<Duration>,
     rtt: Vec<Duration>,
+    bare: Vec<Duration>,
     cpu: Option<Cpu>,
     seconds: f64,
 }
@@ -319,7 +322,7 @@ async fn pass(
     let cpu0 = CpuTimes::now();
     let t0 = Instant::now();
     let mut blocks: [Vec<Vec<Duration>>; 3] = Default::default();
-    let (mut floor, mut rtt) = (Vec::new(), Vec::new());
+    let (mut floor, mut rtt, mut bare) = (Vec::new(), Vec::new(), Vec::new());
     let mut done = 0;
     while done < args.rounds {
         let len = args.block.min(args.rounds - done);
@@ -340,6 +343,7 @@ async fn pass(
         for _ in 0..len {
             floor.push(raw.round(args.gap).await);
             rtt.push(raw.round_trip(args.gap).await);
+            bare.push(raw.hand_over(args.gap).await);
         }
         sleep(args.gap).await;
         done += len;
@@ -356,6 +360,7 @@ async fn pass(
         blocks,
         floor,
         rtt,
+        bare,
         cpu,
         seconds,
     }
@@ -524,6 +529,18 @@ async fn run(args: Args) {
         }
         let _ = writeln!(t, "{}", row("  raw floor (delete->watch)", &p.floor));
         let _ = writeln!(t, "{}", row("  round trip (exists)", &p.rtt));
+        let _ = writeln!(t, "{}", row("  bare hand-over", &p.bare));
+        let [_, bare50, _, _] = summary(&p.bare);
+        let [_, k50, _, _] = summary(&p.pooled(1));
+        let [_, c50, _, _] = summary(&p.pooled(2));
+        let _ = writeln!(
+            t,
+            "  bare hand-over (delete, watch fires, getChildren answered: the least any can take), p50 {:.2}x kazoo's p50, {:.2}x Curator's; election's {:.2}x the bare one's (+{:.2} ms)",
+            ratio(bare50, k50),
+            ratio(bare50, c50),
+            ratio(our50, bare50),
+            ms(our50) - ms(bare50)
+        );
         let _ = writeln!(
             t,
             "  election p50 {:.2} ms against the goal floor + round trip + 0.2 ms = {:.2} ms: {:+.2} ms",
@@ -579,7 +596,7 @@ async fn run(args: Args) {
              \"p50_ratio_kazoo\": {:.3}, \"p50_ratio_curator\": {:.3}, \"p99_ratio_kazoo\": {:.3}, \"p99_ratio_curator\": {:.3}, \
              \"block_p50_ratios_kazoo\": [{}], \"block_p50_ratios_curator\": [{}], \
              \"median_block_p50_ratio_kazoo\": {:.3}, \"median_block_p50_ratio_curator\": {:.3}, \
-             \"raw_floor\": {}, \"round_trip\": {}, \"goal_p50_ms\": {:.3}}}{}",
+             \"raw_floor\": {}, \"round_trip\": {}, \"bare_hand_over\": {}, \"goal_p50_ms\": {:.3}}}{}",
             p.candidates,
             Cpu::json(p.cpu),
             p.seconds,
@@ -596,6 +613,7 @@ async fn run(args: Args) {
             median(&rc),
             json_stats(&p.floor),
             json_stats(&p.rtt),
+            json_stats(&p.bare),
             ms(p.goal()),
             if k + 1 < passes.len() { "," } else { "" }
         );
