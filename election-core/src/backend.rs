@@ -159,32 +159,21 @@ pub trait BackendSession: Send + Sync + 'static {
     async fn read(&self, dir: &ElectionPath, name: &str)
         -> Result<Option<EntryInfo>, BackendError>;
 
-    /// Reads our entry `own` in `dir` (as [`read`](Self::read)), tells whether any of the
-    /// entries `ahead` still exists, and, with `note`, reads the election's leader note (see
-    /// [`note_leader`](Self::note_leader)): how a candidate confirms its claim once its
-    /// predecessor left. Where the service can, in one request (ZooKeeper's `multiRead`), so
-    /// that it costs one round trip and one request, whatever the number of entries checked.
+    /// Reads our entry `own` in `dir` (as [`read`](Self::read)) and, with `note`, the
+    /// election's leader note (see [`note_leader`](Self::note_leader)): how a candidate confirms
+    /// its claim once its predecessor left. Where the service can, in one request (ZooKeeper's
+    /// `multiRead`), so that it costs one round trip.
     ///
-    /// The default sends the reads at once and awaits them together, and reads no note.
+    /// The default reads the entry alone, and no note.
     async fn confirm(
         &self,
         dir: &ElectionPath,
         own: &str,
-        ahead: &[String],
         note: bool,
     ) -> Result<Confirmation, BackendError> {
         let _ = note;
-        let own = self.read(dir, own);
-        let others = futures_util::future::join_all(ahead.iter().map(|a| self.read(dir, a)));
-        let (own, others) = tokio::join!(own, others);
-        let own = own?;
-        let mut ahead_present = false;
-        for other in others {
-            ahead_present |= other?.is_some();
-        }
         Ok(Confirmation {
-            own,
-            ahead_present,
+            own: self.read(dir, own).await?,
             leader_note: None,
         })
     }
@@ -413,8 +402,6 @@ pub struct ListedContender {
 pub struct Confirmation {
     /// Our own entry, as [`BackendSession::read`] returns it.
     pub own: Option<EntryInfo>,
-    /// Whether any of the entries asked about still exists.
-    pub ahead_present: bool,
     /// The entry named by the election's leader note, when asked for and there is one.
     pub leader_note: Option<String>,
 }

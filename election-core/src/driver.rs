@@ -487,10 +487,10 @@ impl Driver {
                     Input::Read { name, result }
                 }));
             }
-            Action::Confirm { name, ahead, note } => {
+            Action::Confirm { name, note } => {
                 self.checkpoint("read_sent");
                 self.request = Some(Box::pin(async move {
-                    let result = s.confirm(&path, &name, &ahead, note).await;
+                    let result = s.confirm(&path, &name, note).await;
                     Input::Confirmed { name, result }
                 }));
             }

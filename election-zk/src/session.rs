@@ -752,42 +752,30 @@ impl BackendSession for ZkSession {
         Ok(read.map(|(data, stat)| entry_read(&path, name, parsed, data, &stat)))
     }
 
-    /// One `multiRead` (ZooKeeper 3.6 and later): our entry's `getData`, one per entry ahead,
-    /// and the directory's (its data holds the leader note), answered together, a missing node
-    /// as its own error. One request, where separate reads would each cross the server's
-    /// request pipeline.
+    /// One `multiRead` (ZooKeeper 3.6 and later): our entry's `getData` and the directory's
+    /// (its data holds the leader note), answered together, a missing node as its own error.
+    /// One request, where two reads would each cross the server's request pipeline.
     async fn confirm(
         &self,
         dir: &ElectionPath,
         own: &str,
-        ahead: &[String],
         note: bool,
     ) -> Result<Confirmation, BackendError> {
-        if ahead.is_empty() && !note {
+        if !note {
             return Ok(Confirmation {
                 own: self.read(dir, own).await?,
-                ahead_present: false,
                 leader_note: None,
             });
         }
         let parsed = parse_entry(own)?;
         let own_path = self.entry_path(dir, own)?;
-        let paths = ahead
-            .iter()
-            .map(|a| self.entry_path(dir, a))
-            .collect::<Result<Vec<_>, _>>()?;
         let dir_path = self.absolute(dir.as_str());
-        let (o, ps, d) = (&own_path, &paths, &dir_path);
+        let (o, d) = (&own_path, &dir_path);
         let results = self
             .request("confirm", o, |client| async move {
                 let mut reads = client.new_multi_reader();
                 reads.add_get_data(o)?;
-                for p in ps {
-                    reads.add_get_data(p)?;
-                }
-                if note {
-                    reads.add_get_data(d)?;
-                }
+                reads.add_get_data(d)?;
                 reads.commit().await
             })
             .await?;
@@ -804,29 +792,17 @@ impl BackendSession for ZkSession {
             )),
         };
         let own_found = found(results.next(), &own_path)?;
-        let mut ahead_present = false;
-        for p in &paths {
-            ahead_present |= found(results.next(), p)?.is_some();
-        }
-        let leader_note = if note {
-            found(results.next(), &dir_path)?.and_then(|(data, stat)| {
-                let note = leader_note_of(&data);
-                let kept = (data.is_empty() || note.is_some()).then_some(data);
-                self.dir_seen
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(own_path.clone(), (kept, stat.version));
-                note
-            })
-        } else {
-            None
-        };
+        let leader_note = found(results.next(), &dir_path)?.and_then(|(data, stat)| {
+            let note = leader_note_of(&data);
+            let kept = (data.is_empty() || note.is_some()).then_some(data);
+            self.dir_seen
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(own_path.clone(), (kept, stat.version));
+            note
+        });
         let own = own_found.map(|(data, stat)| entry_read(&own_path, own, parsed, data, &stat));
-        Ok(Confirmation {
-            own,
-            ahead_present,
-            leader_note,
-        })
+        Ok(Confirmation { own, leader_note })
     }
 
     fn keeps_leader_notes(&self) -> bool {

@@ -832,7 +832,7 @@ async fn a_note_after_its_confirmation_costs_no_read() {
         let next = s.create(&dir, &marker(200 + i as u64), b"").await.unwrap();
         s.note_leader(&dir, &head.name).await.unwrap();
         s.delete(&dir, &head.name).await.unwrap();
-        let c = s.confirm(&dir, &next.name, &[], true).await.unwrap();
+        let c = s.confirm(&dir, &next.name, true).await.unwrap();
         assert_eq!(c.leader_note.as_deref(), Some(head.name.as_str()));
         assert!(c.own.is_some());
         claims.push((dir, next));
@@ -850,7 +850,7 @@ async fn a_note_after_its_confirmation_costs_no_read() {
     assert_eq!(w1 - w0, N as u64, "one write per note");
     assert!(r1 - r0 <= 1, "{} reads for {N} notes", r1 - r0);
     for (dir, next) in &claims {
-        let c = s.confirm(dir, &next.name, &[], true).await.unwrap();
+        let c = s.confirm(dir, &next.name, true).await.unwrap();
         assert_eq!(c.leader_note.as_deref(), Some(next.name.as_str()), "{dir}");
     }
     s.close().await;

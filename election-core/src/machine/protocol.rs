@@ -87,8 +87,7 @@ pub(crate) enum Input {
         name: String,
         result: Result<(), BackendError>,
     },
-    /// The answer to [`Action::Confirm`]: our entry as read, and whether any of the entries
-    /// ahead is still there.
+    /// The answer to [`Action::Confirm`]: our entry as read, and the leader note if asked for.
     Confirmed {
         name: String,
         result: Result<crate::backend::Confirmation, BackendError>,
@@ -155,11 +154,10 @@ pub(crate) enum Action {
     Delete {
         name: String,
     },
-    /// Read our entry `name`, check whether any of `ahead` still exists and (with `note`) read
-    /// the leader note, all at once (one round trip); answer with [`Input::Confirmed`].
+    /// Read our entry `name` and (with `note`) the leader note, at once (one round trip);
+    /// answer with [`Input::Confirmed`].
     Confirm {
         name: String,
-        ahead: Vec<String>,
         note: bool,
     },
     /// Record that our entry `name` leads ([`BackendSession::note_leader`]); answer with

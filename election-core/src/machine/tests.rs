@@ -275,7 +275,6 @@ fn with_leader_notes_the_head_handover_reads_the_note_in_the_same_request() {
         m.take_actions(),
         [Action::Confirm {
             name: "mine".into(),
-            ahead: vec![],
             note: true,
         }]
     );
@@ -285,7 +284,6 @@ fn with_leader_notes_the_head_handover_reads_the_note_in_the_same_request() {
             name: "mine".into(),
             result: Ok(Confirmation {
                 own: Some(info("mine", 1, marker_of_entry())),
-                ahead_present: false,
                 // Whatever it names: the predecessor was the head.
                 leader_note: Some("o-older".into()),
             }),
@@ -339,10 +337,10 @@ fn head_handover_with_our_entry_deleted_in_the_same_transaction_never_leads() {
     );
 }
 
-/// The predecessor was not the head: one round trip reads our entry and checks the entries our
-/// listing had ahead of it. One still there: list again.
+/// The predecessor was not the head: one round trip reads our entry and the leader note, not the
+/// entries our listing had ahead of it. A note naming another: list again.
 #[test]
-fn a_predecessor_that_was_not_head_is_confirmed_with_the_entries_ahead() {
+fn a_predecessor_that_was_not_head_is_confirmed_by_the_leader_note() {
     let (mut m, now, _) = placed(false, 2);
     m.handle(
         now,
@@ -355,7 +353,6 @@ fn a_predecessor_that_was_not_head_is_confirmed_with_the_entries_ahead() {
     assert!(
         out.contains(&Action::Confirm {
             name: "mine".into(),
-            ahead: vec!["o0".into()],
             note: true,
         }),
         "{out:?}"
@@ -365,16 +362,17 @@ fn a_predecessor_that_was_not_head_is_confirmed_with_the_entries_ahead() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok(conf(Some(info("mine", 2, marker_of_entry())), true, None)),
+            result: Ok(conf(Some(info("mine", 2, marker_of_entry())), Some("o0"))),
         },
     );
     assert!(m.take_actions().contains(&Action::List));
     assert!(!m.state().is_leader());
 }
 
-/// S3 / L3: all of them gone and our entry still ours: we lead without listing.
+/// S3 / L3: the note names the predecessor (it led, so nothing was left ahead of it) and our
+/// entry is still ours: we lead without listing.
 #[test]
-fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
+fn the_note_naming_the_predecessor_and_ours_confirmed_we_lead() {
     let (mut m, now, _) = placed(false, 3);
     m.handle(
         now,
@@ -387,7 +385,6 @@ fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
     assert!(
         out.contains(&Action::Confirm {
             name: "mine".into(),
-            ahead: vec!["o0".into(), "o1".into()],
             note: true,
         }),
         "{out:?}"
@@ -406,7 +403,7 @@ fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok(conf(None, false, None)),
+            result: Ok(conf(None, Some("o2"))),
         },
     );
     assert!(!lost.state().is_leader());
@@ -415,7 +412,7 @@ fn the_entries_ahead_all_gone_and_ours_confirmed_we_lead() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok(conf(Some(info("mine", 3, marker_of_entry())), false, None)),
+            result: Ok(conf(Some(info("mine", 3, marker_of_entry())), Some("o2"))),
         },
     );
     assert!(m.state().is_leader(), "{:?}", m.state());
@@ -450,7 +447,7 @@ fn a_failed_confirmation_lists_again() {
 /// predecessor (it led, so nothing was left ahead of it), we lead; naming another, we list.
 #[test]
 fn far_behind_the_head_the_leader_note_decides() {
-    let ahead = MAX_CONFIRM_AHEAD as u64 + 2;
+    let ahead = 10;
     let pred = format!("o{}", ahead - 1);
     for (note, leads) in [
         (Some(pred.as_str()), true),
@@ -469,7 +466,6 @@ fn far_behind_the_head_the_leader_note_decides() {
         assert!(
             out.contains(&Action::Confirm {
                 name: "mine".into(),
-                ahead: vec![],
                 note: true,
             }),
             "{out:?}"
@@ -479,11 +475,7 @@ fn far_behind_the_head_the_leader_note_decides() {
             now,
             Input::Confirmed {
                 name: "mine".into(),
-                result: Ok(conf(
-                    Some(info("mine", ahead, marker_of_entry())),
-                    false,
-                    note,
-                )),
+                result: Ok(conf(Some(info("mine", ahead, marker_of_entry())), note)),
             },
         );
         assert_eq!(m.state().is_leader(), leads, "note {note:?}");
@@ -493,22 +485,6 @@ fn far_behind_the_head_the_leader_note_decides() {
             "note {note:?}"
         );
     }
-    // One fewer: the entries ahead are checked by reads (and the note too).
-    let (mut m, now, _) = placed(false, ahead - 1);
-    m.handle(
-        now,
-        Input::PredecessorGone {
-            name: format!("o{}", ahead - 2).into(),
-            result: Ok(()),
-        },
-    );
-    let out = m.take_actions();
-    assert!(
-        out.iter().any(
-            |a| matches!(a, Action::Confirm { ahead, .. } if ahead.len() == MAX_CONFIRM_AHEAD)
-        ),
-        "{out:?}"
-    );
 }
 
 /// A backend without leader notes: far behind, a listing decides, and no leader writes one.
@@ -526,7 +502,7 @@ fn without_leader_notes_far_behind_means_listing() {
         now,
     );
     let mk = marker_of(&m);
-    let ahead = MAX_CONFIRM_AHEAD as u64 + 2;
+    let ahead = 10;
     m.handle(now, Input::Created(Ok(info("mine", ahead, mk.clone()))));
     m.take_actions();
     let mut entries: Vec<_> = (0..ahead).map(other).collect();
@@ -995,10 +971,9 @@ fn own_entry_deleted_while_leading_steps_down_and_rejoins() {
 }
 
 /// A [`Confirmation`] as a backend answers it.
-fn conf(own: Option<EntryInfo>, ahead_present: bool, note: Option<&str>) -> Confirmation {
+fn conf(own: Option<EntryInfo>, note: Option<&str>) -> Confirmation {
     Confirmation {
         own,
-        ahead_present,
         leader_note: note.map(str::to_owned),
     }
 }
@@ -1913,7 +1888,7 @@ fn moving_up_the_queue_is_reported_as_predecessor_left() {
         now,
         Input::Confirmed {
             name: "mine".into(),
-            result: Ok(conf(Some(info("mine", 2, marker_of_entry())), true, None)),
+            result: Ok(conf(Some(info("mine", 2, marker_of_entry())), None)),
         },
     );
     assert!(m.take_actions().contains(&Action::List));

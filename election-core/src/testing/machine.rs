@@ -148,8 +148,8 @@ enum Pending {
     Create(Marker),
     List,
     Read(String),
-    /// Read the first; are any of the others there? (And the leader note?)
-    Confirm(String, Vec<String>, bool),
+    /// Read our own entry (and the leader note?).
+    Confirm(String, bool),
     /// Record the leader note.
     Note(String),
     Delete(String),
@@ -502,18 +502,16 @@ impl Run {
                     .map(|e| self.info(e)));
                 Input::Read { name, result }
             }
-            Pending::Confirm(name, ahead, note) => {
+            Pending::Confirm(name, note) => {
                 let own = self
                     .entries
                     .iter()
                     .find(|e| e.name == name)
                     .map(|e| self.info(e));
-                let ahead_present = self.entries.iter().any(|e| ahead.contains(&e.name));
                 Input::Confirmed {
                     name,
                     result: Ok(crate::backend::Confirmation {
                         own,
-                        ahead_present,
                         leader_note: if note { self.note.clone() } else { None },
                     }),
                 }
@@ -935,9 +933,7 @@ impl Run {
             }
             Action::List => self.request(Pending::List)?,
             Action::Read { name } => self.request(Pending::Read(name))?,
-            Action::Confirm { name, ahead, note } => {
-                self.request(Pending::Confirm(name, ahead, note))?
-            }
+            Action::Confirm { name, note } => self.request(Pending::Confirm(name, note))?,
             Action::NoteLeader { name } => self.request(Pending::Note(name))?,
             Action::Delete { name } => {
                 // The entry of the term whose work still runs.
