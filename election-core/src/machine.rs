@@ -125,8 +125,8 @@ enum Ahead {
     /// every hand-over of leadership.
     Many,
     /// A contender of another implementation was seen on the path (one may have come ahead
-    /// since), or many are ahead and the backend keeps no leader notes: only a listing
-    /// decides.
+    /// since), or the predecessor was not the head and the backend keeps no leader notes:
+    /// only a listing decides.
     Unknown,
 }
 
