@@ -152,26 +152,35 @@ impl RawFloor {
         RawFloor { a, b }
     }
 
-    /// A delete on one session until an exists-watch fires on the other (node
-    /// `/bench/floor/node`), the delete sent after `idle` with nothing in flight: a hand-over
-    /// measured after an idle gap is compared with a floor measured after the same gap (the
-    /// server's threads and ours asleep), not with one right behind the requests that armed
-    /// the watch, which measured here about half as long.
-    pub async fn round(&self, idle: Duration) -> Duration {
-        let p = "/bench/floor/node";
+    /// The node each sample deletes.
+    const NODE: &'static str = "/bench/floor/node";
+
+    /// Creates [`Self::NODE`] on one session, arms an exists watch on it on the other, and
+    /// idles `idle` with nothing in flight: a hand-over measured after an idle gap is compared
+    /// with a floor measured after the same gap (the server's threads and ours asleep), not
+    /// with one right behind the requests that armed the watch, which measured here about half
+    /// as long.
+    async fn armed(&self, idle: Duration) -> zk::OneshotWatcher {
         let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-        self.a.create(p, b"", &ephemeral).await.unwrap();
-        let (stat, watcher) = self.b.check_and_watch_stat(p).await.unwrap();
+        self.a.create(Self::NODE, b"", &ephemeral).await.unwrap();
+        let (stat, watcher) = self.b.check_and_watch_stat(Self::NODE).await.unwrap();
         assert!(stat.is_some());
         if !idle.is_zero() {
             tokio::time::sleep(idle).await;
         }
+        watcher
+    }
+
+    /// A delete on one session until an exists-watch fires on the other, the delete sent after
+    /// `idle` (see `RawFloor::armed`).
+    pub async fn round(&self, idle: Duration) -> Duration {
+        let watcher = self.armed(idle).await;
         let started = Instant::now();
         let fired = async {
             let event = watcher.changed().await;
             (Instant::now(), event)
         };
-        let (deleted, (fired_at, event)) = tokio::join!(self.a.delete(p, None), fired);
+        let (deleted, (fired_at, event)) = tokio::join!(self.a.delete(Self::NODE, None), fired);
         deleted.unwrap();
         assert_eq!(event.event_type, zk::EventType::NodeDeleted);
         fired_at - started
@@ -180,16 +189,9 @@ impl RawFloor {
     /// A bare hand-over, the least any implementation's can take: a delete on one session, an
     /// exists watch firing on the other, and that session's confirming read (a `getChildren` of
     /// the parent, as kazoo's and Curator's; ours is a `multiRead`) answered, from the delete
-    /// sent, after `idle` (see [`RawFloor::round`]).
+    /// sent, after `idle` (see `RawFloor::armed`).
     pub async fn hand_over(&self, idle: Duration) -> Duration {
-        let p = "/bench/floor/node";
-        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-        self.a.create(p, b"", &ephemeral).await.unwrap();
-        let (stat, watcher) = self.b.check_and_watch_stat(p).await.unwrap();
-        assert!(stat.is_some());
-        if !idle.is_zero() {
-            tokio::time::sleep(idle).await;
-        }
+        let watcher = self.armed(idle).await;
         let started = Instant::now();
         let confirmed = async {
             let event = watcher.changed().await;
@@ -197,13 +199,14 @@ impl RawFloor {
             let children = self.b.list_children("/bench/floor").await.unwrap();
             (Instant::now(), children)
         };
-        let (deleted, (confirmed_at, children)) = tokio::join!(self.a.delete(p, None), confirmed);
+        let (deleted, (confirmed_at, children)) =
+            tokio::join!(self.a.delete(Self::NODE, None), confirmed);
         deleted.unwrap();
         assert!(children.is_empty(), "{children:?} left under /bench/floor");
         confirmed_at - started
     }
 
-    /// One request's round trip: an `exists` of `/`, sent after `idle` (see [`RawFloor::round`]).
+    /// One request's round trip: an `exists` of `/`, sent after `idle` (see `RawFloor::armed`).
     pub async fn round_trip(&self, idle: Duration) -> Duration {
         if !idle.is_zero() {
             tokio::time::sleep(idle).await;
