@@ -113,17 +113,17 @@ enum Role {
 /// What a follower knows of the entries ahead of its predecessor, from its last listing. Once
 /// the predecessor is gone, nothing new can come between them and us: entries sort in the order
 /// the service created them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Ahead {
     /// None: the predecessor was the head of our last listing. Our own entry is all there is to
     /// read (with the leader note, in one request).
     Head,
-    /// Some, all ours: the leader note decides (read with our own entry, in one request), or a
+    /// One or more, all ours: the leader note decides (read with our own entry, in one request), or a
     /// listing. Checking the few that were ahead by reads in the same request, as this once did
     /// for up to 8, made a ZooKeeper `multiRead` of 10 reads at 10 candidates, 0.11-0.12 ms
     /// slower than one of 2 (issue 12); the note names the predecessor whenever it led, which is
     /// every hand-over of leadership.
-    Many,
+    Others,
     /// A contender of another implementation was seen on the path (one may have come ahead
     /// since), or the predecessor was not the head and the backend keeps no leader notes:
     /// only a listing decides.
@@ -1185,7 +1185,7 @@ impl Machine {
         } else if index == 1 {
             Ahead::Head
         } else if self.cfg.leader_notes {
-            Ahead::Many
+            Ahead::Others
         } else {
             Ahead::Unknown
         };
@@ -1285,7 +1285,7 @@ impl Machine {
         if **predecessor != *name {
             return;
         }
-        let (entry, predecessor, ahead) = (entry.clone(), predecessor.clone(), ahead.clone());
+        let (entry, predecessor, ahead) = (entry.clone(), predecessor.clone(), *ahead);
         self.phase = Phase::Holding {
             entry: entry.clone(),
             role: Role::Verifying,

@@ -337,38 +337,6 @@ fn head_handover_with_our_entry_deleted_in_the_same_transaction_never_leads() {
     );
 }
 
-/// The predecessor was not the head: one round trip reads our entry and the leader note, not the
-/// entries our listing had ahead of it. A note naming another: list again.
-#[test]
-fn a_predecessor_that_was_not_head_is_confirmed_by_the_leader_note() {
-    let (mut m, now, _) = placed(false, 2);
-    m.handle(
-        now,
-        Input::PredecessorGone {
-            name: "o1".into(),
-            result: Ok(()),
-        },
-    );
-    let out = m.take_actions();
-    assert!(
-        out.contains(&Action::Confirm {
-            name: "mine".into(),
-            note: true,
-        }),
-        "{out:?}"
-    );
-    assert!(!out.contains(&Action::List), "{out:?}");
-    m.handle(
-        now,
-        Input::Confirmed {
-            name: "mine".into(),
-            result: Ok(conf(Some(info("mine", 2, marker_of_entry())), Some("o0"))),
-        },
-    );
-    assert!(m.take_actions().contains(&Action::List));
-    assert!(!m.state().is_leader());
-}
-
 /// S3 / L3: the note names the predecessor (it led, so nothing was left ahead of it) and our
 /// entry is still ours: we lead without listing.
 #[test]
@@ -443,17 +411,23 @@ fn a_failed_confirmation_lists_again() {
     assert!(m.take_actions().contains(&Action::List));
 }
 
-/// Behind more entries than are worth checking one by one, the leader note decides: naming the
-/// predecessor (it led, so nothing was left ahead of it), we lead; naming another, we list.
+/// The predecessor was not the head, one entry behind it or nine: one round trip reads our entry
+/// and the leader note, not the entries our listing had ahead of it. The note decides: naming
+/// the predecessor (it led, so nothing was left ahead of it), we lead; naming another (the
+/// entry ahead of it), or none, we list.
 #[test]
-fn far_behind_the_head_the_leader_note_decides() {
-    let ahead = 10;
-    let pred = format!("o{}", ahead - 1);
-    for (note, leads) in [
-        (Some(pred.as_str()), true),
-        (Some("o0"), false),
-        (None, false),
-    ] {
+fn behind_the_head_the_leader_note_decides() {
+    for (ahead, (note, leads)) in [2, 10].into_iter().flat_map(|ahead: u64| {
+        let pred = format!("o{}", ahead - 1);
+        [
+            (Some(pred), true),
+            (Some("o0".to_owned()), false),
+            (None, false),
+        ]
+        .map(|case| (ahead, case))
+    }) {
+        let pred = format!("o{}", ahead - 1);
+        let note = note.as_deref();
         let (mut m, now, _) = placed(false, ahead);
         m.handle(
             now,
@@ -478,11 +452,11 @@ fn far_behind_the_head_the_leader_note_decides() {
                 result: Ok(conf(Some(info("mine", ahead, marker_of_entry())), note)),
             },
         );
-        assert_eq!(m.state().is_leader(), leads, "note {note:?}");
+        assert_eq!(m.state().is_leader(), leads, "{ahead} ahead, note {note:?}");
         assert_eq!(
             m.take_actions().contains(&Action::List),
             !leads,
-            "note {note:?}"
+            "{ahead} ahead, note {note:?}"
         );
     }
 }
