@@ -18,9 +18,8 @@ use tokio::time::timeout;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::Registry;
-use zookeeper_client as zk;
 
-use crate::scenario::{self, ms, persistent, raw, summary, wait_state};
+use crate::scenario::{self, ms, summary, wait_state, RawFloor};
 
 /// One checkpoint as it was emitted.
 #[derive(Clone, Debug)]
@@ -157,7 +156,7 @@ pub struct Sizes {
     /// The raw floor, one sample per round (delete on one bare session -> exists watch fires
     /// on another).
     pub floor: Vec<Duration>,
-    /// A `getData` round trip on a bare session, one sample per round.
+    /// An `exists` round trip on a bare session, one sample per round.
     pub rtt: Vec<Duration>,
     /// Rounds whose successor confirmed with a read of its own entry / with a listing.
     pub by_read: usize,
@@ -168,51 +167,6 @@ pub struct Sizes {
     /// Per complete round, in the order of `total` and of each leg's samples: that round's
     /// floor and round trip (`floor` and `rtt` hold every round's, complete or not).
     pub round_floor: Vec<(Duration, Duration)>,
-}
-
-/// The bare-client probes measured between hand-overs.
-struct Probe {
-    a: zk::Client,
-    b: zk::Client,
-}
-
-impl Probe {
-    async fn new(connect: &str, session_timeout: Duration) -> Self {
-        let a = raw(connect, session_timeout).await;
-        let b = raw(connect, session_timeout).await;
-        match a.mkdir("/bench/legs-floor", &persistent()).await {
-            Ok(()) | Err(zk::Error::NodeExists) => {}
-            Err(e) => panic!("mkdir /bench/legs-floor: {e}"),
-        }
-        Probe { a, b }
-    }
-
-    /// A delete on one session until an exists watch fires on another.
-    async fn floor(&self, gap: Duration) -> Duration {
-        let p = "/bench/legs-floor/node";
-        let ephemeral = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
-        self.a.create(p, b"", &ephemeral).await.unwrap();
-        let (stat, watcher) = self.b.check_and_watch_stat(p).await.unwrap();
-        assert!(stat.is_some());
-        tokio::time::sleep(gap).await;
-        let started = Instant::now();
-        let fired = async {
-            let event = watcher.changed().await;
-            (Instant::now(), event)
-        };
-        let (deleted, (fired_at, event)) = tokio::join!(self.a.delete(p, None), fired);
-        deleted.unwrap();
-        assert_eq!(event.event_type, zk::EventType::NodeDeleted);
-        fired_at - started
-    }
-
-    /// One `getData` round trip.
-    async fn round_trip(&self, gap: Duration) -> Duration {
-        tokio::time::sleep(gap).await;
-        let started = Instant::now();
-        self.b.get_data("/bench/legs-floor").await.unwrap();
-        started.elapsed()
-    }
 }
 
 /// Runs `rounds` graceful hand-overs among `n` candidates with leader work, recording the
@@ -228,7 +182,7 @@ pub async fn hand_overs(
     session_timeout: Duration,
     gap: Duration,
 ) -> Sizes {
-    let probe = Probe::new(connect, session_timeout).await;
+    let probe = RawFloor::new(connect).await;
     let path = format!("/bench/legs-{n}");
     let (running_tx, mut running) = mpsc::unbounded_channel::<(String, Instant)>();
     let mut cs = Vec::with_capacity(n);
@@ -271,7 +225,7 @@ pub async fn hand_overs(
     };
     let mut order: Vec<usize> = (0..n).collect();
     for round in 0..rounds {
-        let floor = probe.floor(gap).await;
+        let floor = probe.round(gap).await;
         let rtt = probe.round_trip(gap).await;
         out.floor.push(floor);
         out.rtt.push(rtt);
@@ -393,18 +347,8 @@ pub fn slowest(results: &[Sizes]) -> String {
         let mut rounds: Vec<usize> = (0..r.total.len()).collect();
         rounds.sort_by_key(|&i| std::cmp::Reverse(r.total[i]));
         for &i in rounds.iter().take(SLOWEST) {
-            // The legs between distinct checkpoints only: the overlapping ones ("delete sent
-            // -> answered (old)", "delete sent -> watch fired", "work started -> published")
-            // repeat others.
-            let mut over: Vec<(Duration, &str)> = LEGS
-                .iter()
-                .enumerate()
-                .filter(|(_, (label, _, _))| {
-                    !label.starts_with("delete sent -> answered")
-                        && !label.starts_with("delete sent -> watch")
-                        && !label.starts_with("work started")
-                })
-                .map(|(k, (label, _, _))| (r.legs[k][i].saturating_sub(p50s[k]), *label))
+            let mut over: Vec<(Duration, &str)> = chain()
+                .map(|k| (r.legs[k][i].saturating_sub(p50s[k]), LEGS[k].0))
                 .collect();
             over.sort_by_key(|&(d, _)| std::cmp::Reverse(d));
             let (floor, rtt) = r.round_floor[i];
@@ -424,6 +368,23 @@ pub fn slowest(results: &[Sizes]) -> String {
         }
     }
     t
+}
+
+/// The indices of the [`LEGS`] that follow one another from `resign` to `running`, each
+/// starting where the last ended: the others ("delete sent -> answered (old)", "delete sent ->
+/// watch fired", "work started -> published") overlap them.
+fn chain() -> impl Iterator<Item = usize> {
+    let mut end = "resign";
+    LEGS.iter()
+        .enumerate()
+        .filter(move |(_, (_, from, to))| {
+            let next = *from == end;
+            if next {
+                end = to;
+            }
+            next
+        })
+        .map(|(k, _)| k)
 }
 
 /// The median of a sample of ratios.
@@ -491,4 +452,34 @@ pub fn table(results: &[Sizes]) -> String {
         r.incomplete.to_string()
     });
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain runs from `resign` to `running` without a gap, and leaves out exactly the legs
+    /// that overlap it.
+    #[test]
+    fn the_chain_covers_the_hand_over_once() {
+        let legs: Vec<_> = chain().map(|k| LEGS[k]).collect();
+        assert_eq!(legs.first().map(|l| l.1), Some("resign"));
+        assert_eq!(legs.last().map(|l| l.2), Some("running"));
+        for pair in legs.windows(2) {
+            assert_eq!(pair[0].2, pair[1].1, "{pair:?}");
+        }
+        let left: Vec<&str> = LEGS
+            .iter()
+            .filter(|l| !legs.contains(l))
+            .map(|l| l.0)
+            .collect();
+        assert_eq!(
+            left,
+            [
+                "delete sent -> answered (old)",
+                "delete sent -> watch fired",
+                "work started -> published"
+            ]
+        );
+    }
 }

@@ -144,11 +144,14 @@ pub struct RawFloor {
 }
 
 impl RawFloor {
-    /// Opens both sessions and creates `/bench/floor`.
+    /// Opens both sessions and creates `/bench/floor` unless it exists.
     pub async fn new(connect: &str) -> Self {
         let a = raw(connect, Duration::from_secs(30)).await;
         let b = raw(connect, Duration::from_secs(30)).await;
-        a.mkdir("/bench/floor", &persistent()).await.unwrap();
+        match a.mkdir("/bench/floor", &persistent()).await {
+            Ok(()) | Err(zk::Error::NodeExists) => {}
+            Err(e) => panic!("mkdir /bench/floor: {e}"),
+        }
         RawFloor { a, b }
     }
 
